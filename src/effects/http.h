@@ -1,0 +1,44 @@
+/*
+ * http.h — `call: http` and every other outbound HTTP fetch (libcurl).
+ */
+#ifndef CV_EFFECTS_HTTP_H
+#define CV_EFFECTS_HTTP_H
+
+#include "effects/effects.h"
+
+/* Shared, thread-safe caches (OAuth2 tokens, OIDC discovery, OpenAPI documents). */
+struct cv_http_ctx *cv__http_ctx_new(void);
+void cv__http_ctx_free(struct cv_http_ctx *c);
+
+/*
+ * Performs `call: http`. `args` (consumed) is the task's evaluated `with`:
+ * {method, endpoint (string | {uri, authentication}), headers, query, body,
+ *  output: content|response|raw, redirect}, with any `authentication: {use}`
+ * already replaced by the referenced definition and secret-based definitions
+ * already resolved. `input` (consumed) is the task's transformed input, used to
+ * expand URI templates ({name} = top-level property of input).
+ * On success returns 0, sets *out to the output and *authz (if not NULL) to
+ * the $authorization descriptor {scheme, parameter} or null.
+ * On failure returns CV_EFAULT and sets *out to an error descriptor:
+ * communication (status = HTTP status, title = reason phrase) for non-success
+ * answers and transport failures, timeout (408) when the deadline passed,
+ * expression (400) for bad URI-template values, authentication (401) when a
+ * token could not be obtained. Returns CV_ECANCELED when cancelled.
+ */
+int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *authz);
+
+/*
+ * Performs `call: openapi`: `args` (consumed) is the evaluated `with`
+ * {document: {endpoint|name...}, operationId, parameters, authentication,
+ *  output, redirect}. Same results and errors as cv__http_call.
+ */
+int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz);
+
+/*
+ * GETs `uri` (an external resource) and returns its body as a jv string in
+ * *out (0), or an error descriptor (CV_EFAULT). `file://` URIs and plain paths
+ * are read from disk.
+ */
+int cv__fetch_text(const cv_effect_env *env, const char *uri, jv *out);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * schema.h — JSON Schema validation of workflow data (input, output, export).
+ *
+ * The common vocabulary of draft 2020-12 that workflow authors use: type
+ * (string or array; "integer" accepts integral numbers), properties, required,
+ * additionalProperties (bool or schema), items (schema), prefixItems, enum,
+ * const, minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf,
+ * minLength, maxLength (in Unicode code points), pattern (ECMA-ish via
+ * oniguruma), minItems, maxItems, uniqueItems, minProperties, maxProperties,
+ * allOf, anyOf, oneOf, not, $ref to "#/..." pointers within the same schema,
+ * $defs/definitions. Unknown keywords are ignored (as the specification says).
+ */
+#ifndef CV_JSON_SCHEMA_H
+#define CV_JSON_SCHEMA_H
+
+#include <jv.h>
+
+/*
+ * Validates `instance` against `schema`. Both are borrowed (not consumed).
+ * Returns jv_null() when valid, else a jv array of strings, each
+ * "<json pointer of the instance location>: <message>", e.g.
+ * "/customer/age: 12 is less than the minimum 18". At most 20 messages.
+ */
+jv cv__schema_validate(jv schema, jv instance);
+
+/* Checks that a schema is itself usable (types of the keywords above).
+ * Returns jv_null() or a jv string message. Borrows `schema`. */
+jv cv__schema_check(jv schema);
+
+#endif
