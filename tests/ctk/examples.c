@@ -121,23 +121,29 @@ static int check_expect(jv expect, jv report, struct ctk_buf *why)
 
     jv has = get(expect, "output_has");
     if (jv_get_kind(has) == JV_KIND_ARRAY) {
+        int missing = 0;
         jv_array_foreach(has, i, p)
         {
             if (jv_get_kind(p) != JV_KIND_STRING) {
                 ctk_buf_printf(why, "%soutput_has[%d] is not a string", ok ? "" : "; ", i);
                 ok = 0;
             } else {
-                struct ctk_buf d = {0};
-                jv v = ctk_path_get(out, jv_string_value(p), &d);
+                jv v = ctk_path_get(out, jv_string_value(p), NULL);
                 if (!jv_is_valid(v)) {
-                    ctk_buf_printf(why, "%smissing output property '%s' (%s)", ok ? "" : "; ",
-                                   jv_string_value(p), ctk_buf_str(&d));
+                    ctk_buf_printf(why, "%s'%s'",
+                                   missing ? ", " : ok ? "missing output properties "
+                                                       : "; missing output properties ",
+                                   jv_string_value(p));
+                    missing++;
                     ok = 0;
                 }
                 jv_free(v);
-                ctk_buf_cleanup(&d);
             }
             jv_free(p);
+        }
+        if (missing) {
+            ctk_buf_printf(why, " in ");
+            ctk_buf_json(why, out, 400);
         }
     } else if (jv_is_valid(has)) {
         ctk_buf_printf(why, "%sexpect.output_has must be a list", ok ? "" : "; ");
