@@ -21,25 +21,6 @@
 #include "conveyor.h"
 #include "effects/process.h"
 
-/*
- * cv__fetch_text lives in src/effects/http.c. When that file is linked (the
- * full build), its definition wins; this weak stand-in lets the tests build
- * with only the files process.c needs. Both read file:// URIs and plain paths.
- */
-__attribute__((weak)) int cv__fetch_text(const cv_effect_env *env, const char *uri, jv *out)
-{
-    if (strncmp(uri, "file://", 7) == 0)
-        uri += 7;
-    jv s = jv_load_file(uri, 1);
-    if (!jv_is_valid(s)) {
-        jv_free(s);
-        *out = cv__error_new(CV_ERR_COMMUNICATION, 404, "Not Found", uri);
-        return CV_EFAULT;
-    }
-    *out = s;
-    return CV_OK;
-}
-
 /* ---- helpers ------------------------------------------------------------ */
 
 static char tmpdir[256];
