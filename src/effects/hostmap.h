@@ -18,3 +18,5 @@ void cv__hostmap_free(struct cv_hostmap *m);
 /* Adds "host=addr:port"; returns 0 or CV_EINVAL for a malformed spec. */
 int cv__hostmap_add(struct cv_hostmap *m, const char *spec);
 void cv__hostmap_set_deny_unmapped(struct cv_hostmap *m, int deny);
+
+#endif
