@@ -16,7 +16,8 @@
  *    document ("---" after the first) is "expected a single document".
  *  - Plain scalars resolve by the YAML 1.2 core schema. Integers and floats
  *    become jq numbers (doubles: integers beyond 2^53 lose precision, and
- *    magnitudes beyond DBL_MAX clamp to +-DBL_MAX as jq's own parser does).
+ *    magnitudes beyond DBL_MAX become infinity, exactly as jq's own JSON
+ *    parser does; jq prints them as +-1.7976931348623157e+308).
  *    `.inf`, `-.inf` and `.nan` stay strings: jq 1.6 cannot print them as
  *    JSON (it writes 1.797e308 and null), so keeping the text loses nothing.
  *  - Tags: !!str, !!int, !!float, !!bool, !!null are honoured (a value that
@@ -34,7 +35,6 @@
 
 #include "conveyor.h"
 
-#include <float.h>
 #include <libfyaml.h>
 #include <math.h>
 #include <stdarg.h>
@@ -74,6 +74,8 @@ struct anchor {
 
 struct ctx {
     const char *name;
+    const char *text; /* the input, for locating block scalar indicators */
+    size_t len;
     int want_locs;
     jv locs;
     struct frame stack[CV_YAML_MAX_DEPTH + 1];
@@ -346,8 +348,7 @@ static int is_core_float(const char *s, size_t len)
     return i == len;
 }
 
-/* strtod over a sized text (which holds only number characters), clamped to
- * +-DBL_MAX like jq's own number parser. */
+/* strtod over a sized text (which holds only number characters). */
 static double to_double(const char *s, size_t len)
 {
     char small[64];
@@ -359,8 +360,6 @@ static double to_double(const char *s, size_t len)
     double d = strtod(buf, NULL);
     if (buf != small)
         free(buf);
-    if (isinf(d))
-        d = d > 0 ? DBL_MAX : -DBL_MAX;
     return d;
 }
 
@@ -373,7 +372,7 @@ static double radix_value(const char *s, size_t len, int base)
         int d = dec_digit(ch) ? ch - '0' : (ch | 0x20) - 'a' + 10;
         v = v * base + d;
     }
-    return isinf(v) ? DBL_MAX : v;
+    return v;
 }
 
 /* Integer forms of the core schema, or jv_invalid(). */
@@ -572,10 +571,56 @@ static void mark_of(struct ctx *c, struct fy_event *e, int *line, int *col)
     }
 }
 
+/*
+ * libfyaml marks a block scalar at the start of its first content line; the
+ * node really starts at its indicator ('|' or '>'), on the last non-blank line
+ * before the content. Finds that indicator from the content's byte offset and
+ * sets *line and *col to it; leaves them unchanged when it cannot be found.
+ */
+static void block_indicator_mark(struct ctx *c, size_t pos, int *line, int *col)
+{
+    if (!c->text || pos > c->len)
+        return;
+    const char *t = c->text;
+    size_t end = pos;
+    while (end > 0 && (t[end - 1] == ' ' || t[end - 1] == '\t' || t[end - 1] == '\r' ||
+                       t[end - 1] == '\n'))
+        end--;
+    size_t start = end;
+    while (start > 0 && t[start - 1] != '\n')
+        start--;
+    /* the last '|' or '>' on that line that stands alone as a token, before
+     * any comment: followed only by [-+0-9] then blank, '#' or end of line */
+    size_t found = (size_t)-1;
+    for (size_t i = start; i < end; i++) {
+        if (t[i] == '#' && (i == start || t[i - 1] == ' ' || t[i - 1] == '\t'))
+            break;
+        if ((t[i] == '|' || t[i] == '>') && (i == start || t[i - 1] == ' ' || t[i - 1] == '\t')) {
+            size_t j = i + 1;
+            while (j < end && (t[j] == '-' || t[j] == '+' || (t[j] >= '0' && t[j] <= '9')))
+                j++;
+            if (j == end || t[j] == ' ' || t[j] == '\t')
+                found = i;
+        }
+    }
+    if (found == (size_t)-1)
+        return;
+    offset_to_line_col(t, found, line, col);
+}
+
 static void on_scalar(struct ctx *c, struct fy_event *e)
 {
     int line, col;
     mark_of(c, e, &line, &col);
+    enum fy_scalar_style style = fy_token_scalar_style(e->scalar.value);
+    /* libfyaml marks quoted scalars after the opening quote */
+    if ((style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED) && col > 1)
+        col--;
+    if (style == FYSS_LITERAL || style == FYSS_FOLDED) {
+        const struct fy_mark *m = fy_event_start_mark(e);
+        if (m && m->line >= 0)
+            block_indicator_mark(c, m->input_pos, &line, &col);
+    }
     if (count_node(c, 1, line, col))
         return;
     size_t len = 0;
@@ -585,7 +630,7 @@ static void on_scalar(struct ctx *c, struct fy_event *e)
         len = 0;
     }
     const char *tag = e->scalar.tag ? fy_token_get_text0(e->scalar.tag) : NULL;
-    jv v = scalar_value(c, s, len, fy_token_scalar_style(e->scalar.value), tag, line, col);
+    jv v = scalar_value(c, s, len, style, tag, line, col);
     if (!jv_is_valid(v)) {
         jv_free(v);
         return;
@@ -605,6 +650,8 @@ static void on_alias(struct ctx *c, struct fy_event *e)
 {
     int line, col;
     mark_of(c, e, &line, &col);
+    if (col > 1)
+        col--; /* libfyaml marks the name, after the '*' */
     const char *name = fy_token_get_text0(e->alias.anchor);
     struct anchor *a = name ? find_anchor(c, name) : NULL;
     if (!a) {
@@ -748,8 +795,12 @@ static void fail_from_diag(struct ctx *c, struct fy_diag *diag)
     while (diag && (de = fy_diag_errors_iterate(diag, &it))) {
         if (de->type < FYET_ERROR || !de->msg)
             continue;
+        /* libfyaml's wording is terse where indentation is the usual cause */
+        const char *hint = "";
+        if (strstr(de->msg, "multiline plain key") || strstr(de->msg, "indentation"))
+            hint = " (check the indentation of the lines that follow)";
         fail(c, de->line > 0 ? de->line : c->last_line, de->column > 0 ? de->column : c->last_col,
-             "%s", de->msg);
+             "%s%s", de->msg, hint);
         return;
     }
     fail(c, c->last_line, c->last_col, "invalid YAML");
@@ -799,6 +850,8 @@ int cv__yaml_parse(const char *text, size_t len, const char *name, jv *out, jv *
     if (!c)
         return CV_ENOMEM;
     c->name = name ? name : "<input>";
+    c->text = text;
+    c->len = text ? len : 0;
     c->want_locs = locs != NULL;
     c->locs = locs ? jv_object() : jv_invalid();
     c->root = jv_invalid();
