@@ -1,0 +1,127 @@
+/*
+ * engine_int.h — internals of the interpreter shared by the files of
+ * src/engine (runtime.c, interp.c, state.c).
+ *
+ * An instance is a set of fibers; a fiber is a stack of frames. A frame names
+ * its task by reference and holds only jv values and integers, so the whole
+ * position of an instance can be written out as JSON (state.c) — DESIGN.md
+ * decision 3. C pointers in a frame (task, list, wfctx) are caches of what the
+ * references name.
+ */
+#ifndef CV_ENGINE_INT_H
+#define CV_ENGINE_INT_H
+
+#include "conveyor.h"
+#include "dsl/model.h"
+#include "effects/effects.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct cv_runtime {
+    struct cv_hostmap *hosts;
+    struct cv_http_ctx *http;
+    jv secrets;
+    cv_workflow **subflows;
+    int nsubflows;
+    double time_scale;
+    FILE *events;
+    pthread_mutex_t events_lock;
+    int trace;
+};
+
+/* One execution of one workflow definition (the root, or a subflow). */
+struct wfctx {
+    const struct cv_workflow *wf;
+    jv context;    /* $context */
+    jv descriptor; /* $workflow */
+    jv secrets;    /* $secrets: the declared secrets only */
+    int refs;
+};
+
+enum frame_type { F_WORKFLOW, F_LIST, F_TASK };
+
+struct frame {
+    int type;
+    int phase;
+    const struct cv_task *task;     /* F_TASK */
+    const struct cv_tasklist *list; /* F_LIST */
+    struct wfctx *wfc;
+    int idx;          /* list position, loop iteration, extension position */
+    int attempt;      /* try: retries done so far */
+    int then_kind, then_target; /* the directive chosen by a switch */
+    int exited;       /* F_LIST: ended by `then: exit` */
+    jv raw_input;
+    jv input;         /* transformed input ($input) */
+    jv output;        /* raw, then transformed output */
+    jv scope;         /* scope variables visible here (object) */
+    jv aux;           /* for: the collection; try: the error; fork: results */
+    jv authz;         /* $authorization after a call */
+    int64_t deadline; /* monotonic ms; 0 = none */
+    int64_t deadline_wall_start;
+    int64_t started_wall;
+    int64_t first_attempt_ms; /* try: when the first attempt started */
+    int trace_idx;
+};
+
+enum fiber_state { FB_RUNNABLE, FB_EFFECT, FB_TIMER, FB_CHILDREN, FB_DONE };
+enum ret_kind { RET_NONE, RET_NORMAL, RET_ERROR, RET_END };
+
+struct effect;
+
+struct fiber {
+    struct frame *frames;
+    int nframes, cap;
+    int state;
+    int64_t wake_at;
+    struct effect *effect;
+    struct fiber *parent;
+    int branch;  /* index among the parent's fork branches */
+    int cancelled;
+    /* the return register: a frame that finished hands its result to the one below */
+    int ret;
+    jv ret_value;
+    int ret_then_kind, ret_then_target;
+    int ret_exited;
+};
+
+struct effect {
+    int kind; /* task kind */
+    jv args, input;
+    atomic_int cancel;
+    struct fiber *fiber; /* NULL once abandoned */
+    int rc;
+    jv out, authz;
+    char idem[512];
+    cv_effect_env env;
+    struct instance *inst;
+    struct effect *next;
+};
+
+struct instance {
+    cv_runtime *rt;
+    char id[37];
+    struct fiber **fibers;
+    int nfibers, cap;
+    struct fiber *root;
+    jv trace;
+    int tracing;
+    /* completed effects, posted by effect threads */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct effect *done;
+    int in_flight;
+    int64_t started_wall;
+};
+
+/* runtime.c */
+const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, const char *name,
+                                             const char *version);
+void cv__runtime_emit(cv_runtime *rt, jv event /* borrowed */);
+
+/* state.c: the serializable position of an instance (DESIGN.md decision 3). */
+jv cv__instance_state(const struct instance *in);
+
+#endif

@@ -1,0 +1,1755 @@
+/*
+ * interp.c — the interpreter: runs one instance of a workflow to its end.
+ *
+ * The position of an instance is explicit data (engine_int.h): fibers made of
+ * frames, each frame a task, task list or workflow in some phase. A step
+ * either advances the top frame or hands the frame's result (normal value,
+ * error, or `end`) to the frame below through the fiber's return register —
+ * no C recursion, so a continuation can be stored and resumed (next issue).
+ *
+ * Effects (HTTP, OpenAPI, child processes) run on helper threads and post
+ * their result to the instance's queue; waits and retry delays are timers; a
+ * fork runs its branches as child fibers. Deadlines (task and workflow
+ * `timeout`, retry attempt limits) live on frames: when one passes, every
+ * frame above it is abandoned (effects cancelled, child fibers cancelled) and
+ * the frame fails with a timeout error.
+ *
+ * Sections: data-flow helpers, frames and fibers, task phases, effects,
+ * deadlines, the run loop.
+ */
+#include "engine/engine_int.h"
+
+#include "common/util.h"
+#include "effects/http.h"
+#include "effects/process.h"
+#include "json/schema.h"
+#include "json/yaml.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Task phases */
+enum {
+    P_START = 0,
+    P_EXT_BEFORE, /* running extensions' `before` lists */
+    P_BODY,
+    P_WAIT_CHILD, /* waiting for a pushed frame (do, call function, subflow) */
+    P_FOR_NEXT,
+    P_FOR_WAIT,
+    P_TRY_WAIT,
+    P_TRY_RETRY, /* timer elapsed: run the try list again */
+    P_CATCH_WAIT,
+    P_EFFECT_WAIT,
+    P_TIMER_WAIT,
+    P_FORK_WAIT,
+    P_EXT_AFTER,
+    P_FINISH,     /* output.as, output.schema, export.as (after `after` extensions) */
+    P_FINISH_NOEXT, /* the same, extensions done */
+};
+
+/* Workflow phases */
+enum { W_START = 0, W_WAIT, W_DONE };
+
+/* List phases */
+enum { L_NEXT = 0, L_WAIT };
+
+struct evalctx {
+    struct fiber *fb;
+    struct frame *fr;
+    struct instance *in;
+};
+
+static void fiber_fail(struct instance *in, struct fiber *fb, jv err);
+
+/* ---- data-flow helpers ------------------------------------------------------- */
+
+static jv runtime_descriptor(void)
+{
+    jv r = jv_object();
+    r = jv_object_set(r, jv_string("name"), jv_string("conveyor"));
+    r = jv_object_set(r, jv_string("version"), jv_string(CV_VERSION));
+    return jv_object_set(r, jv_string("metadata"), jv_object());
+}
+
+static jv task_descriptor(const struct frame *fr)
+{
+    jv t = jv_object();
+    if (!fr->task)
+        return jv_null();
+    t = jv_object_set(t, jv_string("name"), jv_string(fr->task->name));
+    t = jv_object_set(t, jv_string("reference"), jv_string(fr->task->ref));
+    t = jv_object_set(t, jv_string("definition"), jv_copy(fr->task->def));
+    t = jv_object_set(t, jv_string("input"), jv_copy(fr->raw_input));
+    t = jv_object_set(t, jv_string("output"), jv_is_valid(fr->output) ? jv_copy(fr->output) : jv_null());
+    return jv_object_set(t, jv_string("startedAt"), cv__time_descriptor(fr->started_wall));
+}
+
+static jv materialize(void *ud, int var)
+{
+    struct evalctx *c = ud;
+    switch (var) {
+    case CV_VAR_CONTEXT:
+        return jv_copy(c->fr->wfc->context);
+    case CV_VAR_INPUT:
+        return jv_is_valid(c->fr->input) ? jv_copy(c->fr->input) : jv_copy(c->fr->raw_input);
+    case CV_VAR_OUTPUT:
+        return jv_is_valid(c->fr->output) ? jv_copy(c->fr->output) : jv_null();
+    case CV_VAR_SECRETS:
+        return jv_copy(c->fr->wfc->secrets);
+    case CV_VAR_TASK:
+        return task_descriptor(c->fr);
+    case CV_VAR_WORKFLOW:
+        return jv_copy(c->fr->wfc->descriptor);
+    case CV_VAR_RUNTIME:
+        return runtime_descriptor();
+    case CV_VAR_AUTHORIZATION:
+        return jv_copy(c->fr->authz);
+    }
+    return jv_null();
+}
+
+/* Sets up an evaluation environment for expressions of frame `fr`. */
+static void env_init(struct cv_evalenv *env, struct evalctx *c, struct instance *in, struct fiber *fb,
+                     struct frame *fr)
+{
+    c->fb = fb;
+    c->fr = fr;
+    c->in = in;
+    for (int i = 0; i < CV_VAR_COUNT; i++)
+        env->vars[i] = jv_invalid();
+    env->scope = fr->scope;
+    env->materialize = materialize;
+    env->ud = c;
+}
+
+static void env_cleanup(struct cv_evalenv *env)
+{
+    for (int i = 0; i < CV_VAR_COUNT; i++)
+        jv_free(env->vars[i]);
+}
+
+/* Evaluates a template for frame `fr` with `.` = dot (consumed). */
+static int eval_tmpl(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_tmpl *t, jv dot,
+                     jv *out)
+{
+    if (!cv__tmpl_dynamic(t)) {
+        jv_free(dot);
+        *out = jv_copy(t->konst);
+        return 0;
+    }
+    struct cv_evalenv env;
+    struct evalctx c;
+    env_init(&env, &c, in, fb, fr);
+    int rc = cv__tmpl_eval(fr->wfc->wf->exprs, t, dot, &env, out);
+    env_cleanup(&env);
+    return rc;
+}
+
+static int eval_expr(struct instance *in, struct fiber *fb, struct frame *fr, int idx, jv dot, jv scope_extra,
+                     jv *out)
+{
+    struct cv_evalenv env;
+    struct evalctx c;
+    env_init(&env, &c, in, fb, fr);
+    jv merged = jv_invalid();
+    if (jv_get_kind(scope_extra) == JV_KIND_OBJECT) {
+        merged = jv_object_merge(jv_copy(fr->scope), scope_extra);
+        env.scope = merged;
+    } else {
+        jv_free(scope_extra);
+    }
+    int rc = cv__expr_eval(fr->wfc->wf->exprs, idx, dot, &env, out);
+    env_cleanup(&env);
+    jv_free(merged);
+    return rc;
+}
+
+static jv with_instance(jv err, const char *ref)
+{
+    if (jv_get_kind(err) != JV_KIND_OBJECT)
+        err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "an error that is not an object was raised");
+    jv inst = jv_object_get(jv_copy(err), jv_string("instance"));
+    int has = jv_get_kind(inst) == JV_KIND_STRING;
+    jv_free(inst);
+    if (!has && ref)
+        err = jv_object_set(err, jv_string("instance"), jv_string(ref));
+    return err;
+}
+
+/* Validates `value` (borrowed) against `schema` (borrowed); returns jv_null()
+ * or a validation error descriptor. */
+static jv check_schema(jv schema, jv value, const char *what)
+{
+    if (jv_get_kind(schema) != JV_KIND_OBJECT)
+        return jv_null();
+    if (jv_object_has(jv_copy(schema), jv_string("$cvResource")))
+        return cv__error_newf(CV_ERR_CONFIGURATION, 400, "Configuration Error",
+                              "%s schema: external schema resources are not supported by `conveyor run`", what);
+    jv problems = cv__schema_validate(schema, value);
+    if (jv_get_kind(problems) != JV_KIND_ARRAY) {
+        jv_free(problems);
+        return jv_null();
+    }
+    jv text = jv_string_fmt("%s does not match its schema:", what);
+    jv_array_foreach(problems, i, p)
+    {
+        text = jv_string_append_str(text, i ? "; " : " ");
+        text = jv_string_concat(text, p);
+    }
+    jv_free(problems);
+    jv e = cv__error_new(CV_ERR_VALIDATION, 400, "Validation Error", jv_string_value(text));
+    jv_free(text);
+    return e;
+}
+
+static int64_t scaled(struct instance *in, int64_t ms)
+{
+    double s = in->rt->time_scale;
+    if (s == 1.0 || ms <= 0)
+        return ms;
+    double v = (double)ms * s;
+    return v < 0 ? 0 : (int64_t)ceil(v);
+}
+
+/* Resolves a duration (literal or expression) in ms. */
+static int duration_of(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_duration *d,
+                       int64_t *ms, jv *err)
+{
+    if (d->expr < 0) {
+        *ms = d->ms;
+        return 0;
+    }
+    jv v;
+    if (eval_expr(in, fb, fr, d->expr, jv_copy(jv_is_valid(fr->input) ? fr->input : fr->raw_input),
+                  jv_null(), &v)) {
+        *err = v;
+        return CV_EFAULT;
+    }
+    const char *why = NULL;
+    int rc = cv__duration_ms(v, ms, &why);
+    jv_free(v);
+    if (rc) {
+        *err = cv__error_newf(CV_ERR_EXPRESSION, 400, "Expression Error", "invalid duration: %s",
+                              why ? why : "?");
+        return CV_EFAULT;
+    }
+    return 0;
+}
+
+/* ---- trace -------------------------------------------------------------------- */
+
+static int trace_start(struct instance *in, const struct cv_task *t)
+{
+    if (!in->tracing)
+        return -1;
+    jv e = jv_object();
+    e = jv_object_set(e, jv_string("name"), jv_string(t->name));
+    e = jv_object_set(e, jv_string("reference"), jv_string(t->ref));
+    e = jv_object_set(e, jv_string("status"), jv_string("running"));
+    int idx = jv_array_length(jv_copy(in->trace));
+    in->trace = jv_array_append(in->trace, e);
+    return idx;
+}
+
+static void trace_end(struct instance *in, int idx, const char *status, const char *key, jv value)
+{
+    if (idx < 0 || !in->tracing) {
+        jv_free(value);
+        return;
+    }
+    jv e = jv_array_get(jv_copy(in->trace), idx);
+    e = jv_object_set(e, jv_string("status"), jv_string(status));
+    if (key)
+        e = jv_object_set(e, jv_string(key), value);
+    else
+        jv_free(value);
+    in->trace = jv_array_set(in->trace, idx, e);
+}
+
+/* ---- frames and fibers ---------------------------------------------------------- */
+
+static struct frame *top(struct fiber *fb) { return fb->nframes ? &fb->frames[fb->nframes - 1] : NULL; }
+
+static struct wfctx *wfc_ref(struct wfctx *w)
+{
+    if (w)
+        w->refs++;
+    return w;
+}
+
+static void wfc_unref(struct wfctx *w)
+{
+    if (!w || --w->refs > 0)
+        return;
+    jv_free(w->context);
+    jv_free(w->descriptor);
+    jv_free(w->secrets);
+    free(w);
+}
+
+static struct frame *push(struct fiber *fb, int type, struct wfctx *wfc, jv raw_input, jv scope)
+{
+    if (fb->nframes == fb->cap) {
+        int cap = fb->cap ? fb->cap * 2 : 16;
+        struct frame *n = realloc(fb->frames, (size_t)cap * sizeof *n);
+        if (!n) {
+            jv_free(raw_input);
+            jv_free(scope);
+            return NULL;
+        }
+        fb->frames = n;
+        fb->cap = cap;
+    }
+    struct frame *fr = &fb->frames[fb->nframes++];
+    memset(fr, 0, sizeof *fr);
+    fr->type = type;
+    fr->wfc = wfc_ref(wfc);
+    fr->raw_input = raw_input;
+    fr->input = jv_invalid();
+    fr->output = jv_invalid();
+    fr->scope = scope;
+    fr->aux = jv_null();
+    fr->authz = jv_null();
+    fr->trace_idx = -1;
+    fr->then_target = -1;
+    return fr;
+}
+
+static void frame_release(struct frame *fr)
+{
+    jv_free(fr->raw_input);
+    jv_free(fr->input);
+    jv_free(fr->output);
+    jv_free(fr->scope);
+    jv_free(fr->aux);
+    jv_free(fr->authz);
+    wfc_unref(fr->wfc);
+}
+
+/* Pops the top frame and hands (kind, value) to the frame below. */
+static void ret(struct fiber *fb, int kind, jv value, int then_kind, int then_target)
+{
+    struct frame *fr = top(fb);
+    frame_release(fr);
+    fb->nframes--;
+    jv_free(fb->ret_value);
+    fb->ret = kind;
+    fb->ret_value = value;
+    fb->ret_then_kind = then_kind;
+    fb->ret_then_target = then_target;
+    if (fb->nframes == 0)
+        fb->state = FB_DONE;
+}
+
+static struct fiber *fiber_new(struct instance *in, struct fiber *parent, int branch)
+{
+    struct fiber *fb = calloc(1, sizeof *fb);
+    if (!fb)
+        return NULL;
+    if (in->nfibers == in->cap) {
+        int cap = in->cap ? in->cap * 2 : 8;
+        struct fiber **n = realloc(in->fibers, (size_t)cap * sizeof *n);
+        if (!n) {
+            free(fb);
+            return NULL;
+        }
+        in->fibers = n;
+        in->cap = cap;
+    }
+    in->fibers[in->nfibers++] = fb;
+    fb->parent = parent;
+    fb->branch = branch;
+    fb->state = FB_RUNNABLE;
+    fb->ret_value = jv_null();
+    return fb;
+}
+
+static void effect_abandon(struct instance *in, struct fiber *fb)
+{
+    if (!fb->effect)
+        return;
+    pthread_mutex_lock(&in->lock);
+    atomic_store(&fb->effect->cancel, 1);
+    fb->effect->fiber = NULL;
+    pthread_mutex_unlock(&in->lock);
+    fb->effect = NULL;
+}
+
+/* Cancels a fiber and all its descendants: frames dropped, effects abandoned. */
+static void fiber_cancel(struct instance *in, struct fiber *fb)
+{
+    for (int i = 0; i < in->nfibers; i++)
+        if (in->fibers[i]->parent == fb && in->fibers[i]->state != FB_DONE)
+            fiber_cancel(in, in->fibers[i]);
+    effect_abandon(in, fb);
+    while (fb->nframes) {
+        struct frame *fr = top(fb);
+        if (fr->type == F_TASK)
+            trace_end(in, fr->trace_idx, "cancelled", NULL, jv_null());
+        frame_release(fr);
+        fb->nframes--;
+    }
+    fb->cancelled = 1;
+    fb->state = FB_DONE;
+    fb->ret = RET_NONE;
+}
+
+static void cancel_children(struct instance *in, struct fiber *fb)
+{
+    for (int i = 0; i < in->nfibers; i++)
+        if (in->fibers[i]->parent == fb && in->fibers[i]->state != FB_DONE)
+            fiber_cancel(in, in->fibers[i]);
+}
+
+/* ---- effects ---------------------------------------------------------------------- */
+
+static void *effect_thread(void *arg)
+{
+    struct effect *e = arg;
+    jv out = jv_null(), authz = jv_null();
+    int rc;
+    switch (e->kind) {
+    case CV_T_CALL_HTTP:
+        rc = cv__http_call(&e->env, jv_copy(e->args), jv_copy(e->input), &out, &authz);
+        break;
+    case CV_T_CALL_OPENAPI:
+        rc = cv__openapi_call(&e->env, jv_copy(e->args), &out, &authz);
+        break;
+    default:
+        rc = cv__process_run(&e->env, jv_copy(e->args), jv_copy(e->input), &out);
+        break;
+    }
+    struct instance *in = e->inst;
+    pthread_mutex_lock(&in->lock);
+    e->rc = rc;
+    e->out = out;
+    e->authz = authz;
+    e->next = in->done;
+    in->done = e;
+    pthread_cond_signal(&in->cond);
+    pthread_mutex_unlock(&in->lock);
+    return NULL;
+}
+
+static void effect_free(struct effect *e)
+{
+    jv_free(e->args);
+    jv_free(e->input);
+    jv_free(e->out);
+    jv_free(e->authz);
+    free(e);
+}
+
+/* The earliest deadline of any frame of the fiber (0 = none). */
+static int64_t fiber_deadline(struct instance *in, struct fiber *fb)
+{
+    int64_t d = 0;
+    for (struct fiber *f = fb; f; f = f->parent)
+        for (int i = 0; i < f->nframes; i++)
+            if (f->frames[i].deadline && (!d || f->frames[i].deadline < d))
+                d = f->frames[i].deadline;
+    return d;
+}
+
+/* A stable key for this effect: instance/task-reference/iterations/attempt. */
+static void idempotency_key(struct instance *in, struct fiber *fb, struct frame *fr, char *buf, size_t n)
+{
+    char iters[256] = "";
+    size_t used = 0;
+    int attempt = 0;
+    for (int i = 0; i < fb->nframes; i++) {
+        struct frame *f = &fb->frames[i];
+        if (f->type == F_TASK && f->task->kind == CV_T_FOR && used + 12 < sizeof iters)
+            used += (size_t)snprintf(iters + used, sizeof iters - used, "%s%d", used ? "." : "", f->idx);
+        if (f->type == F_TASK && f->task->kind == CV_T_TRY)
+            attempt = f->attempt;
+    }
+    snprintf(buf, n, "%s%s/%s/%d", in->id, fr->task->ref, iters[0] ? iters : "0", attempt);
+}
+
+/* Replaces secret-based authentication ({basic: {use: secret}}) by the secret. */
+static int resolve_secret_auth(struct frame *fr, jv *v, jv *err)
+{
+    jv_kind k = jv_get_kind(*v);
+    if (k == JV_KIND_ARRAY) {
+        int n = jv_array_length(jv_copy(*v));
+        for (int i = 0; i < n; i++) {
+            jv item = jv_array_get(jv_copy(*v), i);
+            if (resolve_secret_auth(fr, &item, err)) {
+                jv_free(item);
+                return CV_EFAULT;
+            }
+            *v = jv_array_set(*v, i, item);
+        }
+        return 0;
+    }
+    if (k != JV_KIND_OBJECT)
+        return 0;
+    jv keys = jv_keys_unsorted(jv_copy(*v));
+    int rc = 0;
+    jv_array_foreach(keys, i, key)
+    {
+        jv item = jv_object_get(jv_copy(*v), jv_copy(key));
+        if (!rc && !strcmp(jv_string_value(key), "authentication") && jv_get_kind(item) == JV_KIND_OBJECT) {
+            jv schemes = jv_keys_unsorted(jv_copy(item));
+            jv_array_foreach(schemes, j, s)
+            {
+                jv sdef = jv_object_get(jv_copy(item), jv_copy(s));
+                jv use = jv_get_kind(sdef) == JV_KIND_OBJECT ? jv_object_get(jv_copy(sdef), jv_string("use"))
+                                                             : jv_invalid();
+                if (!rc && jv_get_kind(use) == JV_KIND_STRING) {
+                    jv secret = jv_object_get(jv_copy(fr->wfc->secrets), jv_copy(use));
+                    if (jv_get_kind(secret) != JV_KIND_OBJECT) {
+                        *err = cv__error_newf(CV_ERR_AUTHORIZATION, 403, "Authorization Error",
+                                              "secret '%s' is not available to this workflow (declare it in "
+                                              "use.secrets and provide it with --secrets)",
+                                              jv_string_value(use));
+                        rc = CV_EFAULT;
+                        jv_free(secret);
+                    } else {
+                        item = jv_object_set(item, jv_copy(s), secret);
+                    }
+                }
+                jv_free(use);
+                jv_free(sdef);
+                jv_free(s);
+            }
+            jv_free(schemes);
+        } else if (!rc) {
+            rc = resolve_secret_auth(fr, &item, err);
+        }
+        *v = jv_object_set(*v, key, item);
+    }
+    jv_free(keys);
+    return rc;
+}
+
+static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr, jv args, jv *err)
+{
+    struct effect *e = calloc(1, sizeof *e);
+    if (!e) {
+        jv_free(args);
+        *err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory");
+        return CV_EFAULT;
+    }
+    e->kind = fr->task->kind;
+    e->args = args;
+    e->input = jv_copy(fr->input);
+    e->out = jv_null();
+    e->authz = jv_null();
+    e->fiber = fb;
+    e->inst = in;
+    atomic_init(&e->cancel, 0);
+    idempotency_key(in, fb, fr, e->idem, sizeof e->idem);
+    e->env.hosts = in->rt->hosts;
+    e->env.http = in->rt->http;
+    e->env.cancel = &e->cancel;
+    int64_t d = fiber_deadline(in, fb);
+    e->env.deadline_ms = d ? d + 100 : 0; /* our own deadline fires first */
+    e->env.idempotency_key = e->idem;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    pthread_mutex_lock(&in->lock);
+    in->in_flight++;
+    pthread_mutex_unlock(&in->lock);
+    if (pthread_create(&th, &attr, effect_thread, e)) {
+        pthread_attr_destroy(&attr);
+        pthread_mutex_lock(&in->lock);
+        in->in_flight--;
+        pthread_mutex_unlock(&in->lock);
+        effect_free(e);
+        *err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "could not start a thread for the effect");
+        return CV_EFAULT;
+    }
+    pthread_attr_destroy(&attr);
+    fb->effect = e;
+    fb->state = FB_EFFECT;
+    return 0;
+}
+
+/* ---- task phases ------------------------------------------------------------------- */
+
+static const char *unsupported_reason(const struct cv_task *t)
+{
+    switch (t->kind) {
+    case CV_T_LISTEN:
+        return "listen needs the conveyor server's event bus; `conveyor run` has no event source";
+    case CV_T_RUN_CONTAINER:
+        return "run: container needs a container engine, which this runtime does not drive";
+    default:
+        return "this call protocol (grpc, asyncapi, a2a, mcp, catalog functions) is not supported yet";
+    }
+}
+
+/* Fails the top task frame with `err` (instance = the task's reference). */
+static void task_fail(struct instance *in, struct fiber *fb, jv err)
+{
+    struct frame *fr = top(fb);
+    err = with_instance(err, fr->task ? fr->task->ref : NULL);
+    if (fr->type == F_TASK)
+        trace_end(in, fr->trace_idx, "faulted", "error", jv_copy(err));
+    ret(fb, RET_ERROR, err, CV_THEN_CONTINUE, -1);
+}
+
+static void task_finish_value(struct fiber *fb, struct frame *fr, jv raw_output)
+{
+    jv_free(fr->output);
+    fr->output = raw_output;
+    fr->phase = P_FINISH;
+    (void)fb;
+}
+
+static jv cloud_event(jv ev)
+{
+    if (jv_get_kind(ev) != JV_KIND_OBJECT) {
+        jv_free(ev);
+        ev = jv_object();
+    }
+    if (!jv_object_has(jv_copy(ev), jv_string("id"))) {
+        char id[37];
+        cv__uuid4(id);
+        ev = jv_object_set(ev, jv_string("id"), jv_string(id));
+    }
+    if (!jv_object_has(jv_copy(ev), jv_string("specversion")))
+        ev = jv_object_set(ev, jv_string("specversion"), jv_string("1.0"));
+    if (!jv_object_has(jv_copy(ev), jv_string("time"))) {
+        char ts[32];
+        cv__rfc3339(cv__wall_ms(), ts);
+        ev = jv_object_set(ev, jv_string("time"), jv_string(ts));
+    }
+    if (jv_object_has(jv_copy(ev), jv_string("data")) && !jv_object_has(jv_copy(ev), jv_string("datacontenttype")))
+        ev = jv_object_set(ev, jv_string("datacontenttype"), jv_string("application/json"));
+    return ev;
+}
+
+/* Does a caught error match the catch filter `with`? Equality on type,
+ * status, instance, title, details (the filter's `details` is the error's
+ * `detail`). The CTK's older type URIs are aliases of the specification's. */
+static int error_matches(jv with /* borrowed */, jv err /* borrowed */)
+{
+    if (jv_get_kind(with) != JV_KIND_OBJECT)
+        return 1;
+    int ok = 1;
+    jv_object_foreach(with, k, want)
+    {
+        const char *key = jv_string_value(k);
+        jv have = jv_object_get(jv_copy(err), jv_string(!strcmp(key, "details") ? "detail" : key));
+        if (!jv_is_valid(have)) {
+            jv_free(have);
+            have = jv_null();
+        }
+        int eq;
+        if (!strcmp(key, "type") && jv_get_kind(want) == JV_KIND_STRING && jv_get_kind(have) == JV_KIND_STRING) {
+            const char *w = jv_string_value(want), *h = jv_string_value(have);
+            static const char old[] = "https://serverlessworkflow.io/dsl/errors/types/";
+            char buf[512];
+            if (!strncmp(w, old, sizeof old - 1)) {
+                snprintf(buf, sizeof buf, "%s%s", CV_ERR_PREFIX, w + sizeof old - 1);
+                w = buf;
+            }
+            eq = !strcmp(w, h);
+        } else {
+            eq = jv_equal(jv_copy(want), jv_copy(have));
+        }
+        if (!eq)
+            ok = 0;
+        jv_free(have);
+        jv_free(k);
+        jv_free(want);
+    }
+    return ok;
+}
+
+/* The delay before retry number n (1-based), in ms, before scaling. */
+static int64_t retry_delay(const struct cv_retry *r, int64_t base, int n)
+{
+    double d = (double)base;
+    if (r->backoff == 1)
+        d = d * n;
+    else if (r->backoff == 2)
+        d = d * pow(2.0, n - 1);
+    if (r->jitter_to_ms > r->jitter_from_ms || r->jitter_from_ms) {
+        uint32_t rnd;
+        char u[37];
+        cv__uuid4(u); /* getrandom-backed; cheap enough at retry frequency */
+        rnd = (uint32_t)strtoul(u + 28, NULL, 16);
+        double span = (double)(r->jitter_to_ms - r->jitter_from_ms);
+        d += (double)r->jitter_from_ms + (span > 0 ? span * ((double)rnd / 4294967295.0) : 0);
+    }
+    if (d > 9e15)
+        d = 9e15;
+    return (int64_t)d;
+}
+
+static void push_list(struct instance *in, struct fiber *fb, const struct cv_tasklist *l, jv input, jv scope)
+{
+    struct wfctx *w = top(fb)->wfc;
+    struct frame *fr = push(fb, F_LIST, w, input, scope);
+    if (!fr) {
+        fiber_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory"));
+        return;
+    }
+    fr->list = l;
+    fr->phase = L_NEXT;
+}
+
+static void push_task(struct instance *in, struct fiber *fb, const struct cv_task *t, struct wfctx *w, jv input,
+                      jv scope)
+{
+    struct frame *fr = push(fb, F_TASK, w, input, scope);
+    if (!fr) {
+        fiber_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory"));
+        return;
+    }
+    fr->task = t;
+    fr->phase = P_START;
+}
+
+static struct wfctx *wfc_new(struct instance *in, const struct cv_workflow *wf, jv raw_input, jv *err)
+{
+    struct wfctx *w = calloc(1, sizeof *w);
+    if (!w) {
+        jv_free(raw_input);
+        *err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory");
+        return NULL;
+    }
+    w->wf = wf;
+    w->refs = 0;
+    w->context = jv_object();
+    jv d = jv_object();
+    d = jv_object_set(d, jv_string("id"), jv_string(in->id));
+    d = jv_object_set(d, jv_string("definition"), jv_copy(wf->doc));
+    d = jv_object_set(d, jv_string("input"), raw_input);
+    d = jv_object_set(d, jv_string("startedAt"), cv__time_descriptor(cv__wall_ms()));
+    w->descriptor = d;
+    /* $secrets holds only the secrets the document declares in use.secrets */
+    w->secrets = jv_object();
+    jv_array_foreach(wf->secret_names, i, name)
+    {
+        jv v = jv_object_get(jv_copy(in->rt->secrets), jv_copy(name));
+        if (!jv_is_valid(v)) {
+            jv_free(v);
+            if (!jv_is_valid(*err) || jv_get_kind(*err) == JV_KIND_NULL) {
+                jv_free(*err);
+                *err = cv__error_newf(CV_ERR_AUTHORIZATION, 403, "Authorization Error",
+                                      "secret '%s' is declared in use.secrets but was not provided",
+                                      jv_string_value(name));
+            }
+            jv_free(name);
+            continue;
+        }
+        w->secrets = jv_object_set(w->secrets, name, v);
+    }
+    return w;
+}
+
+/* One step of a task frame. */
+static void step_task(struct instance *in, struct fiber *fb)
+{
+    struct frame *fr = top(fb);
+    const struct cv_task *t = fr->task;
+    struct cv_exprset *xs = fr->wfc->wf->exprs;
+    jv v, err;
+    (void)xs;
+
+    /* a frame below handed us a result */
+    if (fb->ret != RET_NONE) {
+        int kind = fb->ret;
+        jv val = fb->ret_value;
+        int exited = fb->ret_then_kind == CV_THEN_EXIT;
+        fb->ret = RET_NONE;
+        fb->ret_value = jv_null();
+        if (kind == RET_END) {
+            trace_end(in, fr->trace_idx, "completed", "output", jv_copy(val));
+            ret(fb, RET_END, val, CV_THEN_END, -1);
+            return;
+        }
+        switch (fr->phase) {
+        case P_EXT_BEFORE:
+            if (kind == RET_ERROR) {
+                task_fail(in, fb, val);
+                return;
+            }
+            if (exited) { /* `then: exit` in before: the injected output stands */
+                task_finish_value(fb, fr, val);
+                fr->idx = t->nexts; /* skip remaining before lists */
+                jv_free(fr->aux);
+                fr->aux = jv_true();
+                return;
+            }
+            jv_free(val);
+            fr->idx++;
+            return;
+        case P_EXT_AFTER:
+            if (kind == RET_ERROR) {
+                task_fail(in, fb, val);
+                return;
+            }
+            jv_free(val); /* an `after` list runs for its effects; the task output stands */
+            fr->idx++;
+            return;
+        case P_WAIT_CHILD:
+            if (kind == RET_ERROR) {
+                if (t->kind == CV_T_CALL_FUNCTION) {
+                    /* errors inside a use.functions body are reported at the calling task */
+                    jv inst = jv_object_get(jv_copy(val), jv_string("instance"));
+                    if (jv_get_kind(inst) == JV_KIND_STRING && !strncmp(jv_string_value(inst), "/use/functions/", 15))
+                        val = jv_object_set(val, jv_string("instance"), jv_string(t->ref));
+                    jv_free(inst);
+                }
+                task_fail(in, fb, val);
+                return;
+            }
+            task_finish_value(fb, fr, val);
+            return;
+        case P_FOR_WAIT:
+            if (kind == RET_ERROR) {
+                task_fail(in, fb, val);
+                return;
+            }
+            jv_free(fr->output);
+            fr->output = val; /* the next iteration's input */
+            fr->idx++;
+            fr->phase = P_FOR_NEXT;
+            return;
+        case P_TRY_WAIT: {
+            if (kind != RET_ERROR) {
+                task_finish_value(fb, fr, val);
+                return;
+            }
+            /* is it caught? */
+            jv err_v = val;
+            jv scope_extra = jv_object_set(jv_object(), jv_string(t->u.try_.as), jv_copy(err_v));
+            int caught = error_matches(t->u.try_.with, err_v);
+            if (caught && t->u.try_.when >= 0) {
+                if (eval_expr(in, fb, fr, t->u.try_.when, jv_copy(err_v), jv_copy(scope_extra), &v)) {
+                    jv_free(err_v);
+                    jv_free(scope_extra);
+                    task_fail(in, fb, v);
+                    return;
+                }
+                caught = cv__jv_truthy(v);
+            }
+            if (caught && t->u.try_.except_when >= 0) {
+                if (eval_expr(in, fb, fr, t->u.try_.except_when, jv_copy(err_v), jv_copy(scope_extra), &v)) {
+                    jv_free(err_v);
+                    jv_free(scope_extra);
+                    task_fail(in, fb, v);
+                    return;
+                }
+                caught = !cv__jv_truthy(v);
+            }
+            if (!caught) {
+                jv_free(scope_extra);
+                /* propagate with its original instance */
+                trace_end(in, fr->trace_idx, "faulted", "error", jv_copy(err_v));
+                ret(fb, RET_ERROR, err_v, CV_THEN_CONTINUE, -1);
+                return;
+            }
+            const struct cv_retry *r = &t->u.try_.retry;
+            int retry = r->set;
+            if (retry && r->when >= 0) {
+                if (eval_expr(in, fb, fr, r->when, jv_copy(err_v), jv_copy(scope_extra), &v)) {
+                    jv_free(err_v);
+                    jv_free(scope_extra);
+                    task_fail(in, fb, v);
+                    return;
+                }
+                retry = cv__jv_truthy(v);
+            }
+            if (retry && r->except_when >= 0) {
+                if (eval_expr(in, fb, fr, r->except_when, jv_copy(err_v), jv_copy(scope_extra), &v)) {
+                    jv_free(err_v);
+                    jv_free(scope_extra);
+                    task_fail(in, fb, v);
+                    return;
+                }
+                retry = !cv__jv_truthy(v);
+            }
+            if (retry && r->limit_count >= 0 && fr->attempt >= r->limit_count)
+                retry = 0;
+            int64_t delay = 0;
+            if (retry) {
+                int64_t base = 0;
+                if (r->delay.set && duration_of(in, fb, fr, &r->delay, &base, &v)) {
+                    jv_free(err_v);
+                    jv_free(scope_extra);
+                    task_fail(in, fb, v);
+                    return;
+                }
+                delay = scaled(in, retry_delay(r, base, fr->attempt + 1));
+                if (r->limit_total_ms &&
+                    cv__now_ms() + delay - fr->first_attempt_ms > scaled(in, r->limit_total_ms))
+                    retry = 0;
+            }
+            if (retry) {
+                jv_free(scope_extra);
+                jv_free(fr->aux);
+                fr->aux = err_v;
+                fr->attempt++;
+                fr->phase = P_TRY_RETRY;
+                fb->state = FB_TIMER;
+                fb->wake_at = cv__now_ms() + delay;
+                return;
+            }
+            if (t->u.try_.catch_do) {
+                jv_free(fr->aux);
+                fr->aux = err_v;
+                fr->phase = P_CATCH_WAIT;
+                push_list(in, fb, t->u.try_.catch_do, jv_copy(fr->input),
+                          jv_object_merge(jv_copy(fr->scope), scope_extra));
+                return;
+            }
+            jv_free(err_v);
+            jv_free(scope_extra);
+            task_finish_value(fb, fr, jv_copy(fr->input));
+            return;
+        }
+        case P_CATCH_WAIT:
+            if (kind == RET_ERROR) {
+                task_fail(in, fb, val);
+                return;
+            }
+            task_finish_value(fb, fr, val);
+            return;
+        default:
+            jv_free(val);
+            task_fail(in, fb,
+                      cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "internal: unexpected result for task"));
+            return;
+        }
+    }
+
+    switch (fr->phase) {
+    case P_START:
+        fr->started_wall = cv__wall_ms();
+        fr->trace_idx = trace_start(in, t);
+        if (t->if_expr >= 0) {
+            if (eval_expr(in, fb, fr, t->if_expr, jv_copy(fr->raw_input), jv_null(), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            if (!cv__jv_truthy(v)) {
+                trace_end(in, fr->trace_idx, "skipped", NULL, jv_null());
+                ret(fb, RET_NORMAL, jv_copy(fr->raw_input), CV_THEN_CONTINUE, -1);
+                return;
+            }
+        }
+        err = check_schema(t->input.schema, fr->raw_input, "the task input");
+        if (jv_is_valid(err) && jv_get_kind(err) != JV_KIND_NULL) {
+            task_fail(in, fb, err);
+            return;
+        }
+        jv_free(err);
+        if (t->input.has_expr) {
+            if (eval_tmpl(in, fb, fr, &t->input.expr, jv_copy(fr->raw_input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            jv_free(fr->input);
+            fr->input = v;
+        } else {
+            jv_free(fr->input);
+            fr->input = jv_copy(fr->raw_input);
+        }
+        if (t->timeout.set) {
+            int64_t ms;
+            if (duration_of(in, fb, fr, &t->timeout, &ms, &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            fr->deadline = cv__now_ms() + scaled(in, ms);
+        }
+        fr->then_kind = t->then_kind;
+        fr->then_target = t->then_target;
+        fr->idx = 0;
+        fr->phase = t->nexts ? P_EXT_BEFORE : P_BODY;
+        return;
+
+    case P_EXT_BEFORE:
+        while (fr->idx < t->nexts) {
+            const struct cv_extension *e = t->exts[fr->idx];
+            int applies = 1;
+            if (e->when >= 0) {
+                if (eval_expr(in, fb, fr, e->when, jv_copy(fr->input), jv_null(), &v)) {
+                    /* a failing `when` means the extension does not apply (its
+                     * expressions see a task descriptor that may lack fields) */
+                    jv_free(v);
+                    applies = 0;
+                } else {
+                    applies = cv__jv_truthy(v);
+                }
+            }
+            if (applies && e->before) {
+                push_list(in, fb, e->before, jv_copy(fr->input), jv_copy(fr->scope));
+                return;
+            }
+            fr->idx++;
+        }
+        if (jv_get_kind(fr->aux) == JV_KIND_TRUE) { /* a before list exited: skip the body */
+            jv_free(fr->aux);
+            fr->aux = jv_null();
+            fr->phase = P_FINISH;
+            return;
+        }
+        fr->phase = P_BODY;
+        return;
+
+    case P_BODY:
+        switch (t->kind) {
+        case CV_T_SET:
+            if (eval_tmpl(in, fb, fr, &t->u.set.value, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            task_finish_value(fb, fr, v);
+            return;
+        case CV_T_SWITCH: {
+            int chosen = -1;
+            for (int i = 0; i < t->u.sw.n && chosen < 0; i++) {
+                const struct cv_switch_case *c = &t->u.sw.cases[i];
+                if (c->when < 0)
+                    continue;
+                if (eval_expr(in, fb, fr, c->when, jv_copy(fr->input), jv_null(), &v)) {
+                    task_fail(in, fb, v);
+                    return;
+                }
+                if (cv__jv_truthy(v))
+                    chosen = i;
+            }
+            if (chosen < 0) /* the default case, if any */
+                for (int i = 0; i < t->u.sw.n && chosen < 0; i++)
+                    if (t->u.sw.cases[i].when < 0)
+                        chosen = i;
+            if (chosen >= 0) {
+                fr->then_kind = t->u.sw.cases[chosen].then_kind;
+                fr->then_target = t->u.sw.cases[chosen].then_target;
+            }
+            task_finish_value(fb, fr, jv_copy(fr->input));
+            return;
+        }
+        case CV_T_DO:
+            fr->phase = P_WAIT_CHILD;
+            push_list(in, fb, t->u.do_.list, jv_copy(fr->input), jv_copy(fr->scope));
+            return;
+        case CV_T_FOR:
+            if (eval_expr(in, fb, fr, t->u.for_.in_expr, jv_copy(fr->input), jv_null(), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            if (jv_get_kind(v) == JV_KIND_NULL) {
+                jv_free(v);
+                v = jv_array();
+            } else if (jv_get_kind(v) == JV_KIND_OBJECT) {
+                /* iterate an object's values, as jq's .[] does */
+                jv arr = jv_array();
+                jv_object_foreach(v, k, item)
+                {
+                    jv_free(k);
+                    arr = jv_array_append(arr, item);
+                }
+                jv_free(v);
+                v = arr;
+            } else if (jv_get_kind(v) != JV_KIND_ARRAY) {
+                const char *kn = jv_kind_name(jv_get_kind(v));
+                jv_free(v);
+                task_fail(in, fb,
+                          cv__error_newf(CV_ERR_EXPRESSION, 400, "Expression Error",
+                                         "for.in must give an array, got %s", kn));
+                return;
+            }
+            jv_free(fr->aux);
+            fr->aux = v;
+            jv_free(fr->output);
+            fr->output = jv_copy(fr->input);
+            fr->idx = 0;
+            fr->phase = P_FOR_NEXT;
+            return;
+        case CV_T_FORK: {
+            const struct cv_tasklist *br = t->u.fork.branches;
+            if (!br || br->n == 0) {
+                task_finish_value(fb, fr, t->u.fork.compete ? jv_null() : jv_array());
+                return;
+            }
+            jv results = jv_array();
+            for (int i = 0; i < br->n; i++)
+                results = jv_array_append(results, jv_invalid());
+            jv_free(fr->aux);
+            fr->aux = results;
+            fr->idx = br->n; /* branches still running */
+            for (int i = 0; i < br->n; i++) {
+                struct fiber *child = fiber_new(in, fb, i);
+                if (!child) {
+                    cancel_children(in, fb);
+                    task_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory"));
+                    return;
+                }
+                push_task(in, child, br->items[i], fr->wfc, jv_copy(fr->input), jv_copy(fr->scope));
+            }
+            fr->phase = P_FORK_WAIT;
+            fb->state = FB_CHILDREN;
+            return;
+        }
+        case CV_T_TRY:
+            fr->first_attempt_ms = cv__now_ms();
+            fr->phase = P_TRY_WAIT;
+            push_list(in, fb, t->u.try_.body, jv_copy(fr->input), jv_copy(fr->scope));
+            return;
+        case CV_T_RAISE: {
+            if (eval_tmpl(in, fb, fr, &t->u.raise.error, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            if (jv_get_kind(v) != JV_KIND_OBJECT) {
+                jv_free(v);
+                v = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "raise: the error is not an object");
+            }
+            task_fail(in, fb, v);
+            return;
+        }
+        case CV_T_WAIT: {
+            int64_t ms;
+            if (duration_of(in, fb, fr, &t->u.wait.duration, &ms, &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            fr->phase = P_TIMER_WAIT;
+            fb->state = FB_TIMER;
+            fb->wake_at = cv__now_ms() + scaled(in, ms);
+            return;
+        }
+        case CV_T_EMIT: {
+            if (eval_tmpl(in, fb, fr, &t->u.emit.event, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            jv ev = cloud_event(v);
+            cv__runtime_emit(in->rt, ev);
+            task_finish_value(fb, fr, ev);
+            return;
+        }
+        case CV_T_CALL_HTTP:
+        case CV_T_CALL_OPENAPI:
+        case CV_T_RUN_PROCESS: {
+            if (eval_tmpl(in, fb, fr, &t->u.effect.args, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            if (t->kind != CV_T_RUN_PROCESS && resolve_secret_auth(fr, &v, &err)) {
+                jv_free(v);
+                task_fail(in, fb, err);
+                return;
+            }
+            fr->phase = P_EFFECT_WAIT;
+            if (start_effect(in, fb, fr, v, &err)) {
+                task_fail(in, fb, err);
+                return;
+            }
+            return;
+        }
+        case CV_T_CALL_FUNCTION: {
+            if (eval_tmpl(in, fb, fr, &t->u.effect.args, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            const struct cv_task *fn = t->u.effect.function;
+            if (!fn) {
+                jv_free(v);
+                task_fail(in, fb, cv__error_new(CV_ERR_CONFIGURATION, 400, "Configuration Error",
+                                                "the called function is not defined"));
+                return;
+            }
+            fr->phase = P_WAIT_CHILD;
+            push_task(in, fb, fn, fr->wfc, v, jv_object());
+            return;
+        }
+        case CV_T_RUN_WORKFLOW: {
+            if (eval_tmpl(in, fb, fr, &t->u.effect.args, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            jv w = jv_object_get(v, jv_string("workflow"));
+            jv ns = jv_object_get(jv_copy(w), jv_string("namespace"));
+            jv name = jv_object_get(jv_copy(w), jv_string("name"));
+            jv ver = jv_object_get(jv_copy(w), jv_string("version"));
+            jv input = jv_object_get(jv_copy(w), jv_string("input"));
+            jv_free(w);
+            const char *nss = jv_get_kind(ns) == JV_KIND_STRING ? jv_string_value(ns) : "default";
+            const char *nms = jv_get_kind(name) == JV_KIND_STRING ? jv_string_value(name) : "";
+            const char *vs = jv_get_kind(ver) == JV_KIND_STRING ? jv_string_value(ver) : "latest";
+            const cv_workflow *sub = cv__runtime_find_workflow(in->rt, nss, nms, vs);
+            if (!sub) {
+                err = cv__error_newf(CV_ERR_CONFIGURATION, 400, "Configuration Error",
+                                     "workflow %s/%s:%s is not known to this runtime (give it with --subflow "
+                                     "FILE or --subflows DIR)",
+                                     nss, nms, vs);
+                jv_free(ns);
+                jv_free(name);
+                jv_free(ver);
+                jv_free(input);
+                task_fail(in, fb, err);
+                return;
+            }
+            jv_free(ns);
+            jv_free(name);
+            jv_free(ver);
+            if (!jv_is_valid(input)) {
+                jv_free(input);
+                input = jv_copy(fr->input);
+            }
+            err = jv_null();
+            struct wfctx *wc = wfc_new(in, sub, jv_copy(input), &err);
+            if (!wc || jv_get_kind(err) != JV_KIND_NULL) {
+                jv_free(input);
+                if (wc) {
+                    wc->refs = 1;
+                    wfc_unref(wc);
+                }
+                task_fail(in, fb, err);
+                return;
+            }
+            jv_free(err);
+            fr->phase = P_WAIT_CHILD;
+            struct frame *wfr = push(fb, F_WORKFLOW, wc, input, jv_object());
+            if (!wfr) {
+                fiber_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory"));
+                return;
+            }
+            wfr->phase = W_START;
+            return;
+        }
+        default:
+            task_fail(in, fb,
+                      cv__error_newf(CV_ERR_RUNTIME, 501, "Not Implemented", "%s", unsupported_reason(t)));
+            return;
+        }
+
+    case P_FOR_NEXT: {
+        int n = jv_array_length(jv_copy(fr->aux));
+        if (fr->idx >= n) {
+            task_finish_value(fb, fr, jv_copy(fr->output));
+            return;
+        }
+        jv item = jv_array_get(jv_copy(fr->aux), fr->idx);
+        jv scope = jv_object_set(jv_copy(fr->scope), jv_string(t->u.for_.each), item);
+        scope = jv_object_set(scope, jv_string(t->u.for_.at), jv_number(fr->idx));
+        if (t->u.for_.while_expr >= 0) {
+            jv saved = fr->scope;
+            fr->scope = scope;
+            int rc = eval_expr(in, fb, fr, t->u.for_.while_expr, jv_copy(fr->output), jv_null(), &v);
+            fr->scope = saved;
+            if (rc) {
+                jv_free(scope);
+                task_fail(in, fb, v);
+                return;
+            }
+            if (!cv__jv_truthy(v)) {
+                jv_free(scope);
+                task_finish_value(fb, fr, jv_copy(fr->output));
+                return;
+            }
+        }
+        fr->phase = P_FOR_WAIT;
+        push_list(in, fb, t->u.for_.body, jv_copy(fr->output), scope);
+        return;
+    }
+
+    case P_TRY_RETRY:
+        fr->phase = P_TRY_WAIT;
+        push_list(in, fb, t->u.try_.body, jv_copy(fr->input), jv_copy(fr->scope));
+        if (t->u.try_.retry.limit_attempt_ms)
+            top(fb)->deadline = cv__now_ms() + scaled(in, t->u.try_.retry.limit_attempt_ms);
+        return;
+
+    case P_TIMER_WAIT: /* the wait elapsed */
+        task_finish_value(fb, fr, jv_copy(fr->input));
+        return;
+
+    case P_EXT_AFTER:
+        while (fr->idx < t->nexts) {
+            const struct cv_extension *e = t->exts[fr->idx];
+            int applies = 1;
+            if (e->when >= 0) {
+                if (eval_expr(in, fb, fr, e->when, jv_copy(fr->input), jv_null(), &v)) {
+                    jv_free(v);
+                    applies = 0;
+                } else {
+                    applies = cv__jv_truthy(v);
+                }
+            }
+            if (applies && e->after) {
+                push_list(in, fb, e->after, jv_copy(fr->output), jv_copy(fr->scope));
+                return;
+            }
+            fr->idx++;
+        }
+        fr->phase = P_FINISH_NOEXT;
+        /* FALLTHROUGH */
+    case P_FINISH_NOEXT:
+    case P_FINISH: {
+        if (fr->phase == P_FINISH && t->nexts) {
+            fr->idx = 0;
+            fr->phase = P_EXT_AFTER;
+            return;
+        }
+        /* output.as on the raw output; $output then holds the transformed output */
+        jv out = jv_copy(fr->output);
+        if (t->output.has_expr) {
+            if (eval_tmpl(in, fb, fr, &t->output.expr, out, &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            out = v;
+        }
+        err = check_schema(t->output.schema, out, "the task output");
+        if (jv_get_kind(err) != JV_KIND_NULL) {
+            jv_free(out);
+            task_fail(in, fb, err);
+            return;
+        }
+        jv_free(err);
+        jv_free(fr->output);
+        fr->output = jv_copy(out);
+        if (t->exp.has_expr) {
+            if (eval_tmpl(in, fb, fr, &t->exp.expr, jv_copy(out), &v)) {
+                jv_free(out);
+                task_fail(in, fb, v);
+                return;
+            }
+            err = check_schema(t->exp.schema, v, "the exported context");
+            if (jv_get_kind(err) != JV_KIND_NULL) {
+                jv_free(v);
+                jv_free(out);
+                task_fail(in, fb, err);
+                return;
+            }
+            jv_free(err);
+            jv_free(fr->wfc->context);
+            fr->wfc->context = v;
+        }
+        trace_end(in, fr->trace_idx, "completed", "output", jv_copy(out));
+        int tk = fr->then_kind, tt = fr->then_target;
+        ret(fb, RET_NORMAL, out, tk, tt);
+        return;
+    }
+    default:
+        task_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "internal: bad task phase"));
+        return;
+    }
+}
+
+static void step_list(struct instance *in, struct fiber *fb)
+{
+    struct frame *fr = top(fb);
+    const struct cv_tasklist *l = fr->list;
+    if (fb->ret != RET_NONE) {
+        int kind = fb->ret;
+        jv val = fb->ret_value;
+        fb->ret = RET_NONE;
+        fb->ret_value = jv_null();
+        if (kind != RET_NORMAL) {
+            ret(fb, kind, val, kind == RET_END ? CV_THEN_END : CV_THEN_CONTINUE, -1);
+            return;
+        }
+        jv_free(fr->raw_input);
+        fr->raw_input = val; /* the current data */
+        switch (fb->ret_then_kind) {
+        case CV_THEN_EXIT:
+            ret(fb, RET_NORMAL, jv_copy(fr->raw_input), CV_THEN_EXIT, -1);
+            return;
+        case CV_THEN_END:
+            ret(fb, RET_END, jv_copy(fr->raw_input), CV_THEN_END, -1);
+            return;
+        case CV_THEN_GOTO:
+            fr->idx = fb->ret_then_target;
+            break;
+        default:
+            fr->idx++;
+        }
+        fr->phase = L_NEXT;
+    }
+    if (fr->idx < 0 || fr->idx >= l->n) {
+        ret(fb, RET_NORMAL, jv_copy(fr->raw_input), CV_THEN_CONTINUE, -1);
+        return;
+    }
+    fr->phase = L_WAIT;
+    const struct cv_task *t = l->items[fr->idx];
+    push_task(in, fb, t, fr->wfc, jv_copy(fr->raw_input), jv_copy(fr->scope));
+}
+
+static void step_workflow(struct instance *in, struct fiber *fb)
+{
+    struct frame *fr = top(fb);
+    const struct cv_workflow *wf = fr->wfc->wf;
+    jv v;
+    if (fb->ret != RET_NONE) {
+        int kind = fb->ret;
+        jv val = fb->ret_value;
+        fb->ret = RET_NONE;
+        fb->ret_value = jv_null();
+        if (kind == RET_ERROR) {
+            ret(fb, RET_ERROR, val, CV_THEN_CONTINUE, -1);
+            return;
+        }
+        jv out = val;
+        if (wf->output.has_expr) {
+            if (eval_tmpl(in, fb, fr, &wf->output.expr, out, &v)) {
+                ret(fb, RET_ERROR, with_instance(v, "/output"), CV_THEN_CONTINUE, -1);
+                return;
+            }
+            out = v;
+        }
+        jv err = check_schema(wf->output.schema, out, "the workflow output");
+        if (jv_get_kind(err) != JV_KIND_NULL) {
+            jv_free(out);
+            ret(fb, RET_ERROR, with_instance(err, "/output"), CV_THEN_CONTINUE, -1);
+            return;
+        }
+        jv_free(err);
+        ret(fb, RET_NORMAL, out, CV_THEN_CONTINUE, -1);
+        return;
+    }
+    /* W_START */
+    jv err = check_schema(wf->input.schema, fr->raw_input, "the workflow input");
+    if (jv_get_kind(err) != JV_KIND_NULL) {
+        ret(fb, RET_ERROR, with_instance(err, "/input"), CV_THEN_CONTINUE, -1);
+        return;
+    }
+    jv_free(err);
+    jv input = jv_copy(fr->raw_input);
+    if (wf->input.has_expr) {
+        if (eval_tmpl(in, fb, fr, &wf->input.expr, input, &v)) {
+            ret(fb, RET_ERROR, with_instance(v, "/input"), CV_THEN_CONTINUE, -1);
+            return;
+        }
+        input = v;
+    }
+    jv_free(fr->input);
+    fr->input = jv_copy(input);
+    if (wf->timeout.set) {
+        int64_t ms;
+        if (duration_of(in, fb, fr, &wf->timeout, &ms, &v)) {
+            jv_free(input);
+            ret(fb, RET_ERROR, with_instance(v, "/timeout"), CV_THEN_CONTINUE, -1);
+            return;
+        }
+        fr->deadline = cv__now_ms() + scaled(in, ms);
+    }
+    fr->phase = W_WAIT;
+    push_list(in, fb, wf->root, input, jv_object());
+}
+
+/* Fails the fiber at its top frame (used for internal failures). */
+static void fiber_fail(struct instance *in, struct fiber *fb, jv err)
+{
+    if (!fb->nframes) {
+        jv_free(fb->ret_value);
+        fb->ret = RET_ERROR;
+        fb->ret_value = err;
+        fb->state = FB_DONE;
+        return;
+    }
+    struct frame *fr = top(fb);
+    err = with_instance(err, fr->task ? fr->task->ref : NULL);
+    ret(fb, RET_ERROR, err, CV_THEN_CONTINUE, -1);
+}
+
+/* ---- fork bookkeeping ---------------------------------------------------------------- */
+
+/* A branch fiber finished: record its result in the parent's fork frame. */
+static void branch_done(struct instance *in, struct fiber *child)
+{
+    struct fiber *p = child->parent;
+    struct frame *fr = top(p);
+    if (!fr || fr->type != F_TASK || fr->phase != P_FORK_WAIT || child->cancelled)
+        return;
+    int kind = child->ret;
+    jv val = child->ret_value;
+    child->ret = RET_NONE;
+    child->ret_value = jv_null();
+    fr->idx--;
+    if (kind == RET_ERROR || kind == RET_END) {
+        cancel_children(in, p);
+        p->state = FB_RUNNABLE;
+        jv_free(p->ret_value);
+        p->ret = kind;
+        p->ret_value = val;
+        fr->phase = P_WAIT_CHILD; /* deliver through the generic path */
+        return;
+    }
+    if (fr->task->u.fork.compete) {
+        cancel_children(in, p);
+        p->state = FB_RUNNABLE;
+        task_finish_value(p, fr, val);
+        return;
+    }
+    fr->aux = jv_array_set(fr->aux, child->branch, val);
+    if (fr->idx == 0) {
+        p->state = FB_RUNNABLE;
+        task_finish_value(p, fr, jv_copy(fr->aux));
+    }
+}
+
+/* ---- deadlines ------------------------------------------------------------------------ */
+
+/* If a frame of `fb` is past its deadline, abandons everything above the
+ * outermost such frame and fails it with a timeout error. Returns 1 if so. */
+static int enforce_deadline(struct instance *in, struct fiber *fb, int64_t now)
+{
+    for (int i = 0; i < fb->nframes; i++) {
+        struct frame *fr = &fb->frames[i];
+        if (!fr->deadline || fr->deadline > now)
+            continue;
+        cancel_children(in, fb);
+        effect_abandon(in, fb);
+        while (fb->nframes > i + 1) {
+            struct frame *t = top(fb);
+            if (t->type == F_TASK)
+                trace_end(in, t->trace_idx, "cancelled", NULL, jv_null());
+            frame_release(t);
+            fb->nframes--;
+        }
+        jv_free(fb->ret_value);
+        fb->ret = RET_NONE;
+        fb->ret_value = jv_null();
+        fb->state = FB_RUNNABLE;
+        const char *ref;
+        const char *what;
+        if (fr->type == F_TASK) {
+            ref = fr->task->ref;
+            what = "task";
+        } else if (fr->type == F_WORKFLOW) {
+            ref = "/";
+            what = "workflow";
+        } else { /* a try attempt limited by retry.limit.attempt.duration */
+            ref = fr->list->ref;
+            what = "attempt";
+        }
+        jv err = cv__error_newf(CV_ERR_TIMEOUT, 408, "Timeout", "the %s timed out", what);
+        err = jv_object_set(err, jv_string("instance"), jv_string(ref));
+        if (fr->type == F_TASK)
+            trace_end(in, fr->trace_idx, "faulted", "error", jv_copy(err));
+        ret(fb, RET_ERROR, err, CV_THEN_CONTINUE, -1);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the run loop ------------------------------------------------------------------------ */
+
+static void step(struct instance *in, struct fiber *fb)
+{
+    struct frame *fr = top(fb);
+    switch (fr->type) {
+    case F_TASK:
+        step_task(in, fb);
+        break;
+    case F_LIST:
+        step_list(in, fb);
+        break;
+    case F_WORKFLOW:
+        step_workflow(in, fb);
+        break;
+    }
+}
+
+static void deliver_effect(struct instance *in, struct effect *e)
+{
+    struct fiber *fb = e->fiber;
+    if (!fb || fb->state != FB_EFFECT || fb->effect != e)
+        return;
+    fb->effect = NULL;
+    fb->state = FB_RUNNABLE;
+    struct frame *fr = top(fb);
+    if (e->rc == 0) {
+        jv_free(fr->authz);
+        fr->authz = e->authz;
+        e->authz = jv_null();
+        task_finish_value(fb, fr, e->out);
+        e->out = jv_null();
+    } else if (e->rc == CV_ECANCELED) {
+        task_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "the effect was cancelled"));
+    } else {
+        jv err = e->out;
+        e->out = jv_null();
+        if (jv_get_kind(err) != JV_KIND_OBJECT) {
+            jv_free(err);
+            err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "the effect failed");
+        }
+        task_fail(in, fb, err);
+    }
+}
+
+static int run_instance(struct instance *in)
+{
+    for (;;) {
+        int progressed = 0;
+        int64_t now = cv__now_ms();
+        for (int i = 0; i < in->nfibers; i++) {
+            struct fiber *fb = in->fibers[i];
+            if (fb->state == FB_DONE)
+                continue;
+            if (enforce_deadline(in, fb, now))
+                progressed = 1;
+            if (fb->state == FB_TIMER && fb->wake_at <= now)
+                fb->state = FB_RUNNABLE;
+            int budget = 4096; /* let other fibers and deadlines have their turn */
+            while (fb->state == FB_RUNNABLE && budget-- > 0) {
+                step(in, fb);
+                progressed = 1;
+            }
+            if (fb->state == FB_DONE && fb->parent && !fb->cancelled)
+                branch_done(in, fb);
+        }
+        if (in->root->state == FB_DONE)
+            return 0;
+        /* collect finished effects */
+        pthread_mutex_lock(&in->lock);
+        if (!progressed && !in->done) {
+            int64_t wake = 0;
+            for (int i = 0; i < in->nfibers; i++) {
+                struct fiber *fb = in->fibers[i];
+                if (fb->state == FB_DONE)
+                    continue;
+                if (fb->state == FB_TIMER && (!wake || fb->wake_at < wake))
+                    wake = fb->wake_at;
+                for (int k = 0; k < fb->nframes; k++)
+                    if (fb->frames[k].deadline && (!wake || fb->frames[k].deadline < wake))
+                        wake = fb->frames[k].deadline;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait_ms = wake ? wake - cv__now_ms() : 1000;
+            if (wait_ms < 0)
+                wait_ms = 0;
+            if (wait_ms > 1000)
+                wait_ms = 1000;
+            ts.tv_sec += wait_ms / 1000;
+            ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (wait_ms > 0)
+                pthread_cond_timedwait(&in->cond, &in->lock, &ts);
+        }
+        struct effect *done = in->done;
+        in->done = NULL;
+        pthread_mutex_unlock(&in->lock);
+        while (done) {
+            struct effect *next = done->next;
+            pthread_mutex_lock(&in->lock);
+            in->in_flight--;
+            pthread_mutex_unlock(&in->lock);
+            deliver_effect(in, done);
+            effect_free(done);
+            done = next;
+        }
+    }
+}
+
+/* Cancels what still runs and waits for effect threads to let go of `in`. */
+static void instance_drain(struct instance *in)
+{
+    for (int i = 0; i < in->nfibers; i++)
+        if (in->fibers[i]->state != FB_DONE)
+            fiber_cancel(in, in->fibers[i]);
+    pthread_mutex_lock(&in->lock);
+    while (in->in_flight > 0) {
+        while (in->done) {
+            struct effect *e = in->done;
+            in->done = e->next;
+            in->in_flight--;
+            effect_free(e);
+        }
+        if (in->in_flight > 0)
+            pthread_cond_wait(&in->cond, &in->lock);
+    }
+    while (in->done) {
+        struct effect *e = in->done;
+        in->done = e->next;
+        effect_free(e);
+    }
+    pthread_mutex_unlock(&in->lock);
+}
+
+int cv_run(cv_runtime *rt, const cv_workflow *wf, jv input, jv *report)
+{
+    *report = jv_null();
+    if (!rt || !wf) {
+        jv_free(input);
+        return CV_EINVAL;
+    }
+    struct instance in;
+    memset(&in, 0, sizeof in);
+    in.rt = rt;
+    cv__uuid4(in.id);
+    in.tracing = rt->trace;
+    in.trace = jv_array();
+    in.started_wall = cv__wall_ms();
+    pthread_mutex_init(&in.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_cond_init(&in.cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    jv err = jv_null();
+    struct wfctx *w = wfc_new(&in, wf, jv_copy(input), &err);
+    int rc = CV_OK;
+    jv status, output = jv_null(), error = jv_null();
+    if (!w || jv_get_kind(err) != JV_KIND_NULL) {
+        if (w) {
+            w->refs = 1;
+            wfc_unref(w);
+        }
+        jv_free(input);
+        status = jv_string("faulted");
+        error = with_instance(err, "/");
+        rc = CV_EFAULT;
+    } else {
+        jv_free(err);
+        in.root = fiber_new(&in, NULL, 0);
+        struct frame *fr = in.root ? push(in.root, F_WORKFLOW, w, input, jv_object()) : NULL;
+        if (!fr) {
+            jv_free(input);
+            rc = CV_ENOMEM;
+        } else {
+            run_instance(&in);
+            if (in.root->ret == RET_ERROR) {
+                status = jv_string("faulted");
+                error = jv_copy(in.root->ret_value);
+                rc = CV_EFAULT;
+            } else {
+                status = jv_string("completed");
+                output = jv_copy(in.root->ret_value);
+            }
+        }
+        if (rc == CV_ENOMEM)
+            status = jv_string("faulted");
+    }
+    instance_drain(&in);
+    jv r = jv_object();
+    r = jv_object_set(r, jv_string("id"), jv_string(in.id));
+    r = jv_object_set(r, jv_string("status"), status);
+    r = jv_object_set(r, jv_string("output"), output);
+    r = jv_object_set(r, jv_string("error"), error);
+    r = jv_object_set(r, jv_string("trace"), in.trace);
+    *report = r;
+    for (int i = 0; i < in.nfibers; i++) {
+        struct fiber *fb = in.fibers[i];
+        while (fb->nframes) {
+            frame_release(top(fb));
+            fb->nframes--;
+        }
+        jv_free(fb->ret_value);
+        free(fb->frames);
+        free(fb);
+    }
+    free(in.fibers);
+    pthread_mutex_destroy(&in.lock);
+    pthread_cond_destroy(&in.cond);
+    return rc;
+}

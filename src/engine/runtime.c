@@ -1,0 +1,179 @@
+/*
+ * runtime.c — cv_runtime: configuration shared by runs (host overrides,
+ * secrets, known subflows, event output, time scale). Read-only while runs
+ * are in progress, except the event stream, which is written under a lock.
+ */
+#include "engine/engine_int.h"
+
+#include "effects/hostmap.h"
+#include "effects/http.h"
+#include "json/yaml.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cv_runtime_new(cv_runtime **out)
+{
+    *out = NULL;
+    cv_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return CV_ENOMEM;
+    rt->hosts = cv__hostmap_new();
+    rt->http = cv__http_ctx_new();
+    if (!rt->hosts || !rt->http) {
+        cv_runtime_free(rt);
+        return CV_ENOMEM;
+    }
+    rt->secrets = jv_object();
+    rt->time_scale = 1.0;
+    pthread_mutex_init(&rt->events_lock, NULL);
+    *out = rt;
+    return CV_OK;
+}
+
+void cv_runtime_free(cv_runtime *rt)
+{
+    if (!rt)
+        return;
+    cv__hostmap_free(rt->hosts);
+    cv__http_ctx_free(rt->http);
+    jv_free(rt->secrets);
+    for (int i = 0; i < rt->nsubflows; i++)
+        cv_workflow_free(rt->subflows[i]);
+    free(rt->subflows);
+    pthread_mutex_destroy(&rt->events_lock);
+    free(rt);
+}
+
+int cv_runtime_map_host(cv_runtime *rt, const char *spec) { return cv__hostmap_add(rt->hosts, spec); }
+
+void cv_runtime_deny_unmapped(cv_runtime *rt, int deny) { cv__hostmap_set_deny_unmapped(rt->hosts, deny); }
+
+int cv_runtime_set_secrets(cv_runtime *rt, jv secrets)
+{
+    if (jv_get_kind(secrets) != JV_KIND_OBJECT) {
+        jv_free(secrets);
+        return CV_EINVAL;
+    }
+    jv_free(rt->secrets);
+    rt->secrets = secrets;
+    return CV_OK;
+}
+
+int cv_runtime_add_workflow(cv_runtime *rt, cv_workflow *wf)
+{
+    cv_workflow **n = realloc(rt->subflows, (size_t)(rt->nsubflows + 1) * sizeof *n);
+    if (!n)
+        return CV_ENOMEM;
+    rt->subflows = n;
+    rt->subflows[rt->nsubflows++] = wf;
+    return CV_OK;
+}
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n > m && !strcmp(s + n - m, suf);
+}
+
+int cv_runtime_add_workflow_dir(cv_runtime *rt, const char *dir, jv *diags)
+{
+    DIR *d = opendir(dir);
+    jv all = jv_array();
+    if (!d) {
+        if (diags) {
+            jv e = jv_object_set(jv_object(), jv_string("file"), jv_string(dir));
+            e = jv_object_set(e, jv_string("message"), jv_string("cannot open the directory"));
+            *diags = JV_ARRAY(e);
+        }
+        jv_free(all);
+        return CV_EIO;
+    }
+    int rc = CV_OK;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!has_suffix(de->d_name, ".yaml") && !has_suffix(de->d_name, ".yml") && !has_suffix(de->d_name, ".json"))
+            continue;
+        size_t n = strlen(dir) + strlen(de->d_name) + 2;
+        char *path = malloc(n);
+        if (!path) {
+            rc = CV_ENOMEM;
+            break;
+        }
+        snprintf(path, n, "%s/%s", dir, de->d_name);
+        cv_workflow *wf;
+        jv ds = jv_invalid();
+        int r = cv_workflow_load_file(path, &wf, &ds);
+        if (r) {
+            rc = r;
+            if (jv_get_kind(ds) == JV_KIND_ARRAY)
+                all = jv_array_concat(all, ds);
+            else
+                jv_free(ds);
+        } else {
+            jv_free(ds);
+            if (cv_runtime_add_workflow(rt, wf)) {
+                cv_workflow_free(wf);
+                rc = CV_ENOMEM;
+            }
+        }
+        free(path);
+    }
+    closedir(d);
+    if (diags)
+        *diags = all;
+    else
+        jv_free(all);
+    return rc;
+}
+
+void cv_runtime_set_time_scale(cv_runtime *rt, double scale) { rt->time_scale = scale > 0 ? scale : 1.0; }
+void cv_runtime_set_event_stream(cv_runtime *rt, void *file) { rt->events = file; }
+void cv_runtime_set_trace(cv_runtime *rt, int on) { rt->trace = on; }
+
+/* Semantic-version order of "1.2.10" vs "1.2.9" (numeric parts compared). */
+static int semver_cmp(const char *a, const char *b)
+{
+    while (*a || *b) {
+        long x = strtol(a, (char **)&a, 10), y = strtol(b, (char **)&b, 10);
+        if (x != y)
+            return x < y ? -1 : 1;
+        if (*a == '.')
+            a++;
+        if (*b == '.')
+            b++;
+        if (!(*a >= '0' && *a <= '9') || !(*b >= '0' && *b <= '9'))
+            return strcmp(a, b);
+    }
+    return 0;
+}
+
+const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, const char *name, const char *version)
+{
+    const cv_workflow *best = NULL;
+    int latest = !version || !strcmp(version, "latest");
+    for (int i = 0; i < rt->nsubflows; i++) {
+        const cv_workflow *w = rt->subflows[i];
+        if (strcmp(w->ns, ns) || strcmp(w->name, name))
+            continue;
+        if (!latest && !strcmp(w->version, version))
+            return w;
+        if (latest && (!best || semver_cmp(w->version, best->version) > 0))
+            best = w;
+    }
+    return best;
+}
+
+void cv__runtime_emit(cv_runtime *rt, jv event)
+{
+    if (!rt->events)
+        return;
+    jv s = jv_dump_string(jv_copy(event), 0);
+    pthread_mutex_lock(&rt->events_lock);
+    fputs(jv_string_value(s), rt->events);
+    fputc('\n', rt->events);
+    fflush(rt->events);
+    pthread_mutex_unlock(&rt->events_lock);
+    jv_free(s);
+}

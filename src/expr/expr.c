@@ -1,0 +1,924 @@
+/*
+ * expr.c — compiling and evaluating runtime expressions (see expr.h).
+ *
+ * Layout of the bundle program (one per workflow definition):
+ *
+ *   <sandbox defs>
+ *   .[1] as $__dot | .[2] as $context | ... | .[10] as $__scope | .[0] as $__i |
+ *   if $__i < 8 then (if $__i < 4 then ... ) else ... end      (binary dispatch)
+ *
+ * and each leaf is
+ *
+ *   ($__scope.color as $color | $__dot | (
+ *   <expression text>
+ *   ))
+ *
+ * with the text on lines of its own, so a compile error's "line N" maps back
+ * to the expression, and a trailing `# comment` cannot swallow the closing
+ * parenthesis. Evaluation passes [idx, ., $context, ..., scope] as the input.
+ *
+ * Sections: lexical guard, fast path, bundle generation, evaluation.
+ */
+#include "expr/expr.h"
+
+#include "conveyor.h"
+#include "effects/effects.h"
+
+#include <jq.h>
+#include <oniguruma.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const var_names[CV_VAR_COUNT] = {
+    "context", "input", "output", "secrets", "task", "workflow", "runtime", "authorization",
+};
+
+enum fast_kind { FAST_NONE, FAST_LITERAL, FAST_PATH };
+
+struct expr {
+    char *text;
+    char *pointer;
+    jv scopevars;    /* array of names */
+    unsigned uses;   /* bit i: uses $<var_names[i]> */
+    int fast;        /* enum fast_kind */
+    int fast_base;   /* -1: `.`, 0..CV_VAR_COUNT-1: $var, CV_VAR_COUNT: scope var */
+    jv fast_scope;   /* scope variable name when fast_base == CV_VAR_COUNT */
+    jv fast_value;   /* literal value, or the path (array of keys/indexes) */
+    int first_line;  /* lines of the text in the bundle */
+    int last_line;
+};
+
+struct pooled_state {
+    jq_state *jq;
+    struct pooled_state *next;
+};
+
+struct cv_exprset {
+    struct expr *items;
+    int count, cap;
+    int nfast;
+    char *program; /* the bundle source, kept to compile more states */
+    int compiled;
+    pthread_mutex_t lock;
+    struct pooled_state *free_states; /* checked-in states */
+    int nstates;
+};
+
+/* ---- lexical guard ---------------------------------------------------------
+ * A small jq tokenizer: enough to tell code from string literals (including
+ * "\(...)" interpolation) and comments, so that we can refuse builtins that
+ * reach the host or can hang libjq (which has no way to interrupt a program).
+ */
+
+struct tok {
+    int kind; /* 'i' identifier, '$' variable, 's' string literal, 'p' punctuation, 0 end */
+    const char *start;
+    size_t len;
+    int after_dot; /* identifier directly after '.', i.e. a field name */
+};
+
+struct lexer {
+    const char *p;
+    const char *end;
+    int interp_depth[32]; /* paren depth at which each open interpolation resumes its string */
+    int ninterp;
+    int paren;
+    int prev_dot;
+};
+
+static int is_ident_start(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+static int is_ident_char(int c) { return is_ident_start(c) || (c >= '0' && c <= '9'); }
+
+/* Skips the rest of a string literal starting after its opening quote (or after
+ * an interpolation's closing paren). Stops after the closing quote, or at "\("
+ * (pushing an interpolation). */
+static void lex_string_rest(struct lexer *lx)
+{
+    while (lx->p < lx->end) {
+        char c = *lx->p++;
+        if (c == '"')
+            return;
+        if (c == '\\' && lx->p < lx->end) {
+            if (*lx->p == '(' && lx->ninterp < 32) {
+                lx->p++;
+                lx->interp_depth[lx->ninterp++] = lx->paren;
+                lx->paren++;
+                return;
+            }
+            lx->p++;
+        }
+    }
+}
+
+static struct tok lex_next(struct lexer *lx)
+{
+    struct tok t = {0, NULL, 0, 0};
+    for (;;) {
+        while (lx->p < lx->end && (*lx->p == ' ' || *lx->p == '\t' || *lx->p == '\n' || *lx->p == '\r'))
+            lx->p++;
+        if (lx->p < lx->end && *lx->p == '#') {
+            while (lx->p < lx->end && *lx->p != '\n')
+                lx->p++;
+            continue;
+        }
+        break;
+    }
+    if (lx->p >= lx->end)
+        return t;
+    const char *s = lx->p;
+    int c = (unsigned char)*s;
+    int after_dot = lx->prev_dot;
+    lx->prev_dot = 0;
+    if (c == '"') {
+        lx->p++;
+        lex_string_rest(lx);
+        t.kind = 's';
+    } else if (c == '$' || is_ident_start(c)) {
+        lx->p++;
+        while (lx->p < lx->end && (is_ident_char((unsigned char)*lx->p) ||
+                                   (*lx->p == ':' && lx->p + 1 < lx->end && lx->p[1] == ':')))
+            lx->p += (*lx->p == ':') ? 2 : 1;
+        t.kind = c == '$' ? '$' : 'i';
+        t.after_dot = after_dot;
+    } else {
+        lx->p++;
+        t.kind = 'p';
+        if (c == '.')
+            lx->prev_dot = 1;
+        if (c == '(' || c == '[' || c == '{')
+            lx->paren++;
+        if (c == ')' || c == ']' || c == '}') {
+            lx->paren--;
+            if (c == ')' && lx->ninterp > 0 && lx->paren == lx->interp_depth[lx->ninterp - 1]) {
+                lx->ninterp--;
+                lex_string_rest(lx); /* back inside the string */
+                t.kind = 's';
+            }
+        }
+    }
+    t.start = s;
+    t.len = (size_t)(lx->p - s);
+    return t;
+}
+
+static int tok_is(const struct tok *t, const char *word)
+{
+    return t->len == strlen(word) && memcmp(t->start, word, t->len) == 0;
+}
+
+/* Decodes a simple string literal token ("..." without interpolation) into a
+ * jv string, or jv_invalid() when it is not simple. */
+static jv literal_string(const struct tok *t)
+{
+    if (t->kind != 's' || t->len < 2 || t->start[0] != '"' || t->start[t->len - 1] != '"')
+        return jv_invalid();
+    for (size_t i = 1; i + 1 < t->len; i++)
+        if (t->start[i] == '\\' && t->start[i + 1] == '(')
+            return jv_invalid();
+    jv v = jv_parse_sized(t->start, (int)t->len);
+    if (jv_get_kind(v) != JV_KIND_STRING) {
+        jv_free(v);
+        return jv_invalid();
+    }
+    return v;
+}
+
+/* Does the regular expression `re` ever match an empty string? Probed with
+ * oniguruma (the engine jq uses) on a few subjects at every position. */
+static int regex_matches_empty(jv re /* borrowed */)
+{
+    const char *pat = jv_string_value(re);
+    regex_t *reg;
+    OnigErrorInfo einfo;
+    if (onig_new(&reg, (const UChar *)pat, (const UChar *)pat + strlen(pat), ONIG_OPTION_CAPTURE_GROUP,
+                 ONIG_ENCODING_UTF8, ONIG_SYNTAX_PERL_NG, &einfo) != ONIG_NORMAL)
+        return 0; /* jq will report the bad pattern itself */
+    static const char *const subjects[] = {"", "a", "abc ABC 123 _-./\n\t\"{}[]()", "\xc3\xa9t\xc3\xa9"};
+    int empty = 0;
+    OnigRegion *region = onig_region_new();
+    for (size_t k = 0; k < sizeof subjects / sizeof *subjects && !empty; k++) {
+        const UChar *str = (const UChar *)subjects[k];
+        const UChar *end = str + strlen(subjects[k]);
+        for (const UChar *at = str; at <= end && !empty; at++) {
+            int r = onig_search(reg, str, end, at, end, region, ONIG_OPTION_NONE);
+            if (r >= 0 && region->end[0] == region->beg[0])
+                empty = 1;
+            onig_region_free(region, 0);
+            if (r < 0)
+                break;
+        }
+    }
+    onig_region_free(region, 1);
+    onig_free(reg);
+    return empty;
+}
+
+/* Splits the top-level arguments of a call whose '(' was just consumed: returns
+ * the number of arguments and, for each, its first token and whether it is a
+ * single token. Leaves the lexer after the closing ')'. */
+struct callargs {
+    int n;
+    struct tok first[4];
+    int single[4];
+};
+
+static void lex_callargs(struct lexer *lx, struct callargs *a)
+{
+    memset(a, 0, sizeof *a);
+    int depth = lx->paren; /* already incremented for the '(' */
+    int ntok = 0;
+    for (;;) {
+        struct tok t = lex_next(lx);
+        if (!t.kind)
+            return;
+        if (t.kind == 'p' && *t.start == ')' && lx->paren == depth - 1) {
+            if (ntok)
+                a->n++;
+            return;
+        }
+        if (t.kind == 'p' && *t.start == ';' && lx->paren == depth) {
+            a->n++;
+            ntok = 0;
+            continue;
+        }
+        if (a->n < 4) {
+            if (ntok == 0) {
+                a->first[a->n] = t;
+                a->single[a->n] = 1;
+            } else {
+                a->single[a->n] = 0;
+            }
+        }
+        ntok++;
+    }
+}
+
+/* Refuses what the sandbox forbids. Returns NULL or a message (static or in buf). */
+static const char *guard(const char *text, char *buf, size_t bufsz)
+{
+    static const char *const forbidden[] = {
+        "input", "inputs", "input_filename", "input_line_number", "import", "include",
+        "halt", "halt_error", "get_search_list", "modulemeta", "$__prog_args", "debug", "stderr",
+    };
+    static const char *const unbounded[] = {"repeat", "infinite", "while", "until"};
+    struct lexer lx = {.p = text, .end = text + strlen(text)};
+    struct { const char *name; size_t len; int body_depth; int pending_defs; int in_body; } defs[16];
+    int ndefs = 0;
+    struct tok prev = {0, NULL, 0, 0};
+    for (;;) {
+        struct tok t = lex_next(&lx);
+        if (!t.kind)
+            break;
+        if ((t.kind == 'i' || t.kind == '$') && !t.after_dot) {
+            /* object keys such as {input: 1} are not calls */
+            const char *q = lx.p;
+            while (q < lx.end && (*q == ' ' || *q == '\t'))
+                q++;
+            int is_key = q < lx.end && *q == ':' && t.kind == 'i';
+            if (!is_key) {
+                for (size_t i = 0; i < sizeof forbidden / sizeof *forbidden; i++)
+                    if (tok_is(&t, forbidden[i])) {
+                        snprintf(buf, bufsz, "'%s' is not available in workflow expressions", forbidden[i]);
+                        return buf;
+                    }
+                for (size_t i = 0; i < sizeof unbounded / sizeof *unbounded; i++)
+                    if (tok_is(&t, unbounded[i])) {
+                        snprintf(buf, bufsz,
+                                 "'%s' is refused: it can loop forever and a running jq program cannot be "
+                                 "interrupted",
+                                 unbounded[i]);
+                        return buf;
+                    }
+                if (tok_is(&t, "recurse") && lx.p < lx.end && *lx.p == '(') {
+                    return "'recurse(f)' is refused: it can recurse forever and a running jq program cannot "
+                           "be interrupted (use 'recurse' or '..')";
+                }
+                /* a call to a function whose body we are in: unbounded recursion */
+                for (int d = 0; d < ndefs; d++)
+                    if (defs[d].in_body && t.len == defs[d].len && memcmp(t.start, defs[d].name, t.len) == 0 &&
+                        !(prev.kind == 'i' && tok_is(&prev, "def"))) {
+                        snprintf(buf, bufsz,
+                                 "recursive function '%.*s' is refused: unbounded recursion aborts the jq "
+                                 "evaluator",
+                                 (int)t.len, t.start);
+                        return buf;
+                    }
+                if ((tok_is(&t, "gsub") || tok_is(&t, "sub")) && lx.p < lx.end && *lx.p == '(') {
+                    int global = tok_is(&t, "gsub");
+                    struct tok open = lex_next(&lx);
+                    (void)open;
+                    struct callargs a;
+                    lex_callargs(&lx, &a);
+                    if (!global && a.n >= 3) {
+                        jv flags = a.single[2] ? literal_string(&a.first[2]) : jv_invalid();
+                        if (!jv_is_valid(flags))
+                            global = 1; /* flags not known statically */
+                        else
+                            global = strchr(jv_string_value(flags), 'g') != NULL;
+                        jv_free(flags);
+                    }
+                    if (global) {
+                        jv re = (a.n >= 1 && a.single[0]) ? literal_string(&a.first[0]) : jv_invalid();
+                        if (!jv_is_valid(re))
+                            return "a global substitution (gsub, or sub with \"g\") needs a literal pattern: "
+                                   "jq 1.6 loops forever on a pattern that matches the empty string";
+                        int empty = regex_matches_empty(re); /* borrows */
+                        jv_free(re);
+                        if (empty)
+                            return "this gsub pattern can match the empty string, which makes jq 1.6 loop "
+                                   "forever";
+                    }
+                    prev = t;
+                    continue;
+                }
+            }
+        }
+        /* track `def name...: body;` extents */
+        if (t.kind == 'i' && tok_is(&prev, "def") && ndefs < 16) {
+            defs[ndefs].name = t.start;
+            defs[ndefs].len = t.len;
+            defs[ndefs].body_depth = lx.paren;
+            defs[ndefs].pending_defs = 0;
+            defs[ndefs].in_body = 0;
+            ndefs++;
+        } else if (t.kind == 'p' && *t.start == ':' && ndefs > 0 && !defs[ndefs - 1].in_body &&
+                   lx.paren == defs[ndefs - 1].body_depth) {
+            defs[ndefs - 1].in_body = 1;
+        } else if (t.kind == 'i' && tok_is(&t, "def")) {
+            for (int d = 0; d < ndefs; d++)
+                if (defs[d].in_body)
+                    defs[d].pending_defs++;
+        } else if (t.kind == 'p' && *t.start == ';') {
+            for (int d = ndefs - 1; d >= 0; d--) {
+                if (!defs[d].in_body || lx.paren != defs[d].body_depth)
+                    continue;
+                if (defs[d].pending_defs > 0)
+                    defs[d].pending_defs--;
+                else
+                    defs[d].in_body = 0;
+                break;
+            }
+        }
+        prev = t;
+    }
+    return NULL;
+}
+
+/* Which runtime arguments the text mentions (a superset is harmless). */
+static unsigned uses_of(const char *text)
+{
+    unsigned m = 0;
+    for (int i = 0; i < CV_VAR_COUNT; i++) {
+        size_t n = strlen(var_names[i]);
+        for (const char *p = strchr(text, '$'); p; p = strchr(p + 1, '$'))
+            if (strncmp(p + 1, var_names[i], n) == 0 && !is_ident_char((unsigned char)p[1 + n])) {
+                m |= 1u << i;
+                break;
+            }
+    }
+    return m;
+}
+
+/* ---- fast path ---------------------------------------------------------------
+ * `.`, `.a.b[0]."c d"`, `$var.path` and JSON literals are evaluated directly on
+ * jv values. Anything unusual (a type mismatch, a negative index) falls back
+ * to jq so that messages and semantics stay exactly jq's.
+ */
+
+static int parse_fast(struct expr *e)
+{
+    const char *p = e->text;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    const char *end = p + strlen(p);
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
+        end--;
+    if (p == end)
+        return 0;
+    /* JSON literals: numbers, simple strings, true/false/null */
+    if (*p == '"' || *p == '-' || (*p >= '0' && *p <= '9') || (end - p == 4 && !memcmp(p, "true", 4)) ||
+        (end - p == 5 && !memcmp(p, "false", 5)) || (end - p == 4 && !memcmp(p, "null", 4))) {
+        for (const char *q = p; q < end; q++)
+            if (*q == '\\' || *q == '#' || *q == '|' || *q == ' ')
+                return 0; /* escapes may hide interpolation; anything compound goes to jq */
+        jv v = jv_parse_sized(p, (int)(end - p));
+        if (!jv_is_valid(v)) {
+            jv_free(v);
+            return 0;
+        }
+        e->fast = FAST_LITERAL;
+        e->fast_value = v;
+        return 1;
+    }
+    int base;
+    jv scope_name = jv_null();
+    if (*p == '.') {
+        base = -1;
+    } else if (*p == '$') {
+        const char *q = p + 1;
+        while (q < end && is_ident_char((unsigned char)*q))
+            q++;
+        if (q == p + 1)
+            return 0;
+        base = CV_VAR_COUNT;
+        for (int i = 0; i < CV_VAR_COUNT; i++)
+            if ((size_t)(q - p - 1) == strlen(var_names[i]) && !memcmp(p + 1, var_names[i], (size_t)(q - p - 1)))
+                base = i;
+        if (base == CV_VAR_COUNT) {
+            scope_name = jv_string_sized(p + 1, (int)(q - p - 1));
+            int found = 0;
+            jv_array_foreach(e->scopevars, i, name)
+            {
+                if (jv_equal(name, jv_copy(scope_name)))
+                    found = 1;
+            }
+            if (!found) { /* let jq report the unknown variable */
+                jv_free(scope_name);
+                return 0;
+            }
+        }
+        p = q;
+    } else {
+        return 0;
+    }
+    jv path = jv_array();
+    if (base == -1 && end - p == 1) { /* just `.` */
+        p++;
+    } else if (base == -1) {
+        /* `.a` — the leading dot belongs to the first key */
+    }
+    while (p < end) {
+        if (*p == '.' && p + 1 < end && is_ident_start((unsigned char)p[1])) {
+            const char *q = p + 1;
+            while (q < end && is_ident_char((unsigned char)*q))
+                q++;
+            path = jv_array_append(path, jv_string_sized(p + 1, (int)(q - p - 1)));
+            p = q;
+        } else if (*p == '[' || (*p == '.' && p + 1 < end && p[1] == '[')) {
+            if (*p == '.')
+                p++;
+            const char *q = p + 1;
+            while (q < end && *q >= '0' && *q <= '9')
+                q++;
+            if (q == p + 1 || q >= end || *q != ']' || q - p > 10)
+                goto fail;
+            path = jv_array_append(path, jv_number(atoi(p + 1)));
+            p = q + 1;
+        } else {
+            goto fail;
+        }
+    }
+    e->fast = FAST_PATH;
+    e->fast_base = base;
+    e->fast_scope = scope_name;
+    e->fast_value = path;
+    return 1;
+fail:
+    jv_free(path);
+    jv_free(scope_name);
+    return 0;
+}
+
+/* Follows a fast path. Returns 1 with *out set, or 0 when jq must decide. */
+static int eval_fast_path(jv v /* consumed */, jv path /* borrowed */, jv *out)
+{
+    int n = jv_array_length(jv_copy(path));
+    for (int i = 0; i < n; i++) {
+        jv k = jv_array_get(jv_copy(path), i);
+        jv_kind vk = jv_get_kind(v);
+        if (vk == JV_KIND_NULL) {
+            jv_free(k);
+            continue; /* null.a == null, null[0] == null */
+        }
+        if (jv_get_kind(k) == JV_KIND_STRING && vk == JV_KIND_OBJECT) {
+            v = jv_object_get(v, k);
+            if (!jv_is_valid(v)) {
+                jv_free(v);
+                v = jv_null();
+            }
+        } else if (jv_get_kind(k) == JV_KIND_NUMBER && vk == JV_KIND_ARRAY) {
+            int idx = (int)jv_number_value(k);
+            jv_free(k);
+            if (idx >= jv_array_length(jv_copy(v))) {
+                jv_free(v);
+                v = jv_null();
+            } else {
+                v = jv_array_get(v, idx);
+            }
+        } else {
+            jv_free(k);
+            jv_free(v);
+            return 0;
+        }
+    }
+    *out = v;
+    return 1;
+}
+
+/* ---- registration and the bundle -------------------------------------------- */
+
+struct cv_exprset *cv__exprset_new(void)
+{
+    struct cv_exprset *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    return s;
+}
+
+void cv__exprset_free(struct cv_exprset *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->count; i++) {
+        struct expr *e = &s->items[i];
+        free(e->text);
+        free(e->pointer);
+        jv_free(e->scopevars);
+        if (e->fast)
+            jv_free(e->fast_value);
+        jv_free(e->fast_scope);
+    }
+    free(s->items);
+    free(s->program);
+    while (s->free_states) {
+        struct pooled_state *ps = s->free_states;
+        s->free_states = ps->next;
+        jq_teardown(&ps->jq);
+        free(ps);
+    }
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static jv diag(const char *pointer, const char *msg)
+{
+    jv d = jv_object();
+    d = jv_object_set(d, jv_string("pointer"), jv_string(pointer ? pointer : ""));
+    return jv_object_set(d, jv_string("message"), jv_string(msg));
+}
+
+int cv__exprset_add(struct cv_exprset *s, const char *text, jv scopevars, const char *pointer, jv *errors)
+{
+    char buf[256];
+    const char *why = guard(text, buf, sizeof buf);
+    if (why) {
+        *errors = jv_array_append(*errors, diag(pointer, why));
+        return CV_EVALIDATE;
+    }
+    if (s->count == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 32;
+        struct expr *n = realloc(s->items, (size_t)cap * sizeof *n);
+        if (!n)
+            return CV_ENOMEM;
+        s->items = n;
+        s->cap = cap;
+    }
+    struct expr *e = &s->items[s->count];
+    memset(e, 0, sizeof *e);
+    e->text = strdup(text);
+    e->pointer = strdup(pointer ? pointer : "");
+    if (!e->text || !e->pointer) {
+        free(e->text);
+        free(e->pointer);
+        return CV_ENOMEM;
+    }
+    e->scopevars = jv_get_kind(scopevars) == JV_KIND_ARRAY ? jv_copy(scopevars) : jv_array();
+    e->fast_scope = jv_null();
+    e->uses = uses_of(text);
+    if (parse_fast(e))
+        s->nfast++;
+    return s->count++;
+}
+
+int cv__exprset_count(const struct cv_exprset *s) { return s->count; }
+int cv__exprset_fast_count(const struct cv_exprset *s) { return s->nfast; }
+const char *cv__expr_text(const struct cv_exprset *s, int idx) { return s->items[idx].text; }
+
+/* A growable string buffer for generating the bundle. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int lines;
+    int oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n + 1);
+    b->len += n;
+    for (const char *c = s; *c; c++)
+        if (*c == '\n')
+            b->lines++;
+}
+
+static void gen_dispatch(struct cv_exprset *s, struct sbuf *b, int lo, int hi)
+{
+    char tmp[96];
+    if (lo == hi) {
+        struct expr *e = &s->items[lo];
+        sb_add(b, "(");
+        jv_array_foreach(e->scopevars, i, name)
+        {
+            const char *n = jv_string_value(name);
+            sb_add(b, "$__scope.");
+            sb_add(b, n);
+            sb_add(b, " as $");
+            sb_add(b, n);
+            sb_add(b, " | ");
+            jv_free(name);
+        }
+        sb_add(b, "$__dot | (\n");
+        e->first_line = b->lines + 1;
+        sb_add(b, e->text);
+        sb_add(b, "\n");
+        e->last_line = b->lines;
+        sb_add(b, "))");
+        return;
+    }
+    int mid = lo + (hi - lo) / 2;
+    snprintf(tmp, sizeof tmp, "(if $__i <= %d then ", mid);
+    sb_add(b, tmp);
+    gen_dispatch(s, b, lo, mid);
+    sb_add(b, " else ");
+    gen_dispatch(s, b, mid + 1, hi);
+    sb_add(b, " end)");
+}
+
+static const char sandbox[] =
+    "def env: {}; def input: null; def inputs: empty; def input_filename: null; "
+    "def get_search_list: []; def halt: error(\"halt is not available\"); "
+    "def halt_error: error(.); def halt_error($c): error(.); def debug: .; def stderr: .; ";
+
+static char *build_program(struct cv_exprset *s)
+{
+    struct sbuf b = {0};
+    sb_add(&b, sandbox);
+    sb_add(&b, "{} as $ENV | .[1] as $__dot | ");
+    for (int i = 0; i < CV_VAR_COUNT; i++) {
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, ".[%d] as $%s | ", i + 2, var_names[i]);
+        sb_add(&b, tmp);
+    }
+    sb_add(&b, ".[10] as $__scope | .[0] as $__i | \n");
+    if (s->count == 0)
+        sb_add(&b, "null");
+    else
+        gen_dispatch(s, &b, 0, s->count - 1);
+    sb_add(&b, "\n");
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+struct compile_errs {
+    jv msgs;
+};
+
+static void collect_err(void *data, jv msg)
+{
+    struct compile_errs *ce = data;
+    if (jv_get_kind(msg) == JV_KIND_STRING)
+        ce->msgs = jv_array_append(ce->msgs, msg);
+    else
+        jv_free(msg);
+}
+
+static jq_state *compile_state(const char *program, jv *msgs)
+{
+    jq_state *jq = jq_init();
+    if (!jq)
+        return NULL;
+    struct compile_errs ce = {jv_array()};
+    jq_set_error_cb(jq, collect_err, &ce);
+    /* no module search path: `import`/`include` cannot reach the filesystem */
+    jq_set_attr(jq, jv_string("JQ_LIBRARY_PATH"), jv_array());
+    int ok = jq_compile(jq, program);
+    jq_set_error_cb(jq, NULL, NULL);
+    if (!ok) {
+        jq_teardown(&jq);
+        if (msgs)
+            *msgs = ce.msgs;
+        else
+            jv_free(ce.msgs);
+        return NULL;
+    }
+    jv_free(ce.msgs);
+    return jq;
+}
+
+/* "jq: error: syntax error, unexpected ... at <top-level>, line 12:\n<text>" →
+ * the line number and a message without the location noise. */
+static int message_line(const char *m, char *out, size_t outsz)
+{
+    const char *at = strstr(m, " at <top-level>, line ");
+    int line = 0;
+    if (at)
+        line = atoi(at + strlen(" at <top-level>, line "));
+    const char *start = m;
+    if (!strncmp(start, "jq: error: ", 11))
+        start += 11;
+    size_t n = at ? (size_t)(at - start) : strcspn(start, "\n");
+    if (n >= outsz)
+        n = outsz - 1;
+    memcpy(out, start, n);
+    out[n] = 0;
+    return line;
+}
+
+int cv__exprset_compile(struct cv_exprset *s, jv *errors)
+{
+    free(s->program);
+    s->program = build_program(s);
+    if (!s->program)
+        return CV_ENOMEM;
+    jv msgs = jv_null();
+    jq_state *jq = compile_state(s->program, &msgs);
+    if (!jq) {
+        if (jv_get_kind(msgs) != JV_KIND_ARRAY) { /* not a compile error: out of memory */
+            jv_free(msgs);
+            return CV_ENOMEM;
+        }
+        int reported = 0;
+        char *seen = calloc((size_t)s->count + 1, 1);
+        jv_array_foreach(msgs, i, m)
+        {
+            char text[512];
+            int line = message_line(jv_string_value(m), text, sizeof text);
+            for (int k = 0; k < s->count; k++) {
+                struct expr *e = &s->items[k];
+                if (line >= e->first_line && line <= e->last_line + 1 && !(seen && seen[k])) {
+                    char full[700];
+                    snprintf(full, sizeof full, "expression does not compile: %s (in `%s`)", text, e->text);
+                    *errors = jv_array_append(*errors, diag(e->pointer, full));
+                    if (seen)
+                        seen[k] = 1;
+                    reported++;
+                    break;
+                }
+            }
+            jv_free(m);
+        }
+        jv_free(msgs);
+        free(seen);
+        if (!reported) /* a message we could not place: still refuse, say so */
+            *errors = jv_array_append(*errors, diag("", "the workflow's expressions do not compile"));
+        return CV_EVALIDATE;
+    }
+    jv_free(msgs);
+    struct pooled_state *ps = malloc(sizeof *ps);
+    if (!ps) {
+        jq_teardown(&jq);
+        return CV_ENOMEM;
+    }
+    ps->jq = jq;
+    ps->next = NULL;
+    s->free_states = ps;
+    s->nstates = 1;
+    s->compiled = 1;
+    return 0;
+}
+
+/* ---- evaluation ---------------------------------------------------------------- */
+
+static struct pooled_state *checkout(struct cv_exprset *s)
+{
+    pthread_mutex_lock(&s->lock);
+    struct pooled_state *ps = s->free_states;
+    if (ps)
+        s->free_states = ps->next;
+    pthread_mutex_unlock(&s->lock);
+    if (ps)
+        return ps;
+    /* contention: compile one more state for this thread (about 30-60 ms) */
+    jq_state *jq = compile_state(s->program, NULL);
+    if (!jq)
+        return NULL;
+    ps = malloc(sizeof *ps);
+    if (!ps) {
+        jq_teardown(&jq);
+        return NULL;
+    }
+    ps->jq = jq;
+    pthread_mutex_lock(&s->lock);
+    s->nstates++;
+    pthread_mutex_unlock(&s->lock);
+    return ps;
+}
+
+static void checkin(struct cv_exprset *s, struct pooled_state *ps)
+{
+    pthread_mutex_lock(&s->lock);
+    ps->next = s->free_states;
+    s->free_states = ps;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static jv var_value(struct cv_evalenv *env, int i)
+{
+    if (!env)
+        return jv_null();
+    if (!jv_is_valid(env->vars[i])) {
+        if (!env->materialize)
+            return jv_null();
+        env->vars[i] = env->materialize(env->ud, i); /* cached for the rest of this evaluation site */
+    }
+    return jv_copy(env->vars[i]);
+}
+
+static jv expr_error(const struct expr *e, const char *msg)
+{
+    char detail[1024];
+    snprintf(detail, sizeof detail, "%s (in `%s`)", msg, e->text);
+    return cv__error_new(CV_ERR_EXPRESSION, 400, "Expression Error", detail);
+}
+
+int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env, jv *out)
+{
+    struct expr *e = &s->items[idx];
+    if (e->fast == FAST_LITERAL) {
+        jv_free(dot);
+        *out = jv_copy(e->fast_value);
+        return 0;
+    }
+    if (e->fast == FAST_PATH) {
+        jv base;
+        if (e->fast_base == -1)
+            base = jv_copy(dot);
+        else if (e->fast_base < CV_VAR_COUNT)
+            base = var_value(env, e->fast_base);
+        else {
+            base = (env && jv_get_kind(env->scope) == JV_KIND_OBJECT)
+                       ? jv_object_get(jv_copy(env->scope), jv_copy(e->fast_scope))
+                       : jv_invalid();
+            if (!jv_is_valid(base)) {
+                jv_free(base);
+                base = jv_null();
+            }
+        }
+        if (eval_fast_path(base, e->fast_value, out)) {
+            jv_free(dot);
+            return 0;
+        }
+    }
+    if (!s->compiled) {
+        jv_free(dot);
+        *out = expr_error(e, "expressions were not compiled");
+        return CV_EFAULT;
+    }
+    jv in = jv_array_sized(11);
+    in = jv_array_append(in, jv_number(idx));
+    in = jv_array_append(in, dot);
+    for (int i = 0; i < CV_VAR_COUNT; i++)
+        in = jv_array_append(in, (e->uses & (1u << i)) ? var_value(env, i) : jv_null());
+    in = jv_array_append(in, env && jv_get_kind(env->scope) == JV_KIND_OBJECT ? jv_copy(env->scope) : jv_object());
+
+    struct pooled_state *ps = checkout(s);
+    if (!ps) {
+        jv_free(in);
+        *out = expr_error(e, "out of memory compiling expressions");
+        return CV_EFAULT;
+    }
+    jq_start(ps->jq, in, 0);
+    jv r = jq_next(ps->jq);
+    int rc = 0;
+    if (jv_is_valid(r)) {
+        *out = r;
+    } else if (jv_invalid_has_msg(jv_copy(r))) {
+        jv msg = jv_invalid_get_msg(r);
+        jv text = jv_get_kind(msg) == JV_KIND_STRING ? msg : jv_dump_string(msg, 0);
+        *out = expr_error(e, jv_string_value(text));
+        jv_free(text);
+        rc = CV_EFAULT;
+    } else {
+        jv_free(r);
+        *out = jv_null(); /* no result */
+    }
+    /* drain nothing more: jq_start of the next evaluation resets the state */
+    checkin(s, ps);
+    return rc;
+}
+
+int cv__jv_truthy(jv v)
+{
+    jv_kind k = jv_get_kind(v);
+    jv_free(v);
+    return !(k == JV_KIND_NULL || k == JV_KIND_FALSE || k == JV_KIND_INVALID);
+}
