@@ -8,7 +8,11 @@
  * minLength, maxLength (in Unicode code points), pattern (ECMA-ish via
  * oniguruma), minItems, maxItems, uniqueItems, minProperties, maxProperties,
  * allOf, anyOf, oneOf, not, $ref to "#/..." pointers within the same schema,
- * $defs/definitions. Unknown keywords are ignored (as the specification says).
+ * $defs/definitions. Also understood because real schemas use them:
+ * patternProperties, propertyNames, contains, if/then/else, dependentRequired,
+ * and the older-draft `items: [...]` + additionalItems and boolean
+ * exclusiveMinimum/exclusiveMaximum. Unknown keywords are ignored (as the
+ * specification says). $ref chains deeper than 64 are reported, not followed.
  */
 #ifndef CV_JSON_SCHEMA_H
 #define CV_JSON_SCHEMA_H
@@ -20,6 +24,8 @@
  * Returns jv_null() when valid, else a jv array of strings, each
  * "<json pointer of the instance location>: <message>", e.g.
  * "/customer/age: 12 is less than the minimum 18". At most 20 messages.
+ * The root instance location is written "(root)" ("(root): expected object,
+ * got string"), since its RFC 6901 pointer is the empty string.
  */
 jv cv__schema_validate(jv schema, jv instance);
 

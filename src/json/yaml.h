@@ -7,6 +7,13 @@
  * core schema says); quoted and block scalars are always strings. Duplicate
  * mapping keys are an error. Anchors and aliases are resolved. Non-string keys
  * are turned into their text. Documents deeper than a fixed limit are refused.
+ *
+ * Details (yaml.c has the reasons): the stream must hold exactly one document
+ * (none: "empty document"; a second "---": "expected a single document");
+ * NUL bytes and invalid UTF-8 are errors; `.inf`/`.nan` stay strings; numbers
+ * are doubles as in jq; limits are 256 levels and 1,000,000 nodes counting
+ * alias expansions; tags !!str/!!int/!!float/!!bool/!!null are honoured, other
+ * tags ignored. Messages come from libfyaml, or say "duplicate key 'x'".
  */
 #ifndef CV_JSON_YAML_H
 #define CV_JSON_YAML_H
