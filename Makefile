@@ -2,7 +2,8 @@
 #   make            build/conveyor and build/libconveyor.a (warnings are errors)
 #   make test       the whole suite (unit, conformance kit, examples, CLI), normal build
 #   make asan       the same library and tests built with ASan + UBSan into build-asan/
-#   make test-asan  run the unit tests and conformance runner from the sanitizer build
+#   make test-asan  the suite against the sanitizer build
+#   make check      both builds in one suite run (the README's test command)
 #   make fuzz       libFuzzer targets into build-fuzz/ (clang)
 #   make bench      benchmarks (prints figures; never asserts timings)
 # Library sources are every src/*/*.c except src/cli; adding a file needs no edit here.
@@ -25,7 +26,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 CTK_SRC := $(wildcard tests/ctk/*.c)
 CTK_OBJ := $(CTK_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all test asan test-asan fuzz bench clean format
+.PHONY: all test check asan test-asan fuzz bench clean format
 all: $(BUILD)/conveyor $(BUILD)/libconveyor.a
 
 $(BUILD)/%.o: %.c
@@ -46,14 +47,18 @@ $(BUILD)/ctk-runner: $(CTK_OBJ) $(BUILD)/libconveyor.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(CTK_OBJ) $(BUILD)/libconveyor.a $(LDLIBS)
 
 test: all $(BUILD)/unit-tests $(BUILD)/ctk-runner
-	BUILD=$(BUILD) tests/run-all.sh
+	BUILDS=$(BUILD) tests/run-all.sh
 
 asan:
 	$(MAKE) BUILD=build-asan CC=clang OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" all build-asan/unit-tests build-asan/ctk-runner
 
 test-asan: asan
-	BUILD=build-asan tests/run-all.sh
+	BUILDS=build-asan tests/run-all.sh
+
+# The README's test command: both builds, one suite run, one closing summary.
+check: all $(BUILD)/unit-tests $(BUILD)/ctk-runner asan
+	BUILDS="$(BUILD) build-asan" tests/run-all.sh
 
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined
 fuzz:

@@ -1,0 +1,161 @@
+#!/bin/sh
+# tests/run-all.sh — the whole test suite against one build directory.
+#
+#   BUILDS="build" tests/run-all.sh              (make test)
+#   BUILDS="build-asan" tests/run-all.sh         (make test-asan: ASan + UBSan)
+#   BUILDS="build build-asan" tests/run-all.sh   (make check: both, one summary)
+#
+# Starts the stub HTTP server (tests/stub/stub_server.py, 127.0.0.1, a free
+# port) that stands in for the public hosts the conformance kit and the
+# specification's examples call, then runs: the Criterion unit tests, the
+# conformance kit (ctk-features), the specification's runnable examples, the
+# CLI tests, and (unless FUZZ_SECONDS=0) a bounded fuzzing smoke run.
+# Every suite's counts are added up into the closing `N passed, N failed`.
+set -u
+BUILDS=${BUILDS:-${BUILD:-build}}
+BUILD=${BUILDS%% *} # the first build runs the CLI and fuzz suites
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 2
+SHARED=${CONVEYOR_SHARED:-$ROOT/../shared}
+SW="$SHARED/serverless-workflow"
+TMP=$(mktemp -d /tmp/conveyor-tests.XXXXXX)
+STUB_PID=""
+cleanup() {
+    [ -n "$STUB_PID" ] && kill "$STUB_PID" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+passed=0
+failed=0
+skipped=0
+suites_failed=""
+
+# add_counts NAME OUTPUT_FILE EXIT_CODE — reads the suite's own summary line.
+add_counts() {
+    name=$1 file=$2 rc=$3
+    line=$(grep -E '^(Synthesis: )?Tested: ' "$file" | tail -1)
+    if [ -n "$line" ]; then # Criterion: "Synthesis: Tested: N | Passing: N | Failing: N | Crashing: N"
+        p=$(echo "$line" | sed -E 's/.*Passing: ([0-9]+).*/\1/')
+        f=$(echo "$line" | sed -E 's/.*Failing: ([0-9]+).*/\1/')
+        c=$(echo "$line" | sed -E 's/.*Crashing: ([0-9]+).*/\1/')
+        f=$((f + c))
+    else
+        line=$(grep -E '^([A-Za-z-]+: )?[0-9]+ passed, [0-9]+ failed' "$file" | tail -1)
+        if [ -z "$line" ]; then
+            echo "!! $name printed no summary (exit $rc): counted as one failure"
+            failed=$((failed + 1))
+            suites_failed="$suites_failed $name"
+            return
+        fi
+        p=$(echo "$line" | sed -E 's/^([A-Za-z-]+: )?([0-9]+) passed.*/\2/')
+        f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+        s=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
+        skipped=$((skipped + ${s:-0}))
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then # a crash after the summary, say
+        failed=$((failed + 1))
+    fi
+    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
+        suites_failed="$suites_failed $name"
+    fi
+    echo "== $name: $p passed, $f failed (exit $rc)"
+}
+
+run_suite() {
+    name=$1
+    shift
+    echo "== $name: $*"
+    out="$TMP/$(echo "$name" | tr -c "A-Za-z0-9\n" _).out"
+    "$@" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    add_counts "$name" "$out" "$rc"
+}
+
+for b in $BUILDS; do
+    for bin in "$b/conveyor" "$b/unit-tests" "$b/ctk-runner"; do
+        if [ ! -x "$bin" ]; then
+            echo "missing $bin: run make first" >&2
+            exit 2
+        fi
+    done
+done
+# sanitizer reports must fail the run, not scroll by
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+# The stub server for public hosts (petstore.swagger.io, httpbin.org, ...).
+python3 tests/stub/stub_server.py --port 0 --port-file "$TMP/stub.port" --log "$TMP/stub.log" \
+    >"$TMP/stub.out" 2>&1 &
+STUB_PID=$!
+i=0
+while [ ! -s "$TMP/stub.port" ] && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+if [ ! -s "$TMP/stub.port" ]; then
+    echo "the stub server did not start:" >&2
+    cat "$TMP/stub.out" >&2
+    exit 1
+fi
+STUB="127.0.0.1:$(cat "$TMP/stub.port")"
+export CONVEYOR_TEST_STUB="$STUB"
+
+for B in $BUILDS; do
+    # Criterion: its own isolation (one process per test), its own summary.
+    run_suite "unit[$B]" "$B/unit-tests" --jobs=2
+
+    if [ -d "$SW/ctk-features" ]; then
+        run_suite "ctk[$B]" "$B/ctk-runner" features "$SW/ctk-features" --stub "$STUB"
+        run_suite "examples[$B]" "$B/ctk-runner" examples tests/examples/cases.yaml \
+            --examples-dir "$SW/examples" --stub "$STUB" --subflows tests/examples/subflows
+        # Every example must validate; the schema's invalid fixtures must not.
+        out="$TMP/validate.out"
+        {
+            vp=0
+            vf=0
+            for f in "$SW"/examples/*.yaml; do
+                if "$B/conveyor" validate "$f" >/dev/null 2>"$TMP/v.err"; then vp=$((vp + 1)); else
+                    vf=$((vf + 1))
+                    echo "FAIL valid example rejected: $f"
+                    cat "$TMP/v.err"
+                fi
+            done
+            for f in "$SW"/invalid-fixtures/*.yaml; do
+                "$B/conveyor" validate "$f" >/dev/null 2>"$TMP/v.err"
+                if [ $? -eq 1 ] && grep -q ':[0-9]*:[0-9]*: ' "$TMP/v.err"; then vp=$((vp + 1)); else
+                    vf=$((vf + 1))
+                    echo "FAIL invalid fixture accepted or unlocated: $f"
+                fi
+            done
+            echo "$vp passed, $vf failed"
+        } >"$out" 2>&1
+        cat "$out"
+        add_counts "validate[$B]" "$out" 0
+    else
+        echo "== conformance kit not found at $SW (../shared absent): ctk, examples and validate skipped"
+        skipped=$((skipped + 3))
+    fi
+done
+
+if [ -x tests/unit/test_cli.sh ]; then
+    run_suite cli env BUILD="$BUILD" tests/unit/test_cli.sh
+fi
+
+if [ "${FUZZ_SECONDS:-15}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then
+    run_suite fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" tests/fuzz-smoke.sh
+fi
+
+echo
+if [ -n "$suites_failed" ]; then
+    echo "failing suites:$suites_failed"
+fi
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
