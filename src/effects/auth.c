@@ -207,12 +207,12 @@ static char *encode_fields(jv fields, int json)
         jv_free(s);
         return r;
     }
-    char *s = strdup("?");
+    char *s = strdup("");
     if (!s || cv__http_url_add_query(&s, fields) != CV_OK) {
         free(s);
         return NULL;
     }
-    char *r = strdup(s[1] == '?' ? s + 2 : s + 1);
+    char *r = strdup(s[0] == '?' ? s + 1 : s); /* "?k=v&k=v" without the "?" */
     free(s);
     return r;
 }

@@ -719,13 +719,13 @@ static int form_type(const char *ct)
 /* Form-encodes an object (borrowed): arrays as repeated keys. */
 static char *form_encode(jv obj)
 {
-    char *s = strdup("?");
+    char *s = strdup("");
     if (!s || cv__http_url_add_query(&s, obj) != CV_OK) {
         free(s);
         return NULL;
     }
-    /* cv__http_url_add_query starts with "?" then "&"; drop the leading "?". */
-    char *r = strdup(s[1] == '?' ? s + 2 : s + 1);
+    /* cv__http_url_add_query writes "?k=v&k=v"; drop the leading "?". */
+    char *r = strdup(s[0] == '?' ? s + 1 : s);
     free(s);
     return r;
 }
@@ -1059,11 +1059,15 @@ done:
  * call: http
  * ====================================================================== */
 
+/* Reads `output` (v consumed). */
 static int parse_output(jv v, enum cv_http_output *o, jv *err)
 {
+    int rc = CV_OK;
     *o = CV_HTTP_OUT_CONTENT;
-    if (!jv_is_valid(v) || jv_get_kind(v) == JV_KIND_NULL)
+    if (!jv_is_valid(v) || jv_get_kind(v) == JV_KIND_NULL) {
+        jv_free(v);
         return CV_OK;
+    }
     const char *s = jv_get_kind(v) == JV_KIND_STRING ? jv_string_value(v) : "";
     if (strcmp(s, "content") == 0)
         *o = CV_HTTP_OUT_CONTENT;
@@ -1074,9 +1078,10 @@ static int parse_output(jv v, enum cv_http_output *o, jv *err)
     else {
         *err = cv__error_newf(CV_ERR_CONFIGURATION, 400, "Invalid Output",
                               "output must be content, response or raw, not '%s'", s);
-        return CV_EFAULT;
+        rc = CV_EFAULT;
     }
-    return CV_OK;
+    jv_free(v);
+    return rc;
 }
 
 /* Reads output/redirect (borrowed `args`) into `c`. Shared with openapi.c. */

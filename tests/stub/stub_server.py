@@ -39,6 +39,7 @@ Test helpers, on any host:
   /__redirect           302 (or ?code=) to ?to=URL, default /__echo
   /__digest/{u}/{p}     HTTP digest authentication (MD5, qop=auth)
   /__bearer/{token}     200 only with Authorization: Bearer {token}
+  /__big?bytes=N        N bytes of spaces (at most 80 MiB)
   /__openapi.json       an OpenAPI 3 document for /__echo/v1 (getItem, createItem)
   POST /__reset         resets the fail-then-succeed counters
 """
@@ -214,7 +215,7 @@ class Handler(BaseHTTPRequestHandler):
                 State.log.flush()
         try:
             self.route()
-        except BrokenPipeError:
+        except (BrokenPipeError, ConnectionResetError):
             pass
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
@@ -258,6 +259,19 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"authenticated": True})
             return self.send_json(401, {"authenticated": False},
                                   {"WWW-Authenticate": 'Bearer realm="stub"'})
+        if p == "/__big":
+            n = min(int(self.q1("bytes", "1024")), 80 * 1024 * 1024)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = b" " * 65536
+            left = n
+            while left > 0:
+                k = min(left, len(chunk))
+                self.wfile.write(chunk[:k])
+                left -= k
+            return None
         if p == "/__openapi.json":
             return self.send_json(200, OPENAPI3)
         if p.endswith("/.well-known/openid-configuration") and m == "GET":
