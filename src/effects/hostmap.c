@@ -10,7 +10,7 @@
  * the original URL; outputs and errors keep the original URL, which callers
  * hold on to — this file never rewrites what they report.
  */
-/* effects/hostmap.h is not included: it lacks its #endif (see http_int.h). */
+#include "effects/hostmap.h"
 #include "conveyor.h"
 #include "effects/http_int.h"
 
@@ -207,8 +207,11 @@ int cv__hostmap_prepare(const struct cv_hostmap *m, CURL *h, const char *url,
         goto out;
     }
     *connect_to = curl_slist_append(NULL, entry);
+    /* No proxy for a mapped host: http_proxy in the environment must not
+     * capture requests meant for a local stub. */
     if (!*connect_to || curl_easy_setopt(h, CURLOPT_URL, rewritten) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_CONNECT_TO, *connect_to) != CURLE_OK) {
+        curl_easy_setopt(h, CURLOPT_CONNECT_TO, *connect_to) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_PROXY, "") != CURLE_OK) {
         curl_slist_free_all(*connect_to);
         *connect_to = NULL;
         rc = CV_ENOMEM;

@@ -1147,6 +1147,11 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
     }
     const char *why = NULL;
     rc = cv__uri_template_expand(jv_string_value(uri), input, &c.url, &why);
+    if (rc == CV_ENOMEM) {
+        jv_free(uri);
+        *out = jv_null();
+        goto out;
+    }
     if (rc) {
         *out = cv__error_newf(CV_ERR_EXPRESSION, 400, "Invalid URI Template", "%s: %s",
                               jv_string_value(uri), why ? why : "cannot expand");

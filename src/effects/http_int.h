@@ -12,6 +12,7 @@
 #define CV_EFFECTS_HTTP_INT_H
 
 #include "effects/effects.h"
+#include "effects/hostmap.h"
 
 #include <curl/curl.h>
 #include <jv.h>
@@ -25,16 +26,6 @@
 #define CV_HTTP_MAX_REDIRECTS 10
 
 /* ---- host map (hostmap.c) ------------------------------------------------ */
-
-/*
- * The public part of the host map, repeated from hostmap.h (identical
- * prototypes): hostmap.h currently lacks its closing #endif and cannot be
- * included. Drop these once it is fixed.
- */
-struct cv_hostmap *cv__hostmap_new(void);
-void cv__hostmap_free(struct cv_hostmap *m);
-int cv__hostmap_add(struct cv_hostmap *m, const char *spec);
-void cv__hostmap_set_deny_unmapped(struct cv_hostmap *m, int deny);
 
 /*
  * Points `h` at `url` (borrowed): sets CURLOPT_URL and, when the host is

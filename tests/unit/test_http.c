@@ -10,6 +10,7 @@
  */
 #include "common/util.h"
 #include "conveyor.h"
+#include "effects/hostmap.h"
 #include "effects/http.h"
 #include "effects/http_int.h"
 
