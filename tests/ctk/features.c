@@ -9,7 +9,6 @@
  * are all checked and every failing one is reported, not just the first.
  */
 #include <dirent.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +16,13 @@
 
 #include "ctk.h"
 
-/* The phrasings, as POSIX extended regular expressions over the step text
- * (keyword removed). Task names are single words, as in the CTK. */
+/*
+ * The phrasings, as patterns over the step text (keyword removed): literal
+ * text, plus {w} a word without spaces (a task name), {q} the text between
+ * single quotes (no quote inside), {n} digits, {*} any non-empty rest.
+ * (Not POSIX <regex.h>: libonig, linked into conveyor, exports its own
+ * regcomp/regexec with another regex_t layout, and those interpose glibc's.)
+ */
 enum step_kind {
     S_DEFINITION,
     S_INPUT,
@@ -45,59 +49,112 @@ enum step_kind {
 
 static const struct {
     enum step_kind kind;
-    const char *re;
+    const char *pattern;
     int doc; /* 1: needs a doc string; 0: must have none */
-} phrasings[S_COUNT] = {
-    {S_DEFINITION, "^a workflow with definition:$", 1},
-    {S_INPUT, "^the workflow input is:$", 1},
-    {S_EXECUTE, "^the workflow is executed$", 0},
-    {S_WF_COMPLETE, "^the workflow should complete$", 0},
-    {S_WF_COMPLETE_OUTPUT, "^the workflow should complete with output:$", 1},
-    {S_WF_FAULT, "^the workflow should fault$", 0},
-    {S_WF_FAULT_ERROR, "^the workflow should fault with error:$", 1},
-    {S_WF_CANCEL, "^the workflow should cancel$", 0},
-    {S_OUT_PROPERTIES, "^the workflow output should have properties (('[^']*')( *, *'[^']*')*)$", 0},
-    {S_OUT_PROPERTY_VALUE, "^the workflow output should have a '([^']*)' property with value:$", 1},
-    {S_OUT_PROPERTY_COUNT,
-     "^the workflow output should have a '([^']*)' property containing ([0-9]+) items?$", 0},
-    {S_TASK_FIRST, "^([^ ]+) should run first$", 0},
-    {S_TASK_LAST, "^([^ ]+) should run last$", 0},
-    {S_TASK_BEFORE, "^([^ ]+) should run before ([^ ]+)$", 0},
-    {S_TASK_AFTER, "^([^ ]+) should run after ([^ ]+)$", 0},
-    {S_TASK_COMPLETE, "^([^ ]+) should complete$", 0},
-    {S_TASK_COMPLETE_OUTPUT, "^([^ ]+) should complete with output:$", 1},
-    {S_TASK_FAULT, "^([^ ]+) should fault$", 0},
-    {S_TASK_FAULT_ERROR, "^([^ ]+) should fault with error:$", 1},
-    {S_TASK_CANCEL, "^([^ ]+) should cancel$", 0},
+} phrasings[] = {
+    {S_DEFINITION, "a workflow with definition:", 1},
+    {S_INPUT, "the workflow input is:", 1},
+    {S_EXECUTE, "the workflow is executed", 0},
+    {S_WF_COMPLETE, "the workflow should complete", 0},
+    {S_WF_COMPLETE_OUTPUT, "the workflow should complete with output:", 1},
+    {S_WF_FAULT, "the workflow should fault", 0},
+    {S_WF_FAULT_ERROR, "the workflow should fault with error:", 1},
+    {S_WF_CANCEL, "the workflow should cancel", 0},
+    {S_OUT_PROPERTIES, "the workflow output should have properties {*}", 0},
+    {S_OUT_PROPERTY_VALUE, "the workflow output should have a '{q}' property with value:", 1},
+    {S_OUT_PROPERTY_COUNT, "the workflow output should have a '{q}' property containing {n} items",
+     0},
+    {S_OUT_PROPERTY_COUNT, "the workflow output should have a '{q}' property containing {n} item",
+     0},
+    {S_TASK_FIRST, "{w} should run first", 0},
+    {S_TASK_LAST, "{w} should run last", 0},
+    {S_TASK_BEFORE, "{w} should run before {w}", 0},
+    {S_TASK_AFTER, "{w} should run after {w}", 0},
+    {S_TASK_COMPLETE, "{w} should complete", 0},
+    {S_TASK_COMPLETE_OUTPUT, "{w} should complete with output:", 1},
+    {S_TASK_FAULT, "{w} should fault", 0},
+    {S_TASK_FAULT_ERROR, "{w} should fault with error:", 1},
+    {S_TASK_CANCEL, "{w} should cancel", 0},
 };
+#define NPHRASINGS (sizeof phrasings / sizeof phrasings[0])
 
 #define MAX_GROUPS 4
+#define GROUP_LEN 256
 
-/* Matches a step text; returns its kind or -1, with capture groups in g. */
-static int match_step(const char *text, char g[MAX_GROUPS][256])
+static int accepts(char cls, char c)
 {
-    for (int i = 0; i < S_COUNT; i++) {
-        regex_t re;
-        if (regcomp(&re, phrasings[i].re, REG_EXTENDED) != 0)
-            continue;
-        regmatch_t m[MAX_GROUPS + 1];
-        int ok = regexec(&re, text, MAX_GROUPS + 1, m, 0) == 0;
-        regfree(&re);
-        if (!ok)
-            continue;
-        for (int k = 0; k < MAX_GROUPS; k++) {
-            g[k][0] = '\0';
-            if (m[k + 1].rm_so >= 0) {
-                int n = (int)(m[k + 1].rm_eo - m[k + 1].rm_so);
-                if (n > 255)
-                    n = 255;
-                memcpy(g[k], text + m[k + 1].rm_so, (size_t)n);
-                g[k][n] = '\0';
-            }
+    switch (cls) {
+    case 'w':
+        return c != ' ' && c != '\t';
+    case 'q':
+        return c != '\'';
+    case 'n':
+        return c >= '0' && c <= '9';
+    default:
+        return 1;
+    }
+}
+
+/* Backtracking match of text against pattern; captures go to g[ng...]. */
+static int match_from(const char *pat, const char *text, char g[MAX_GROUPS][GROUP_LEN], int ng)
+{
+    while (*pat && !(pat[0] == '{' && pat[2] == '}')) {
+        if (*pat != *text)
+            return 0;
+        pat++;
+        text++;
+    }
+    if (!*pat)
+        return *text == '\0';
+    char cls = pat[1];
+    const char *rest = pat + 3;
+    /* Shortest capture first, so a literal after it anchors as early as it can. */
+    for (size_t n = 1; text[n - 1] && accepts(cls, text[n - 1]); n++) {
+        if (ng < MAX_GROUPS && n < GROUP_LEN && match_from(rest, text + n, g, ng + 1)) {
+            memcpy(g[ng], text, n);
+            g[ng][n] = '\0';
+            return 1;
         }
-        return (int)phrasings[i].kind;
+    }
+    return 0;
+}
+
+/* Matches a step text; returns the index of its phrasing or -1. */
+static int match_step(const char *text, char g[MAX_GROUPS][GROUP_LEN])
+{
+    for (size_t i = 0; i < NPHRASINGS; i++) {
+        for (int k = 0; k < MAX_GROUPS; k++)
+            g[k][0] = '\0';
+        if (match_from(phrasings[i].pattern, text, g, 0))
+            return (int)i;
     }
     return -1;
+}
+
+/* Splits "'a', 'b.c'" into paths; returns the count or -1 if malformed. */
+static int split_quoted(const char *s, char out[][GROUP_LEN], int max)
+{
+    int n = 0;
+    for (;;) {
+        while (*s == ' ')
+            s++;
+        if (*s != '\'')
+            return -1;
+        const char *q = strchr(s + 1, '\'');
+        if (!q || n == max || q - s - 1 >= GROUP_LEN)
+            return -1;
+        memcpy(out[n], s + 1, (size_t)(q - s - 1));
+        out[n][q - s - 1] = '\0';
+        n++;
+        s = q + 1;
+        while (*s == ' ')
+            s++;
+        if (*s == '\0')
+            return n;
+        if (*s != ',')
+            return -1;
+        s++;
+    }
 }
 
 /* ---- one scenario, run inside the case process --------------------------- */
@@ -226,7 +283,7 @@ static jv step_doc(const struct ctk_step *st, const char *file, struct ctk_buf *
         return jv_invalid();
     }
     char name[300];
-    snprintf(name, sizeof name, "%s:%d", file, st->line);
+    snprintf(name, sizeof name, "%s (doc string of line %d)", file, st->line);
     jv v = ctk_parse_yaml(st->doc, strlen(st->doc), name);
     if (!jv_is_valid(v)) {
         jv m = jv_invalid_get_msg(v);
@@ -269,12 +326,13 @@ static int execute(const struct scenario_job *job, struct run_state *st, struct 
 
 /* Checks one assertion step against the report. Returns 1 if it holds. */
 static int check_step(const struct scenario_job *job, struct run_state *st, int kind,
-                      char g[MAX_GROUPS][256], const struct ctk_step *step, struct ctk_buf *why)
+                      int needs_doc, char g[MAX_GROUPS][GROUP_LEN], const struct ctk_step *step,
+                      struct ctk_buf *why)
 {
     jv report = st->report;
     int ok = 0;
     jv doc = jv_invalid();
-    if (phrasings[kind].doc) {
+    if (needs_doc) {
         doc = step_doc(step, job->file, why);
         if (!jv_is_valid(doc))
             return 0;
@@ -323,17 +381,18 @@ static int check_step(const struct scenario_job *job, struct run_state *st, int 
         if (!require_completed(report, why))
             break;
         jv out = jv_object_get(jv_copy(report), jv_string("output"));
+        char paths[32][GROUP_LEN];
+        int np = split_quoted(g[0], paths, 32);
+        if (np < 0) {
+            ctk_buf_printf(why, "cannot read the property list (want 'a', 'b.c', ...)");
+            jv_free(out);
+            break;
+        }
         ok = 1;
-        for (const char *p = g[0]; (p = strchr(p, '\'')) != NULL;) {
-            const char *q = strchr(p + 1, '\'');
-            if (!q)
-                break;
-            char path[256];
-            snprintf(path, sizeof path, "%.*s", (int)(q - p - 1), p + 1);
-            p = q + 1;
-            jv v = ctk_path_get(out, path, NULL);
+        for (int k = 0; k < np; k++) {
+            jv v = ctk_path_get(out, paths[k], NULL);
             if (!jv_is_valid(v)) {
-                ctk_buf_printf(why, "%s'%s'", ok ? "missing properties " : ", ", path);
+                ctk_buf_printf(why, "%s'%s'", ok ? "missing properties " : ", ", paths[k]);
                 ok = 0;
             }
             jv_free(v);
@@ -493,17 +552,19 @@ static int run_scenario(void *arg, struct ctk_buf *why)
 
     for (size_t i = 0; i < sc->nsteps; i++) {
         const struct ctk_step *step = &sc->steps[i];
-        char g[MAX_GROUPS][256];
-        int kind = match_step(step->text, g);
+        char g[MAX_GROUPS][GROUP_LEN];
+        int idx = match_step(step->text, g);
+        int kind = idx < 0 ? -1 : (int)phrasings[idx].kind;
+        int needs_doc = idx < 0 ? 0 : phrasings[idx].doc;
         struct ctk_buf d = {0};
         int ok = 0, fatal = 0;
         if (kind < 0) {
             ctk_buf_printf(&d, "unknown step");
             fatal = 1;
-        } else if (phrasings[kind].doc && !step->doc) {
+        } else if (needs_doc && !step->doc) {
             ctk_buf_printf(&d, "this step needs a doc string");
             fatal = 1;
-        } else if (!phrasings[kind].doc && step->doc) {
+        } else if (!needs_doc && step->doc) {
             ctk_buf_printf(&d, "this step takes no doc string");
             fatal = 1;
         } else if (kind == S_DEFINITION) {
@@ -513,7 +574,7 @@ static int run_scenario(void *arg, struct ctk_buf *why)
             } else {
                 jv diags = jv_invalid();
                 char name[300];
-                snprintf(name, sizeof name, "%s:%d", job->file, step->line);
+                snprintf(name, sizeof name, "%s (doc string of line %d)", job->file, step->line);
                 int rc = cv_workflow_load(step->doc, strlen(step->doc), name, &st.wf, &diags);
                 ok = rc == CV_OK && st.wf;
                 if (!ok) {
@@ -552,7 +613,7 @@ static int run_scenario(void *arg, struct ctk_buf *why)
             fatal = 1;
         } else {
             checked++;
-            ok = check_step(job, &st, kind, g, step, &d);
+            ok = check_step(job, &st, kind, needs_doc, g, step, &d);
         }
         if (!ok) {
             ctk_buf_printf(why, "%sline %d \"%s %s\": %s", failures ? "; " : "", step->line,
