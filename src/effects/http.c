@@ -1084,8 +1084,6 @@ static int parse_output(jv v, enum cv_http_output *o, jv *err)
     return rc;
 }
 
-/* Reads output/redirect (borrowed `args`) into `c`. Shared with openapi.c. */
-int cv__http_call_options(jv args, struct cv_http_call *c, jv *err);
 int cv__http_call_options(jv args, struct cv_http_call *c, jv *err)
 {
     int rc = parse_output(jv_object_get(jv_copy(args), jv_string("output")), &c->output, err);

@@ -127,6 +127,12 @@ void cv__http_call_init(struct cv_http_call *c);
 void cv__http_call_cleanup(struct cv_http_call *c);
 
 /*
+ * Reads `output` (content|response|raw) and `redirect` from a `with` object
+ * (borrowed) into `c`. Returns 0, or CV_EFAULT with a configuration error.
+ */
+int cv__http_call_options(jv args, struct cv_http_call *c, jv *err);
+
+/*
  * Runs a prepared call to its end: resolves authentication, encodes the body,
  * adds default headers (Accept, Content-Type, Idempotency-Key), follows
  * redirects when asked, checks the status and builds the output. Same results

@@ -44,8 +44,6 @@
 #define DOC_TTL_MS (10 * 60 * 1000)
 #define REF_DEPTH_MAX 16
 
-int cv__http_call_options(jv args, struct cv_http_call *c, jv *err); /* http.c */
-
 static const char *const METHODS[] = {"get",  "put",   "post",  "delete",
                                       "options", "head", "patch", "trace"};
 
