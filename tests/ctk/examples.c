@@ -9,6 +9,8 @@
  *   secrets:    object given to cv_runtime_set_secrets
  *   time_scale: multiplier of waits and retry delays (default 0.001)
  *   requires:   commands that must be on PATH, else the case is skipped
+ *   reset_stub: true: POST /__reset to the stub first (its fail-then-succeed
+ *               counters, for the retry examples)
  *   expect:
  *     status:        completed | faulted | cancelled   (required)
  *     output:        the exact output (deep equality)
@@ -24,6 +26,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "ctk.h"
 
@@ -51,6 +55,40 @@ static int on_path(const char *cmd)
         p = c + 1;
     }
     return 0;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    return size * n;
+}
+
+/* POST http://STUB/__reset; returns 1 on a 200 answer. */
+static int reset_stub(const char *stub, struct ctk_buf *why)
+{
+    if (!stub) {
+        ctk_buf_printf(why, "reset_stub needs --stub");
+        return 0;
+    }
+    char url[300];
+    snprintf(url, sizeof url, "http://%s/__reset", stub);
+    CURL *c = curl_easy_init();
+    if (!c) {
+        ctk_buf_printf(why, "curl_easy_init failed");
+        return 0;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK || code != 200) {
+        ctk_buf_printf(why, "POST %s failed: %s (HTTP %ld)", url, curl_easy_strerror(rc), code);
+        return 0;
+    }
+    return 1;
 }
 
 static int check_keys(jv obj, const char *const *allowed, const char *where, struct ctk_buf *why)
@@ -202,8 +240,8 @@ static int run_case(void *arg, struct ctk_buf *why)
 {
     const struct case_job *job = arg;
     jv c = job->c;
-    static const char *const case_keys[] = {"name",    "file",       "input",    "secrets",
-                                            "expect",  "time_scale", "requires", NULL};
+    static const char *const case_keys[] = {"name",       "file",     "input",      "secrets", "expect",
+                                            "time_scale", "requires", "reset_stub", NULL};
     static const char *const expect_keys[] = {"status",        "output", "output_has",
                                               "output_values", "error",  NULL};
     if (!check_keys(c, case_keys, "the case", why))
@@ -268,6 +306,12 @@ static int run_case(void *arg, struct ctk_buf *why)
         goto out;
     }
     jv_free(diags);
+
+    jv reset = get(c, "reset_stub");
+    int want_reset = jv_get_kind(reset) == JV_KIND_TRUE;
+    jv_free(reset);
+    if (want_reset && !reset_stub(job->o->stub, why))
+        goto out;
 
     jv ts = get(c, "time_scale");
     double scale = jv_get_kind(ts) == JV_KIND_NUMBER ? jv_number_value(ts) : 0.001;
