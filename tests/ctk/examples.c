@@ -331,7 +331,7 @@ static int run_case(void *arg, struct ctk_buf *why)
         jv_free(secrets);
     }
     if (job->o->subflows) {
-        jv sd = jv_array();
+        jv sd = jv_invalid(); /* an out-parameter: set on failure */
         rc = cv_runtime_add_workflow_dir(rt, job->o->subflows, &sd);
         if (rc != CV_OK) {
             ctk_buf_printf(why, "subflows in %s did not load (%s): ", job->o->subflows,
