@@ -821,6 +821,31 @@ Test(engine, retry_reusable_policy_and_success_on_a_later_attempt)
     jv_free(rep);
 }
 
+/* retry.limit.attempt.duration bounds every attempt, the first one included:
+ * the engine applies it as a deadline on each run of the try list, but only
+ * sets that deadline on retries, so a first attempt that hangs is never cut. */
+Test(engine, retry_limit_attempt_duration_bounds_the_first_attempt)
+{
+    jv rep;
+    int rc = run(WF("  - t:\n"
+                    "      try:\n"
+                    "        - w:\n"
+                    "            wait: PT60S\n"
+                    "      catch:\n"
+                    "        retry:\n"
+                    "          delay: PT0S\n"
+                    "          limit:\n"
+                    "            attempt: {count: 1, duration: PT1S}\n"
+                    "        do:\n"
+                    "          - h:\n"
+                    "              set: {caught: '${ $error.status }'}\n"),
+                 NULL, &rep);
+    EXPECT_OUTPUT(rc, rep, "{\"caught\":408}");
+    cr_expect_eq(trace_count(rep, "/do/0/t/try/0/w", "completed"), 0,
+                 "no attempt may outlive limit.attempt.duration: %s", D(rep));
+    jv_free(rep);
+}
+
 /* Delay lower bounds (a timer never fires early) for each backoff, with
  * d = 10 s scaled by 0.01 to 100 ms and 3 retries:
  *   constant d, d, d = 300; linear d, 2d, 3d = 600; exponential d, 2d, 4d = 700. */
