@@ -71,6 +71,20 @@ struct ctk_feature {
 int ctk_feature_parse(const char *text, size_t len, struct ctk_feature *out, struct ctk_buf *err);
 void ctk_feature_cleanup(struct ctk_feature *f);
 
+struct ctk_opts;
+
+/* ---- steps (features.c) ------------------------------------------------- */
+
+#define CTK_MAX_GROUPS 4
+#define CTK_GROUP_LEN 256
+/* Matches a step text against the CTK phrasings: returns the phrasing's kind
+ * (>= 0; the order of the table in features.c) with the captured task names,
+ * paths or counts in g, or -1 for an unknown step. */
+int ctk_match_step(const char *text, char g[CTK_MAX_GROUPS][CTK_GROUP_LEN]);
+/* Runs one parsed scenario in the calling process: 1 pass, 0 fail (reason in *why). */
+int ctk_scenario_run(const char *file, const struct ctk_scenario *sc, const struct ctk_opts *o,
+                     struct ctk_buf *why);
+
 /* ---- value checks (check.c); every jv argument here is borrowed ---------- */
 
 /* Parses a YAML (or JSON) text with the project's YAML 1.2 reader. Returns the
@@ -133,6 +147,8 @@ void ctk_report(struct ctk_tally *t, int result, const char *file, const char *n
                 const char *why);
 
 int ctk_features_main(const char *dir, const struct ctk_opts *o, struct ctk_tally *t);
+/* `ctk-runner selftest`: the runner's own checks (selftest.c). */
+int ctk_selftest_main(const struct ctk_opts *o, struct ctk_tally *t);
 int ctk_examples_main(const char *cases, const char *examples_dir, const struct ctk_opts *o,
                       struct ctk_tally *t);
 

@@ -122,6 +122,7 @@ static int match_from(const char *pat, const char *text, char g[MAX_GROUPS][GROU
 /* Matches a step text; returns the index of its phrasing or -1. */
 static int match_step(const char *text, char g[MAX_GROUPS][GROUP_LEN])
 {
+    _Static_assert(MAX_GROUPS == CTK_MAX_GROUPS && GROUP_LEN == CTK_GROUP_LEN, "ctk.h sizes");
     for (size_t i = 0; i < NPHRASINGS; i++) {
         for (int k = 0; k < MAX_GROUPS; k++)
             g[k][0] = '\0';
@@ -129,6 +130,12 @@ static int match_step(const char *text, char g[MAX_GROUPS][GROUP_LEN])
             return (int)i;
     }
     return -1;
+}
+
+int ctk_match_step(const char *text, char g[CTK_MAX_GROUPS][CTK_GROUP_LEN])
+{
+    int i = match_step(text, g);
+    return i < 0 ? -1 : (int)phrasings[i].kind;
 }
 
 /* Splits "'a', 'b.c'" into paths; returns the count or -1 if malformed. */
@@ -156,6 +163,8 @@ static int split_quoted(const char *s, char out[][GROUP_LEN], int max)
         s++;
     }
 }
+
+static int run_scenario(void *arg, struct ctk_buf *why);
 
 /* ---- one scenario, run inside the case process --------------------------- */
 
@@ -532,6 +541,13 @@ static int check_step(const struct scenario_job *job, struct run_state *st, int 
     }
     jv_free(doc);
     return ok;
+}
+
+int ctk_scenario_run(const char *file, const struct ctk_scenario *sc, const struct ctk_opts *o,
+                     struct ctk_buf *why)
+{
+    struct scenario_job job = {.file = file, .sc = sc, .o = o};
+    return run_scenario(&job, why);
 }
 
 static int run_scenario(void *arg, struct ctk_buf *why)

@@ -121,8 +121,7 @@ int ctk_run_case(ctk_case_fn fn, void *arg, int isolate, int timeout_s, struct c
     if (!eof)
         drain(fds[0], &msg);
     close(fds[0]);
-    /* Leftover helpers of the case (shell children) go with its group. */
-    kill(-pid, SIGKILL);
+    /* No group kill once the child is reaped: its id may then be reused. */
 
     int res = 0;
     if (timed_out) {

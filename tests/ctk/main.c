@@ -4,6 +4,7 @@
  *   ctk-runner features DIR [--stub HOST:PORT] [options]
  *   ctk-runner examples CASES --examples-dir DIR [--stub HOST:PORT]
  *                            [--subflows DIR] [options]
+ *   ctk-runner selftest   (the runner's own checks; needs no stub)
  *   options: --only TEXT        run only cases whose name (or file) contains TEXT
  *            --timeout SECONDS  limit per case (default 60)
  *            --time-scale X     override the mode's time scale
@@ -70,12 +71,20 @@ static int usage(void)
             "usage: ctk-runner features DIR [--stub HOST:PORT] [options]\n"
             "       ctk-runner examples CASES --examples-dir DIR [--stub HOST:PORT] "
             "[--subflows DIR] [options]\n"
+            "       ctk-runner selftest\n"
             "options: --only TEXT  --timeout SECONDS  --time-scale X  --no-fork  --verbose\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "selftest") == 0) {
+        struct ctk_opts so = {.time_scale = -1, .timeout_s = 60, .isolate = 1};
+        struct ctk_tally st = {0, 0, 0};
+        ctk_selftest_main(&so, &st);
+        printf("%d passed, %d failed\n", st.passed, st.failed);
+        return st.failed ? 1 : 0;
+    }
     if (argc < 3)
         return usage();
     const char *mode = argv[1], *target = argv[2], *examples_dir = NULL;
