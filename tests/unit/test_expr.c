@@ -471,6 +471,43 @@ Test(expr, sandbox_accepts_nested_non_recursive_defs)
     cv__exprset_free(s);
 }
 
+/* jv reference counts are not atomic in jq 1.6, so a value handed to one
+ * evaluation must not stay referenced by the pooled jq_state after the
+ * evaluation returns: the next thread to check that state out would release
+ * it (in jq_start) while the first thread still uses it. Deterministic check
+ * of that invariant on one thread: after cv__expr_eval returns, the caller's
+ * runtime-argument and scope values are referenced by the caller only. */
+Test(expr, evaluation_keeps_no_reference_to_the_callers_values)
+{
+    struct cv_exprset *s = cv__exprset_new();
+    int idx = add(s, "[$context.k, $item, .d] | length", "[\"item\"]", NULL);
+    compile_ok(s);
+    struct cv_evalenv e;
+    for (int i = 0; i < CV_VAR_COUNT; i++)
+        e.vars[i] = jv_null();
+    jv_free(e.vars[CV_VAR_CONTEXT]);
+    e.vars[CV_VAR_CONTEXT] = jv_object_set(jv_object(), jv_string("k"), jv_string("context value"));
+    e.scope = jv_object_set(jv_object(), jv_string("item"), jv_string("scope value"));
+    e.materialize = NULL;
+    e.ud = NULL;
+    jv dot = jv_object_set(jv_object(), jv_string("d"), jv_string("dot value"));
+    jv keep = jv_copy(dot);
+    jv out;
+    cr_assert_eq(cv__expr_eval(s, idx, dot, &e, &out), 0);
+    cr_expect(jv_equal(out, jv_number(3)));
+    cr_expect_eq(jv_get_refcnt(e.vars[CV_VAR_CONTEXT]), 1,
+                 "$context is still referenced %d times after the evaluation returned",
+                 jv_get_refcnt(e.vars[CV_VAR_CONTEXT]));
+    cr_expect_eq(jv_get_refcnt(e.scope), 1, "the scope object is still referenced %d times",
+                 jv_get_refcnt(e.scope));
+    cr_expect_eq(jv_get_refcnt(keep), 1, "`.` is still referenced %d times", jv_get_refcnt(keep));
+    jv_free(keep);
+    for (int i = 0; i < CV_VAR_COUNT; i++)
+        jv_free(e.vars[i]);
+    jv_free(e.scope);
+    cv__exprset_free(s);
+}
+
 /* ---- threads ------------------------------------------------------------------------------------ */
 
 #define NEXPR 12
