@@ -18,11 +18,14 @@
  *       in place of the expressions (parse + validate + build only), YAML
  *       parse alone (cv__yaml_parse), and the expression bundle compile alone
  *       (cv__exprset_*), each as median and p90 over repeated loads.
+ *   (c) the cost of one jq evaluation as the number of expressions in the
+ *       definition's bundle grows (1, 16, 256, 1,000), next to libjq alone
+ *       running `.a + 1` compiled by itself (the floor).
  *
  * Environment: BENCH_SECONDS (time per throughput shape, default 3),
  * BENCH_LOADS (loads per load-cost case, default 20), BENCH_TASKS (task
  * executions per generated workflow, default 1000), BENCH_ONLY (a list of
- * parts to run among fast, jq, mixed, load; default all).
+ * parts to run among fast, jq, mixed, eval, load; default all).
  *
  * Uses the internal headers expr/expr.h and json/yaml.h for the split timings;
  * everything else goes through the public conveyor.h.
@@ -350,6 +353,85 @@ static void bench_shape(enum shape shape, const char *label, int target, double 
     free(text);
 }
 
+/* ---- (c) one jq evaluation vs. the size of the bundle ----------------------------
+ * Every expression of a definition is compiled into one jq program that
+ * binds all runtime arguments and then dispatches on the expression's index
+ * with a binary tree of `if`s, so the cost of evaluating `.a + 1` grows with
+ * the number of expressions in the definition. Measured directly on
+ * cv__exprset: N expressions registered, one of them evaluated repeatedly.
+ */
+static void bench_eval_vs_bundle(double seconds)
+{
+    static const int sizes[] = {1, 16, 256, 1000};
+    printf("one jq evaluation of `.a + 1` vs. expressions in the bundle (cv__expr_eval):\n");
+    jv scope = jv_array();
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        int n = sizes[k];
+        struct cv_exprset *s = cv__exprset_new();
+        jv errors = jv_array();
+        for (int i = 0; i < n; i++) {
+            char text[64];
+            snprintf(text, sizeof text, ".a + %d", i + 1);
+            cv__exprset_add(s, text, scope, "/bench", &errors);
+        }
+        if (cv__exprset_compile(s, &errors) != 0) {
+            printf("  %5d expressions: compile failed\n", n);
+            jv_free(errors);
+            cv__exprset_free(s);
+            continue;
+        }
+        jv_free(errors);
+        struct cv_evalenv env;
+        for (int i = 0; i < CV_VAR_COUNT; i++)
+            env.vars[i] = jv_null();
+        env.scope = jv_null();
+        env.materialize = NULL;
+        env.ud = NULL;
+        jv dot = bench_input();
+        long evals = 0;
+        double c0 = cpu_s(), t0 = now_s();
+        int idx = n / 2;
+        while (now_s() - t0 < seconds / 4) {
+            for (int r = 0; r < 1000; r++) {
+                jv out;
+                if (cv__expr_eval(s, idx, jv_copy(dot), &env, &out) != 0)
+                    evals = -1000000000L;
+                jv_free(out);
+            }
+            evals += 1000;
+        }
+        double cpu = cpu_s() - c0;
+        if (evals < 0)
+            printf("  %5d expressions: evaluation failed\n", n);
+        else
+            printf("  %5d expressions: %.2f us/eval cpu (%.0f evals/s)\n", n, cpu * 1e6 / evals, evals / cpu);
+        jv_free(dot);
+        cv__exprset_free(s);
+    }
+    jv_free(scope);
+
+    /* the floor: libjq running the bare program, no bundle, no argument array */
+    jq_state *jq = jq_init();
+    if (jq && jq_compile(jq, ".a + 1")) {
+        jv dot = bench_input();
+        long evals = 0;
+        double c0 = cpu_s(), t0 = now_s();
+        while (now_s() - t0 < seconds / 4) {
+            for (int r = 0; r < 1000; r++) {
+                jq_start(jq, jv_copy(dot), 0);
+                jv_free(jq_next(jq));
+            }
+            evals += 1000;
+        }
+        double cpu = cpu_s() - c0;
+        printf("  libjq alone, jq_start+jq_next of `.a + 1`: %.2f us/eval cpu (%.0f evals/s)\n", cpu * 1e6 / evals,
+               evals / cpu);
+        jv_free(dot);
+    }
+    jq_teardown(&jq);
+    printf("\n");
+}
+
 /* ---- (b) load cost -------------------------------------------------------------
  * A 100-task document where each task is a `set` of one value; with_exprs
  * makes that value a distinct jq expression (and every 10th task a switch
@@ -526,6 +608,8 @@ int main(void)
     if (want("mixed"))
         bench_shape(SHAPE_MIXED, "mixed", target, seconds);
     printf("\n");
+    if (want("eval"))
+        bench_eval_vs_bundle(seconds);
     if (want("load"))
         bench_load(loads);
     return 0;

@@ -35,20 +35,41 @@ static const char *const inputs[] = {
     "\"text\"",
 };
 
-/* Evaluates expression idx on the given input; returns rc and sets *dump to
- * the result as JSON text (caller frees), or NULL on failure. */
-static int eval_on(struct cv_exprset *s, int idx, const char *input, char **dump)
+/* The input values live for the whole process (built on first use, never
+ * freed). libjq 1.6 leaks one reference to the current key when an error is
+ * raised while `.[]` iterates an object (fuzz/crashes/libjq-leak-error-in-
+ * object-iteration.jq reproduces it with libjq alone); with process-long
+ * inputs that reference stays reachable, so LeakSanitizer still reports every
+ * allocation conveyor itself loses, without failing on this known bug. */
+static jv input_values[sizeof inputs / sizeof *inputs];
+static jv context_value, scope_value;
+static int inputs_ready;
+
+static void inputs_init(void)
+{
+    if (inputs_ready)
+        return;
+    for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
+        input_values[i] = jv_parse(inputs[i]);
+    context_value = jv_parse("{\"count\": 3, \"names\": [\"x\", \"y\"]}");
+    scope_value = jv_parse("{\"item\": {\"id\": 7, \"tags\": [\"p\", \"q\"]}}");
+    inputs_ready = 1;
+}
+
+/* Evaluates expression idx on input i; returns rc and sets *dump to the
+ * result as JSON text (caller frees), or NULL on failure. */
+static int eval_on(struct cv_exprset *s, int idx, size_t i, char **dump)
 {
     struct cv_evalenv env;
-    for (int i = 0; i < CV_VAR_COUNT; i++)
-        env.vars[i] = i == CV_VAR_INPUT     ? jv_parse(input)
-                      : i == CV_VAR_CONTEXT ? jv_parse("{\"count\": 3, \"names\": [\"x\", \"y\"]}")
+    for (int v = 0; v < CV_VAR_COUNT; v++)
+        env.vars[v] = v == CV_VAR_INPUT     ? jv_copy(input_values[i])
+                      : v == CV_VAR_CONTEXT ? jv_copy(context_value)
                                             : jv_object();
-    env.scope = jv_parse("{\"item\": {\"id\": 7, \"tags\": [\"p\", \"q\"]}}");
+    env.scope = jv_copy(scope_value);
     env.materialize = NULL;
     env.ud = NULL;
     jv out;
-    int rc = cv__expr_eval(s, idx, jv_parse(input), &env, &out);
+    int rc = cv__expr_eval(s, idx, jv_copy(input_values[i]), &env, &out);
     *dump = NULL;
     if (rc == 0) {
         jv t = jv_dump_string(out, 0); /* consumes out */
@@ -59,8 +80,8 @@ static int eval_on(struct cv_exprset *s, int idx, const char *input, char **dump
             abort(); /* a failure must be an error descriptor */
         jv_free(out);
     }
-    for (int i = 0; i < CV_VAR_COUNT; i++)
-        jv_free(env.vars[i]);
+    for (int v = 0; v < CV_VAR_COUNT; v++)
+        jv_free(env.vars[v]);
     jv_free(env.scope);
     return rc;
 }
@@ -69,6 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 4096)
         return 0;
+    inputs_init();
     char *text = malloc(size + 1);
     if (!text)
         return 0;
@@ -99,9 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (idx >= 0 && cv__exprset_compile(s, &errors) == 0) {
         for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) {
             char *a = NULL, *b = NULL;
-            int rca = eval_on(s, idx, inputs[i], &a);
+            int rca = eval_on(s, idx, i, &a);
             if (ref >= 0) {
-                int rcb = eval_on(s, ref, inputs[i], &b);
+                int rcb = eval_on(s, ref, i, &b);
                 if (rca != rcb || (a && b && strcmp(a, b) != 0)) {
                     fprintf(stderr, "fast path and jq disagree on `%s` with input %s: fast %s (rc %d), jq %s (rc %d)\n",
                             text, inputs[i], a ? a : "error", rca, b ? b : "error", rcb);
