@@ -692,7 +692,9 @@ static struct cv_task *build_task(struct builder *b, const char *name, jv def /*
             berr(b, ref, "for.in must be an expression", NULL);
         free(ip);
         free(p);
-        jv inner = scope_with(scope_with(scope, t->u.for_.each), t->u.for_.at);
+        jv with_each = scope_with(scope, t->u.for_.each);
+        jv inner = scope_with(with_each, t->u.for_.at);
+        jv_free(with_each);
         jv wh = get(def, "while");
         p = ptr_join(ref, "while");
         t->u.for_.while_expr = always_expr(b, wh, inner, p);
