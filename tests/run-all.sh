@@ -34,7 +34,7 @@ suites_failed=""
 # add_counts NAME OUTPUT_FILE EXIT_CODE — reads the suite's own summary line.
 add_counts() {
     name=$1 file=$2 rc=$3
-    line=$(grep -E '^(Synthesis: )?Tested: ' "$file" | tail -1)
+    line=$(grep -E 'Synthesis: Tested: ' "$file" | tail -1)
     if [ -n "$line" ]; then # Criterion: "Synthesis: Tested: N | Passing: N | Failing: N | Crashing: N"
         p=$(echo "$line" | sed -E 's/.*Passing: ([0-9]+).*/\1/')
         f=$(echo "$line" | sed -E 's/.*Failing: ([0-9]+).*/\1/')
@@ -52,6 +52,14 @@ add_counts() {
         f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
         s=$(echo "$line" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
         skipped=$((skipped + ${s:-0}))
+    fi
+    # A sanitizer report inside a test's process is a failure even where the
+    # test runner counted the test as passed (LeakSanitizer runs at exit).
+    san=$(grep -cE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$file")
+    if [ "$san" -gt 0 ]; then
+        echo "!! $name: $san sanitizer report(s) in the output, each counted as a failure"
+        p=$((p > san ? p - san : 0))
+        f=$((f + san))
     fi
     passed=$((passed + p))
     failed=$((failed + f))
@@ -107,6 +115,8 @@ export CONVEYOR_TEST_STUB="$STUB"
 for B in $BUILDS; do
     # Criterion: its own isolation (one process per test), its own summary.
     run_suite "unit[$B]" "$B/unit-tests" --jobs=2
+
+    run_suite "ctk-selftest[$B]" "$B/ctk-runner" selftest
 
     if [ -d "$SW/ctk-features" ]; then
         run_suite "ctk[$B]" "$B/ctk-runner" features "$SW/ctk-features" --stub "$STUB"

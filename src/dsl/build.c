@@ -159,7 +159,9 @@ static void tmpl_walk(struct builder *b, struct cv_tmpl *t, jv v /* borrowed */,
             idx = add_expr(b, inner, scope, pointer);
             free(inner);
         } else if (b->wf->loose && is_loose_candidate(s)) {
-            idx = add_expr(b, s, scope, pointer);
+            idx = cv__exprset_add_loose(b->wf->exprs, s, scope, pointer);
+            if (idx == CV_ENOMEM)
+                b->failed = 1;
         }
         if (idx >= 0) {
             struct cv_sub *n = realloc(t->subs, (size_t)(t->nsubs + 1) * sizeof *n);
@@ -519,6 +521,59 @@ static const struct cv_task *find_function(struct builder *b, const char *name)
     return NULL;
 }
 
+/*
+ * Where a remotely defined function lives: a URL as written, or for
+ * `name:version@catalog` the catalog's `{endpoint}/functions/{name}/{version}/
+ * function.yaml`, with GitHub `tree` URLs rewritten to raw content. Returns a
+ * malloc'd URL, or NULL after reporting the problem.
+ */
+static char *remote_locator(struct builder *b, const char *c, const char *ref)
+{
+    if (strstr(c, "://"))
+        return strdup(c);
+    const char *at = strrchr(c, '@');
+    const char *colon = memchr(c, ':', (size_t)(at - c));
+    if (!colon || colon == c || colon + 1 == at || !at[1]) {
+        berr(b, ref, "'%s' is not a function reference of the form name:version@catalog", c);
+        return NULL;
+    }
+    jv catalogs = get(b->use, "catalogs");
+    jv cat = get(catalogs, at + 1);
+    jv_free(catalogs);
+    jv ep = get(cat, "endpoint");
+    jv_free(cat);
+    if (jv_get_kind(ep) == JV_KIND_OBJECT) {
+        jv uri = get(ep, "uri");
+        jv_free(ep);
+        ep = uri;
+    }
+    if (jv_get_kind(ep) != JV_KIND_STRING) {
+        jv_free(ep);
+        berr(b, ref, "catalog '%s' is not defined in use.catalogs (this runtime has no default catalog)", at + 1);
+        return NULL;
+    }
+    const char *base = jv_string_value(ep);
+    char root[2048];
+    static const char gh[] = "https://github.com/";
+    const char *tree = strstr(base, "/tree/");
+    if (!strncmp(base, gh, sizeof gh - 1) && tree) {
+        /* https://github.com/o/r/tree/REF/path → https://raw.githubusercontent.com/o/r/refs/heads/REF/path */
+        snprintf(root, sizeof root, "https://raw.githubusercontent.com/%.*s/refs/heads/%s",
+                 (int)(tree - base - (sizeof gh - 1)), base + sizeof gh - 1, tree + 6);
+    } else {
+        snprintf(root, sizeof root, "%s", base);
+    }
+    size_t rl = strlen(root);
+    while (rl && root[rl - 1] == '/')
+        root[--rl] = 0;
+    char *url = NULL;
+    if (asprintf(&url, "%s/functions/%.*s/%.*s/function.yaml", root, (int)(colon - c), c,
+                 (int)(at - colon - 1), colon + 1) < 0)
+        url = NULL;
+    jv_free(ep);
+    return url;
+}
+
 static void build_call(struct builder *b, struct cv_task *t, jv def, const char *ref, jv scope)
 {
     jv call = get(def, "call");
@@ -533,9 +588,11 @@ static void build_call(struct builder *b, struct cv_task *t, jv def, const char 
         t->kind = CV_T_CALL_HTTP;
     } else if (!strcmp(c, "openapi")) {
         t->kind = CV_T_CALL_OPENAPI;
-    } else if (!strcmp(c, "grpc") || !strcmp(c, "asyncapi") || !strcmp(c, "a2a") || !strcmp(c, "mcp") ||
-               strchr(c, '@') || strstr(c, "://")) {
+    } else if (!strcmp(c, "grpc") || !strcmp(c, "asyncapi") || !strcmp(c, "a2a") || !strcmp(c, "mcp")) {
         t->kind = CV_T_CALL_UNSUPPORTED;
+    } else if (strstr(c, "://") || strchr(c, '@')) {
+        t->kind = CV_T_CALL_REMOTE;
+        t->u.effect.locator = remote_locator(b, c, ref);
     } else {
         t->kind = CV_T_CALL_FUNCTION;
         t->u.effect.function = find_function(b, c);
@@ -979,6 +1036,10 @@ static void free_task(struct cv_task *t)
     case CV_T_CALL_HTTP:
     case CV_T_CALL_OPENAPI:
     case CV_T_CALL_FUNCTION:
+    case CV_T_CALL_REMOTE:
+        free(t->u.effect.locator);
+        tmpl_release(&t->u.effect.args);
+        break;
     case CV_T_CALL_UNSUPPORTED:
     case CV_T_RUN_PROCESS:
     case CV_T_RUN_WORKFLOW:
@@ -1082,7 +1143,9 @@ int cv__workflow_build(struct cv_workflow *wf, jv *errors)
         {
             char *ref = ptr_join("/use/functions", jv_string_value(k));
             if (jv_get_kind(def) == JV_KIND_OBJECT && ref && wf->functions) {
-                struct cv_task *t = build_task(&b, jv_string_value(k), def, ref, scope, jv_array(), 0);
+                jv no_siblings = jv_array(); /* a function body has no flow targets */
+                struct cv_task *t = build_task(&b, jv_string_value(k), def, ref, scope, no_siblings, 0);
+                jv_free(no_siblings);
                 if (t)
                     wf->functions[wf->nfunctions++] = t;
             }

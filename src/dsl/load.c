@@ -46,6 +46,19 @@ int cv_workflow_load(const char *text, size_t len, const char *name, cv_workflow
             jv_free(errs);
         return CV_EPARSE;
     }
+    jv_free(errs);
+    return cv__workflow_from_jv(doc, locs, name, out, diags);
+}
+
+int cv__workflow_from_jv(jv doc, jv locs, const char *name, cv_workflow **out, jv *diags)
+{
+    int rc;
+    *out = NULL;
+    jv errs = jv_array();
+    if (jv_get_kind(locs) != JV_KIND_OBJECT) {
+        jv_free(locs);
+        locs = jv_object();
+    }
     if (cv__dsl_validate(doc, locs, name, &errs) > 0) {
         jv_free(doc);
         jv_free(locs);

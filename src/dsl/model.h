@@ -35,7 +35,8 @@ enum cv_task_kind {
     CV_T_CALL_HTTP,
     CV_T_CALL_OPENAPI,
     CV_T_CALL_FUNCTION, /* a use.functions entry */
-    CV_T_CALL_UNSUPPORTED, /* grpc, asyncapi, a2a, mcp, catalog functions */
+    CV_T_CALL_REMOTE,   /* a function loaded at run time: a URL or name:version@catalog */
+    CV_T_CALL_UNSUPPORTED, /* grpc, asyncapi, a2a, mcp */
     CV_T_DO,
     CV_T_FORK,
     CV_T_EMIT,
@@ -136,6 +137,7 @@ struct cv_task {
         struct {
             struct cv_tmpl args;              /* evaluated `with` / `run` object */
             const struct cv_task *function;   /* CV_T_CALL_FUNCTION */
+            char *locator;                    /* CV_T_CALL_REMOTE: the function's URL */
         } effect;
     } u;
 };
@@ -164,6 +166,11 @@ struct cv_workflow {
  * Returns 0, CV_EVALIDATE or CV_ENOMEM.
  */
 int cv__workflow_build(struct cv_workflow *wf, jv *errors);
+
+/* cv_workflow_load for a document already parsed: validates, builds and
+ * compiles. Consumes `doc` and `locs` (a pointer → [line, column] object, or
+ * jv_null() when unknown). Same results as cv_workflow_load. */
+int cv__workflow_from_jv(jv doc, jv locs, const char *name, struct cv_workflow **out, jv *diags);
 void cv__workflow_release(struct cv_workflow *wf);
 
 /*

@@ -30,6 +30,11 @@ struct cv_runtime {
     FILE *events;
     pthread_mutex_t events_lock;
     int trace;
+    /* functions loaded at run time (call: URL / name:version@catalog), by URL */
+    pthread_mutex_t remote_lock;
+    char **remote_urls;
+    cv_workflow **remote_fns;
+    int nremote;
 };
 
 /* One execution of one workflow definition (the root, or a subflow). */
@@ -120,6 +125,11 @@ struct instance {
 const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, const char *name,
                                              const char *version);
 void cv__runtime_emit(cv_runtime *rt, jv event /* borrowed */);
+/* The cached definition of a remote function, or NULL. */
+const cv_workflow *cv__runtime_remote_get(cv_runtime *rt, const char *url);
+/* Caches `wf` (ownership passes to the runtime) and returns the cached one
+ * (which may be an earlier copy, in which case `wf` is freed). */
+const cv_workflow *cv__runtime_remote_put(cv_runtime *rt, const char *url, cv_workflow *wf);
 
 /* state.c: the serializable position of an instance (DESIGN.md decision 3). */
 jv cv__instance_state(const struct instance *in);

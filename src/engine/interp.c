@@ -19,6 +19,7 @@
  */
 #include "engine/engine_int.h"
 
+#include "common/jvx.h"
 #include "common/util.h"
 #include "effects/http.h"
 #include "effects/process.h"
@@ -44,6 +45,7 @@ enum {
     P_TIMER_WAIT,
     P_FORK_WAIT,
     P_EXT_AFTER,
+    P_REMOTE_LOADED, /* a remote function's text arrived */
     P_FINISH,     /* output.as, output.schema, export.as (after `after` extensions) */
     P_FINISH_NOEXT, /* the same, extensions done */
 };
@@ -74,9 +76,9 @@ static jv runtime_descriptor(void)
 
 static jv task_descriptor(const struct frame *fr)
 {
-    jv t = jv_object();
     if (!fr->task)
         return jv_null();
+    jv t = jv_object();
     t = jv_object_set(t, jv_string("name"), jv_string(fr->task->name));
     t = jv_object_set(t, jv_string("reference"), jv_string(fr->task->ref));
     t = jv_object_set(t, jv_string("definition"), jv_copy(fr->task->def));
@@ -416,6 +418,9 @@ static void *effect_thread(void *arg)
     case CV_T_CALL_OPENAPI:
         rc = cv__openapi_call(&e->env, jv_copy(e->args), &out, &authz);
         break;
+    case CV_T_CALL_REMOTE:
+        rc = cv__fetch_text(&e->env, jv_string_value(e->args), &out);
+        break;
     default:
         rc = cv__process_run(&e->env, jv_copy(e->args), jv_copy(e->input), &out);
         break;
@@ -534,8 +539,10 @@ static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr,
         return CV_EFAULT;
     }
     e->kind = fr->task->kind;
-    e->args = args;
-    e->input = jv_copy(fr->input);
+    /* the effect thread must own values no other thread can reach (jv
+     * reference counts are not atomic): hand it deep copies */
+    e->args = cv__jv_deep_copy(args);
+    e->input = cv__jv_deep_copy(jv_copy(fr->input));
     e->out = jv_null();
     e->authz = jv_null();
     e->fiber = fb;
@@ -793,10 +800,11 @@ static void step_task(struct instance *in, struct fiber *fb)
             return;
         case P_WAIT_CHILD:
             if (kind == RET_ERROR) {
-                if (t->kind == CV_T_CALL_FUNCTION) {
-                    /* errors inside a use.functions body are reported at the calling task */
+                if (t->kind == CV_T_CALL_FUNCTION || t->kind == CV_T_CALL_REMOTE) {
+                    /* errors inside a function body are reported at the calling task */
                     jv inst = jv_object_get(jv_copy(val), jv_string("instance"));
-                    if (jv_get_kind(inst) == JV_KIND_STRING && !strncmp(jv_string_value(inst), "/use/functions/", 15))
+                    if (jv_get_kind(inst) == JV_KIND_STRING &&
+                        (t->kind == CV_T_CALL_REMOTE || !strncmp(jv_string_value(inst), "/use/functions/", 15)))
                         val = jv_object_set(val, jv_string("instance"), jv_string(t->ref));
                     jv_free(inst);
                 }
@@ -1097,6 +1105,8 @@ static void step_task(struct instance *in, struct fiber *fb)
             fr->first_attempt_ms = cv__now_ms();
             fr->phase = P_TRY_WAIT;
             push_list(in, fb, t->u.try_.body, jv_copy(fr->input), jv_copy(fr->scope));
+            if (t->u.try_.retry.limit_attempt_ms && top(fb)->type == F_LIST)
+                top(fb)->deadline = cv__now_ms() + scaled(in, t->u.try_.retry.limit_attempt_ms);
             return;
         case CV_T_RAISE: {
             if (eval_tmpl(in, fb, fr, &t->u.raise.error, jv_copy(fr->input), &v)) {
@@ -1164,6 +1174,27 @@ static void step_task(struct instance *in, struct fiber *fb)
             }
             fr->phase = P_WAIT_CHILD;
             push_task(in, fb, fn, fr->wfc, v, jv_object());
+            return;
+        }
+        case CV_T_CALL_REMOTE: {
+            if (eval_tmpl(in, fb, fr, &t->u.effect.args, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            jv_free(fr->aux);
+            fr->aux = v; /* the function's input */
+            if (!t->u.effect.locator) {
+                task_fail(in, fb, cv__error_new(CV_ERR_CONFIGURATION, 400, "Configuration Error",
+                                                "the function's location is unknown"));
+                return;
+            }
+            if (cv__runtime_remote_get(in->rt, t->u.effect.locator)) {
+                fr->phase = P_REMOTE_LOADED;
+                return;
+            }
+            fr->phase = P_EFFECT_WAIT;
+            if (start_effect(in, fb, fr, jv_string(t->u.effect.locator), &err))
+                task_fail(in, fb, err);
             return;
         }
         case CV_T_RUN_WORKFLOW: {
@@ -1260,9 +1291,71 @@ static void step_task(struct instance *in, struct fiber *fb)
     case P_TRY_RETRY:
         fr->phase = P_TRY_WAIT;
         push_list(in, fb, t->u.try_.body, jv_copy(fr->input), jv_copy(fr->scope));
-        if (t->u.try_.retry.limit_attempt_ms)
+        if (t->u.try_.retry.limit_attempt_ms && top(fb)->type == F_LIST)
             top(fb)->deadline = cv__now_ms() + scaled(in, t->u.try_.retry.limit_attempt_ms);
         return;
+
+    case P_REMOTE_LOADED: {
+        const cv_workflow *fn = cv__runtime_remote_get(in->rt, t->u.effect.locator);
+        if (!fn) {
+            jv def, diags = jv_array();
+            const char *text = jv_get_kind(fr->output) == JV_KIND_STRING ? jv_string_value(fr->output) : "";
+            if (cv__yaml_parse(text, strlen(text), t->u.effect.locator, &def, NULL, &diags)) {
+                jv d = jv_array_get(diags, 0);
+                char *m = cv_diag_format(d);
+                task_fail(in, fb, cv__error_newf(CV_ERR_CONFIGURATION, 400, "Configuration Error",
+                                                 "function %s: %s", t->u.effect.locator, m ? m : "unreadable"));
+                free(m);
+                return;
+            }
+            jv_free(diags);
+            /* a function document is one task definition: run it as a one-task workflow */
+            jv doc = jv_object();
+            doc = jv_object_set(doc, jv_string("document"),
+                                JV_OBJECT(jv_string("dsl"), jv_string("1.0.0"), jv_string("namespace"),
+                                          jv_string("functions"), jv_string("name"), jv_string("function"),
+                                          jv_string("version"), jv_string("0.0.0")));
+            doc = jv_object_set(doc, jv_string("do"), JV_ARRAY(JV_OBJECT(jv_string(t->name), def)));
+            cv_workflow *loaded = NULL;
+            jv ds = jv_invalid();
+            if (cv__workflow_from_jv(doc, jv_null(), t->u.effect.locator, &loaded, &ds)) {
+                jv d = jv_get_kind(ds) == JV_KIND_ARRAY ? jv_array_get(jv_copy(ds), 0) : jv_null();
+                jv_free(ds);
+                char *m = jv_get_kind(d) == JV_KIND_OBJECT ? cv_diag_format(d) : (jv_free(d), NULL);
+                task_fail(in, fb, cv__error_newf(CV_ERR_CONFIGURATION, 400, "Configuration Error",
+                                                 "function %s is not a valid task: %s", t->u.effect.locator,
+                                                 m ? m : "invalid"));
+                free(m);
+                return;
+            }
+            jv_free(ds);
+            fn = cv__runtime_remote_put(in->rt, t->u.effect.locator, loaded);
+            if (!fn) {
+                task_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory"));
+                return;
+            }
+        }
+        jv_free(fr->output);
+        fr->output = jv_invalid();
+        err = jv_null();
+        jv fin = jv_copy(fr->aux);
+        struct wfctx *wc = wfc_new(in, fn, jv_copy(fin), &err);
+        if (!wc || jv_get_kind(err) != JV_KIND_NULL) {
+            jv_free(fin);
+            if (wc) {
+                wc->refs = 1;
+                wfc_unref(wc);
+            }
+            task_fail(in, fb, err);
+            return;
+        }
+        jv_free(err);
+        fr->phase = P_WAIT_CHILD;
+        struct frame *wfr = push(fb, F_WORKFLOW, wc, fin, jv_object());
+        if (!wfr)
+            fiber_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory"));
+        return;
+    }
 
     case P_TIMER_WAIT: /* the wait elapsed */
         task_finish_value(fb, fr, jv_copy(fr->input));
@@ -1564,7 +1657,12 @@ static void deliver_effect(struct instance *in, struct effect *e)
     fb->effect = NULL;
     fb->state = FB_RUNNABLE;
     struct frame *fr = top(fb);
-    if (e->rc == 0) {
+    if (e->rc == 0 && fr->task->kind == CV_T_CALL_REMOTE) {
+        jv_free(fr->output);
+        fr->output = e->out; /* the function's text, loaded by the next step */
+        e->out = jv_null();
+        fr->phase = P_REMOTE_LOADED;
+    } else if (e->rc == 0) {
         jv_free(fr->authz);
         fr->authz = e->authz;
         e->authz = jv_null();

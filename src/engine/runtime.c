@@ -28,6 +28,7 @@ int cv_runtime_new(cv_runtime **out)
     rt->secrets = jv_object();
     rt->time_scale = 1.0;
     pthread_mutex_init(&rt->events_lock, NULL);
+    pthread_mutex_init(&rt->remote_lock, NULL);
     *out = rt;
     return CV_OK;
 }
@@ -42,7 +43,14 @@ void cv_runtime_free(cv_runtime *rt)
     for (int i = 0; i < rt->nsubflows; i++)
         cv_workflow_free(rt->subflows[i]);
     free(rt->subflows);
+    for (int i = 0; i < rt->nremote; i++) {
+        free(rt->remote_urls[i]);
+        cv_workflow_free(rt->remote_fns[i]);
+    }
+    free(rt->remote_urls);
+    free(rt->remote_fns);
     pthread_mutex_destroy(&rt->events_lock);
+    pthread_mutex_destroy(&rt->remote_lock);
     free(rt);
 }
 
@@ -176,4 +184,42 @@ void cv__runtime_emit(cv_runtime *rt, jv event)
     fflush(rt->events);
     pthread_mutex_unlock(&rt->events_lock);
     jv_free(s);
+}
+
+const cv_workflow *cv__runtime_remote_get(cv_runtime *rt, const char *url)
+{
+    const cv_workflow *r = NULL;
+    pthread_mutex_lock(&rt->remote_lock);
+    for (int i = 0; i < rt->nremote && !r; i++)
+        if (!strcmp(rt->remote_urls[i], url))
+            r = rt->remote_fns[i];
+    pthread_mutex_unlock(&rt->remote_lock);
+    return r;
+}
+
+const cv_workflow *cv__runtime_remote_put(cv_runtime *rt, const char *url, cv_workflow *wf)
+{
+    const cv_workflow *have = cv__runtime_remote_get(rt, url);
+    if (have) {
+        cv_workflow_free(wf);
+        return have;
+    }
+    pthread_mutex_lock(&rt->remote_lock);
+    char **u = realloc(rt->remote_urls, (size_t)(rt->nremote + 1) * sizeof *u);
+    if (u)
+        rt->remote_urls = u;
+    cv_workflow **f = u ? realloc(rt->remote_fns, (size_t)(rt->nremote + 1) * sizeof *f) : NULL;
+    if (f)
+        rt->remote_fns = f;
+    char *copy = f ? strdup(url) : NULL;
+    if (!copy) {
+        pthread_mutex_unlock(&rt->remote_lock);
+        cv_workflow_free(wf);
+        return NULL;
+    }
+    rt->remote_urls[rt->nremote] = copy;
+    rt->remote_fns[rt->nremote] = wf;
+    rt->nremote++;
+    pthread_mutex_unlock(&rt->remote_lock);
+    return wf;
 }

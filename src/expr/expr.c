@@ -46,6 +46,7 @@ struct expr {
     int fast_base;   /* -1: `.`, 0..CV_VAR_COUNT-1: $var, CV_VAR_COUNT: scope var */
     jv fast_scope;   /* scope variable name when fast_base == CV_VAR_COUNT */
     jv fast_value;   /* literal value, or the path (array of keys/indexes) */
+    int loose;       /* loose mode: a failed evaluation yields the text itself */
     int first_line;  /* lines of the text in the bundle */
     int last_line;
 };
@@ -264,7 +265,7 @@ static const char *guard(const char *text, char *buf, size_t bufsz)
     };
     static const char *const unbounded[] = {"repeat", "infinite", "while", "until"};
     struct lexer lx = {.p = text, .end = text + strlen(text)};
-    struct { const char *name; size_t len; int body_depth; int pending_defs; int in_body; } defs[16];
+    struct { const char *name; size_t len; int body_depth; int in_body; } defs[16];
     int ndefs = 0;
     struct tok prev = {0, NULL, 0, 0};
     for (;;) {
@@ -336,28 +337,24 @@ static const char *guard(const char *text, char *buf, size_t bufsz)
             }
         }
         /* track `def name...: body;` extents */
-        if (t.kind == 'i' && tok_is(&prev, "def") && ndefs < 16) {
+        if (t.kind == 'i' && tok_is(&prev, "def") && ndefs == 16)
+            return "more than 16 function definitions in one expression";
+        if (t.kind == 'i' && tok_is(&prev, "def")) {
             defs[ndefs].name = t.start;
             defs[ndefs].len = t.len;
             defs[ndefs].body_depth = lx.paren;
-            defs[ndefs].pending_defs = 0;
             defs[ndefs].in_body = 0;
             ndefs++;
         } else if (t.kind == 'p' && *t.start == ':' && ndefs > 0 && !defs[ndefs - 1].in_body &&
                    lx.paren == defs[ndefs - 1].body_depth) {
             defs[ndefs - 1].in_body = 1;
-        } else if (t.kind == 'i' && tok_is(&t, "def")) {
-            for (int d = 0; d < ndefs; d++)
-                if (defs[d].in_body)
-                    defs[d].pending_defs++;
         } else if (t.kind == 'p' && *t.start == ';') {
+            /* nested defs have entries of their own, so a ';' at a body's
+             * depth closes the innermost body still open there */
             for (int d = ndefs - 1; d >= 0; d--) {
                 if (!defs[d].in_body || lx.paren != defs[d].body_depth)
                     continue;
-                if (defs[d].pending_defs > 0)
-                    defs[d].pending_defs--;
-                else
-                    defs[d].in_body = 0;
+                defs[d].in_body = 0;
                 break;
             }
         }
@@ -422,22 +419,24 @@ static int parse_fast(struct expr *e)
             q++;
         if (q == p + 1)
             return 0;
-        base = CV_VAR_COUNT;
-        for (int i = 0; i < CV_VAR_COUNT; i++)
-            if ((size_t)(q - p - 1) == strlen(var_names[i]) && !memcmp(p + 1, var_names[i], (size_t)(q - p - 1)))
-                base = i;
-        if (base == CV_VAR_COUNT) {
-            scope_name = jv_string_sized(p + 1, (int)(q - p - 1));
-            int found = 0;
-            jv_array_foreach(e->scopevars, i, name)
-            {
-                if (jv_equal(name, jv_copy(scope_name)))
-                    found = 1;
-            }
-            if (!found) { /* let jq report the unknown variable */
-                jv_free(scope_name);
+        /* scope variables are bound after the runtime arguments in the
+         * bundle, so they shadow them: look them up first, as jq would */
+        base = -2;
+        scope_name = jv_string_sized(p + 1, (int)(q - p - 1));
+        jv_array_foreach(e->scopevars, i, name)
+        {
+            if (jv_equal(name, jv_copy(scope_name)))
+                base = CV_VAR_COUNT;
+        }
+        if (base == -2) {
+            jv_free(scope_name);
+            scope_name = jv_null();
+            for (int i = 0; i < CV_VAR_COUNT; i++)
+                if ((size_t)(q - p - 1) == strlen(var_names[i]) &&
+                    !memcmp(p + 1, var_names[i], (size_t)(q - p - 1)))
+                    base = i;
+            if (base == -2) /* let jq report the unknown variable */
                 return 0;
-            }
         }
         p = q;
     } else {
@@ -593,10 +592,6 @@ int cv__exprset_add(struct cv_exprset *s, const char *text, jv scopevars, const 
     return s->count++;
 }
 
-int cv__exprset_count(const struct cv_exprset *s) { return s->count; }
-int cv__exprset_fast_count(const struct cv_exprset *s) { return s->nfast; }
-const char *cv__expr_text(const struct cv_exprset *s, int idx) { return s->items[idx].text; }
-
 /* A growable string buffer for generating the bundle. */
 struct sbuf {
     char *p;
@@ -626,6 +621,62 @@ static void sb_add(struct sbuf *b, const char *s)
         if (*c == '\n')
             b->lines++;
 }
+
+static jq_state *compile_state(const char *program, jv *msgs);
+static const char sandbox[] =
+    "def env: {}; def input: null; def inputs: empty; def input_filename: null; "
+    "def get_search_list: []; def halt: error(\"halt is not available\"); "
+    "def halt_error: error(.); def halt_error($c): error(.); def debug: .; def stderr: .; ";
+
+
+int cv__exprset_add_loose(struct cv_exprset *s, const char *text, jv scopevars, const char *pointer)
+{
+    char buf[256];
+    if (guard(text, buf, sizeof buf))
+        return CV_EINVAL;
+    /* compiled alone (about 25 ms) so that one string that is not jq cannot
+     * spoil the bundle; loose mode is opt-in and rare */
+    struct sbuf b = {0};
+    sb_add(&b, sandbox);
+    sb_add(&b, "{} as $ENV | .[1] as $__dot | ");
+    for (int i = 0; i < CV_VAR_COUNT; i++) {
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, ".[%d] as $%s | ", i + 2, var_names[i]);
+        sb_add(&b, tmp);
+    }
+    sb_add(&b, ".[10] as $__scope | ");
+    jv_array_foreach(scopevars, i, name)
+    {
+        sb_add(&b, "$__scope.");
+        sb_add(&b, jv_string_value(name));
+        sb_add(&b, " as $");
+        sb_add(&b, jv_string_value(name));
+        sb_add(&b, " | ");
+        jv_free(name);
+    }
+    sb_add(&b, "$__dot | (\n");
+    sb_add(&b, text);
+    sb_add(&b, "\n)\n");
+    if (b.oom) {
+        free(b.p);
+        return CV_ENOMEM;
+    }
+    jq_state *jq = compile_state(b.p, NULL);
+    free(b.p);
+    if (!jq)
+        return CV_EINVAL;
+    jq_teardown(&jq);
+    jv errors = jv_array();
+    int idx = cv__exprset_add(s, text, scopevars, pointer, &errors);
+    jv_free(errors);
+    if (idx >= 0)
+        s->items[idx].loose = 1;
+    return idx;
+}
+
+int cv__exprset_count(const struct cv_exprset *s) { return s->count; }
+int cv__exprset_fast_count(const struct cv_exprset *s) { return s->nfast; }
+const char *cv__expr_text(const struct cv_exprset *s, int idx) { return s->items[idx].text; }
 
 static void gen_dispatch(struct cv_exprset *s, struct sbuf *b, int lo, int hi)
 {
@@ -660,10 +711,6 @@ static void gen_dispatch(struct cv_exprset *s, struct sbuf *b, int lo, int hi)
     sb_add(b, " end)");
 }
 
-static const char sandbox[] =
-    "def env: {}; def input: null; def inputs: empty; def input_filename: null; "
-    "def get_search_list: []; def halt: error(\"halt is not available\"); "
-    "def halt_error: error(.); def halt_error($c): error(.); def debug: .; def stderr: .; ";
 
 static char *build_program(struct cv_exprset *s)
 {
@@ -901,6 +948,9 @@ int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env,
     int rc = 0;
     if (jv_is_valid(r)) {
         *out = r;
+    } else if (e->loose) {
+        jv_free(r);
+        *out = jv_string(e->text); /* loose mode: a failed evaluation is the text itself */
     } else if (jv_invalid_has_msg(jv_copy(r))) {
         jv msg = jv_invalid_get_msg(r);
         jv text = jv_get_kind(msg) == JV_KIND_STRING ? msg : jv_dump_string(msg, 0);
@@ -911,7 +961,9 @@ int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env,
         jv_free(r);
         *out = jv_null(); /* no result */
     }
-    /* drain nothing more: jq_start of the next evaluation resets the state */
+    /* Release our values from the state on this thread: jq 1.6 reference
+     * counts are not atomic, and the state may next run on another thread. */
+    jq_start(ps->jq, jv_null(), 0);
     checkin(s, ps);
     return rc;
 }

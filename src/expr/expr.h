@@ -63,6 +63,14 @@ int cv__exprset_add(struct cv_exprset *s, const char *text, jv scopevars, const 
                     jv *errors);
 
 /*
+ * Loose mode (evaluate.mode: loose): registers `text` only if it is jq that
+ * compiles on its own (checked at once, about 25 ms); returns its index,
+ * CV_EINVAL when the string must stay a literal, or CV_ENOMEM. A loose expression whose evaluation
+ * fails yields the text itself instead of an error.
+ */
+int cv__exprset_add_loose(struct cv_exprset *s, const char *text, jv scopevars, const char *pointer);
+
+/*
  * Compiles every registered expression into the bundle. Returns 0, or
  * CV_EVALIDATE with one {pointer, message} per failing expression appended
  * to *errors. Must be called once, before any evaluation.
