@@ -8,7 +8,9 @@
 # seeds never change. A crash, a sanitizer report, a leak, a hang longer than
 # FUZZ_TIMEOUT (default 10) seconds or more than FUZZ_RSS_MB (default 2048)
 # MiB makes the script exit 1; the reproducer is left in build-fuzz/artifacts/
-# and its path printed. Leaks inside third-party libraries listed in
+# and its path printed. Before fuzzing, each target replays the saved
+# reproducers in fuzz/crashes/ (*.jq for fuzz_expr, *.yaml and *.json for
+# the others) and fails at once if one still crashes. Leaks inside third-party libraries listed in
 # fuzz/lsan.supp are suppressed. If clang or its libFuzzer runtime is missing, it says
 # so and exits 0 with the targets counted as skipped.
 #
@@ -69,6 +71,24 @@ for t in $TARGETS; do
     mkdir -p "$work"
     [ -d "$seeds" ] && cp "$seeds"/* "$work"/ 2>/dev/null
     log=$OUT/$t.log
+    # First replay the saved reproducers (fuzz/crashes/): each one is a bug
+    # that was found once and must stay fixed (or stay suppressed, for the
+    # third-party leaks listed in fuzz/lsan.supp).
+    case $t in
+    fuzz_expr) repro=$(ls fuzz/crashes/*.jq 2>/dev/null) ;;
+    *) repro=$(ls fuzz/crashes/*.yaml fuzz/crashes/*.json 2>/dev/null) ;;
+    esac
+    if [ -n "$repro" ]; then
+        if "$OUT/$t" -timeout="$TIMEOUT" -rss_limit_mb="$RSS" $repro >"$log.replay" 2>&1; then
+            echo "fuzz-smoke: $t replayed $(echo $repro | wc -w) saved reproducers: ok"
+        else
+            failed=$((failed + 1))
+            echo "fuzz-smoke: $t FAILED on a saved reproducer (fuzz/crashes/):"
+            grep -E '^Running:|Assertion|==[0-9]+==ERROR|SUMMARY' "$log.replay" | tail -4 | sed 's/^/    /'
+            echo "    full log: $log.replay"
+            continue
+        fi
+    fi
     echo "fuzz-smoke: $t for ${SECONDS_EACH}s (seeds: $seeds, log: $log)"
     # -max_total_time bounds the run; -timeout bounds one input (a hang).
     "$OUT/$t" -max_total_time="$SECONDS_EACH" -timeout="$TIMEOUT" -rss_limit_mb="$RSS" \
