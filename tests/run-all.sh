@@ -94,6 +94,7 @@ done
 # sanitizer reports must fail the run, not scroll by
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}
 
 # The stub server for public hosts (petstore.swagger.io, httpbin.org, ...).
 python3 tests/stub/stub_server.py --port 0 --port-file "$TMP/stub.port" --log "$TMP/stub.log" \
