@@ -105,6 +105,10 @@ void cv_runtime_set_trace(cv_runtime *rt, int on);
 /* ---- running ------------------------------------------------------------- */
 
 /*
+ * Threads: jq 1.6's `jv` reference counts are not atomic, so a cv_workflow and
+ * a cv_runtime may be used by one cv_run at a time. Concurrent runs need
+ * their own loaded copies (load the document once per thread).
+ *
  * Runs one instance of `wf` to its end (completed, faulted or cancelled) on the
  * calling thread; effects run concurrently on helper threads. Consumes `input`.
  * *report is set to an object:
