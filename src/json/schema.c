@@ -11,7 +11,10 @@
  * Schema requires, and cached for the duration of one call.
  *
  * Beyond the keywords listed in schema.h this file also understands
- * patternProperties, propertyNames, contains, if/then/else, dependentRequired
+ * patternProperties, propertyNames, contains, if/then/else, dependentRequired,
+ * unevaluatedProperties (with annotations collected from properties,
+ * patternProperties, additionalProperties, $ref, allOf and the passing
+ * branches of anyOf/oneOf/if/then/else; every anyOf branch therefore runs),
  * and the older-draft forms `items: [..]` + additionalItems and boolean
  * exclusiveMinimum/exclusiveMaximum, because real schemas use them and they
  * cost a few lines. `$ref` resolves only "#..." JSON pointers into the same
@@ -321,15 +324,22 @@ static void add_error(struct errs *e, jv ptr, const char *fmt, ...)
 }
 
 static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int refs,
-                     struct errs *e);
+                     struct errs *e, jv *ev);
 
 /* Validates into a scratch list; returns the number of errors and, when
- * `first` is not NULL, the first message (new reference) or jv_invalid(). */
+ * `first` is not NULL, the first message (new reference) or jv_invalid().
+ * When it passes and `ev` is not NULL, the property names it evaluated are
+ * added to *ev (a failed subschema contributes no annotations). */
 static int try_validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int refs,
-                        jv *first)
+                        jv *first, jv *ev)
 {
     struct errs tmp = {jv_array(), 0};
-    validate(c, schema, inst, ptr, depth, refs, &tmp);
+    jv local = jv_object();
+    validate(c, schema, inst, ptr, depth, refs, &tmp, &local);
+    if (tmp.count == 0 && ev)
+        *ev = jv_object_merge(*ev, local);
+    else
+        jv_free(local);
     if (first)
         *first = tmp.count ? jv_array_get(jv_copy(tmp.list), 0) : jv_invalid();
     jv_free(tmp.list);
@@ -519,7 +529,7 @@ static void check_array(struct vctx *c, jv schema, jv inst, jv ptr, int depth, i
         if (jv_is_valid(sub)) {
             jv item = jv_array_get(jv_copy(inst), i);
             jv p = ptr_append_index(jv_copy(ptr), i);
-            validate(c, sub, item, p, depth + 1, refs, e);
+            validate(c, sub, item, p, depth + 1, refs, e, NULL);
             jv_free(p);
             jv_free(item);
         }
@@ -534,7 +544,7 @@ static void check_array(struct vctx *c, jv schema, jv inst, jv ptr, int depth, i
         for (int i = 0; i < n && !found; i++) {
             jv item = jv_array_get(jv_copy(inst), i);
             jv p = ptr_append_index(jv_copy(ptr), i);
-            found = try_validate(c, contains, item, p, depth + 1, refs, NULL) == 0;
+            found = try_validate(c, contains, item, p, depth + 1, refs, NULL, NULL) == 0;
             jv_free(p);
             jv_free(item);
         }
@@ -562,8 +572,9 @@ static int property_is_listed(struct vctx *c, jv props, jv patprops, jv key)
     return listed;
 }
 
+/* Object keywords; property names they evaluate are added to *ev. */
 static void check_object(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int refs,
-                         struct errs *e)
+                         struct errs *e, jv *ev)
 {
     if (jv_get_kind(inst) != JV_KIND_OBJECT)
         return;
@@ -616,15 +627,18 @@ static void check_object(struct vctx *c, jv schema, jv inst, jv ptr, int depth, 
         jv p = ptr_append_key(jv_copy(ptr), key);
         if (jv_get_kind(props) == JV_KIND_OBJECT && jv_object_has(jv_copy(props), jv_copy(key))) {
             jv sub = jv_object_get(jv_copy(props), jv_copy(key));
-            validate(c, sub, val, p, depth + 1, refs, e);
+            validate(c, sub, val, p, depth + 1, refs, e, NULL);
             jv_free(sub);
+            *ev = jv_object_set(*ev, jv_copy(key), jv_true());
         }
         if (jv_get_kind(patprops) == JV_KIND_OBJECT) {
             jv_object_foreach(patprops, pat, sub)
             {
                 struct regex_entry *re = regex_get(&c->regexes, pat);
-                if (re && re->re && regex_search(re->re, key) == 1)
-                    validate(c, sub, val, p, depth + 1, refs, e);
+                if (re && re->re && regex_search(re->re, key) == 1) {
+                    validate(c, sub, val, p, depth + 1, refs, e, NULL);
+                    *ev = jv_object_set(*ev, jv_copy(key), jv_true());
+                }
                 jv_free(pat);
                 jv_free(sub);
             }
@@ -633,11 +647,12 @@ static void check_object(struct vctx *c, jv schema, jv inst, jv ptr, int depth, 
             if (jv_get_kind(addl) == JV_KIND_FALSE)
                 add_error(e, ptr, "property '%s' is not allowed", jv_string_value(key));
             else
-                validate(c, addl, val, p, depth + 1, refs, e);
+                validate(c, addl, val, p, depth + 1, refs, e, NULL);
+            *ev = jv_object_set(*ev, jv_copy(key), jv_true());
         }
         if (jv_is_valid(names)) {
             jv first;
-            if (try_validate(c, names, key, p, depth + 1, refs, &first)) {
+            if (try_validate(c, names, key, p, depth + 1, refs, &first, NULL)) {
                 add_error(e, ptr, "property name '%s' is not allowed (%s)", jv_string_value(key),
                           jv_is_valid(first) ? jv_string_value(first) : "");
             }
@@ -653,15 +668,31 @@ static void check_object(struct vctx *c, jv schema, jv inst, jv ptr, int depth, 
     jv_free(names);
 }
 
+/* For "matches none of" messages: keeps the first message of the failing
+ * branch with the fewest errors, the one the author most likely meant.
+ * Consumes `msg`. */
+static void keep_closest(jv *kept, int *kept_count, jv msg, int count)
+{
+    if (count > 0 && jv_is_valid(msg) && (*kept_count < 0 || count < *kept_count)) {
+        jv_free(*kept);
+        *kept = msg;
+        *kept_count = count;
+    } else {
+        jv_free(msg);
+    }
+}
+
+/* Applicators on the same instance; passing subschemas add their evaluated
+ * property names to *ev (for unevaluatedProperties). */
 static void check_combinators(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int refs,
-                              struct errs *e)
+                              struct errs *e, jv *ev)
 {
     jv all = get(schema, "allOf");
     if (jv_get_kind(all) == JV_KIND_ARRAY) {
         int n = jv_array_length(jv_copy(all));
         for (int i = 0; i < n; i++) {
             jv sub = jv_array_get(jv_copy(all), i);
-            validate(c, sub, inst, ptr, depth + 1, refs, e);
+            validate(c, sub, inst, ptr, depth + 1, refs, e, ev);
             jv_free(sub);
         }
     }
@@ -669,22 +700,20 @@ static void check_combinators(struct vctx *c, jv schema, jv inst, jv ptr, int de
 
     jv any = get(schema, "anyOf");
     if (jv_get_kind(any) == JV_KIND_ARRAY) {
-        int n = jv_array_length(jv_copy(any)), ok = 0;
+        int n = jv_array_length(jv_copy(any)), ok = 0, best = -1;
         jv first = jv_invalid();
-        for (int i = 0; i < n && !ok; i++) {
+        /* every branch runs: each passing one contributes annotations */
+        for (int i = 0; i < n; i++) {
             jv sub = jv_array_get(jv_copy(any), i);
             jv f;
-            ok = try_validate(c, sub, inst, ptr, depth + 1, refs, &f) == 0;
-            if (!jv_is_valid(first)) {
-                jv_free(first);
-                first = f;
-            } else {
-                jv_free(f);
-            }
+            int cnt = try_validate(c, sub, inst, ptr, depth + 1, refs, &f, ev);
+            if (cnt == 0)
+                ok = 1;
+            keep_closest(&first, &best, f, cnt);
             jv_free(sub);
         }
         if (!ok)
-            add_error(e, ptr, "value matches none of the %d anyOf schemas (first: %s)", n,
+            add_error(e, ptr, "value matches none of the %d anyOf schemas (closest: %s)", n,
                       jv_is_valid(first) ? jv_string_value(first) : "no schemas");
         jv_free(first);
     }
@@ -694,25 +723,22 @@ static void check_combinators(struct vctx *c, jv schema, jv inst, jv ptr, int de
     if (jv_get_kind(one) == JV_KIND_ARRAY) {
         int n = jv_array_length(jv_copy(one)), matched = 0, a = -1, b = -1;
         jv first = jv_invalid();
+        int best = -1;
         for (int i = 0; i < n; i++) {
             jv sub = jv_array_get(jv_copy(one), i);
             jv f;
-            if (try_validate(c, sub, inst, ptr, depth + 1, refs, &f) == 0) {
+            int cnt = try_validate(c, sub, inst, ptr, depth + 1, refs, &f, ev);
+            if (cnt == 0) {
                 if (matched++ == 0)
                     a = i;
                 else if (b < 0)
                     b = i;
             }
-            if (!jv_is_valid(first)) {
-                jv_free(first);
-                first = f;
-            } else {
-                jv_free(f);
-            }
+            keep_closest(&first, &best, f, cnt);
             jv_free(sub);
         }
         if (matched == 0)
-            add_error(e, ptr, "value matches none of the %d oneOf schemas (first: %s)", n,
+            add_error(e, ptr, "value matches none of the %d oneOf schemas (closest: %s)", n,
                       jv_is_valid(first) ? jv_string_value(first) : "no schemas");
         else if (matched > 1)
             add_error(e, ptr, "value matches oneOf schemas %d and %d, but must match exactly one",
@@ -722,16 +748,16 @@ static void check_combinators(struct vctx *c, jv schema, jv inst, jv ptr, int de
     jv_free(one);
 
     jv not = get(schema, "not");
-    if (jv_is_valid(not) && try_validate(c, not, inst, ptr, depth + 1, refs, NULL) == 0)
+    if (jv_is_valid(not) && try_validate(c, not, inst, ptr, depth + 1, refs, NULL, NULL) == 0)
         add_error(e, ptr, "value must not match the 'not' schema");
     jv_free(not);
 
     jv cond = get(schema, "if");
     if (jv_is_valid(cond)) {
-        int holds = try_validate(c, cond, inst, ptr, depth + 1, refs, NULL) == 0;
+        int holds = try_validate(c, cond, inst, ptr, depth + 1, refs, NULL, ev) == 0;
         jv branch = get(schema, holds ? "then" : "else");
         if (jv_is_valid(branch))
-            validate(c, branch, inst, ptr, depth + 1, refs, e);
+            validate(c, branch, inst, ptr, depth + 1, refs, e, ev);
         jv_free(branch);
     }
     jv_free(cond);
@@ -743,7 +769,7 @@ static void check_combinators(struct vctx *c, jv schema, jv inst, jv ptr, int de
  * hops on the current path (guards self-referencing schemas).
  */
 static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int refs,
-                     struct errs *e)
+                     struct errs *e, jv *ev)
 {
     if (jv_array_length(jv_copy(e->list)) >= CV_SCHEMA_MAX_ERRORS)
         return;
@@ -762,6 +788,8 @@ static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int 
         return;
     }
 
+    /* property names of `inst` evaluated by this schema object */
+    jv local = jv_object();
     jv ref = get(schema, "$ref");
     if (jv_get_kind(ref) == JV_KIND_STRING) {
         if (refs >= CV_SCHEMA_MAX_REF_DEPTH) {
@@ -774,7 +802,7 @@ static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int 
                                   "schema are supported)",
                           jv_string_value(ref));
             else
-                validate(c, target, inst, ptr, depth + 1, refs + 1, e);
+                validate(c, target, inst, ptr, depth + 1, refs + 1, e, &local);
             jv_free(target);
         }
     }
@@ -785,8 +813,34 @@ static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int 
     check_number(schema, inst, ptr, e);
     check_string(c, schema, inst, ptr, e);
     check_array(c, schema, inst, ptr, depth, refs, e);
-    check_object(c, schema, inst, ptr, depth, refs, e);
-    check_combinators(c, schema, inst, ptr, depth, refs, e);
+    check_object(c, schema, inst, ptr, depth, refs, e, &local);
+    check_combinators(c, schema, inst, ptr, depth, refs, e, &local);
+
+    /* unevaluatedProperties comes last: it sees what every other keyword of
+     * this object (and its passing subschemas) evaluated */
+    jv unev = get(schema, "unevaluatedProperties");
+    if (jv_is_valid(unev) && jv_get_kind(inst) == JV_KIND_OBJECT) {
+        jv_object_foreach(inst, key, val)
+        {
+            if (!jv_object_has(jv_copy(local), jv_copy(key))) {
+                if (jv_get_kind(unev) == JV_KIND_FALSE) {
+                    add_error(e, ptr, "property '%s' is not allowed", jv_string_value(key));
+                } else {
+                    jv p = ptr_append_key(jv_copy(ptr), key);
+                    validate(c, unev, val, p, depth + 1, refs, e, NULL);
+                    jv_free(p);
+                }
+                local = jv_object_set(local, jv_copy(key), jv_true());
+            }
+            jv_free(key);
+            jv_free(val);
+        }
+    }
+    jv_free(unev);
+    if (ev)
+        *ev = jv_object_merge(*ev, local);
+    else
+        jv_free(local);
 }
 
 jv cv__schema_validate(jv schema, jv instance)
@@ -794,7 +848,7 @@ jv cv__schema_validate(jv schema, jv instance)
     struct vctx c = {schema, NULL};
     struct errs e = {jv_array(), 0};
     jv ptr = jv_string("");
-    validate(&c, schema, instance, ptr, 0, 0, &e);
+    validate(&c, schema, instance, ptr, 0, 0, &e, NULL);
     jv_free(ptr);
     regex_cache_free(c.regexes);
     if (e.count == 0) {
@@ -1072,6 +1126,7 @@ static void check_schema(struct cctx *c, jv s, jv ptr, int depth)
     jv_free(v);
     check_sub(c, s, "additionalItems", ptr, depth);
     check_sub(c, s, "additionalProperties", ptr, depth);
+    check_sub(c, s, "unevaluatedProperties", ptr, depth);
     check_sub(c, s, "propertyNames", ptr, depth);
     check_sub(c, s, "contains", ptr, depth);
     check_sub(c, s, "not", ptr, depth);

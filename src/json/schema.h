@@ -10,9 +10,10 @@
  * allOf, anyOf, oneOf, not, $ref to "#/..." pointers within the same schema,
  * $defs/definitions. Also understood because real schemas use them:
  * patternProperties, propertyNames, contains, if/then/else, dependentRequired,
- * and the older-draft `items: [...]` + additionalItems and boolean
- * exclusiveMinimum/exclusiveMaximum. Unknown keywords are ignored (as the
- * specification says). $ref chains deeper than 64 are reported, not followed.
+ * unevaluatedProperties, and the older-draft `items: [...]` + additionalItems
+ * and boolean exclusiveMinimum/exclusiveMaximum. Unknown keywords are ignored
+ * (as the specification says). $ref chains deeper than 64 are reported, not
+ * followed.
  */
 #ifndef CV_JSON_SCHEMA_H
 #define CV_JSON_SCHEMA_H

@@ -92,6 +92,16 @@ struct ctx {
     int last_line, last_col; /* 1-based end of the last event, a fallback mark */
 };
 
+/* strdup is POSIX, not C17; this file needs only this much of it. */
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *r = malloc(n);
+    if (r)
+        memcpy(r, s, n);
+    return r;
+}
+
 static void fail(struct ctx *c, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -526,7 +536,7 @@ static void add_anchor(struct ctx *c, const char *name, jv value /* borrowed */,
         c->anchors = a;
         c->cap_anchors = cap;
     }
-    char *dup = strdup(name);
+    char *dup = dup_str(name);
     if (!dup) {
         fail(c, c->last_line, c->last_col, "out of memory");
         return;
@@ -696,7 +706,7 @@ static void on_collection_start(struct ctx *c, struct fy_event *e, int is_map)
     char *anchor = NULL;
     if (anchor_tok) {
         const char *name = fy_token_get_text0(anchor_tok);
-        if (name && !(anchor = strdup(name))) {
+        if (name && !(anchor = dup_str(name))) {
             fail(c, line, col, "out of memory");
             return;
         }
@@ -920,7 +930,7 @@ int cv__yaml_parse(const char *text, size_t len, const char *name, jv *out, jv *
 char *cv__json_dump(jv v)
 {
     jv s = jv_dump_string(v, 0);
-    char *r = strdup(jv_string_value(s));
+    char *r = dup_str(jv_string_value(s));
     jv_free(s);
     return r;
 }

@@ -224,7 +224,7 @@ Test(schema, combinators)
     const char *any = "{\"properties\":{\"v\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":"
                       "\"null\"}]}}}";
     ok(any, "{\"v\":null}");
-    bad(any, "{\"v\":1}", "/v", "matches none of the 2 anyOf schemas (first: /v: expected string");
+    bad(any, "{\"v\":1}", "/v", "matches none of the 2 anyOf schemas (closest: /v: expected string");
     const char *one = "{\"oneOf\":[{\"type\":\"integer\"},{\"minimum\":10}]}";
     ok(one, "3");
     ok(one, "10.5");
@@ -239,6 +239,56 @@ Test(schema, combinators)
     ok(cond, "{\"kind\":\"z\",\"b\":1}");
     bad(cond, "{\"kind\":\"a\"}", "(root)", "missing required property 'a'");
     bad(cond, "{\"kind\":\"z\"}", "(root)", "missing required property 'b'");
+}
+
+Test(schema, anyof_reports_the_closest_branch)
+{
+    /* the second branch fails once, the first three times: its message wins */
+    const char *s = "{\"anyOf\":[{\"type\":\"string\",\"required\":[\"x\",\"y\"]},"
+                    "{\"required\":[\"a\"]}]}";
+    bad(s, "{\"b\":1}", "(root)", "(closest: (root): missing required property 'a')");
+    bad("{\"oneOf\":[{\"type\":\"string\",\"maxLength\":0,\"minLength\":5},{\"type\":\"string\"}]}",
+        "1", "(root)", "(closest: (root): expected string");
+}
+
+Test(schema, unevaluated_properties)
+{
+    /* adjacent properties / patternProperties / additionalProperties */
+    const char *adj = "{\"properties\":{\"a\":{}},\"patternProperties\":{\"^p\":{}},"
+                      "\"unevaluatedProperties\":false}";
+    ok(adj, "{\"a\":1,\"p1\":2}");
+    bad(adj, "{\"a\":1,\"b\":2}", "(root)", "property 'b' is not allowed");
+    ok("{\"additionalProperties\":true,\"unevaluatedProperties\":false}", "{\"z\":1}");
+    /* through allOf and $ref */
+    const char *all = "{\"allOf\":[{\"properties\":{\"a\":{}}}],\"unevaluatedProperties\":false}";
+    ok(all, "{\"a\":1}");
+    bad(all, "{\"a\":1,\"b\":1}", "(root)", "property 'b' is not allowed");
+    const char *ref = "{\"$defs\":{\"base\":{\"properties\":{\"a\":{}}}},"
+                      "\"$ref\":\"#/$defs/base\",\"properties\":{\"b\":{}},"
+                      "\"unevaluatedProperties\":false}";
+    ok(ref, "{\"a\":1,\"b\":2}");
+    bad(ref, "{\"a\":1,\"c\":2}", "(root)", "property 'c' is not allowed");
+    /* only passing anyOf branches count, and every passing branch counts */
+    const char *any = "{\"anyOf\":[{\"properties\":{\"a\":{\"type\":\"string\"}},"
+                      "\"required\":[\"a\"]},{\"properties\":{\"b\":{}},\"required\":[\"b\"]}],"
+                      "\"unevaluatedProperties\":false}";
+    ok(any, "{\"a\":\"x\",\"b\":1}");
+    bad(any, "{\"a\":1,\"b\":1}", "(root)", "property 'a' is not allowed");
+    /* if/then: a failing `if` contributes nothing */
+    const char *cond = "{\"if\":{\"properties\":{\"k\":{\"const\":1}}},"
+                       "\"then\":{\"properties\":{\"x\":{}}},\"unevaluatedProperties\":false}";
+    ok(cond, "{\"k\":1,\"x\":1}");
+    bad(cond, "{\"k\":2}", "(root)", "property 'k' is not allowed");
+    /* a schema instead of false */
+    const char *typed = "{\"properties\":{\"a\":{}},\"unevaluatedProperties\":{\"type\":\"integer\"}}";
+    ok(typed, "{\"a\":\"s\",\"b\":1}");
+    bad(typed, "{\"b\":\"s\"}", "/b", "expected integer, got string");
+    /* a subschema cannot see its parent's properties */
+    bad("{\"properties\":{\"a\":{}},\"allOf\":[{\"unevaluatedProperties\":false}]}", "{\"a\":1}",
+        "(root)", "property 'a' is not allowed");
+    /* non-objects are not concerned */
+    ok("{\"unevaluatedProperties\":false}", "[1]");
+    check_bad("{\"unevaluatedProperties\":1}", "a schema must be an object or a boolean");
 }
 
 Test(schema, boolean_schemas)
