@@ -101,6 +101,20 @@ void cv_runtime_set_time_scale(cv_runtime *rt, double scale);
 void cv_runtime_set_event_stream(cv_runtime *rt, void *file /* FILE* */);
 /* Record a trace of task executions in run reports (off by default). */
 void cv_runtime_set_trace(cv_runtime *rt, int on);
+/*
+ * The longest an effect (HTTP call, child process, fetch) may run when no task
+ * or workflow timeout bounds it sooner: default 300000 ms; 0 = unbounded (not
+ * recommended). Not affected by the time scale. Expiry raises a timeout error.
+ */
+void cv_runtime_set_effect_timeout(cv_runtime *rt, long long ms);
+/*
+ * Called on the running thread before every effect starts, with the
+ * instance's position as JSON (borrowed: copy what you keep) — fibers of
+ * frames naming tasks by reference, with their data, loop and retry counters:
+ * what the durable engine stores at each checkpoint (DESIGN.md decision 3).
+ */
+typedef void (*cv_checkpoint_fn)(void *ud, jv state);
+void cv_runtime_on_checkpoint(cv_runtime *rt, cv_checkpoint_fn fn, void *ud);
 
 /* ---- running ------------------------------------------------------------- */
 

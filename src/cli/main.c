@@ -9,6 +9,7 @@
  * embedding program can do.
  */
 #include "conveyor.h"
+#include "common/util.h"
 #include "json/yaml.h"
 
 #include <errno.h>
@@ -62,6 +63,8 @@ static const char usage_run[] =
     "                         variable CONVEYOR_HOST_MAP may hold a comma-separated list.\n"
     "  --deny-unmapped        fail requests to hosts that no --host-map entry covers\n"
     "  --time-scale X         multiply waits, retry delays and timeouts by X (e.g. 0.01)\n"
+    "  --effect-timeout DUR   the longest an HTTP call, child process or fetch may run when\n"
+    "                         no task timeout is shorter (ISO 8601, default PT5M; PT0S: none)\n"
     "  --report               print {id, status, output, error, trace} instead of the output\n"
     "                         (exit status unchanged)\n"
     "  -h, --help             this help\n";
@@ -297,6 +300,19 @@ static int cmd_run(int argc, char **argv)
                 goto out;
             }
             cv_runtime_set_time_scale(rt, x);
+        } else if (!strcmp(a, "--effect-timeout")) {
+            NEED_ARG();
+            int64_t ms;
+            const char *why = NULL;
+            jv d = jv_string(argv[++i]);
+            int bad = cv__duration_ms(d, &ms, &why);
+            jv_free(d);
+            if (bad) {
+                fprintf(stderr, "conveyor run: --effect-timeout: %s (an ISO 8601 duration such as PT30S)\n",
+                        why ? why : "invalid duration");
+                goto out;
+            }
+            cv_runtime_set_effect_timeout(rt, ms);
         } else if (!strcmp(a, "--report")) {
             report = 1;
         } else if (a[0] == '-' && a[1]) {

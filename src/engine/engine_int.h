@@ -30,6 +30,9 @@ struct cv_runtime {
     FILE *events;
     pthread_mutex_t events_lock;
     int trace;
+    long long effect_timeout_ms;
+    cv_checkpoint_fn checkpoint;
+    void *checkpoint_ud;
     /* functions loaded at run time (call: URL / name:version@catalog), by URL */
     pthread_mutex_t remote_lock;
     char **remote_urls;

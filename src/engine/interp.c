@@ -532,6 +532,11 @@ static int resolve_secret_auth(struct frame *fr, jv *v, jv *err)
 
 static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr, jv args, jv *err)
 {
+    if (in->rt->checkpoint) {
+        jv state = cv__instance_state(in);
+        in->rt->checkpoint(in->rt->checkpoint_ud, state);
+        jv_free(state);
+    }
     struct effect *e = calloc(1, sizeof *e);
     if (!e) {
         jv_free(args);
@@ -553,7 +558,14 @@ static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr,
     e->env.http = in->rt->http;
     e->env.cancel = &e->cancel;
     int64_t d = fiber_deadline(in, fb);
-    e->env.deadline_ms = d ? d + 100 : 0; /* our own deadline fires first */
+    if (d)
+        d += 100; /* our own deadline fires first: the timeout belongs to its frame */
+    if (in->rt->effect_timeout_ms) {
+        int64_t cap = cv__now_ms() + in->rt->effect_timeout_ms;
+        if (!d || cap < d)
+            d = cap;
+    }
+    e->env.deadline_ms = d;
     e->env.idempotency_key = e->idem;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

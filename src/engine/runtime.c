@@ -27,6 +27,7 @@ int cv_runtime_new(cv_runtime **out)
     }
     rt->secrets = jv_object();
     rt->time_scale = 1.0;
+    rt->effect_timeout_ms = 300000;
     pthread_mutex_init(&rt->events_lock, NULL);
     pthread_mutex_init(&rt->remote_lock, NULL);
     *out = rt;
@@ -139,6 +140,13 @@ int cv_runtime_add_workflow_dir(cv_runtime *rt, const char *dir, jv *diags)
 void cv_runtime_set_time_scale(cv_runtime *rt, double scale) { rt->time_scale = scale > 0 ? scale : 1.0; }
 void cv_runtime_set_event_stream(cv_runtime *rt, void *file) { rt->events = file; }
 void cv_runtime_set_trace(cv_runtime *rt, int on) { rt->trace = on; }
+void cv_runtime_set_effect_timeout(cv_runtime *rt, long long ms) { rt->effect_timeout_ms = ms > 0 ? ms : 0; }
+
+void cv_runtime_on_checkpoint(cv_runtime *rt, cv_checkpoint_fn fn, void *ud)
+{
+    rt->checkpoint = fn;
+    rt->checkpoint_ud = ud;
+}
 
 /* Semantic-version order of "1.2.10" vs "1.2.9" (numeric parts compared). */
 static int semver_cmp(const char *a, const char *b)
