@@ -73,7 +73,7 @@ Test(state, position_names_tasks_loops_and_data)
                                "        - say:\n"
                                "            run:\n"
                                "              shell:\n"
-                               "                command: echo\n"
+                               "                command: 'echo \"$1\"'\n"
                                "                arguments: ['${ $word }']\n");
     cv_runtime *rt;
     cr_assert_eq(cv_runtime_new(&rt), CV_OK);
