@@ -119,6 +119,9 @@ static int cmd_validate(int argc, char **argv)
     return bad ? 1 : 0;
 }
 
+/* Input and secrets files larger than this are refused with a message. */
+#define MAX_VALUE_FILE_BYTES (256 << 20)
+
 /* Reads a JSON or YAML file into a jv. Returns 0 or prints a message. */
 static int read_value_file(const char *path, jv *out)
 {
@@ -132,6 +135,13 @@ static int read_value_file(const char *path, jv *out)
     size_t r;
     while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
         len += r;
+        if (len > MAX_VALUE_FILE_BYTES) {
+            fclose(f);
+            free(buf);
+            fprintf(stderr, "conveyor: %s: larger than %d MiB; refusing to load it\n", path,
+                    MAX_VALUE_FILE_BYTES >> 20);
+            return -1;
+        }
         if (len == cap) {
             char *n = realloc(buf, cap *= 2);
             if (!n) {
