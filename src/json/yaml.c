@@ -469,6 +469,74 @@ static jv scalar_value(struct ctx *c, const char *s, size_t len, enum fy_scalar_
     return jv_invalid();
 }
 
+/*
+ * The text of a single-quoted scalar, decoded here from `raw`, the source
+ * between its quotes, instead of by libfyaml: libfyaml 0.7.12 (Debian 12)
+ * turns a run of escaped quotes into too many quotes ('x''''y' reads as x'''
+ * instead of x''y) and, when that overruns the length it computed, leaks its
+ * chunk buffer (upstream issue #233, fixed in 2026 by commits 0af6061 and
+ * c0a716e). The rules are YAML 1.2 section 7.3.2 and 6.5: '' is one quote;
+ * a line break folds to a space, or to n-1 newlines when n breaks are
+ * separated only by blank lines; white space around a break is dropped, but
+ * not after the opening or before the closing quote. libfyaml has scanned
+ * `raw`, so the quotes in it come in pairs.
+ */
+static jv single_quoted(const char *raw, size_t n)
+{
+    jv out = jv_string("");
+    size_t i = 0;
+    int first = 1, blank_lines = 0;
+    for (;;) {
+        size_t eol = i;
+        while (eol < n && raw[eol] != '\n' && raw[eol] != '\r')
+            eol++;
+        int last = eol == n;
+        size_t a = i, b = eol;
+        if (!first)
+            while (a < b && (raw[a] == ' ' || raw[a] == '\t'))
+                a++;
+        if (!last)
+            while (b > a && (raw[b - 1] == ' ' || raw[b - 1] == '\t'))
+                b--;
+        if (!first && !last && a == b) {
+            blank_lines++;
+        } else {
+            if (!first) {
+                if (blank_lines == 0)
+                    out = jv_string_append_buf(out, " ", 1);
+                for (; blank_lines > 0; blank_lines--)
+                    out = jv_string_append_buf(out, "\n", 1);
+            }
+            size_t start = a;
+            for (size_t k = a; k + 1 < b; k++) {
+                if (raw[k] == '\'' && raw[k + 1] == '\'') {
+                    out = jv_string_append_buf(out, raw + start, (int)(k + 1 - start));
+                    start = k + 2;
+                    k++;
+                }
+            }
+            out = jv_string_append_buf(out, raw + start, (int)(b - start));
+        }
+        if (last)
+            return out;
+        i = eol + (raw[eol] == '\r' && eol + 1 < n && raw[eol + 1] == '\n' ? 2 : 1);
+        first = 0;
+    }
+}
+
+/* The source text between the quotes of single-quoted scalar token `t`, or
+ * NULL when its marks do not frame a quoted span of the input. */
+static const char *single_quoted_raw(struct ctx *c, struct fy_token *t, size_t *len)
+{
+    const struct fy_mark *a = fy_token_start_mark(t), *b = fy_token_end_mark(t);
+    if (!a || !b || !c->text || a->input_pos < 1 || a->input_pos > b->input_pos ||
+        b->input_pos >= c->len || c->text[a->input_pos - 1] != '\'' ||
+        c->text[b->input_pos] != '\'')
+        return NULL;
+    *len = b->input_pos - a->input_pos;
+    return c->text + a->input_pos;
+}
+
 /* ---- tree building -------------------------------------------------------- */
 
 /* Turns a completed key node into its string. Consumes `v`; borrows `raw`
@@ -634,7 +702,19 @@ static void on_scalar(struct ctx *c, struct fy_event *e)
     if (count_node(c, 1, line, col))
         return;
     size_t len = 0;
-    const char *s = fy_token_get_text(e->scalar.value, &len);
+    const char *s = NULL;
+    jv decoded = jv_invalid(); /* our own text of a single-quoted scalar */
+    if (style == FYSS_SINGLE_QUOTED) {
+        size_t raw_len;
+        const char *raw = single_quoted_raw(c, e->scalar.value, &raw_len);
+        if (raw) {
+            decoded = single_quoted(raw, raw_len);
+            s = jv_string_value(decoded);
+            len = (size_t)jv_string_length_bytes(jv_copy(decoded));
+        }
+    }
+    if (!s)
+        s = fy_token_get_text(e->scalar.value, &len);
     if (!s) {
         s = "";
         len = 0;
@@ -643,6 +723,7 @@ static void on_scalar(struct ctx *c, struct fy_event *e)
     jv v = scalar_value(c, s, len, style, tag, line, col);
     if (!jv_is_valid(v)) {
         jv_free(v);
+        jv_free(decoded);
         return;
     }
     jv ptr = next_ptr(c);
@@ -654,6 +735,7 @@ static void on_scalar(struct ctx *c, struct fy_event *e)
     }
     jv_free(ptr);
     attach(c, v, 1, s, len, line, col);
+    jv_free(decoded); /* `s` points into it until here */
 }
 
 static void on_alias(struct ctx *c, struct fy_event *e)
