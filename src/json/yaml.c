@@ -25,8 +25,13 @@
  *    string, !!binary and !!timestamp keep their text, !!map/!!seq must match
  *    the node kind; any other tag is ignored and the node resolves as untagged.
  *  - Aliases share the anchored jv (reference counted), but every node an
- *    alias stands for counts against CV_YAML_MAX_NODES, and its nesting
- *    against CV_YAML_MAX_DEPTH, so alias bombs are refused early.
+ *    alias stands for counts against CV_YAML_MAX_NODES, its scalar text
+ *    against CV_YAML_MAX_ALIAS_BYTES and its nesting against
+ *    CV_YAML_MAX_DEPTH, so alias bombs are refused early.
+ *  - Nothing costs more than linear time in the input plus the output: JSON
+ *    pointers are built only when locations are asked for, and their total
+ *    text is bounded by CV_YAML_MAX_LOC_BYTES (a long key is repeated in the
+ *    pointer of every node below it).
  *  - Keys are strings: a string key is itself, another scalar key is its text
  *    as written (`1: x` has key "1", `~: x` has key "~"), a collection key is
  *    its JSON text. Two keys with the same resulting text are duplicates.
@@ -45,6 +50,12 @@
 
 #define CV_YAML_MAX_DEPTH 256
 #define CV_YAML_MAX_NODES 1000000
+/* Scalar bytes that aliases may repeat: with big strings, a few thousand
+ * nodes already make gigabytes of JSON. */
+#define CV_YAML_MAX_ALIAS_BYTES ((size_t)64 << 20)
+/* JSON pointer text built for the locations table: a long key above many
+ * nodes is repeated in every pointer below it. */
+#define CV_YAML_MAX_LOC_BYTES ((size_t)64 << 20)
 
 /* ---- parse state ---------------------------------------------------------- */
 
@@ -58,6 +69,7 @@ struct frame {
     jv ptr;       /* JSON pointer of this node; invalid inside a mapping key */
     int height;   /* 1 + the largest child height so far */
     size_t nodes_at_start;
+    size_t bytes_at_start;
     char *anchor; /* malloc'd anchor name, or NULL */
     const char *tag; /* borrowed from the event, checked at start only */
     int line, col;
@@ -69,6 +81,7 @@ struct anchor {
     jv value;
     jv ptr;       /* where it was defined (for the aliased nodes' locations) */
     size_t nodes; /* nodes in its subtree */
+    size_t bytes; /* scalar bytes in its subtree (aliases expanded) */
     int height;
 };
 
@@ -83,6 +96,9 @@ struct ctx {
     struct anchor *anchors;
     size_t n_anchors, cap_anchors;
     size_t nodes;
+    size_t bytes;       /* scalar bytes so far, aliases expanded */
+    size_t alias_bytes; /* of which repeated by aliases */
+    size_t loc_bytes;   /* pointer text built for locations */
     int have_root;
     jv root;
     int docs;
@@ -227,10 +243,28 @@ static jv ptr_append_index(jv ptr, int index)
     return ptr_append(ptr, buf, (size_t)n);
 }
 
+/* Counts `n` more bytes of pointer text against CV_YAML_MAX_LOC_BYTES;
+ * returns -1 (and fails the parse) past it. */
+static int count_loc_bytes(struct ctx *c, size_t n, int line, int col)
+{
+    c->loc_bytes += n;
+    if (c->loc_bytes <= CV_YAML_MAX_LOC_BYTES)
+        return 0;
+    fail(c, line, col,
+         "document is too large to locate: the JSON pointers of its nodes add up to more than "
+         "%zu MiB (very long keys above many nodes?)",
+         CV_YAML_MAX_LOC_BYTES >> 20);
+    return -1;
+}
+
 /* The pointer of the node that starts now: a new reference, or jv_invalid()
- * when the node is (inside) a mapping key and so has no pointer. */
+ * when the node is (inside) a mapping key and so has no pointer, or when no
+ * locations were asked for (pointers are built only for them: building one
+ * per node costs the length of every key above it). */
 static jv next_ptr(struct ctx *c)
 {
+    if (!c->want_locs)
+        return jv_invalid();
     if (c->depth == 0)
         return jv_string("");
     struct frame *f = &c->stack[c->depth - 1];
@@ -249,6 +283,8 @@ static void set_loc(struct ctx *c, jv ptr /* borrowed */, int line, int col)
 {
     if (!c->want_locs || !jv_is_valid(ptr))
         return;
+    if (count_loc_bytes(c, (size_t)jv_string_length_bytes(jv_copy(ptr)), line, col))
+        return;
     c->locs = jv_object_set(c->locs, jv_copy(ptr),
                             JV_ARRAY(jv_number(line), jv_number(col)));
 }
@@ -261,13 +297,24 @@ static void set_loc(struct ctx *c, jv ptr /* borrowed */, int line, int col)
  */
 static void set_alias_locs(struct ctx *c, jv v, jv dst, jv src, int root, int line, int col)
 {
+    /* the source pointers are rebuilt for every alias: they count too */
+    if (c->failed || (jv_is_valid(src) &&
+                      count_loc_bytes(c, (size_t)jv_string_length_bytes(jv_copy(src)), line, col)))
+        return;
     jv loc = jv_invalid();
     if (!root && jv_is_valid(src) && jv_object_has(jv_copy(c->locs), jv_copy(src)))
         loc = jv_object_get(jv_copy(c->locs), jv_copy(src));
-    if (jv_is_valid(loc))
+    if (jv_is_valid(loc)) {
+        if (count_loc_bytes(c, (size_t)jv_string_length_bytes(jv_copy(dst)), line, col)) {
+            jv_free(loc);
+            return;
+        }
         c->locs = jv_object_set(c->locs, jv_copy(dst), loc);
-    else
+    } else {
         set_loc(c, dst, line, col);
+    }
+    if (c->failed)
+        return;
 
     if (jv_get_kind(v) == JV_KIND_ARRAY) {
         int n = jv_array_length(jv_copy(v));
@@ -592,7 +639,7 @@ static void attach(struct ctx *c, jv v, int height, const char *raw, size_t raw_
 }
 
 static void add_anchor(struct ctx *c, const char *name, jv value /* borrowed */,
-                       jv ptr /* borrowed */, size_t nodes, int height)
+                       jv ptr /* borrowed */, size_t nodes, size_t bytes, int height)
 {
     if (c->n_anchors == c->cap_anchors) {
         size_t cap = c->cap_anchors ? c->cap_anchors * 2 : 8;
@@ -614,6 +661,7 @@ static void add_anchor(struct ctx *c, const char *name, jv value /* borrowed */,
     a->value = jv_copy(value);
     a->ptr = jv_copy(ptr);
     a->nodes = nodes;
+    a->bytes = bytes;
     a->height = height;
 }
 
@@ -652,8 +700,9 @@ static void mark_of(struct ctx *c, struct fy_event *e, int *line, int *col)
 /*
  * libfyaml marks a block scalar at the start of its first content line; the
  * node really starts at its indicator ('|' or '>'), on the last non-blank line
- * before the content. Finds that indicator from the content's byte offset and
- * sets *line and *col to it; leaves them unchanged when it cannot be found.
+ * before the content. Finds that indicator from the content's byte offset
+ * `pos` and moves *line and *col (the content's) to it; leaves them unchanged
+ * when it cannot be found.
  */
 static void block_indicator_mark(struct ctx *c, size_t pos, int *line, int *col)
 {
@@ -683,7 +732,16 @@ static void block_indicator_mark(struct ctx *c, size_t pos, int *line, int *col)
     }
     if (found == (size_t)-1)
         return;
-    offset_to_line_col(t, found, line, col);
+    /* counted back from the content's mark, not forward from the start of
+     * the text: that would cost the whole text for every block scalar */
+    for (size_t i = found; i < pos; i++)
+        if (t[i] == '\n')
+            (*line)--;
+    int n = 1;
+    for (size_t i = start; i < found; i++)
+        if (((unsigned char)t[i] & 0xC0) != 0x80)
+            n++;
+    *col = n;
 }
 
 static void on_scalar(struct ctx *c, struct fy_event *e)
@@ -720,6 +778,7 @@ static void on_scalar(struct ctx *c, struct fy_event *e)
         len = 0;
     }
     const char *tag = e->scalar.tag ? fy_token_get_text0(e->scalar.tag) : NULL;
+    c->bytes += len;
     jv v = scalar_value(c, s, len, style, tag, line, col);
     if (!jv_is_valid(v)) {
         jv_free(v);
@@ -731,7 +790,7 @@ static void on_scalar(struct ctx *c, struct fy_event *e)
     if (e->scalar.anchor) {
         const char *name = fy_token_get_text0(e->scalar.anchor);
         if (name)
-            add_anchor(c, name, v, ptr, 1, 1);
+            add_anchor(c, name, v, ptr, 1, len, 1);
     }
     jv_free(ptr);
     attach(c, v, 1, s, len, line, col);
@@ -755,6 +814,14 @@ static void on_alias(struct ctx *c, struct fy_event *e)
     }
     if (count_node(c, a->nodes, line, col))
         return;
+    c->bytes += a->bytes;
+    c->alias_bytes += a->bytes;
+    if (c->alias_bytes > CV_YAML_MAX_ALIAS_BYTES) {
+        fail(c, line, col,
+             "document expands to more than %zu MiB of text through aliases (too many aliases?)",
+             CV_YAML_MAX_ALIAS_BYTES >> 20);
+        return;
+    }
     if (c->depth + a->height > CV_YAML_MAX_DEPTH) {
         fail(c, line, col, "document is nested more than %d levels deep", CV_YAML_MAX_DEPTH);
         return;
@@ -803,6 +870,7 @@ static void on_collection_start(struct ctx *c, struct fy_event *e, int is_map)
     f->ptr = ptr;
     f->height = 1;
     f->nodes_at_start = c->nodes - 1;
+    f->bytes_at_start = c->bytes;
     f->anchor = anchor;
     f->line = line;
     f->col = col;
@@ -824,7 +892,8 @@ static void on_collection_end(struct ctx *c)
     jv v = f->value;
     f->value = jv_invalid();
     if (f->anchor)
-        add_anchor(c, f->anchor, v, f->ptr, c->nodes - f->nodes_at_start, f->height);
+        add_anchor(c, f->anchor, v, f->ptr, c->nodes - f->nodes_at_start,
+                   c->bytes - f->bytes_at_start, f->height);
     int height = f->height, line = f->line, col = f->col;
     frame_cleanup(f);
     attach(c, v, height, NULL, 0, line, col);

@@ -11,9 +11,11 @@
  * Details (yaml.c has the reasons): the stream must hold exactly one document
  * (none: "empty document"; a second "---": "expected a single document");
  * NUL bytes and invalid UTF-8 are errors; `.inf`/`.nan` stay strings; numbers
- * are doubles as in jq; limits are 256 levels and 1,000,000 nodes counting
- * alias expansions; tags !!str/!!int/!!float/!!bool/!!null are honoured, other
- * tags ignored. Messages come from libfyaml, or say "duplicate key 'x'".
+ * are doubles as in jq; limits are 256 levels, 1,000,000 nodes counting
+ * alias expansions, 64 MiB of scalar text repeated by aliases and, when
+ * locations are asked for, 64 MiB of JSON pointer text in all; tags
+ * !!str/!!int/!!float/!!bool/!!null are honoured, other tags ignored.
+ * Messages come from libfyaml, or say "duplicate key 'x'".
  */
 #ifndef CV_JSON_YAML_H
 #define CV_JSON_YAML_H

@@ -288,6 +288,86 @@ Test(yaml, single_quoted_escaped_quote_runs)
     jv_free(v);
 }
 
+/* Inputs whose cost grew with the square of their size (found by reading the
+ * code while fuzzing; the timeouts turn a regression into a failure, not a
+ * hung suite). A long key is repeated in the pointer of every node below it:
+ * without locations no pointer is built, with them their total is bounded. */
+Test(yaml, long_key_above_many_nodes, .timeout = 60)
+{
+    size_t klen = 200000, n = 20000;
+    char *doc = malloc(klen + 2 * n + 8), *p = doc;
+    put_n(&p, 'k', klen);
+    memcpy(p, ": [", 3);
+    p += 3;
+    for (size_t i = 0; i < n; i++) {
+        *p++ = 'x';
+        *p++ = i + 1 < n ? ',' : ']';
+    }
+    size_t len = (size_t)(p - doc);
+    jv v, d = jv_array();
+    cr_assert_eq(cv__yaml_parse(doc, len, "big.yaml", &v, NULL, &d), 0);
+    jv list = jv_object_get(v, jv_string_sized(doc, (int)klen));
+    cr_assert_eq(jv_array_length(list), (int)n);
+    jv_free(d);
+    /* with locations: 4 GB of pointers, refused at 64 MiB */
+    assert_diag(parse_fail_n(doc, len), "too large to locate", 1, 0);
+    free(doc);
+}
+
+/* Aliases to big strings: few nodes, gigabytes of text. */
+Test(yaml, alias_text_bomb_is_refused, .timeout = 60)
+{
+    char *doc = malloc(20000), *p = doc;
+    memcpy(p, "a: &a \"", 7);
+    p += 7;
+    put_n(&p, 's', 8000);
+    memcpy(p, "\"\nb: &b [", 9);
+    p += 9;
+    for (int i = 0; i < 1000; i++) {
+        memcpy(p, i ? ", *a" : "*a", i ? 4 : 2);
+        p += i ? 4 : 2;
+    }
+    memcpy(p, "]\nc: [*b, *b]\n", 14); /* 8 MB each: fine */
+    p += 14;
+    size_t ok_len = (size_t)(p - doc);
+    jv v, d = jv_array();
+    cr_assert_eq(cv__yaml_parse(doc, ok_len, "t.yaml", &v, NULL, &d), 0);
+    jv c = jv_object_get(v, jv_string("c"));
+    cr_assert_eq(jv_array_length(c), 2);
+    jv_free(d);
+    p -= 2; /* 12 of them: 96 MB */
+    memcpy(p, ", *b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n", 42);
+    p += 42;
+    assert_diag(parse_fail_n(doc, (size_t)(p - doc)), "more than 64 MiB of text through aliases",
+                3, 33);
+    free(doc);
+}
+
+/* Block scalars were located by counting lines from the start of the text. */
+Test(yaml, many_block_scalars_are_located, .timeout = 60)
+{
+    size_t n = 100000;
+    char *doc = malloc(7 * n + 1), *p = doc;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, "- |\n x\n", 7);
+        p += 7;
+    }
+    *p = 0;
+    jv locs;
+    jv v = parse_ok(doc, &locs);
+    cr_assert_eq(jv_array_length(v), (int)n);
+    assert_loc(locs, "/0", 1, 3);
+    assert_loc(locs, "/99999", 199999, 3);
+    jv_free(locs);
+    free(doc);
+    v = parse_ok("a: 1\nb: |\n\n\n  text\nc:   >-  # note\n  x\n\xc3\xa9: |\n  y\n", &locs);
+    assert_loc(locs, "/b", 2, 4);
+    assert_loc(locs, "/c", 6, 6);
+    assert_loc(locs, "/\xc3\xa9", 8, 4);
+    jv_free(locs);
+    jv_free(v);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 Test(yaml, duplicate_keys_located_at_second_key)
