@@ -47,7 +47,9 @@ struct expr {
     jv fast_scope;   /* scope variable name when fast_base == CV_VAR_COUNT */
     jv fast_value;   /* literal value, or the path (array of keys/indexes) */
     int loose;       /* loose mode: a failed evaluation yields the text itself */
-    int first_line;  /* lines of the text in the bundle */
+    int wrap;        /* run to completion (may_track_paths) */
+    int chunk;       /* the chunk whose program holds it */
+    int first_line;  /* lines of the text in its chunk's program */
     int last_line;
 };
 
@@ -56,15 +58,32 @@ struct pooled_state {
     struct pooled_state *next;
 };
 
+/*
+ * A chunk is one compiled jq program holding up to CHUNK_SIZE expressions.
+ * Chunking bounds the dispatch depth (each `if` level costs about 0.25 us)
+ * and keeps every program under libjq 1.6's 64 KiB bytecode limit per
+ * function. Chunks of fast-path expressions are compiled lazily: they only
+ * run when a fast path defers to jq (a type mismatch, for jq's exact error).
+ */
+#define CHUNK_SIZE 128
+
+struct chunk {
+    int *idx; /* sorted expression indexes */
+    int n;
+    char *program;
+    int lazy;     /* not compiled at load time (fast-path expressions) */
+    struct pooled_state *free_states;
+    int nstates;
+};
+
 struct cv_exprset {
     struct expr *items;
     int count, cap;
     int nfast;
-    char *program; /* the bundle source, kept to compile more states */
+    struct chunk *chunks;
+    int nchunks, capchunks;
     int compiled;
     pthread_mutex_t lock;
-    struct pooled_state *free_states; /* checked-in states */
-    int nstates;
 };
 
 /* ---- lexical guard ---------------------------------------------------------
@@ -262,6 +281,7 @@ static const char *guard(const char *text, char *buf, size_t bufsz)
     static const char *const forbidden[] = {
         "input", "inputs", "input_filename", "input_line_number", "import", "include",
         "halt", "halt_error", "get_search_list", "modulemeta", "$__prog_args", "debug", "stderr",
+        "_input",
     };
     static const char *const unbounded[] = {"repeat", "infinite", "while", "until"};
     struct lexer lx = {.p = text, .end = text + strlen(text)};
@@ -361,6 +381,39 @@ static const char *guard(const char *text, char *buf, size_t bufsz)
         prev = t;
     }
     return NULL;
+}
+
+/*
+ * Can this expression enter libjq's path tracking (path(f), paths, del, any
+ * assignment)? Taking the first result of such a program and restarting the
+ * state later aborts libjq 1.6 (`stack_restore: path_len == 0`), so those
+ * expressions are wrapped to run to completion (label/break, about 1.5 us).
+ * Other expressions may leave fork points pending; restarting is safe then.
+ * A superset is harmless (only slower).
+ */
+static int may_track_paths(const char *text)
+{
+    static const char *const words[] = {"path", "paths", "leaf_paths", "del", "_assign", "_modify",
+                                        "map_values", "from_entries", "with_entries", "tostream",
+                                        "INDEX", "getpath", "fromstream", "truncate_stream"};
+    struct lexer lx = {.p = text, .end = text + strlen(text)};
+    for (;;) {
+        struct tok t = lex_next(&lx);
+        if (!t.kind)
+            return 0;
+        if (t.kind == 'i' && !t.after_dot)
+            for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+                if (tok_is(&t, words[i]))
+                    return 1;
+        if (t.kind == 'p' && *t.start == '=') {
+            char before = t.start > text ? t.start[-1] : 0;
+            char after = t.start + 1 < lx.end ? t.start[1] : 0;
+            if (after != '=' && before != '=' && before != '!' && before != '<' && before != '>')
+                return 1; /* =, |=, +=, -=, *=, /=, %=, //= */
+            if (after == '=')
+                lex_next(&lx); /* the second '=' of == */
+        }
+    }
 }
 
 /* Which runtime arguments the text mentions (a superset is harmless). */
@@ -541,13 +594,18 @@ void cv__exprset_free(struct cv_exprset *s)
         jv_free(e->fast_scope);
     }
     free(s->items);
-    free(s->program);
-    while (s->free_states) {
-        struct pooled_state *ps = s->free_states;
-        s->free_states = ps->next;
-        jq_teardown(&ps->jq);
-        free(ps);
+    for (int c = 0; c < s->nchunks; c++) {
+        struct chunk *ch = &s->chunks[c];
+        while (ch->free_states) {
+            struct pooled_state *ps = ch->free_states;
+            ch->free_states = ps->next;
+            jq_teardown(&ps->jq);
+            free(ps);
+        }
+        free(ch->idx);
+        free(ch->program);
     }
+    free(s->chunks);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -587,6 +645,7 @@ int cv__exprset_add(struct cv_exprset *s, const char *text, jv scopevars, const 
     e->scopevars = jv_get_kind(scopevars) == JV_KIND_ARRAY ? jv_copy(scopevars) : jv_array();
     e->fast_scope = jv_null();
     e->uses = uses_of(text);
+    e->wrap = may_track_paths(text);
     if (parse_fast(e))
         s->nfast++;
     return s->count++;
@@ -623,6 +682,7 @@ static void sb_add(struct sbuf *b, const char *s)
 }
 
 static jq_state *compile_state(const char *program, jv *msgs);
+static void emit_leaf(struct sbuf *b, struct expr *e);
 static const char sandbox[] =
     "def env: {}; def input: null; def inputs: empty; def input_filename: null; "
     "def get_search_list: []; def halt: error(\"halt is not available\"); "
@@ -635,28 +695,18 @@ int cv__exprset_add_loose(struct cv_exprset *s, const char *text, jv scopevars, 
     if (guard(text, buf, sizeof buf))
         return CV_EINVAL;
     /* compiled alone (about 25 ms) so that one string that is not jq cannot
-     * spoil the bundle; loose mode is opt-in and rare */
+     * spoil a bundle; loose mode is opt-in and rare */
+    struct expr probe;
+    memset(&probe, 0, sizeof probe);
+    probe.text = (char *)text;
+    probe.scopevars = scopevars;
+    probe.uses = uses_of(text);
+    probe.wrap = may_track_paths(text);
     struct sbuf b = {0};
     sb_add(&b, sandbox);
-    sb_add(&b, "{} as $ENV | .[1] as $__dot | ");
-    for (int i = 0; i < CV_VAR_COUNT; i++) {
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, ".[%d] as $%s | ", i + 2, var_names[i]);
-        sb_add(&b, tmp);
-    }
-    sb_add(&b, ".[10] as $__scope | ");
-    jv_array_foreach(scopevars, i, name)
-    {
-        sb_add(&b, "$__scope.");
-        sb_add(&b, jv_string_value(name));
-        sb_add(&b, " as $");
-        sb_add(&b, jv_string_value(name));
-        sb_add(&b, " | ");
-        jv_free(name);
-    }
-    sb_add(&b, "$__dot | (\n");
-    sb_add(&b, text);
-    sb_add(&b, "\n)\n");
+    sb_add(&b, "{} as $ENV | ");
+    emit_leaf(&b, &probe);
+    sb_add(&b, "\n");
     if (b.oom) {
         free(b.p);
         return CV_ENOMEM;
@@ -678,55 +728,86 @@ int cv__exprset_count(const struct cv_exprset *s) { return s->count; }
 int cv__exprset_fast_count(const struct cv_exprset *s) { return s->nfast; }
 const char *cv__expr_text(const struct cv_exprset *s, int idx) { return s->items[idx].text; }
 
-static void gen_dispatch(struct cv_exprset *s, struct sbuf *b, int lo, int hi)
+/* The program text of one expression: binds only the runtime arguments and
+ * scope variables it mentions. An expression that may enter path tracking
+ * takes its first result (null if none) through label/break, so that its
+ * program always runs to its end: libjq 1.6 aborts when a state with a
+ * pending path-tracking fork point (`first(paths)`...) is restarted. */
+static void emit_leaf(struct sbuf *b, struct expr *e)
 {
     char tmp[96];
-    if (lo == hi) {
-        struct expr *e = &s->items[lo];
-        sb_add(b, "(");
-        jv_array_foreach(e->scopevars, i, name)
-        {
-            const char *n = jv_string_value(name);
+    sb_add(b, "(.[1] as $__dot | ");
+    for (int i = 0; i < CV_VAR_COUNT; i++)
+        if (e->uses & (1u << i)) {
+            snprintf(tmp, sizeof tmp, ".[%d] as $%s | ", i + 2, var_names[i]);
+            sb_add(b, tmp);
+        }
+    int nscope = 0;
+    jv_array_foreach(e->scopevars, i, name)
+    {
+        const char *n = jv_string_value(name);
+        /* bind only the scope variables the text mentions */
+        size_t len = strlen(n);
+        int used = 0;
+        for (const char *p = strchr(e->text, '$'); p && !used; p = strchr(p + 1, '$'))
+            used = !strncmp(p + 1, n, len) && !is_ident_char((unsigned char)p[1 + len]);
+        if (used) {
+            if (!nscope++)
+                sb_add(b, ".[10] as $__scope | ");
             sb_add(b, "$__scope.");
             sb_add(b, n);
             sb_add(b, " as $");
             sb_add(b, n);
             sb_add(b, " | ");
-            jv_free(name);
         }
-        sb_add(b, "$__dot | (\n");
-        e->first_line = b->lines + 1;
-        sb_add(b, e->text);
-        sb_add(b, "\n");
-        e->last_line = b->lines;
-        sb_add(b, "))");
+        jv_free(name);
+    }
+    sb_add(b, e->wrap ? "[label $__first | $__dot | (\n" : "$__dot | (\n");
+    e->first_line = b->lines + 1;
+    sb_add(b, e->text);
+    sb_add(b, "\n");
+    e->last_line = b->lines;
+    sb_add(b, e->wrap ? ") | ., break $__first] | .[0])" : "))");
+}
+
+static void gen_dispatch(struct cv_exprset *s, struct sbuf *b, const int *idx, int lo, int hi)
+{
+    char tmp[96];
+    if (lo == hi) {
+        snprintf(tmp, sizeof tmp, "__e%d", idx[lo]);
+        sb_add(b, tmp);
         return;
     }
     int mid = lo + (hi - lo) / 2;
-    snprintf(tmp, sizeof tmp, "(if $__i <= %d then ", mid);
+    snprintf(tmp, sizeof tmp, "(if $__i <= %d then ", idx[mid]);
     sb_add(b, tmp);
-    gen_dispatch(s, b, lo, mid);
+    gen_dispatch(s, b, idx, lo, mid);
     sb_add(b, " else ");
-    gen_dispatch(s, b, mid + 1, hi);
+    gen_dispatch(s, b, idx, mid + 1, hi);
     sb_add(b, " end)");
 }
 
-
-static char *build_program(struct cv_exprset *s)
+static char *build_program(struct cv_exprset *s, const int *idx, int n)
 {
+    /* Each expression is a function of its own: its variable bindings are
+     * locals of its frame, pushed only when it runs. Bound at the top level,
+     * every binding of every expression would be a local of the main frame,
+     * initialised and freed by every jq_start (measured: 5.5k instructions per
+     * start for a 64-expression chunk). */
     struct sbuf b = {0};
+    char tmp[64];
     sb_add(&b, sandbox);
-    sb_add(&b, "{} as $ENV | .[1] as $__dot | ");
-    for (int i = 0; i < CV_VAR_COUNT; i++) {
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, ".[%d] as $%s | ", i + 2, var_names[i]);
+    sb_add(&b, "{} as $ENV | .[0] as $__i | \n");
+    for (int i = 0; i < n; i++) {
+        snprintf(tmp, sizeof tmp, "def __e%d: ", idx[i]);
         sb_add(&b, tmp);
+        emit_leaf(&b, &s->items[idx[i]]);
+        sb_add(&b, ";\n");
     }
-    sb_add(&b, ".[10] as $__scope | .[0] as $__i | \n");
-    if (s->count == 0)
+    if (n == 0)
         sb_add(&b, "null");
     else
-        gen_dispatch(s, &b, 0, s->count - 1);
+        gen_dispatch(s, &b, idx, 0, n - 1);
     sb_add(&b, "\n");
     if (b.oom) {
         free(b.p);
@@ -753,6 +834,9 @@ static jq_state *compile_state(const char *program, jv *msgs)
     jq_state *jq = jq_init();
     if (!jq)
         return NULL;
+    /* libjq 1.6 leaves the input callback uninitialised: `_input` would jump
+     * through garbage. There is no input to read here. */
+    jq_set_input_cb(jq, NULL, NULL);
     struct compile_errs ce = {jv_array()};
     jq_set_error_cb(jq, collect_err, &ce);
     /* no module search path: `import`/`include` cannot reach the filesystem */
@@ -790,72 +874,161 @@ static int message_line(const char *m, char *out, size_t outsz)
     return line;
 }
 
-int cv__exprset_compile(struct cv_exprset *s, jv *errors)
+static int add_chunk(struct cv_exprset *s, const int *idx, int n, char *program, int lazy, jq_state *jq)
 {
-    free(s->program);
-    s->program = build_program(s);
-    if (!s->program)
+    if (s->nchunks == s->capchunks) {
+        int cap = s->capchunks ? s->capchunks * 2 : 8;
+        struct chunk *c = realloc(s->chunks, (size_t)cap * sizeof *c);
+        if (!c)
+            return CV_ENOMEM;
+        s->chunks = c;
+        s->capchunks = cap;
+    }
+    struct chunk *ch = &s->chunks[s->nchunks];
+    memset(ch, 0, sizeof *ch);
+    ch->idx = malloc((size_t)n * sizeof *ch->idx);
+    struct pooled_state *ps = jq ? malloc(sizeof *ps) : NULL;
+    if (!ch->idx || (jq && !ps)) {
+        free(ch->idx);
+        free(ps);
+        return CV_ENOMEM;
+    }
+    memcpy(ch->idx, idx, (size_t)n * sizeof *idx);
+    ch->n = n;
+    ch->program = program;
+    ch->lazy = lazy;
+    if (jq) {
+        ps->jq = jq;
+        ps->next = NULL;
+        ch->free_states = ps;
+        ch->nstates = 1;
+    }
+    for (int i = 0; i < n; i++)
+        s->items[idx[i]].chunk = s->nchunks;
+    s->nchunks++;
+    return 0;
+}
+
+/*
+ * Compiles expressions idx[0..n) as one chunk. A compile error is placed by
+ * its line; when libjq gives no line (a program over its size limit, say),
+ * the range is split in two and each half tried, down to one expression.
+ */
+static int compile_range(struct cv_exprset *s, const int *idx, int n, jv *errors)
+{
+    char *program = build_program(s, idx, n);
+    if (!program)
         return CV_ENOMEM;
     jv msgs = jv_null();
-    jq_state *jq = compile_state(s->program, &msgs);
-    if (!jq) {
-        if (jv_get_kind(msgs) != JV_KIND_ARRAY) { /* not a compile error: out of memory */
-            jv_free(msgs);
-            return CV_ENOMEM;
-        }
-        int reported = 0;
-        char *seen = calloc((size_t)s->count + 1, 1);
-        jv_array_foreach(msgs, i, m)
-        {
-            char text[512];
-            int line = message_line(jv_string_value(m), text, sizeof text);
-            for (int k = 0; k < s->count; k++) {
-                struct expr *e = &s->items[k];
-                if (line >= e->first_line && line <= e->last_line + 1 && !(seen && seen[k])) {
-                    char full[700];
-                    snprintf(full, sizeof full, "expression does not compile: %s (in `%s`)", text, e->text);
-                    *errors = jv_array_append(*errors, diag(e->pointer, full));
-                    if (seen)
-                        seen[k] = 1;
-                    reported++;
-                    break;
-                }
-            }
-            jv_free(m);
-        }
+    jq_state *jq = compile_state(program, &msgs);
+    if (jq) {
         jv_free(msgs);
-        free(seen);
-        if (!reported) /* a message we could not place: still refuse, say so */
-            *errors = jv_array_append(*errors, diag("", "the workflow's expressions do not compile"));
-        return CV_EVALIDATE;
+        int rc = add_chunk(s, idx, n, program, 0, jq);
+        if (rc) {
+            jq_teardown(&jq);
+            free(program);
+        }
+        return rc;
     }
-    jv_free(msgs);
-    struct pooled_state *ps = malloc(sizeof *ps);
-    if (!ps) {
-        jq_teardown(&jq);
+    free(program);
+    if (jv_get_kind(msgs) != JV_KIND_ARRAY) { /* not a compile error: out of memory */
+        jv_free(msgs);
         return CV_ENOMEM;
     }
-    ps->jq = jq;
-    ps->next = NULL;
-    s->free_states = ps;
-    s->nstates = 1;
-    s->compiled = 1;
-    return 0;
+    int placed = 0;
+    char *seen = calloc((size_t)n, 1);
+    char first[512] = "";
+    jv_array_foreach(msgs, i, m)
+    {
+        char text[512];
+        int line = message_line(jv_string_value(m), text, sizeof text);
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", text);
+        for (int k = 0; k < n && line > 0; k++) {
+            struct expr *e = &s->items[idx[k]];
+            if (line >= e->first_line && line <= e->last_line + 1 && !(seen && seen[k])) {
+                char full[700];
+                snprintf(full, sizeof full, "expression does not compile: %s (in `%s`)", text, e->text);
+                *errors = jv_array_append(*errors, diag(e->pointer, full));
+                if (seen)
+                    seen[k] = 1;
+                placed++;
+                break;
+            }
+        }
+        jv_free(m);
+    }
+    jv_free(msgs);
+    free(seen);
+    if (placed)
+        return CV_EVALIDATE;
+    if (n > 1) {
+        int h = n / 2;
+        int r1 = compile_range(s, idx, h, errors);
+        int r2 = compile_range(s, idx + h, n - h, errors);
+        if (r1 == CV_ENOMEM || r2 == CV_ENOMEM)
+            return CV_ENOMEM;
+        return r1 ? r1 : r2;
+    }
+    char full[900];
+    snprintf(full, sizeof full, "expression does not compile: %s (in `%s`)", first[0] ? first : "rejected by jq",
+             s->items[idx[0]].text);
+    *errors = jv_array_append(*errors, diag(s->items[idx[0]].pointer, full));
+    return CV_EVALIDATE;
+}
+
+int cv__exprset_compile(struct cv_exprset *s, jv *errors)
+{
+    int *jqs = malloc((size_t)(s->count + 1) * sizeof *jqs);
+    int *fast = malloc((size_t)(s->count + 1) * sizeof *fast);
+    if (!jqs || !fast) {
+        free(jqs);
+        free(fast);
+        return CV_ENOMEM;
+    }
+    int nj = 0, nf = 0;
+    for (int i = 0; i < s->count; i++) {
+        if (s->items[i].fast)
+            fast[nf++] = i;
+        else
+            jqs[nj++] = i;
+    }
+    int rc = 0;
+    /* expressions that need jq: compiled now, so that errors are found at load */
+    for (int i = 0; i < nj && rc != CV_ENOMEM; i += CHUNK_SIZE) {
+        int r = compile_range(s, jqs + i, nj - i < CHUNK_SIZE ? nj - i : CHUNK_SIZE, errors);
+        if (r && rc != CV_ENOMEM)
+            rc = r;
+    }
+    /* fast-path expressions compile by construction: their chunks wait for a first use */
+    for (int i = 0; i < nf && rc != CV_ENOMEM; i += CHUNK_SIZE) {
+        int n = nf - i < CHUNK_SIZE ? nf - i : CHUNK_SIZE;
+        char *program = build_program(s, fast + i, n);
+        if (!program || add_chunk(s, fast + i, n, program, 1, NULL)) {
+            free(program);
+            rc = CV_ENOMEM;
+        }
+    }
+    free(jqs);
+    free(fast);
+    if (!rc)
+        s->compiled = 1;
+    return rc;
 }
 
 /* ---- evaluation ---------------------------------------------------------------- */
 
-static struct pooled_state *checkout(struct cv_exprset *s)
+static struct pooled_state *checkout(struct cv_exprset *s, struct chunk *ch)
 {
     pthread_mutex_lock(&s->lock);
-    struct pooled_state *ps = s->free_states;
+    struct pooled_state *ps = ch->free_states;
     if (ps)
-        s->free_states = ps->next;
+        ch->free_states = ps->next;
     pthread_mutex_unlock(&s->lock);
     if (ps)
         return ps;
-    /* contention: compile one more state for this thread (about 30-60 ms) */
-    jq_state *jq = compile_state(s->program, NULL);
+    /* first use of a lazy chunk, or contention: compile one more state (15-60 ms) */
+    jq_state *jq = compile_state(ch->program, NULL);
     if (!jq)
         return NULL;
     ps = malloc(sizeof *ps);
@@ -865,16 +1038,16 @@ static struct pooled_state *checkout(struct cv_exprset *s)
     }
     ps->jq = jq;
     pthread_mutex_lock(&s->lock);
-    s->nstates++;
+    ch->nstates++;
     pthread_mutex_unlock(&s->lock);
     return ps;
 }
 
-static void checkin(struct cv_exprset *s, struct pooled_state *ps)
+static void checkin(struct cv_exprset *s, struct chunk *ch, struct pooled_state *ps)
 {
     pthread_mutex_lock(&s->lock);
-    ps->next = s->free_states;
-    s->free_states = ps;
+    ps->next = ch->free_states;
+    ch->free_states = ps;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -930,14 +1103,26 @@ int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env,
         *out = expr_error(e, "expressions were not compiled");
         return CV_EFAULT;
     }
-    jv in = jv_array_sized(11);
+    /* [idx, ., $context, $input, ..., $authorization, scope], cut after the
+     * last slot this expression reads (its leaf binds only what it uses) */
+    int slots = 2;
+    for (int i = 0; i < CV_VAR_COUNT; i++)
+        if (e->uses & (1u << i))
+            slots = i + 3;
+    int scoped = jv_array_length(jv_copy(e->scopevars)) > 0;
+    if (scoped)
+        slots = 11;
+    jv in = jv_array_sized(slots);
     in = jv_array_append(in, jv_number(idx));
     in = jv_array_append(in, dot);
-    for (int i = 0; i < CV_VAR_COUNT; i++)
+    for (int i = 0; i + 2 < slots && i < CV_VAR_COUNT; i++)
         in = jv_array_append(in, (e->uses & (1u << i)) ? var_value(env, i) : jv_null());
-    in = jv_array_append(in, env && jv_get_kind(env->scope) == JV_KIND_OBJECT ? jv_copy(env->scope) : jv_object());
+    if (scoped)
+        in = jv_array_append(in, env && jv_get_kind(env->scope) == JV_KIND_OBJECT ? jv_copy(env->scope)
+                                                                                  : jv_object());
 
-    struct pooled_state *ps = checkout(s);
+    struct chunk *ch = &s->chunks[e->chunk];
+    struct pooled_state *ps = checkout(s, ch);
     if (!ps) {
         jv_free(in);
         *out = expr_error(e, "out of memory compiling expressions");
@@ -964,7 +1149,7 @@ int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env,
     /* Release our values from the state on this thread: jq 1.6 reference
      * counts are not atomic, and the state may next run on another thread. */
     jq_start(ps->jq, jv_null(), 0);
-    checkin(s, ps);
+    checkin(s, ch, ps);
     return rc;
 }
 
