@@ -98,6 +98,7 @@ struct ctx {
     size_t nodes;
     size_t bytes;       /* scalar bytes so far, aliases expanded */
     size_t alias_bytes; /* of which repeated by aliases */
+    size_t aliases;     /* alias nodes met */
     size_t loc_bytes;   /* pointer text built for locations */
     int have_root;
     jv root;
@@ -678,8 +679,11 @@ static int count_node(struct ctx *c, size_t n, int line, int col)
 {
     c->nodes += n;
     if (c->nodes > CV_YAML_MAX_NODES) {
-        fail(c, line, col, "document expands to more than %d nodes (too many aliases?)",
-             CV_YAML_MAX_NODES);
+        if (c->alias_bytes || c->aliases)
+            fail(c, line, col, "document expands to more than %d nodes (too many aliases?)",
+                 CV_YAML_MAX_NODES);
+        else
+            fail(c, line, col, "document has more than %d nodes", CV_YAML_MAX_NODES);
         return -1;
     }
     return 0;
@@ -812,6 +816,7 @@ static void on_alias(struct ctx *c, struct fy_event *e)
              name ? clip(name, strlen(name)) : 0, name ? name : "");
         return;
     }
+    c->aliases++;
     if (count_node(c, a->nodes, line, col))
         return;
     c->bytes += a->bytes;

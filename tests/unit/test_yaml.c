@@ -215,7 +215,26 @@ Test(yaml, alias_bomb_is_refused)
                                 "%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n", n,
                                 n, p, p, p, p, p, p, p, p, p, p);
     }
-    assert_diag(parse_fail(doc), "more than 1000000 nodes", 6, 0);
+    assert_diag(parse_fail(doc), "more than 1000000 nodes (too many aliases?)", 6, 0);
+}
+
+Test(yaml, node_limit_without_aliases)
+{
+    /* a million and one items in a flow sequence: no alias to blame */
+    size_t n = 1000001;
+    char *doc = malloc(2 * n + 2), *p = doc;
+    *p++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        *p++ = '0';
+        *p++ = i + 1 < n ? ',' : ']';
+    }
+    *p = 0;
+    jv d = parse_fail(doc);
+    jv m = jv_object_get(jv_copy(d), jv_string("message"));
+    cr_assert(!strstr(jv_string_value(m), "alias"), "%s", jv_string_value(m));
+    jv_free(m);
+    assert_diag(d, "document has more than 1000000 nodes", 1, 0);
+    free(doc);
 }
 
 /* Appends `n` copies of `ch` at *p. */
