@@ -35,17 +35,27 @@ static const char *const var_names[CV_VAR_COUNT] = {
     "context", "input", "output", "secrets", "task", "workflow", "runtime", "authorization",
 };
 
-enum fast_kind { FAST_NONE, FAST_LITERAL, FAST_PATH };
+enum fast_kind { FAST_NONE, FAST_LITERAL, FAST_PATH, FAST_BINOP };
+
+/* One side of a fast expression: a literal, or a path from `.`, a runtime
+ * argument or a scope variable. */
+struct operand {
+    int kind;  /* FAST_LITERAL or FAST_PATH */
+    int base;  /* -1: `.`, 0..CV_VAR_COUNT-1: $var, CV_VAR_COUNT: scope var */
+    jv scope;  /* scope variable name when base == CV_VAR_COUNT, else null */
+    jv value;  /* literal value, or the path (array of keys/indexes) */
+};
+
+enum binop { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_AND, OP_OR };
 
 struct expr {
     char *text;
     char *pointer;
     jv scopevars;    /* array of names */
     unsigned uses;   /* bit i: uses $<var_names[i]> */
-    int fast;        /* enum fast_kind */
-    int fast_base;   /* -1: `.`, 0..CV_VAR_COUNT-1: $var, CV_VAR_COUNT: scope var */
-    jv fast_scope;   /* scope variable name when fast_base == CV_VAR_COUNT */
-    jv fast_value;   /* literal value, or the path (array of keys/indexes) */
+    int fast;        /* enum fast_kind: evaluated without jq */
+    struct operand lhs, rhs; /* FAST_LITERAL/FAST_PATH: lhs only */
+    int op;          /* FAST_BINOP: enum binop */
     int loose;       /* loose mode: a failed evaluation yields the text itself */
     int wrap;        /* run to completion (may_track_paths) */
     int chunk;       /* the chunk whose program holds it */
@@ -437,29 +447,45 @@ static unsigned uses_of(const char *text)
  * to jq so that messages and semantics stay exactly jq's.
  */
 
-static int parse_fast(struct expr *e)
+static void operand_release(struct operand *o)
 {
-    const char *p = e->text;
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+    if (o->kind)
+        jv_free(o->value);
+    jv_free(o->scope);
+    o->kind = 0;
+    o->scope = jv_null();
+}
+
+/* Parses [p, end) as one fast operand. Returns 1, or 0 (nothing allocated). */
+static int parse_operand(jv scopevars /* borrowed */, const char *p, const char *end, struct operand *o)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
-    const char *end = p + strlen(p);
     while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
         end--;
+    o->kind = 0;
+    o->scope = jv_null();
     if (p == end)
         return 0;
-    /* JSON literals: numbers, simple strings, true/false/null */
-    if (*p == '"' || *p == '-' || (*p >= '0' && *p <= '9') || (end - p == 4 && !memcmp(p, "true", 4)) ||
-        (end - p == 5 && !memcmp(p, "false", 5)) || (end - p == 4 && !memcmp(p, "null", 4))) {
+    /* JSON literals: numbers, strings without escapes, true/false/null, and
+     * JSON arrays/objects (the same value in jq) */
+    if (*p == '"' || *p == '-' || *p == '[' || *p == '{' || (*p >= '0' && *p <= '9') ||
+        (end - p == 4 && !memcmp(p, "true", 4)) || (end - p == 5 && !memcmp(p, "false", 5)) ||
+        (end - p == 4 && !memcmp(p, "null", 4))) {
         for (const char *q = p; q < end; q++)
-            if (*q == '\\' || *q == '#' || *q == '|' || *q == ' ')
-                return 0; /* escapes may hide interpolation; anything compound goes to jq */
+            if (*q == '\\' || *q == '#' || *q == '|' || *q == '$' || *q == '(')
+                return 0; /* escapes may hide interpolation; anything else compound goes to jq */
+        if (*p == '{') /* jq object keys may be bare words; only strict JSON is a literal */
+            for (const char *q = p + 1; q < end && *q != '"'; q++)
+                if (*q != ' ' && *q != '}')
+                    return 0;
         jv v = jv_parse_sized(p, (int)(end - p));
         if (!jv_is_valid(v)) {
             jv_free(v);
             return 0;
         }
-        e->fast = FAST_LITERAL;
-        e->fast_value = v;
+        o->kind = FAST_LITERAL;
+        o->value = v;
         return 1;
     }
     int base;
@@ -476,7 +502,7 @@ static int parse_fast(struct expr *e)
          * bundle, so they shadow them: look them up first, as jq would */
         base = -2;
         scope_name = jv_string_sized(p + 1, (int)(q - p - 1));
-        jv_array_foreach(e->scopevars, i, name)
+        jv_array_foreach(scopevars, i, name)
         {
             if (jv_equal(name, jv_copy(scope_name)))
                 base = CV_VAR_COUNT;
@@ -496,11 +522,8 @@ static int parse_fast(struct expr *e)
         return 0;
     }
     jv path = jv_array();
-    if (base == -1 && end - p == 1) { /* just `.` */
+    if (base == -1 && end - p == 1) /* just `.` */
         p++;
-    } else if (base == -1) {
-        /* `.a` — the leading dot belongs to the first key */
-    }
     while (p < end) {
         if (*p == '.' && p + 1 < end && is_ident_start((unsigned char)p[1])) {
             const char *q = p + 1;
@@ -522,15 +545,89 @@ static int parse_fast(struct expr *e)
             goto fail;
         }
     }
-    e->fast = FAST_PATH;
-    e->fast_base = base;
-    e->fast_scope = scope_name;
-    e->fast_value = path;
+    o->kind = FAST_PATH;
+    o->base = base;
+    o->scope = scope_name;
+    o->value = path;
     return 1;
 fail:
     jv_free(path);
     jv_free(scope_name);
     return 0;
+}
+
+/*
+ * Finds the one top-level binary operator of `text` that the fast path
+ * handles: comparisons anywhere, `+ - * /` and `and`/`or` only between
+ * spaces (so `1e-5`, `//` and `?//` never match). Returns the operator and its
+ * extent, or -1 when there is none or more than one (precedence is jq's
+ * business then).
+ */
+static int find_binop(const char *text, const char **op_start, const char **op_end)
+{
+    int found = -1, depth = 0, count = 0;
+    for (const char *p = text; *p; p++) {
+        char c = *p;
+        if (c == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            if (!*p)
+                return -1;
+            continue;
+        }
+        if (c == '(' || c == '[' || c == '{')
+            depth++;
+        else if (c == ')' || c == ']' || c == '}')
+            depth--;
+        if (depth != 0)
+            continue;
+        int op = -1, len = 0;
+        if ((c == '=' || c == '!') && p[1] == '=')
+            op = c == '=' ? OP_EQ : OP_NE, len = 2;
+        else if (c == '<' || c == '>')
+            op = p[1] == '=' ? (c == '<' ? OP_LE : OP_GE) : (c == '<' ? OP_LT : OP_GT), len = p[1] == '=' ? 2 : 1;
+        else if ((c == '+' || c == '-' || c == '*' || c == '/') && p > text && p[-1] == ' ' && p[1] == ' ')
+            op = c == '+' ? OP_ADD : c == '-' ? OP_SUB : c == '*' ? OP_MUL : OP_DIV, len = 1;
+        else if (p > text && p[-1] == ' ' && !strncmp(p, "and ", 4))
+            op = OP_AND, len = 3;
+        else if (p > text && p[-1] == ' ' && !strncmp(p, "or ", 3))
+            op = OP_OR, len = 2;
+        else if (c == '=' || c == '|' || c == ',' || c == '?' || c == ';')
+            return -1; /* assignment, pipe, comma...: not a single binary operation */
+        if (op >= 0) {
+            if (++count > 1)
+                return -1;
+            found = op;
+            *op_start = p;
+            *op_end = p + len;
+            p += len - 1;
+        }
+    }
+    return depth == 0 ? found : -1;
+}
+
+static int parse_fast(struct expr *e)
+{
+    const char *text = e->text;
+    const char *end = text + strlen(text);
+    if (parse_operand(e->scopevars, text, end, &e->lhs)) {
+        e->fast = e->lhs.kind;
+        return 1;
+    }
+    const char *os = NULL, *oe = NULL;
+    int op = find_binop(text, &os, &oe);
+    if (op < 0)
+        return 0;
+    if (!parse_operand(e->scopevars, text, os, &e->lhs))
+        return 0;
+    if (!parse_operand(e->scopevars, oe, end, &e->rhs)) {
+        operand_release(&e->lhs);
+        return 0;
+    }
+    e->fast = FAST_BINOP;
+    e->op = op;
+    return 1;
 }
 
 /* Follows a fast path. Returns 1 with *out set, or 0 when jq must decide. */
@@ -589,9 +686,8 @@ void cv__exprset_free(struct cv_exprset *s)
         free(e->text);
         free(e->pointer);
         jv_free(e->scopevars);
-        if (e->fast)
-            jv_free(e->fast_value);
-        jv_free(e->fast_scope);
+        operand_release(&e->lhs);
+        operand_release(&e->rhs);
     }
     free(s->items);
     for (int c = 0; c < s->nchunks; c++) {
@@ -643,7 +739,8 @@ int cv__exprset_add(struct cv_exprset *s, const char *text, jv scopevars, const 
         return CV_ENOMEM;
     }
     e->scopevars = jv_get_kind(scopevars) == JV_KIND_ARRAY ? jv_copy(scopevars) : jv_array();
-    e->fast_scope = jv_null();
+    e->lhs.scope = jv_null();
+    e->rhs.scope = jv_null();
     e->uses = uses_of(text);
     e->wrap = may_track_paths(text);
     if (parse_fast(e))
@@ -913,8 +1010,9 @@ static int add_chunk(struct cv_exprset *s, const int *idx, int n, char *program,
  * Compiles expressions idx[0..n) as one chunk. A compile error is placed by
  * its line; when libjq gives no line (a program over its size limit, say),
  * the range is split in two and each half tried, down to one expression.
+ * `depth` counts the recompilations spent on this chunk's errors.
  */
-static int compile_range(struct cv_exprset *s, const int *idx, int n, jv *errors)
+static int compile_range(struct cv_exprset *s, const int *idx, int n, jv *errors, int *depth)
 {
     char *program = build_program(s, idx, n);
     if (!program)
@@ -935,9 +1033,11 @@ static int compile_range(struct cv_exprset *s, const int *idx, int n, jv *errors
         jv_free(msgs);
         return CV_ENOMEM;
     }
-    int placed = 0;
-    char *seen = calloc((size_t)n, 1);
-    char first[512] = "";
+    /* Only the earliest error is certain: a syntax error can swallow the
+     * expressions after it, which then get errors of their own. Report it,
+     * then compile the rest again without it to find the other real ones. */
+    int best = -1, best_line = 0;
+    char best_text[512] = "", first[512] = "";
     jv_array_foreach(msgs, i, m)
     {
         char text[512];
@@ -946,26 +1046,39 @@ static int compile_range(struct cv_exprset *s, const int *idx, int n, jv *errors
             snprintf(first, sizeof first, "%s", text);
         for (int k = 0; k < n && line > 0; k++) {
             struct expr *e = &s->items[idx[k]];
-            if (line >= e->first_line && line <= e->last_line + 1 && !(seen && seen[k])) {
-                char full[700];
-                snprintf(full, sizeof full, "expression does not compile: %s (in `%s`)", text, e->text);
-                *errors = jv_array_append(*errors, diag(e->pointer, full));
-                if (seen)
-                    seen[k] = 1;
-                placed++;
+            if (line >= e->first_line && line <= e->last_line + 1) {
+                if (best < 0 || line < best_line) {
+                    best = k;
+                    best_line = line;
+                    snprintf(best_text, sizeof best_text, "%s", text);
+                }
                 break;
             }
         }
         jv_free(m);
     }
     jv_free(msgs);
-    free(seen);
-    if (placed)
-        return CV_EVALIDATE;
+    if (best >= 0) {
+        struct expr *e = &s->items[idx[best]];
+        char full[1100];
+        snprintf(full, sizeof full, "expression does not compile: %s (in `%s`)", best_text, e->text);
+        *errors = jv_array_append(*errors, diag(e->pointer, full));
+        if (n == 1 || (*depth)++ >= 10)
+            return CV_EVALIDATE; /* enough for one chunk: the rest is not checked */
+        int *rest = malloc((size_t)(n - 1) * sizeof *rest);
+        if (!rest)
+            return CV_ENOMEM;
+        for (int k = 0, j = 0; k < n; k++)
+            if (k != best)
+                rest[j++] = idx[k];
+        int r = compile_range(s, rest, n - 1, errors, depth);
+        free(rest);
+        return r == CV_ENOMEM ? r : CV_EVALIDATE;
+    }
     if (n > 1) {
         int h = n / 2;
-        int r1 = compile_range(s, idx, h, errors);
-        int r2 = compile_range(s, idx + h, n - h, errors);
+        int r1 = compile_range(s, idx, h, errors, depth);
+        int r2 = compile_range(s, idx + h, n - h, errors, depth);
         if (r1 == CV_ENOMEM || r2 == CV_ENOMEM)
             return CV_ENOMEM;
         return r1 ? r1 : r2;
@@ -996,7 +1109,8 @@ int cv__exprset_compile(struct cv_exprset *s, jv *errors)
     int rc = 0;
     /* expressions that need jq: compiled now, so that errors are found at load */
     for (int i = 0; i < nj && rc != CV_ENOMEM; i += CHUNK_SIZE) {
-        int r = compile_range(s, jqs + i, nj - i < CHUNK_SIZE ? nj - i : CHUNK_SIZE, errors);
+        int depth = 0;
+        int r = compile_range(s, jqs + i, nj - i < CHUNK_SIZE ? nj - i : CHUNK_SIZE, errors, &depth);
         if (r && rc != CV_ENOMEM)
             rc = r;
     }
@@ -1070,32 +1184,128 @@ static jv expr_error(const struct expr *e, const char *msg)
     return cv__error_new(CV_ERR_EXPRESSION, 400, "Expression Error", detail);
 }
 
+/* The value of an operand (dot borrowed). Returns 1 with *out, or 0 when jq
+ * must decide (a type mismatch on the path: jq's error message is wanted). */
+static int eval_operand(const struct operand *o, jv dot, struct cv_evalenv *env, jv *out)
+{
+    if (o->kind == FAST_LITERAL) {
+        *out = jv_copy(o->value);
+        return 1;
+    }
+    jv base;
+    if (o->base == -1)
+        base = jv_copy(dot);
+    else if (o->base < CV_VAR_COUNT)
+        base = var_value(env, o->base);
+    else {
+        base = (env && jv_get_kind(env->scope) == JV_KIND_OBJECT)
+                   ? jv_object_get(jv_copy(env->scope), jv_copy(o->scope))
+                   : jv_invalid();
+        if (!jv_is_valid(base)) {
+            jv_free(base);
+            base = jv_null();
+        }
+    }
+    return eval_fast_path(base, o->value, out);
+}
+
+/*
+ * a OP b with jq 1.6's semantics, for the cases where they are plain:
+ * numbers; `+` on strings, arrays, objects (shallow merge) and null; `==`
+ * and `!=` on anything (jv_equal), ordering on anything (jv_cmp, jq's total
+ * order); `and`/`or` by truthiness. Returns 1 with *out, or 0 (a and b
+ * consumed either way) when jq must evaluate it (errors, division by zero,
+ * `-` on arrays, `*` and `/` on strings or objects).
+ */
+static int eval_binop(int op, jv a, jv b, jv *out)
+{
+    jv_kind ka = jv_get_kind(a), kb = jv_get_kind(b);
+    int nums = ka == JV_KIND_NUMBER && kb == JV_KIND_NUMBER;
+    switch (op) {
+    case OP_ADD:
+        if (ka == JV_KIND_NULL) {
+            jv_free(a);
+            *out = b;
+            return 1;
+        }
+        if (kb == JV_KIND_NULL) {
+            jv_free(b);
+            *out = a;
+            return 1;
+        }
+        if (nums) {
+            *out = jv_number(jv_number_value(a) + jv_number_value(b));
+            return 1;
+        }
+        if (ka == kb && ka == JV_KIND_STRING) {
+            *out = jv_string_concat(a, b);
+            return 1;
+        }
+        if (ka == kb && ka == JV_KIND_ARRAY) {
+            *out = jv_array_concat(a, b);
+            return 1;
+        }
+        if (ka == kb && ka == JV_KIND_OBJECT) {
+            *out = jv_object_merge(a, b);
+            return 1;
+        }
+        break;
+    case OP_SUB:
+    case OP_MUL:
+    case OP_DIV:
+        if (nums && !(op == OP_DIV && jv_number_value(b) == 0)) {
+            double x = jv_number_value(a), y = jv_number_value(b);
+            *out = jv_number(op == OP_SUB ? x - y : op == OP_MUL ? x * y : x / y);
+            return 1;
+        }
+        break;
+    case OP_EQ:
+    case OP_NE: {
+        int eq = jv_equal(a, b);
+        *out = (op == OP_EQ) == eq ? jv_true() : jv_false();
+        return 1;
+    }
+    case OP_LT:
+    case OP_LE:
+    case OP_GT:
+    case OP_GE: {
+        int c = jv_cmp(a, b);
+        int r = op == OP_LT ? c < 0 : op == OP_LE ? c <= 0 : op == OP_GT ? c > 0 : c >= 0;
+        *out = r ? jv_true() : jv_false();
+        return 1;
+    }
+    case OP_AND:
+    case OP_OR: {
+        int x = cv__jv_truthy(a), y = cv__jv_truthy(b);
+        int r = op == OP_AND ? (x && y) : (x || y);
+        *out = r ? jv_true() : jv_false();
+        return 1;
+    }
+    }
+    jv_free(a);
+    jv_free(b);
+    return 0;
+}
+
 int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env, jv *out)
 {
     struct expr *e = &s->items[idx];
-    if (e->fast == FAST_LITERAL) {
-        jv_free(dot);
-        *out = jv_copy(e->fast_value);
-        return 0;
-    }
-    if (e->fast == FAST_PATH) {
-        jv base;
-        if (e->fast_base == -1)
-            base = jv_copy(dot);
-        else if (e->fast_base < CV_VAR_COUNT)
-            base = var_value(env, e->fast_base);
-        else {
-            base = (env && jv_get_kind(env->scope) == JV_KIND_OBJECT)
-                       ? jv_object_get(jv_copy(env->scope), jv_copy(e->fast_scope))
-                       : jv_invalid();
-            if (!jv_is_valid(base)) {
-                jv_free(base);
-                base = jv_null();
-            }
-        }
-        if (eval_fast_path(base, e->fast_value, out)) {
+    if (e->fast == FAST_LITERAL || e->fast == FAST_PATH) {
+        if (eval_operand(&e->lhs, dot, env, out)) {
             jv_free(dot);
             return 0;
+        }
+    } else if (e->fast == FAST_BINOP) {
+        jv a, b;
+        if (eval_operand(&e->lhs, dot, env, &a)) {
+            if (eval_operand(&e->rhs, dot, env, &b)) {
+                if (eval_binop(e->op, a, b, out)) {
+                    jv_free(dot);
+                    return 0;
+                }
+            } else {
+                jv_free(a);
+            }
         }
     }
     if (!s->compiled) {

@@ -177,6 +177,82 @@ Test(expr, fast_path_results_equal_jq_results)
     cv__exprset_free(s);
 }
 
+/* One binary operator between fast operands is also evaluated without jq
+ * (src/expr/expr.c eval_binop); every case must equal jq's own result, or
+ * defer to jq where jq raises an error. The parenthesised twin never takes
+ * the fast path. */
+static const char *const binop_texts[] = {
+    ".a + 1",        ".a - 1",        ".a * 3",         ".a / 4",          ".a / 0",
+    ".s + \"x\"",  ".s + 1",        ".arr + [3]",     ".arr + .arr",     ".o + {\"z\": 1}",
+    ".o + .o2",      ".n + 1",        "1 + .n",         ".missing + .a",   ".s - 1",
+    ".arr - [1]",    ".s * 2",        ".s / \",\"",   ".t + 1",          ".o * .o2",
+    ".a == 2",       ".a != 2",       ".s == \"abc\"", ".arr == [1, 2]", ".o == .o",
+    ".a < 3",        ".a <= 2",       ".a > 2",         ".a >= 3",         ".s < .a",
+    ".arr > .o",     "null < false",  ".t and .a",      ".n and .t",       ".n or .f",
+    ".f or .a",      "$context.k == true", "$item.name + \"!\"", "$item.tags + [\"t1\"]",
+    ".a.b + 1",      ".s.x == 1",     ".colors + [\"red\"]", "1e-5 + .a",  ".a - -1",
+};
+
+static const char *const binop_dots[] = {
+    "{\"a\": 2, \"s\": \"abc\", \"arr\": [1, 2], \"o\": {\"x\": 1}, \"o2\": {\"x\": 2, \"y\": 3}, "
+    "\"n\": null, \"t\": true, \"f\": false}",
+    "{\"a\": 2.5, \"s\": \"\", \"arr\": [], \"o\": {}, \"o2\": {}, \"colors\": [\"blue\"]}",
+    "null",
+    "[1]",
+};
+
+Test(expr, fast_binary_operators_equal_jq)
+{
+    struct cv_exprset *s = cv__exprset_new();
+    size_t n = sizeof binop_texts / sizeof *binop_texts;
+    int fast_idx[64], jq_idx[64];
+    for (size_t i = 0; i < n; i++) {
+        char wrapped[128];
+        snprintf(wrapped, sizeof wrapped, "(%s)", binop_texts[i]);
+        fast_idx[i] = add(s, binop_texts[i], "[\"item\"]", NULL);
+        jq_idx[i] = add(s, wrapped, "[\"item\"]", NULL);
+    }
+    cr_expect_eq(cv__exprset_fast_count(s), (int)n, "every plain text should take the fast path");
+    compile_ok(s);
+    struct env x;
+    env_init(&x, "{\"k\": true}", "{\"item\": {\"name\": \"it\", \"tags\": [\"t0\"]}}");
+    for (size_t d = 0; d < sizeof binop_dots / sizeof *binop_dots; d++) {
+        for (size_t i = 0; i < n; i++) {
+            jv a, b;
+            int ra = eval(s, fast_idx[i], binop_dots[d], &x, &a);
+            int rb = eval(s, jq_idx[i], binop_dots[d], &x, &b);
+            cr_expect_eq(ra, rb, "`%s` on %s: fast rc %d, jq rc %d (%s vs %s)", binop_texts[i], binop_dots[d], ra,
+                         rb, D(a), D(b));
+            if (ra == 0 && rb == 0)
+                cr_expect(jv_equal(jv_copy(a), jv_copy(b)), "`%s` on %s: fast %s, jq %s", binop_texts[i],
+                          binop_dots[d], D(a), D(b));
+            else if (ra && rb)
+                cr_expect(same_error_kind(a, b), "`%s` on %s: %s vs %s", binop_texts[i], binop_dots[d], D(a),
+                          D(b));
+            jv_free(a);
+            jv_free(b);
+        }
+    }
+    env_cleanup(&x);
+    cv__exprset_free(s);
+}
+
+/* What must NOT take the fast path: anything with more than one operator,
+ * pipes, alternatives, calls. */
+Test(expr, compound_expressions_go_to_jq)
+{
+    static const char *const texts[] = {
+        ".a + 1 + 2", ".a | length", ". // 1",   ".a+1",    "(.a)",  ".a == 1 and .b == 2",
+        "not",        ".a?",         "[.a, .b]", "{a: 1}",  ".a as $x | $x", "\"x\\(.a)\"",
+    };
+    struct cv_exprset *s = cv__exprset_new();
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        add(s, texts[i], "[]", NULL);
+    cr_expect_eq(cv__exprset_fast_count(s), 0, "none of these is a single fast operation");
+    compile_ok(s);
+    cv__exprset_free(s);
+}
+
 /* A scope variable named like a runtime argument (for.each: input, catch.as:
  * context) shadows it in jq, because the bundle binds scope variables last.
  * The fast path must give the same value. */
