@@ -167,24 +167,29 @@ static int read_value_file(const char *path, jv *out)
     return 0;
 }
 
+/* Adds each entry of a comma-separated "host=addr:port" list. */
 static int add_host_maps(cv_runtime *rt, const char *list)
 {
-    char *copy = strdup(list);
-    if (!copy)
-        return -1;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        if (!*tok)
-            continue;
-        if (cv_runtime_map_host(rt, tok)) {
-            fprintf(stderr, "conveyor: invalid host map '%s' (expected HOST=ADDR:PORT)\n", tok);
-            free(copy);
-            return -1;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t n = strcspn(p, ",");
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n) {
+            char *entry = strndup(p, n);
+            if (!entry)
+                return -1;
+            int bad = cv_runtime_map_host(rt, entry);
+            if (bad)
+                fprintf(stderr, "conveyor: invalid host map '%s' (expected HOST=ADDR:PORT)\n", entry);
+            free(entry);
+            if (bad)
+                return -1;
         }
+        p += strcspn(p, ",");
     }
-    free(copy);
     return 0;
 }
 

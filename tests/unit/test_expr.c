@@ -194,8 +194,8 @@ static const char *const binop_texts[] = {
 };
 
 static const char *const binop_dots[] = {
-    "{\"a\": 2, \"s\": \"abc\", \"arr\": [1, 2], \"o\": {\"x\": 1}, \"o2\": {\"x\": 2, \"y\": 3}, "
-    "\"n\": null, \"t\": true, \"f\": false}",
+    ("{\"a\": 2, \"s\": \"abc\", \"arr\": [1, 2], \"o\": {\"x\": 1}, \"o2\": {\"x\": 2, \"y\": 3}, "
+     "\"n\": null, \"t\": true, \"f\": false}"),
     "{\"a\": 2.5, \"s\": \"\", \"arr\": [], \"o\": {}, \"o2\": {}, \"colors\": [\"blue\"]}",
     "null",
     "[1]",
