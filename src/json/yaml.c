@@ -572,6 +572,45 @@ static jv single_quoted(const char *raw, size_t n)
     }
 }
 
+/*
+ * The text of scalar token `t` through libfyaml's token iterator, as a jv
+ * string (jv_invalid() on error). Not fy_token_get_text: in libfyaml 0.7.12
+ * that sizes its buffer with one computation and fills it with another, and
+ * where they disagree (a blank line ended by CRLF inside a quoted scalar, a
+ * run of escaped single quotes) it leaks the iterator's buffer and returns
+ * text that is partly uninitialized memory. The iterator always cleans up.
+ */
+static jv token_text(struct fy_token *t)
+{
+    struct fy_token_iter *it = fy_token_iter_create(t);
+    if (!it)
+        return jv_invalid();
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int err = 0, oom = 0;
+    const struct fy_iter_chunk *ic = NULL;
+    while (!oom && (ic = fy_token_iter_chunk_next(it, ic, &err))) {
+        if (len + ic->len > cap) {
+            size_t ncap = cap ? cap : 64;
+            while (ncap < len + ic->len)
+                ncap *= 2;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                oom = 1;
+                break;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        memcpy(buf + len, ic->str, ic->len);
+        len += ic->len;
+    }
+    fy_token_iter_destroy(it);
+    jv r = err || oom || len > INT32_MAX ? jv_invalid() : jv_string_sized(buf ? buf : "", (int)len);
+    free(buf);
+    return r;
+}
+
 /* The source text between the quotes of single-quoted scalar token `t`, or
  * NULL when its marks do not frame a quoted span of the input. */
 static const char *single_quoted_raw(struct ctx *c, struct fy_token *t, size_t *len)
@@ -763,24 +802,24 @@ static void on_scalar(struct ctx *c, struct fy_event *e)
     }
     if (count_node(c, 1, line, col))
         return;
-    size_t len = 0;
-    const char *s = NULL;
-    jv decoded = jv_invalid(); /* our own text of a single-quoted scalar */
+    jv decoded = jv_invalid(); /* the scalar's text */
     if (style == FYSS_SINGLE_QUOTED) {
         size_t raw_len;
         const char *raw = single_quoted_raw(c, e->scalar.value, &raw_len);
-        if (raw) {
+        if (raw)
             decoded = single_quoted(raw, raw_len);
-            s = jv_string_value(decoded);
-            len = (size_t)jv_string_length_bytes(jv_copy(decoded));
-        }
     }
-    if (!s)
-        s = fy_token_get_text(e->scalar.value, &len);
-    if (!s) {
-        s = "";
-        len = 0;
+    if (!jv_is_valid(decoded)) {
+        jv_free(decoded);
+        decoded = token_text(e->scalar.value);
     }
+    if (!jv_is_valid(decoded)) {
+        jv_free(decoded);
+        fail(c, line, col, "cannot read this scalar (out of memory?)");
+        return;
+    }
+    const char *s = jv_string_value(decoded);
+    size_t len = (size_t)jv_string_length_bytes(jv_copy(decoded));
     const char *tag = e->scalar.tag ? fy_token_get_text0(e->scalar.tag) : NULL;
     c->bytes += len;
     jv v = scalar_value(c, s, len, style, tag, line, col);

@@ -307,6 +307,23 @@ Test(yaml, single_quoted_escaped_quote_runs)
     jv_free(v);
 }
 
+/* Found by fuzzing: libfyaml 0.7.12's fy_token_get_text leaks (and returns
+ * partly uninitialized text) on a double-quoted scalar whose blank lines end
+ * in CRLF; yaml.c reads scalars through the token iterator instead. How many
+ * newlines the blank lines make follows libfyaml (one too many here). Run
+ * under build-asan for the leak half. */
+Test(yaml, double_quoted_blank_crlf_lines)
+{
+    jv v = parse_ok("\"x\t\t\r\n\n\n\t\r\n\n\n\n \t\"", NULL);
+    cr_assert_eq(jv_get_kind(v), JV_KIND_STRING);
+    const char *s = jv_string_value(v);
+    cr_assert_eq(s[0], 'x');
+    cr_assert(strlen(s) > 3 && strspn(s + 1, "\n") == strlen(s) - 1, "'%s'", s);
+    jv_free(v);
+    assert_json(parse_ok("[\"a\\tb\\u00e9\\x41\", \"one\r\n  two\", \"l1\\\n  l2\"]", NULL),
+                "[\"a\\tbéA\",\"one two\",\"l1l2\"]");
+}
+
 /* Inputs whose cost grew with the square of their size (found by reading the
  * code while fuzzing; the timeouts turn a regression into a failure, not a
  * hung suite). A long key is repeated in the pointer of every node below it:
