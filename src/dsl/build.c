@@ -664,6 +664,120 @@ static void build_run(struct builder *b, struct cv_task *t, jv def, const char *
     jv_free(run);
 }
 
+/* The always-an-expression parts of a consumption strategy: `correlate.*.from`
+ * of each filter and a string `until` (a nested strategy is walked too). */
+static void listen_strategy_exprs(struct builder *b, jv strat /* borrowed */, jv scope, const char *pointer)
+{
+    static const char *const lists[] = {"all", "any"};
+    for (int l = 0; l < 3; l++) {
+        jv filters = l < 2 ? get(strat, lists[l]) : get(strat, "one");
+        if (l == 2 && jv_is_valid(filters))
+            filters = JV_ARRAY(filters);
+        if (jv_get_kind(filters) != JV_KIND_ARRAY) {
+            jv_free(filters);
+            continue;
+        }
+        char *lp = ptr_join(pointer, l < 2 ? lists[l] : "one");
+        jv_array_foreach(filters, i, f)
+        {
+            jv corr = get(f, "correlate");
+            if (jv_get_kind(corr) == JV_KIND_OBJECT) {
+                jv_object_foreach(corr, k, c)
+                {
+                    jv from = get(c, "from");
+                    char *fp = NULL;
+                    int r = l < 2 ? asprintf(&fp, "%s/%d/correlate/%s/from", lp ? lp : pointer, i, jv_string_value(k))
+                                  : asprintf(&fp, "%s/correlate/%s/from", lp ? lp : pointer, jv_string_value(k));
+                    if (r < 0)
+                        fp = NULL;
+                    always_expr(b, from, scope, fp ? fp : pointer);
+                    free(fp);
+                    jv_free(from);
+                    jv_free(k);
+                    jv_free(c);
+                }
+            }
+            jv_free(corr);
+            jv_free(f);
+        }
+        jv_free(filters);
+        free(lp);
+    }
+    jv until = get(strat, "until");
+    char *up = ptr_join(pointer, "until");
+    if (jv_get_kind(until) == JV_KIND_STRING)
+        always_expr(b, until, scope, up ? up : pointer);
+    else if (jv_get_kind(until) == JV_KIND_OBJECT)
+        listen_strategy_exprs(b, until, scope, up ? up : pointer);
+    free(up);
+    jv_free(until);
+}
+
+/*
+ * `listen` runs only in the server (events need a bus), but its expressions
+ * are compiled here so that a document is validated whole: `${ }` values in
+ * the filters, `correlate.*.from` and `until`, and the `foreach` tasks with
+ * their item/at variables.
+ */
+static void build_listen(struct builder *b, struct cv_task *t, jv def, const char *ref, jv scope)
+{
+    jv to = jv_getpath(jv_copy(def), JV_ARRAY(jv_string("listen"), jv_string("to")));
+    if (!jv_is_valid(to) || jv_get_kind(to) == JV_KIND_NULL) {
+        jv_free(to);
+        to = jv_object();
+    }
+    char *tp = NULL;
+    if (asprintf(&tp, "%s/listen/to", ref) < 0)
+        tp = NULL;
+    /* `until` as a plain string is an expression on its own: keep it out of
+     * the template so that it is not registered twice */
+    jv until = get(to, "until");
+    jv filters = jv_get_kind(until) == JV_KIND_STRING ? jv_delpaths(jv_copy(to), JV_ARRAY(JV_ARRAY(jv_string("until"))))
+                                                      : jv_copy(to);
+    jv_free(until);
+    tmpl_init(b, &t->u.listen.to, filters, scope, tp ? tp : ref);
+    jv_free(filters);
+    listen_strategy_exprs(b, to, scope, tp ? tp : ref);
+    free(tp);
+    jv_free(to);
+    jv fe = get(def, "foreach");
+    memset(&t->u.listen.foreach_output, 0, sizeof t->u.listen.foreach_output);
+    memset(&t->u.listen.foreach_export, 0, sizeof t->u.listen.foreach_export);
+    t->u.listen.foreach_output.expr.konst = jv_null();
+    t->u.listen.foreach_output.expr.whole = -1;
+    t->u.listen.foreach_output.schema = jv_null();
+    t->u.listen.foreach_export.expr.konst = jv_null();
+    t->u.listen.foreach_export.expr.whole = -1;
+    t->u.listen.foreach_export.schema = jv_null();
+    if (jv_get_kind(fe) == JV_KIND_OBJECT) {
+        jv item = get(fe, "item"), at = get(fe, "at");
+        jv s1 = scope_with(scope, jv_get_kind(item) == JV_KIND_STRING ? jv_string_value(item) : "item");
+        jv inner = scope_with(s1, jv_get_kind(at) == JV_KIND_STRING ? jv_string_value(at) : "index");
+        jv_free(s1);
+        char *fp = ptr_join(ref, "foreach");
+        jv list = get(fe, "do");
+        if (jv_is_valid(list)) {
+            char *dp = fp ? ptr_join(fp, "do") : NULL;
+            t->u.listen.foreach_do = build_list(b, list, dp ? dp : ref, inner);
+            free(dp);
+        }
+        jv_free(list);
+        jv out = get(fe, "output"), exp = get(fe, "export");
+        char *op = fp ? ptr_join(fp, "output") : NULL, *ep = fp ? ptr_join(fp, "export") : NULL;
+        dataflow_init(b, &t->u.listen.foreach_output, out, "as", inner, op ? op : ref);
+        dataflow_init(b, &t->u.listen.foreach_export, exp, "as", inner, ep ? ep : ref);
+        free(op);
+        free(ep);
+        jv_free(out);
+        jv_free(exp);
+        free(fp);
+        jv_free(inner);
+        jv_free(item);
+        jv_free(at);
+    }
+    jv_free(fe);
+}
+
 static struct cv_task *build_task(struct builder *b, const char *name, jv def /* borrowed */, const char *ref,
                                   jv scope, jv sibling_names, int index)
 {
@@ -785,6 +899,7 @@ static struct cv_task *build_task(struct builder *b, const char *name, jv def /*
     } else if (has(def, "listen")) {
         t->kind_name = "listen";
         t->kind = CV_T_LISTEN;
+        build_listen(b, t, def, ref, scope);
     } else if (has(def, "raise")) {
         t->kind_name = "raise";
         t->kind = CV_T_RAISE;
@@ -1047,6 +1162,12 @@ static void free_task(struct cv_task *t)
         break;
     case CV_T_EMIT:
         tmpl_release(&t->u.emit.event);
+        break;
+    case CV_T_LISTEN:
+        tmpl_release(&t->u.listen.to);
+        free_list(t->u.listen.foreach_do);
+        dataflow_release(&t->u.listen.foreach_output);
+        dataflow_release(&t->u.listen.foreach_export);
         break;
     case CV_T_CALL_HTTP:
     case CV_T_CALL_OPENAPI:

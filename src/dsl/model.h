@@ -135,6 +135,13 @@ struct cv_task {
         struct { struct cv_duration duration; } wait;
         struct { struct cv_tmpl event; } emit;
         struct {
+            /* compiled so that a listen's expressions are validated at load;
+             * run by the event engine of the server (not `conveyor run`) */
+            struct cv_tmpl to;
+            struct cv_tasklist *foreach_do;
+            struct cv_dataflow foreach_output, foreach_export;
+        } listen;
+        struct {
             struct cv_tmpl args;              /* evaluated `with` / `run` object */
             const struct cv_task *function;   /* CV_T_CALL_FUNCTION */
             char *locator;                    /* CV_T_CALL_REMOTE: the function's URL */

@@ -770,9 +770,7 @@ static void step_task(struct instance *in, struct fiber *fb)
 {
     struct frame *fr = top(fb);
     const struct cv_task *t = fr->task;
-    struct cv_exprset *xs = fr->wfc->wf->exprs;
     jv v, err;
-    (void)xs;
 
     /* a frame below handed us a result */
     if (fb->ret != RET_NONE) {
@@ -792,11 +790,8 @@ static void step_task(struct instance *in, struct fiber *fb)
                 task_fail(in, fb, val);
                 return;
             }
-            if (exited) { /* `then: exit` in before: the injected output stands */
+            if (exited) { /* `then: exit` in before: skip the task, the injected output stands */
                 task_finish_value(fb, fr, val);
-                fr->idx = t->nexts; /* skip remaining before lists */
-                jv_free(fr->aux);
-                fr->aux = jv_true();
                 return;
             }
             jv_free(val);
@@ -1008,12 +1003,6 @@ static void step_task(struct instance *in, struct fiber *fb)
                 return;
             }
             fr->idx++;
-        }
-        if (jv_get_kind(fr->aux) == JV_KIND_TRUE) { /* a before list exited: skip the body */
-            jv_free(fr->aux);
-            fr->aux = jv_null();
-            fr->phase = P_FINISH;
-            return;
         }
         fr->phase = P_BODY;
         return;

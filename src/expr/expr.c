@@ -968,6 +968,11 @@ static int message_line(const char *m, char *out, size_t outsz)
         n = outsz - 1;
     memcpy(out, start, n);
     out[n] = 0;
+    /* jq's command-line hint means nothing inside a workflow document */
+    static const char hint[] = " (Unix shell quoting issues?)";
+    char *h = strstr(out, hint);
+    if (h)
+        memmove(h, h + sizeof hint - 1, strlen(h + sizeof hint - 1) + 1);
     return line;
 }
 
