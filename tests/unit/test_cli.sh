@@ -402,5 +402,22 @@ else
     fail "the stub server did not start: $(cat "$T/stub.out")"
 fi
 
+# The README's main job: the bundled claims-triage example.
+cv run examples/claims-triage.yaml --input-file examples/claims.json --events
+expect_rc "the bundled example runs" 0
+json_eq "the bundled example routes two claims each way" "$T/out" "[v['approved'], v['toReview']]" '[2, 2]'
+json_eq "the bundled example sends C-1003 (no policy) to review" "$T/out" \
+    "[d['route'] for d in v['decisions'] if d['id'] == 'C-1003']" '["review"]'
+json_eq "the bundled example emits its CloudEvent on stderr" "$T/err" "[v['type'], v['data']]" \
+    '["com.example.claims.triaged.v1", {"approved": 2, "toReview": 2}]'
+cv run examples/claims-triage.yaml --input '{"claims": [{"id": "C-9", "amount": -5}]}'
+expect_rc "the bundled example refuses a negative amount" 1
+json_eq "a negative amount is a validation error" "$T/err" "[v['type'], v['status']]" \
+    '["https://serverlessworkflow.io/spec/1.0.0/errors/validation", 400]'
+cv run /tmp/conveyor-no-such-file.yaml
+expect_rc "a missing file" 1
+cv run examples/claims-triage.yaml --effect-timeout banana
+expect_rc "--effect-timeout with a bad duration" 2
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
