@@ -19,7 +19,10 @@
  * exclusiveMinimum/exclusiveMaximum, because real schemas use them and they
  * cost a few lines. `$ref` resolves only "#..." JSON pointers into the same
  * schema; chains deeper than CV_SCHEMA_MAX_REF_DEPTH are reported, not
- * followed, so a self-referencing schema cannot loop.
+ * followed, and a $ref met again on the same value is reported as circular,
+ * so a self-referencing schema cannot loop. Work is bounded by a step budget
+ * (the only defence against anyOf/oneOf nests that double the work at each
+ * level) and every regex search by oniguruma's retry limits.
  */
 #include "json/schema.h"
 
@@ -34,6 +37,18 @@
 #define CV_SCHEMA_MAX_ERRORS 20
 #define CV_SCHEMA_MAX_REF_DEPTH 64
 #define CV_SCHEMA_MAX_DEPTH 512
+/* Work allowed for one validation, in steps (a subschema application, about
+ * 4 us; a regex search, 1 per 64 bytes): a base plus so many per node of the
+ * instance, so that big values validate and the cost of a small one stays
+ * bounded (under a second) when anyOf branches repeat through $ref, which
+ * doubles the work at each level. */
+#define CV_SCHEMA_BASE_STEPS 100000L
+#define CV_SCHEMA_STEPS_PER_NODE 100L
+/* Oniguruma's backtracking limits for one `pattern` search (the library's
+ * default per match is 10,000,000, with no limit per search; a few
+ * milliseconds here) and its backtracking stack (entries). */
+#define CV_SCHEMA_REGEX_RETRIES 1000000UL
+#define CV_SCHEMA_REGEX_STACK 1000000U
 
 /* ---- shared helpers --------------------------------------------------------- */
 
@@ -45,38 +60,58 @@ static void onig_setup(void)
     onig_initialize(&enc, 1);
 }
 
-/* A compiled pattern, cached per call by its source text. */
+/* A compiled pattern. */
 struct regex_entry {
-    jv source;
     OnigRegex re; /* NULL when the pattern does not compile */
     char error[ONIG_MAX_ERROR_MESSAGE_LEN];
-    struct regex_entry *next;
 };
 
-static void regex_cache_free(struct regex_entry *e)
+/* Compiled patterns of one call, found by their source text through a jv
+ * object (a hash table: schemas with thousands of patterns exist). */
+struct regex_cache {
+    jv index; /* pattern -> position in items, or jv_invalid() before first use */
+    struct regex_entry **items;
+    size_t n, cap;
+};
+
+static void regex_cache_free(struct regex_cache *rc)
 {
-    while (e) {
-        struct regex_entry *next = e->next;
-        jv_free(e->source);
-        if (e->re)
-            onig_free(e->re);
-        free(e);
-        e = next;
+    for (size_t i = 0; i < rc->n; i++) {
+        if (rc->items[i]->re)
+            onig_free(rc->items[i]->re);
+        free(rc->items[i]);
     }
+    free(rc->items);
+    jv_free(rc->index);
 }
 
 /* Finds or compiles `pattern` (borrowed). Returns NULL only on out of memory;
  * a pattern that does not compile gives an entry with re == NULL. */
-static struct regex_entry *regex_get(struct regex_entry **cache, jv pattern)
+static struct regex_entry *regex_get(struct regex_cache *cache, jv pattern)
 {
-    for (struct regex_entry *e = *cache; e; e = e->next)
-        if (jv_equal(jv_copy(e->source), jv_copy(pattern)))
-            return e;
+    if (!jv_is_valid(cache->index)) {
+        jv_free(cache->index);
+        cache->index = jv_object();
+    }
+    jv at = jv_object_get(jv_copy(cache->index), jv_copy(pattern));
+    if (jv_is_valid(at)) {
+        size_t i = (size_t)jv_number_value(at);
+        jv_free(at);
+        return cache->items[i];
+    }
+    jv_free(at);
+    if (cache->n == cache->cap) {
+        size_t cap = cache->cap ? cache->cap * 2 : 8;
+        struct regex_entry **items = realloc(cache->items, cap * sizeof *items);
+        if (!items)
+            return NULL;
+        cache->items = items;
+        cache->cap = cap;
+    }
     pthread_once(&onig_once, onig_setup);
     struct regex_entry *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
-    e->source = jv_copy(pattern);
     const OnigUChar *p = (const OnigUChar *)jv_string_value(pattern);
     int len = jv_string_length_bytes(jv_copy(pattern));
     OnigErrorInfo einfo;
@@ -86,21 +121,10 @@ static struct regex_entry *regex_get(struct regex_entry **cache, jv pattern)
         e->re = NULL;
         onig_error_code_to_str((OnigUChar *)e->error, rc, &einfo);
     }
-    e->next = *cache;
-    *cache = e;
+    cache->index =
+        jv_object_set(cache->index, jv_copy(pattern), jv_number((double)cache->n));
+    cache->items[cache->n++] = e;
     return e;
-}
-
-/* 1 when `s` (borrowed) matches somewhere, 0 when not, -1 when the search
- * itself failed (e.g. the backtracking limit). */
-static int regex_search(OnigRegex re, jv s)
-{
-    const OnigUChar *p = (const OnigUChar *)jv_string_value(s);
-    const OnigUChar *end = p + jv_string_length_bytes(jv_copy(s));
-    int r = onig_search(re, p, end, p, end, NULL, ONIG_OPTION_NONE);
-    if (r >= 0)
-        return 1;
-    return r == ONIG_MISMATCH ? 0 : -1;
 }
 
 /* ptr + "/" + escaped(seg) per RFC 6901. Consumes `ptr`; borrows `seg`. */
@@ -293,10 +317,45 @@ static jv resolve_ref(jv root, jv ref)
 
 /* ---- validation ------------------------------------------------------------- */
 
+/* A $ref being applied on the current path (all borrowed). */
+struct ref_frame {
+    jv ref, ptr, inst;
+    const struct ref_frame *up;
+};
+
 struct vctx {
     jv root;                    /* the whole schema (borrowed) */
-    struct regex_entry *regexes;
+    struct regex_cache regexes;
+    OnigMatchParam *mp;         /* search limits, made on first use */
+    long steps, max_steps;      /* work done, and allowed */
+    int exhausted;              /* the budget ran out: the result is an error */
+    const struct ref_frame *active_refs;
 };
+
+/* 1 when `s` (borrowed) matches somewhere, 0 when not, -1 when the search
+ * failed: a backtracking limit (a catastrophic pattern such as (a+)+$ on a
+ * long string) or out of memory. Each search is charged to the step budget
+ * by the length of the text. */
+static int regex_search(struct vctx *c, OnigRegex re, jv s)
+{
+    int len = jv_string_length_bytes(jv_copy(s));
+    c->steps += 1 + len / 64;
+    if (!c->mp) {
+        c->mp = onig_new_match_param();
+        if (!c->mp)
+            return -1;
+        onig_initialize_match_param(c->mp);
+        onig_set_retry_limit_in_match_of_match_param(c->mp, CV_SCHEMA_REGEX_RETRIES);
+        onig_set_retry_limit_in_search_of_match_param(c->mp, CV_SCHEMA_REGEX_RETRIES);
+        onig_set_match_stack_limit_size_of_match_param(c->mp, CV_SCHEMA_REGEX_STACK);
+    }
+    const OnigUChar *p = (const OnigUChar *)jv_string_value(s);
+    const OnigUChar *end = p + len;
+    int r = onig_search_with_param(re, p, end, p, end, NULL, ONIG_OPTION_NONE, c->mp);
+    if (r >= 0)
+        return 1;
+    return r == ONIG_MISMATCH ? 0 : -1;
+}
 
 /* Error list being filled: an array of strings, and whether it is full. */
 struct errs {
@@ -334,8 +393,8 @@ static int try_validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, i
                         jv *first, jv *ev)
 {
     struct errs tmp = {jv_array(), 0};
-    jv local = jv_object();
-    validate(c, schema, inst, ptr, depth, refs, &tmp, &local);
+    jv local = ev ? jv_object() : jv_invalid();
+    validate(c, schema, inst, ptr, depth, refs, &tmp, ev ? &local : NULL);
     if (tmp.count == 0 && ev)
         *ev = jv_object_merge(*ev, local);
     else
@@ -475,7 +534,7 @@ static void check_string(struct vctx *c, jv schema, jv inst, jv ptr, struct errs
             add_error(e, ptr, "pattern '%s' is not a valid regular expression%s%s",
                       jv_string_value(pat), re ? ": " : "", re ? re->error : "");
         } else {
-            int m = regex_search(re->re, inst);
+            int m = regex_search(c, re->re, inst);
             if (m == 0) {
                 jv a = show(inst);
                 add_error(e, ptr, "%s does not match the pattern '%s'", jv_string_value(a),
@@ -501,14 +560,29 @@ static void check_array(struct vctx *c, jv schema, jv inst, jv ptr, int depth, i
         add_error(e, ptr, "array has %d items, fewer than the minimum %s", n, fmt_num(lim).s);
     if (num(schema, "maxItems", &lim) && n > lim)
         add_error(e, ptr, "array has %d items, more than the maximum %s", n, fmt_num(lim).s);
-    if (is_true(schema, "uniqueItems")) {
-        int dup = 0;
-        for (int i = 0; i < n && !dup; i++)
-            for (int j = i + 1; j < n && !dup; j++)
-                if (jv_equal(jv_array_get(jv_copy(inst), i), jv_array_get(jv_copy(inst), j))) {
-                    add_error(e, ptr, "items %d and %d are equal, but items must be unique", i, j);
-                    dup = 1;
-                }
+    if (is_true(schema, "uniqueItems") && n > 1) {
+        /* the item indices sorted by item (jv_sort is stable), so equal
+         * items are neighbours in ascending order: n log n, not n^2. Reports
+         * the same pair as comparing every pair would: the lowest index
+         * that has a duplicate, and its first duplicate. */
+        jv idx = jv_array();
+        for (int i = 0; i < n; i++)
+            idx = jv_array_append(idx, jv_number(i));
+        jv sorted = jv_sort(idx, jv_copy(inst));
+        c->steps += n;
+        int bi = -1, bj = -1;
+        for (int k = 0; k + 1 < n; k++) {
+            int i = (int)jv_number_value(jv_array_get(jv_copy(sorted), k));
+            int j = (int)jv_number_value(jv_array_get(jv_copy(sorted), k + 1));
+            if ((bi < 0 || i < bi) &&
+                jv_equal(jv_array_get(jv_copy(inst), i), jv_array_get(jv_copy(inst), j))) {
+                bi = i;
+                bj = j;
+            }
+        }
+        jv_free(sorted);
+        if (bi >= 0)
+            add_error(e, ptr, "items %d and %d are equal, but items must be unique", bi, bj);
     }
 
     /* prefixItems (2020-12) or items: [...] (older drafts) for the first
@@ -564,7 +638,7 @@ static int property_is_listed(struct vctx *c, jv props, jv patprops, jv key)
     jv_object_foreach(patprops, pat, sub)
     {
         struct regex_entry *re = listed ? NULL : regex_get(&c->regexes, pat);
-        if (re && re->re && regex_search(re->re, key) == 1)
+        if (re && re->re && regex_search(c, re->re, key) == 1)
             listed = 1;
         jv_free(pat);
         jv_free(sub);
@@ -629,15 +703,17 @@ static void check_object(struct vctx *c, jv schema, jv inst, jv ptr, int depth, 
             jv sub = jv_object_get(jv_copy(props), jv_copy(key));
             validate(c, sub, val, p, depth + 1, refs, e, NULL);
             jv_free(sub);
-            *ev = jv_object_set(*ev, jv_copy(key), jv_true());
+            if (ev)
+                *ev = jv_object_set(*ev, jv_copy(key), jv_true());
         }
         if (jv_get_kind(patprops) == JV_KIND_OBJECT) {
             jv_object_foreach(patprops, pat, sub)
             {
                 struct regex_entry *re = regex_get(&c->regexes, pat);
-                if (re && re->re && regex_search(re->re, key) == 1) {
+                if (re && re->re && regex_search(c, re->re, key) == 1) {
                     validate(c, sub, val, p, depth + 1, refs, e, NULL);
-                    *ev = jv_object_set(*ev, jv_copy(key), jv_true());
+                    if (ev)
+                        *ev = jv_object_set(*ev, jv_copy(key), jv_true());
                 }
                 jv_free(pat);
                 jv_free(sub);
@@ -648,7 +724,8 @@ static void check_object(struct vctx *c, jv schema, jv inst, jv ptr, int depth, 
                 add_error(e, ptr, "property '%s' is not allowed", jv_string_value(key));
             else
                 validate(c, addl, val, p, depth + 1, refs, e, NULL);
-            *ev = jv_object_set(*ev, jv_copy(key), jv_true());
+            if (ev)
+                *ev = jv_object_set(*ev, jv_copy(key), jv_true());
         }
         if (jv_is_valid(names)) {
             jv first;
@@ -702,8 +779,9 @@ static void check_combinators(struct vctx *c, jv schema, jv inst, jv ptr, int de
     if (jv_get_kind(any) == JV_KIND_ARRAY) {
         int n = jv_array_length(jv_copy(any)), ok = 0, best = -1;
         jv first = jv_invalid();
-        /* every branch runs: each passing one contributes annotations */
-        for (int i = 0; i < n; i++) {
+        /* when annotations are collected every branch runs: each passing
+         * one contributes; otherwise the first passing one settles it */
+        for (int i = 0; i < n && !(ok && !ev); i++) {
             jv sub = jv_array_get(jv_copy(any), i);
             jv f;
             int cnt = try_validate(c, sub, inst, ptr, depth + 1, refs, &f, ev);
@@ -771,8 +849,12 @@ static void check_combinators(struct vctx *c, jv schema, jv inst, jv ptr, int de
 static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int refs,
                      struct errs *e, jv *ev)
 {
-    if (jv_array_length(jv_copy(e->list)) >= CV_SCHEMA_MAX_ERRORS)
+    if (c->exhausted || jv_array_length(jv_copy(e->list)) >= CV_SCHEMA_MAX_ERRORS)
         return;
+    if (++c->steps > c->max_steps) {
+        c->exhausted = 1;
+        return;
+    }
     jv_kind sk = jv_get_kind(schema);
     if (sk == JV_KIND_TRUE)
         return;
@@ -788,21 +870,40 @@ static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int 
         return;
     }
 
-    /* property names of `inst` evaluated by this schema object */
-    jv local = jv_object();
+    /* property names of `inst` evaluated by this schema object, collected
+     * only when it or a caller has unevaluatedProperties */
+    jv unev = get(schema, "unevaluatedProperties");
+    int collect = ev || jv_is_valid(unev);
+    jv local = collect ? jv_object() : jv_invalid();
+    jv *lp = collect ? &local : NULL;
     jv ref = get(schema, "$ref");
     if (jv_get_kind(ref) == JV_KIND_STRING) {
         if (refs >= CV_SCHEMA_MAX_REF_DEPTH) {
             add_error(e, ptr, "$ref '%s' nested more than %d times (is the schema recursive?)",
                       jv_string_value(ref), CV_SCHEMA_MAX_REF_DEPTH);
         } else {
-            jv target = resolve_ref(c->root, ref);
-            if (!jv_is_valid(target))
+            /* the same $ref again on the same value: it can only loop (each
+             * anyOf around it would double the work until the depth limit) */
+            int circular = 0;
+            for (const struct ref_frame *f = c->active_refs; f && !circular; f = f->up)
+                circular = jv_equal(jv_copy(f->ref), jv_copy(ref)) &&
+                           jv_equal(jv_copy(f->ptr), jv_copy(ptr)) &&
+                           jv_identical(jv_copy(f->inst), jv_copy(inst));
+            jv target = circular ? jv_invalid() : resolve_ref(c->root, ref);
+            if (circular) {
+                add_error(e, ptr, "$ref '%s' leads back to itself without going into the value "
+                                  "(the schema is circular)",
+                          jv_string_value(ref));
+            } else if (!jv_is_valid(target)) {
                 add_error(e, ptr, "cannot resolve $ref '%s' (only '#/...' pointers into the same "
                                   "schema are supported)",
                           jv_string_value(ref));
-            else
-                validate(c, target, inst, ptr, depth + 1, refs + 1, e, &local);
+            } else {
+                struct ref_frame frame = {ref, ptr, inst, c->active_refs};
+                c->active_refs = &frame;
+                validate(c, target, inst, ptr, depth + 1, refs + 1, e, lp);
+                c->active_refs = frame.up;
+            }
             jv_free(target);
         }
     }
@@ -813,12 +914,11 @@ static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int 
     check_number(schema, inst, ptr, e);
     check_string(c, schema, inst, ptr, e);
     check_array(c, schema, inst, ptr, depth, refs, e);
-    check_object(c, schema, inst, ptr, depth, refs, e, &local);
-    check_combinators(c, schema, inst, ptr, depth, refs, e, &local);
+    check_object(c, schema, inst, ptr, depth, refs, e, lp);
+    check_combinators(c, schema, inst, ptr, depth, refs, e, lp);
 
     /* unevaluatedProperties comes last: it sees what every other keyword of
      * this object (and its passing subschemas) evaluated */
-    jv unev = get(schema, "unevaluatedProperties");
     if (jv_is_valid(unev) && jv_get_kind(inst) == JV_KIND_OBJECT) {
         jv_object_foreach(inst, key, val)
         {
@@ -837,20 +937,56 @@ static void validate(struct vctx *c, jv schema, jv inst, jv ptr, int depth, int 
         }
     }
     jv_free(unev);
-    if (ev)
+    if (ev) {
+        c->steps += jv_object_length(jv_copy(local));
         *ev = jv_object_merge(*ev, local);
-    else
+    } else {
         jv_free(local);
+    }
+}
+
+/* Nodes of `v` (borrowed) down to CV_SCHEMA_MAX_DEPTH levels, for the budget. */
+static long count_nodes(jv v, int depth)
+{
+    long n = 1;
+    if (depth > CV_SCHEMA_MAX_DEPTH)
+        return n;
+    if (jv_get_kind(v) == JV_KIND_ARRAY) {
+        jv_array_foreach(v, i, item)
+        {
+            n += count_nodes(item, depth + 1);
+            jv_free(item);
+        }
+    } else if (jv_get_kind(v) == JV_KIND_OBJECT) {
+        jv_object_foreach(v, k, item)
+        {
+            n += count_nodes(item, depth + 1);
+            jv_free(k);
+            jv_free(item);
+        }
+    }
+    return n;
 }
 
 jv cv__schema_validate(jv schema, jv instance)
 {
-    struct vctx c = {schema, NULL};
+    struct vctx c = {.root = schema, .regexes = {.index = jv_invalid()}};
+    c.max_steps = CV_SCHEMA_BASE_STEPS + CV_SCHEMA_STEPS_PER_NODE * count_nodes(instance, 0);
     struct errs e = {jv_array(), 0};
     jv ptr = jv_string("");
     validate(&c, schema, instance, ptr, 0, 0, &e, NULL);
     jv_free(ptr);
-    regex_cache_free(c.regexes);
+    regex_cache_free(&c.regexes);
+    if (c.mp)
+        onig_free_match_param(c.mp);
+    if (c.exhausted) {
+        /* the messages so far are unreliable (cut-short branches passed) */
+        jv_free(e.list);
+        return JV_ARRAY(jv_string_fmt(
+            "(root): validation abandoned after %ld steps: the schema is too costly for this "
+            "value (anyOf/oneOf branches repeated through $ref?)",
+            c.max_steps));
+    }
     if (e.count == 0) {
         jv_free(e.list);
         return jv_null();
@@ -862,7 +998,7 @@ jv cv__schema_validate(jv schema, jv instance)
 
 struct cctx {
     jv root;
-    struct regex_entry *regexes;
+    struct regex_cache regexes;
     jv msg; /* first problem (string) or jv_invalid() */
 };
 
@@ -1146,11 +1282,11 @@ static void check_schema(struct cctx *c, jv s, jv ptr, int depth)
 
 jv cv__schema_check(jv schema)
 {
-    struct cctx c = {schema, NULL, jv_invalid()};
+    struct cctx c = {schema, {.index = jv_invalid()}, jv_invalid()};
     jv ptr = jv_string("");
     check_schema(&c, schema, ptr, 0);
     jv_free(ptr);
-    regex_cache_free(c.regexes);
+    regex_cache_free(&c.regexes);
     if (jv_is_valid(c.msg))
         return c.msg;
     jv_free(c.msg);

@@ -327,11 +327,123 @@ Test(schema, refs)
 
 Test(schema, self_reference_is_bounded)
 {
-    bad("{\"$ref\":\"#\"}", "1", "(root)", "nested more than 64 times");
+    bad("{\"$ref\":\"#\"}", "1", "(root)", "$ref '#' leads back to itself");
     bad("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},"
         "\"properties\":{\"x\":{\"$ref\":\"#/$defs/a\"}}}",
-        "{\"x\":1}", "/x", "nested more than 64 times");
+        "{\"x\":1}", "/x", "leads back to itself");
     bad("{\"anyOf\":[{\"$ref\":\"#\"}]}", "1", "(root)", "anyOf");
+    /* not circular, only long: still cut at 64 hops */
+    char s[8192];
+    size_t off = (size_t)snprintf(s, sizeof s, "{\"$ref\":\"#/$defs/d0\",\"$defs\":{");
+    for (int k = 0; k < 70; k++)
+        off += (size_t)snprintf(s + off, sizeof s - off, "\"d%d\":{\"$ref\":\"#/$defs/d%d\"},", k,
+                                k + 1);
+    snprintf(s + off, sizeof s - off, "\"d70\":true}}");
+    bad(s, "1", "(root)", "nested more than 64 times");
+}
+
+/* Each anyOf doubles the work of what it repeats: with the same $ref twice
+ * that was 2^64 applications before the circularity check; without a cycle
+ * (a chain of definitions, or a recursive schema over a deep value) the step
+ * budget stops it. Found by reading the code while fuzzing; the timeouts
+ * make a regression fail instead of hanging the suite. */
+Test(schema, exponential_schemas_are_cut_short, .timeout = 60)
+{
+    bad("{\"anyOf\":[{\"$ref\":\"#\"},{\"$ref\":\"#\"}]}", "1", "(root)", "leads back to itself");
+    char s[8192];
+    size_t off = (size_t)snprintf(s, sizeof s, "{\"$ref\":\"#/$defs/d0\",\"$defs\":{");
+    for (int k = 0; k < 40; k++)
+        off += (size_t)snprintf(s + off, sizeof s - off,
+                                "\"d%d\":{\"anyOf\":[{\"$ref\":\"#/$defs/d%d\"},"
+                                "{\"$ref\":\"#/$defs/d%d\"}]},",
+                                k, k + 1, k + 1);
+    snprintf(s + off, sizeof s - off, "\"d40\":false}}");
+    jv r = run(s, "1");
+    cr_assert_eq(jv_get_kind(r), JV_KIND_ARRAY);
+    cr_assert_eq(jv_array_length(jv_copy(r)), 1);
+    jv m = jv_array_get(r, 0);
+    cr_assert(strstr(jv_string_value(m), "(root): validation abandoned after 100100 steps"), "%s",
+              jv_string_value(m));
+    jv_free(m);
+    /* the same through a recursive schema and a value 40 arrays deep */
+    char inst[128];
+    memset(inst, '[', 40);
+    inst[40] = '1';
+    memset(inst + 41, ']', 40);
+    inst[81] = 0;
+    bad("{\"type\":\"array\",\"anyOf\":[{\"items\":{\"$ref\":\"#\"}},{\"items\":{\"$ref\":\"#\"}}]}",
+        inst, "(root)", "validation abandoned");
+    /* cheap when a branch passes: no annotations wanted, the first one settles it */
+    inst[40] = '[';
+    inst[41] = ']';
+    memset(inst + 42, ']', 40);
+    inst[82] = 0;
+    ok("{\"type\":\"array\",\"anyOf\":[{\"items\":{\"$ref\":\"#\"}},{\"items\":{\"$ref\":\"#\"}}]}",
+       inst);
+}
+
+/* Oniguruma's backtracking is bounded per search, and searches count
+ * against the step budget. */
+Test(schema, catastrophic_patterns_are_bounded, .timeout = 60)
+{
+    char inst[4200];
+    inst[0] = '"';
+    memset(inst + 1, 'a', 4096);
+    memcpy(inst + 4097, "!\"", 3);
+    bad("{\"pattern\":\"(a+)+$\"}", inst, "(root)",
+        "pattern '(a+)+$' could not be evaluated (too complex)");
+    bad("{\"pattern\":\"^(a|aa)+$\"}", inst, "(root)", "could not be evaluated (too complex)");
+    ok("{\"pattern\":\"^a+!$\"}", inst);
+    /* many such strings: each search is cut, the total stays bounded */
+    jv s = parse("{\"items\":{\"pattern\":\"(a+)+$\"}}");
+    jv str = parse(inst), arr = jv_array();
+    for (int i = 0; i < 200; i++)
+        arr = jv_array_append(arr, jv_copy(str));
+    jv r = cv__schema_validate(s, arr);
+    cr_assert_eq(jv_get_kind(r), JV_KIND_ARRAY);
+    cr_assert_eq(jv_array_length(r), 20);
+    jv_free(str);
+    jv_free(arr);
+    jv_free(s);
+}
+
+Test(schema, unique_items_large_and_first_pair, .timeout = 60)
+{
+    bad("{\"uniqueItems\":true}", "[3,1,2,1,3,1]", "(root)", "items 0 and 4 are equal");
+    bad("{\"uniqueItems\":true}", "[{\"a\":[1]},1,{\"a\":[1.0]}]", "(root)", "items 0 and 2");
+    ok("{\"uniqueItems\":true}", "[1,\"1\",[1],{\"1\":1},true,null]");
+    jv s = parse("{\"uniqueItems\":true}"), arr = jv_array();
+    for (int i = 0; i < 200000; i++)
+        arr = jv_array_append(arr, jv_number(i));
+    jv r = cv__schema_validate(s, arr);
+    cr_assert_eq(jv_get_kind(r), JV_KIND_NULL);
+    arr = jv_array_append(arr, jv_number(7));
+    r = cv__schema_validate(s, arr);
+    jv m = jv_array_get(r, 0);
+    cr_assert_str_eq(jv_string_value(m), "(root): items 7 and 200000 are equal, but items must be "
+                                         "unique");
+    jv_free(m);
+    jv_free(arr);
+    jv_free(s);
+}
+
+/* Thousands of patternProperties: patterns are found through a hash table. */
+Test(schema, many_patterns, .timeout = 60)
+{
+    jv pp = jv_object();
+    for (int i = 0; i < 20000; i++)
+        pp = jv_object_set(pp, jv_string_fmt("^p%d$", i), jv_false());
+    jv s = jv_object_set(jv_object(), jv_string("patternProperties"), pp);
+    jv inst = jv_object_set(jv_object(), jv_string("p19999"), jv_number(1));
+    inst = jv_object_set(inst, jv_string("q"), jv_number(1));
+    jv r = cv__schema_validate(s, inst);
+    cr_assert_eq(jv_get_kind(r), JV_KIND_ARRAY);
+    jv m = jv_array_get(r, 0);
+    cr_assert_str_eq(jv_string_value(m), "/p19999: no value is allowed here (the schema is false)");
+    jv_free(m);
+    cr_assert_eq(jv_get_kind(cv__schema_check(s)), JV_KIND_NULL);
+    jv_free(inst);
+    jv_free(s);
 }
 
 Test(schema, at_most_twenty_messages)
