@@ -404,6 +404,27 @@ Test(yaml, many_block_scalars_are_located, .timeout = 60)
     jv_free(v);
 }
 
+/* Huge numbers saturate as in jq (no undefined conversion on the way). */
+Test(yaml, huge_numbers_saturate)
+{
+    char doc[2048], *p = doc;
+    memcpy(p, "[", 1);
+    p += 1;
+    put_n(&p, '9', 400);
+    memcpy(p, ", 0x", 4);
+    p += 4;
+    put_n(&p, 'F', 300);
+    memcpy(p, ", 0o", 4);
+    p += 4;
+    put_n(&p, '7', 400);
+    memcpy(p, ", -1e400, 1e-400, !!float .5e99999999999999999999]", 50);
+    p += 50;
+    *p = 0;
+    assert_json(parse_ok(doc, NULL),
+                "[1.7976931348623157e+308,1.7976931348623157e+308,1.7976931348623157e+308,"
+                "-1.7976931348623157e+308,0,1.7976931348623157e+308]");
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 Test(yaml, duplicate_keys_located_at_second_key)
