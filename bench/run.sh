@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-PKGS="libfyaml libcurl oniguruma"
+PKGS="libfyaml libcurl oniguruma sqlite3"
 [ -f "$BUILD/libconveyor.a" ] || make BUILD="$BUILD" "$BUILD/libconveyor.a"
 mkdir -p "$BUILD/bench"
 ${CC:-cc} -std=c17 -O2 -g -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter -Werror \

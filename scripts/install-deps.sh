@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
-      libjq-dev libonig-dev libfyaml-dev libcurl4-openssl-dev
+      libjq-dev libonig-dev libfyaml-dev libcurl4-openssl-dev libsqlite3-dev
       libcriterion-dev python3 ca-certificates curl"
 
 missing=""

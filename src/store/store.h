@@ -1,0 +1,143 @@
+/*
+ * store.h — the one interface for everything the engine persists
+ * (DESIGN.md decisions 3, 4 and 6).
+ *
+ * A backend fills in a struct cv_store_ops (src/store/sqlite.c now,
+ * src/store/postgres.c later); src/store/store.c is the only file that calls
+ * through the table, and nothing above this interface may know which backend
+ * runs (no SQL, no backend #ifdefs in the engine).
+ *
+ * Values are jq `jv` (consumed when passed in, owned by the caller when
+ * returned), as everywhere in conveyor. Times are milliseconds since the
+ * epoch (wall clock) unless a name says otherwise. Every function returns 0
+ * or a negative CV_* code; details go to *err (a jv string) where given:
+ *   CV_ENOTFOUND   no such workflow / instance
+ *   CV_ECONFLICT   a deployed version exists with different content; an
+ *                  instance was changed by someone else (stale epoch)
+ *   CV_EBUSY       the database is locked by another process (retry later)
+ *   CV_EIO         the database cannot be read or written (disk full, corrupt)
+ *   CV_EUNSUPPORTED  the database comes from a newer conveyor (schema version)
+ *
+ * Durability contract: when checkpoint() returns 0 the data is on stable
+ * storage (SQLite: WAL, synchronous=FULL). A checkpoint is one transaction:
+ * all of it is visible after a crash, or none of it.
+ */
+#ifndef CV_STORE_H
+#define CV_STORE_H
+
+#include <jv.h>
+#include <stdint.h>
+
+/* Instance statuses, as the API shows them. */
+#define CV_ST_PENDING "pending"
+#define CV_ST_RUNNING "running"
+#define CV_ST_WAITING "waiting"
+#define CV_ST_SUSPENDED "suspended"
+#define CV_ST_COMPLETED "completed"
+#define CV_ST_FAULTED "faulted"
+#define CV_ST_CANCELLED "cancelled"
+
+/*
+ * One checkpoint: everything that changes together for one instance.
+ * All jv fields are consumed by cv_store_checkpoint (use jv_invalid() for
+ * "unchanged"/"none").
+ */
+struct cv_checkpoint {
+    char instance[64];
+    int64_t epoch;      /* the instance's epoch this writer holds; 0 = do not check */
+    const char *status; /* new status (CV_ST_*), NULL = unchanged */
+    jv state;           /* the continuation (cv__instance_state JSON), or invalid */
+    jv output;          /* when completed */
+    jv error;           /* when faulted */
+    jv history;         /* array of events to append: {type, task?, data?} (time added by the store) */
+    jv timers_add;      /* array of {key, fireAt} */
+    jv timers_del;      /* array of keys */
+};
+
+struct cv_store;
+
+struct cv_store_ops {
+    const char *name; /* "sqlite" */
+    /* Opens (creating if needed) and migrates the schema. `where` is the
+     * backend's location (a file path for SQLite). */
+    int (*open)(const char *where, void **impl, jv *err);
+    void (*close)(void *impl);
+
+    /* ---- workflow definitions: immutable once deployed ---- */
+    /* Stores the document text under ns/name/version. Deploying the same text
+     * again is a no-op (0); different text for an existing version is
+     * CV_ECONFLICT. */
+    int (*put_workflow)(void *impl, const char *ns, const char *name, const char *version, const char *text,
+                        jv *err);
+    /* version "latest" (or NULL) picks the highest semantic version.
+     * *out = {namespace, name, version, text, deployedAt}. */
+    int (*get_workflow)(void *impl, const char *ns, const char *name, const char *version, jv *out, jv *err);
+    /* *out = array of {namespace, name, version, deployedAt}, ordered. */
+    int (*list_workflows)(void *impl, jv *out, jv *err);
+
+    /* ---- instances ---- */
+    /* Creates an instance (status pending) of a deployed workflow with
+     * `input`. With a non-NULL idempotency key already used, creates nothing
+     * and returns the existing instance's id with *existed = 1. id_out holds
+     * at least 64 bytes. */
+    int (*create_instance)(void *impl, const char *ns, const char *name, const char *version, jv input,
+                           const char *idempotency_key, char *id_out, int *existed, jv *err);
+    /* *out = {id, namespace, name, version, status, input, output, error,
+     * state, epoch, createdAt, updatedAt}. */
+    int (*get_instance)(void *impl, const char *id, jv *out, jv *err);
+    /* filter: {status?, namespace?, name?}; returns up to `limit` instances
+     * (without input/output/state) created after the cursor `after` (an id,
+     * or NULL for the first page), newest last; *next = cursor or null. */
+    int (*list_instances)(void *impl, jv filter, int limit, const char *after, jv *out, jv *next, jv *err);
+    /* Ids of instances that are pending, running or waiting (to resume at
+     * start-up), oldest first. */
+    int (*unfinished_instances)(void *impl, jv *out, jv *err);
+
+    /* ---- checkpoints (group commit: the batch is ONE transaction) ---- */
+    /* Applies n checkpoints atomically. A checkpoint whose epoch is set and
+     * differs from the stored one fails the batch with CV_ECONFLICT. */
+    int (*checkpoint)(void *impl, struct cv_checkpoint *cps, int n, jv *err);
+    /* *out = array of {seq, time, type, task?, data?}, in order. */
+    int (*history)(void *impl, const char *id, jv *out, jv *err);
+    /* Increments and returns the instance's epoch (a new owner fences the old). */
+    int (*bump_epoch)(void *impl, const char *id, int64_t *epoch, jv *err);
+
+    /* ---- durable timers ---- */
+    /* *out = array of {instance, key, fireAt} with fireAt <= now, up to limit. */
+    int (*due_timers)(void *impl, int64_t now, int limit, jv *out, jv *err);
+    /* The earliest fireAt of any timer, or 0 when there is none. */
+    int (*next_timer)(void *impl, int64_t *fire_at, jv *err);
+};
+
+/* The public face: a store handle (backend + its state). */
+typedef struct cv_store cv_store;
+
+/* Opens a store: "sqlite:PATH" or a plain path (SQLite). */
+int cv_store_open(const char *url, cv_store **out, jv *err);
+void cv_store_close(cv_store *s);
+const char *cv_store_backend(const cv_store *s);
+
+int cv_store_put_workflow(cv_store *s, const char *ns, const char *name, const char *version, const char *text,
+                          jv *err);
+int cv_store_get_workflow(cv_store *s, const char *ns, const char *name, const char *version, jv *out, jv *err);
+int cv_store_list_workflows(cv_store *s, jv *out, jv *err);
+int cv_store_create_instance(cv_store *s, const char *ns, const char *name, const char *version, jv input,
+                             const char *idempotency_key, char *id_out, int *existed, jv *err);
+int cv_store_get_instance(cv_store *s, const char *id, jv *out, jv *err);
+int cv_store_list_instances(cv_store *s, jv filter, int limit, const char *after, jv *out, jv *next, jv *err);
+int cv_store_unfinished_instances(cv_store *s, jv *out, jv *err);
+int cv_store_checkpoint(cv_store *s, struct cv_checkpoint *cps, int n, jv *err);
+int cv_store_history(cv_store *s, const char *id, jv *out, jv *err);
+int cv_store_bump_epoch(cv_store *s, const char *id, int64_t *epoch, jv *err);
+int cv_store_due_timers(cv_store *s, int64_t now, int limit, jv *out, jv *err);
+int cv_store_next_timer(cv_store *s, int64_t *fire_at, jv *err);
+
+/* Initialises a checkpoint for `instance` with every jv field invalid. */
+void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance);
+/* Frees what a checkpoint still holds (after a failed or skipped commit). */
+void cv_checkpoint_cleanup(struct cv_checkpoint *cp);
+
+/* The SQLite backend's table (src/store/sqlite.c). */
+extern const struct cv_store_ops cv__store_sqlite;
+
+#endif
