@@ -108,10 +108,12 @@ void cv_runtime_set_trace(cv_runtime *rt, int on);
  */
 void cv_runtime_set_effect_timeout(cv_runtime *rt, long long ms);
 /*
- * Called on the running thread before every effect starts, with the
+ * Called on the running thread whenever an instance is about to block (an
+ * effect in flight, a timer, fork branches) after having progressed, with the
  * instance's position as JSON (borrowed: copy what you keep) — fibers of
- * frames naming tasks by reference, with their data, loop and retry counters:
- * what the durable engine stores at each checkpoint (DESIGN.md decision 3).
+ * frames naming tasks by reference, with their data, loop and retry counters,
+ * wall-clock timers: what a durable store keeps at each checkpoint (DESIGN.md
+ * decision 3), and what cv_run_ex can continue from.
  */
 typedef void (*cv_checkpoint_fn)(void *ud, jv state);
 void cv_runtime_on_checkpoint(cv_runtime *rt, cv_checkpoint_fn fn, void *ud);
@@ -132,6 +134,22 @@ void cv_runtime_on_checkpoint(cv_runtime *rt, cv_checkpoint_fn fn, void *ud);
  * error descriptor is report.error), or another code when it could not run.
  */
 int cv_run(cv_runtime *rt, const cv_workflow *wf, jv input, jv *report);
+
+typedef struct cv_run_options {
+    /* The instance id (at most 63 bytes); NULL: a new UUID. */
+    const char *id;
+    /*
+     * A position from a checkpoint to continue from (consumed; jv_invalid()
+     * or jv_null() to start afresh, in which case `input` is used). Effects
+     * that were in flight at that checkpoint are issued again with the same
+     * idempotency key; timers keep their wall-clock time.
+     */
+    jv resume;
+} cv_run_options;
+
+/* cv_run with options (opts may be NULL). A position that does not fit the
+ * definition (another version, say) fails with CV_EINVAL and report.error. */
+int cv_run_ex(cv_runtime *rt, const cv_workflow *wf, jv input, cv_run_options *opts, jv *report);
 
 #ifdef __cplusplus
 }

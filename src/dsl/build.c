@@ -115,6 +115,51 @@ int cv__is_runtime_expr(const char *s, char **inner)
     return 1;
 }
 
+/* Records a task or list under its reference, for restoring continuations. */
+static void index_ref(struct builder *b, const char *ref, int is_list, const void *p)
+{
+    struct cv_workflow *wf = b->wf;
+    if (!ref)
+        return;
+    if (wf->nrefs == wf->caprefs) {
+        int cap = wf->caprefs ? wf->caprefs * 2 : 64;
+        struct cv_ref *n = realloc(wf->refs, (size_t)cap * sizeof *n);
+        if (!n) {
+            b->failed = 1;
+            return;
+        }
+        wf->refs = n;
+        wf->caprefs = cap;
+    }
+    wf->refs[wf->nrefs].is_list = is_list;
+    wf->refs[wf->nrefs].p = p;
+    wf->ref_index = jv_object_set(wf->ref_index, jv_string(ref), jv_number(wf->nrefs));
+    wf->nrefs++;
+}
+
+static const void *lookup_ref(const struct cv_workflow *wf, const char *ref, int is_list)
+{
+    jv i = jv_object_get(jv_copy(wf->ref_index), jv_string(ref));
+    const void *p = NULL;
+    if (jv_get_kind(i) == JV_KIND_NUMBER) {
+        const struct cv_ref *r = &wf->refs[(int)jv_number_value(i)];
+        if (r->is_list == is_list)
+            p = r->p;
+    }
+    jv_free(i);
+    return p;
+}
+
+const struct cv_task *cv__workflow_task(const struct cv_workflow *wf, const char *ref)
+{
+    return lookup_ref(wf, ref, 0);
+}
+
+const struct cv_tasklist *cv__workflow_list(const struct cv_workflow *wf, const char *ref)
+{
+    return lookup_ref(wf, ref, 1);
+}
+
 static int add_expr(struct builder *b, const char *text, jv scope, const char *pointer)
 {
     int idx = cv__exprset_add(b->wf->exprs, text, scope, pointer, b->errors);
@@ -788,6 +833,7 @@ static struct cv_task *build_task(struct builder *b, const char *name, jv def /*
     }
     t->name = strdup(name);
     t->ref = strdup(ref);
+    index_ref(b, t->ref, 0, t);
     t->def = jv_copy(def);
     t->index = index;
     t->if_expr = -1;
@@ -1057,6 +1103,7 @@ static struct cv_tasklist *build_list(struct builder *b, jv items /* borrowed */
         return NULL;
     }
     l->ref = strdup(ref ? ref : "");
+    index_ref(b, l->ref, 1, l);
     if (jv_get_kind(items) != JV_KIND_ARRAY) {
         berr(b, ref, "expected a list of tasks", NULL);
         return l;
@@ -1204,12 +1251,15 @@ void cv__workflow_release(struct cv_workflow *wf)
     dataflow_release(&wf->input);
     dataflow_release(&wf->output);
     jv_free(wf->secret_names);
+    jv_free(wf->ref_index);
+    free(wf->refs);
     cv__exprset_free(wf->exprs);
 }
 
 int cv__workflow_build(struct cv_workflow *wf, jv *errors)
 {
     struct builder b = {.wf = wf, .errors = errors};
+    wf->ref_index = jv_object();
     wf->exprs = cv__exprset_new();
     if (!wf->exprs)
         return CV_ENOMEM;

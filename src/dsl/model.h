@@ -164,7 +164,15 @@ struct cv_workflow {
     struct cv_extension *extensions;
     jv secret_names; /* use.secrets */
     int loose;       /* evaluate.mode: loose */
+    /* every task and task list by reference (restoring a continuation) */
+    jv ref_index;    /* object: ref -> index into refs */
+    int nrefs, caprefs;
+    struct cv_ref { int is_list; const void *p; } *refs;
 };
+
+/* The task or task list named by `ref` in `wf`, or NULL. */
+const struct cv_task *cv__workflow_task(const struct cv_workflow *wf, const char *ref);
+const struct cv_tasklist *cv__workflow_list(const struct cv_workflow *wf, const char *ref);
 
 /*
  * Builds the tree of `wf` from wf->doc (already validated). Expressions are

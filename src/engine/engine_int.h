@@ -122,6 +122,7 @@ struct instance {
     struct effect *done;
     int in_flight;
     int64_t started_wall;
+    int dirty; /* progressed since the last checkpoint */
 };
 
 /* runtime.c */

@@ -532,11 +532,6 @@ static int resolve_secret_auth(struct frame *fr, jv *v, jv *err)
 
 static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr, jv args, jv *err)
 {
-    if (in->rt->checkpoint) {
-        jv state = cv__instance_state(in);
-        in->rt->checkpoint(in->rt->checkpoint_ud, state);
-        jv_free(state);
-    }
     struct effect *e = calloc(1, sizeof *e);
     if (!e) {
         jv_free(args);
@@ -1705,6 +1700,15 @@ static int run_instance(struct instance *in)
         }
         if (in->root->state == FB_DONE)
             return 0;
+        if (progressed)
+            in->dirty = 1;
+        /* about to block: the position is worth keeping */
+        if (!progressed && in->dirty && in->rt->checkpoint) {
+            in->dirty = 0;
+            jv state = cv__instance_state(in);
+            in->rt->checkpoint(in->rt->checkpoint_ud, state);
+            jv_free(state);
+        }
         /* collect finished effects */
         pthread_mutex_lock(&in->lock);
         if (!progressed && !in->done) {
@@ -1775,17 +1779,291 @@ static void instance_drain(struct instance *in)
     pthread_mutex_unlock(&in->lock);
 }
 
+/* ---- restoring a position (the inverse of state.c) --------------------------------- */
+
+static int64_t to_mono(jv wall /* consumed */)
+{
+    double w = jv_get_kind(wall) == JV_KIND_NUMBER ? jv_number_value(wall) : 0;
+    jv_free(wall);
+    return w ? (int64_t)w - cv__wall_ms() + cv__now_ms() : 0;
+}
+
+static jv fld(jv o /* borrowed */, const char *k)
+{
+    return jv_get_kind(o) == JV_KIND_OBJECT ? jv_object_get(jv_copy(o), jv_string(k)) : jv_invalid();
+}
+
+static int num(jv o /* borrowed */, const char *k, int dflt)
+{
+    jv v = fld(o, k);
+    int r = jv_get_kind(v) == JV_KIND_NUMBER ? (int)jv_number_value(v) : dflt;
+    jv_free(v);
+    return r;
+}
+
+static jv restore_fail(const char *fmt, const char *arg)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, fmt, arg ? arg : "");
+    return cv__error_new(CV_ERR_RUNTIME, 500, "Cannot Resume", buf);
+}
+
+/* The definition a workflow frame runs: the root, a subflow, or a remote function. */
+static const cv_workflow *restore_workflow(struct instance *in, const cv_workflow *root, struct fiber *fb, jv fj,
+                                           int first, jv *err)
+{
+    if (first)
+        return root;
+    jv name = fld(fj, "workflow");
+    const char *q = jv_get_kind(name) == JV_KIND_STRING ? jv_string_value(name) : "";
+    char ns[256] = "", nm[256] = "", ver[128] = "";
+    const char *slash = strchr(q, '/'), *colon = strrchr(q, ':');
+    if (slash && colon && colon > slash) {
+        snprintf(ns, sizeof ns, "%.*s", (int)(slash - q), q);
+        snprintf(nm, sizeof nm, "%.*s", (int)(colon - slash - 1), slash + 1);
+        snprintf(ver, sizeof ver, "%s", colon + 1);
+    }
+    const cv_workflow *wf = NULL;
+    struct frame *below = top(fb);
+    if (below && below->type == F_TASK && below->task->kind == CV_T_CALL_REMOTE) {
+        wf = cv__runtime_remote_get(in->rt, below->task->u.effect.locator);
+        if (!wf)
+            *err = restore_fail("the remote function %s is not loaded in this runtime", below->task->u.effect.locator);
+    } else {
+        wf = cv__runtime_find_workflow(in->rt, ns, nm, ver);
+        if (!wf)
+            *err = restore_fail("subflow %s is not known to this runtime", q);
+    }
+    jv_free(name);
+    return wf;
+}
+
+/*
+ * Rebuilds the fibers and frames of `state` (borrowed) in `in`. Tasks and
+ * lists are found by reference in the definitions; an effect that was in
+ * flight is started again (its task goes back to its body phase). Returns 0,
+ * or CV_EINVAL with *err an error descriptor.
+ */
+static int restore(struct instance *in, const cv_workflow *root, jv state, jv *err)
+{
+    jv fibers = fld(state, "fibers");
+    if (jv_get_kind(fibers) != JV_KIND_ARRAY || jv_array_length(jv_copy(fibers)) == 0) {
+        jv_free(fibers);
+        *err = restore_fail("the position has no fibers%s", NULL);
+        return CV_EINVAL;
+    }
+    int n = jv_array_length(jv_copy(fibers));
+    int *serial = calloc((size_t)n, sizeof *serial);
+    int rc = serial ? 0 : CV_ENOMEM;
+    for (int i = 0; i < n && !rc; i++) {
+        jv f = jv_array_get(jv_copy(fibers), i);
+        int pidx = num(f, "parent", -1);
+        struct fiber *parent = NULL;
+        for (int k = 0; k < i; k++)
+            if (serial[k] == pidx)
+                parent = in->fibers[k];
+        if (pidx >= 0 && !parent) {
+            *err = restore_fail("a fiber's parent is missing%s", NULL);
+            rc = CV_EINVAL;
+            jv_free(f);
+            break;
+        }
+        struct fiber *fb = fiber_new(in, parent, num(f, "branch", 0));
+        if (!fb) {
+            rc = CV_ENOMEM;
+            jv_free(f);
+            break;
+        }
+        serial[i] = num(f, "index", i);
+        if (!parent && !in->root)
+            in->root = fb;
+        struct wfctx *cur = parent && parent->nframes ? top(parent)->wfc : NULL;
+        jv frames = fld(f, "frames");
+        int nf = jv_get_kind(frames) == JV_KIND_ARRAY ? jv_array_length(jv_copy(frames)) : 0;
+        if (nf == 0) {
+            *err = restore_fail("a fiber has no frames%s", NULL);
+            rc = CV_EINVAL;
+        }
+        for (int k = 0; k < nf && !rc; k++) {
+            jv fj = jv_array_get(jv_copy(frames), k);
+            jv type = fld(fj, "type"), ref = fld(fj, "ref");
+            const char *ty = jv_get_kind(type) == JV_KIND_STRING ? jv_string_value(type) : "";
+            const char *rf = jv_get_kind(ref) == JV_KIND_STRING ? jv_string_value(ref) : "";
+            jv raw = fld(fj, "rawInput");
+            if (!jv_is_valid(raw)) {
+                jv_free(raw);
+                raw = jv_null();
+            }
+            jv scope = fld(fj, "scope");
+            if (!jv_is_valid(scope)) {
+                jv_free(scope);
+                scope = jv_object();
+            }
+            struct frame *fr = NULL;
+            if (!strcmp(ty, "workflow")) {
+                const cv_workflow *wf = restore_workflow(in, root, fb, fj, i == 0 && k == 0, err);
+                struct wfctx *w = NULL;
+                if (wf) {
+                    jv e = jv_null();
+                    w = wfc_new(in, wf, jv_copy(raw), &e);
+                    if (!w || jv_get_kind(e) != JV_KIND_NULL) {
+                        if (w) {
+                            w->refs = 1;
+                            wfc_unref(w);
+                        }
+                        *err = e;
+                        w = NULL;
+                    } else {
+                        jv_free(e);
+                        jv ctx = fld(fj, "context");
+                        if (jv_is_valid(ctx)) {
+                            jv_free(w->context);
+                            w->context = ctx;
+                        } else {
+                            jv_free(ctx);
+                        }
+                        jv st = fld(fj, "workflowStartedAt");
+                        if (jv_get_kind(st) == JV_KIND_NUMBER)
+                            w->descriptor = jv_object_set(w->descriptor, jv_string("startedAt"),
+                                                          cv__time_descriptor((int64_t)jv_number_value(st)));
+                        jv_free(st);
+                    }
+                }
+                if (w) {
+                    cur = w;
+                    fr = push(fb, F_WORKFLOW, w, raw, scope);
+                } else {
+                    jv_free(raw);
+                    jv_free(scope);
+                }
+            } else if (!cur) {
+                *err = restore_fail("a %s frame has no workflow below it", ty);
+                jv_free(raw);
+                jv_free(scope);
+            } else if (!strcmp(ty, "list")) {
+                const struct cv_tasklist *l = cv__workflow_list(cur->wf, rf);
+                if (l && (fr = push(fb, F_LIST, cur, raw, scope)))
+                    fr->list = l;
+                else if (!l) {
+                    *err = restore_fail("task list %s is not in this definition", rf);
+                    jv_free(raw);
+                    jv_free(scope);
+                }
+            } else if (!strcmp(ty, "task")) {
+                const struct cv_task *t = cv__workflow_task(cur->wf, rf);
+                if (t && (fr = push(fb, F_TASK, cur, raw, scope)))
+                    fr->task = t;
+                else if (!t) {
+                    *err = restore_fail("task %s is not in this definition", rf);
+                    jv_free(raw);
+                    jv_free(scope);
+                }
+            } else {
+                *err = restore_fail("unknown frame type '%s'", ty);
+                jv_free(raw);
+                jv_free(scope);
+            }
+            if (!fr) {
+                rc = jv_is_valid(*err) && jv_get_kind(*err) == JV_KIND_OBJECT ? CV_EINVAL : CV_ENOMEM;
+            } else {
+                fr->phase = num(fj, "phase", 0);
+                fr->idx = num(fj, "idx", 0);
+                fr->attempt = num(fj, "attempt", 0);
+                jv then = fld(fj, "then");
+                if (jv_get_kind(then) == JV_KIND_ARRAY) {
+                    jv a = jv_array_get(jv_copy(then), 0), b = jv_array_get(jv_copy(then), 1);
+                    fr->then_kind = jv_get_kind(a) == JV_KIND_NUMBER ? (int)jv_number_value(a) : 0;
+                    fr->then_target = jv_get_kind(b) == JV_KIND_NUMBER ? (int)jv_number_value(b) : -1;
+                    jv_free(a);
+                    jv_free(b);
+                }
+                jv_free(then);
+                jv_free(fr->input);
+                fr->input = fld(fj, "input");
+                jv_free(fr->output);
+                fr->output = fld(fj, "output");
+                jv a = fld(fj, "authz");
+                if (jv_is_valid(a)) {
+                    jv_free(fr->authz);
+                    fr->authz = a;
+                } else {
+                    jv_free(a);
+                }
+                jv aux = fld(fj, "aux");
+                jv done = fld(fj, "forkDone");
+                if (jv_get_kind(done) == JV_KIND_ARRAY && jv_get_kind(aux) == JV_KIND_ARRAY) {
+                    int m = jv_array_length(jv_copy(done));
+                    for (int d = 0; d < m; d++) {
+                        jv x = jv_array_get(jv_copy(done), d);
+                        if (jv_get_kind(x) != JV_KIND_TRUE)
+                            aux = jv_array_set(aux, d, jv_invalid());
+                        jv_free(x);
+                    }
+                }
+                jv_free(done);
+                jv_free(fr->aux);
+                fr->aux = jv_is_valid(aux) ? aux : (jv_free(aux), jv_null());
+                fr->deadline = to_mono(fld(fj, "deadlineAt"));
+                fr->first_attempt_ms = to_mono(fld(fj, "firstAttemptAt"));
+                jv st = fld(fj, "startedAt");
+                fr->started_wall = jv_get_kind(st) == JV_KIND_NUMBER ? (int64_t)jv_number_value(st) : cv__wall_ms();
+                jv_free(st);
+                /* an effect in flight at the checkpoint is issued again */
+                if (fr->type == F_TASK && fr->phase == P_EFFECT_WAIT)
+                    fr->phase = P_BODY;
+            }
+            jv_free(type);
+            jv_free(ref);
+            jv_free(fj);
+        }
+        jv_free(frames);
+        if (!rc) {
+            jv st = fld(f, "state");
+            const char *ss = jv_get_kind(st) == JV_KIND_STRING ? jv_string_value(st) : "runnable";
+            if (!strcmp(ss, "timer")) {
+                fb->state = FB_TIMER;
+                fb->wake_at = to_mono(fld(f, "wakeAt"));
+            } else if (!strcmp(ss, "children")) {
+                fb->state = FB_CHILDREN;
+            } else {
+                fb->state = FB_RUNNABLE;
+            }
+            jv_free(st);
+        }
+        jv_free(f);
+    }
+    free(serial);
+    jv_free(fibers);
+    if (!rc && !in->root) {
+        *err = restore_fail("the position has no root fiber%s", NULL);
+        rc = CV_EINVAL;
+    }
+    return rc;
+}
+
 int cv_run(cv_runtime *rt, const cv_workflow *wf, jv input, jv *report)
 {
+    return cv_run_ex(rt, wf, input, NULL, report);
+}
+
+int cv_run_ex(cv_runtime *rt, const cv_workflow *wf, jv input, cv_run_options *opts, jv *report)
+{
     *report = jv_null();
+    jv resume = opts ? opts->resume : jv_invalid();
+    if (opts)
+        opts->resume = jv_invalid();
     if (!rt || !wf) {
         jv_free(input);
+        jv_free(resume);
         return CV_EINVAL;
     }
     struct instance in;
     memset(&in, 0, sizeof in);
     in.rt = rt;
-    cv__uuid4(in.id);
+    if (opts && opts->id)
+        snprintf(in.id, sizeof in.id, "%s", opts->id);
+    else
+        cv__uuid4(in.id);
     in.tracing = rt->trace;
     in.trace = jv_array();
     in.started_wall = cv__wall_ms();
@@ -1796,10 +2074,32 @@ int cv_run(cv_runtime *rt, const cv_workflow *wf, jv input, jv *report)
     pthread_condattr_destroy(&ca);
 
     jv err = jv_null();
-    struct wfctx *w = wfc_new(&in, wf, jv_copy(input), &err);
     int rc = CV_OK;
     jv status, output = jv_null(), error = jv_null();
-    if (!w || jv_get_kind(err) != JV_KIND_NULL) {
+    int resuming = jv_get_kind(resume) == JV_KIND_OBJECT;
+    struct wfctx *w = resuming ? NULL : wfc_new(&in, wf, jv_copy(input), &err);
+    if (resuming) {
+        jv_free(input);
+        jv_free(err);
+        err = jv_null();
+        int r = restore(&in, wf, resume, &err);
+        if (r) {
+            status = jv_string("faulted");
+            error = jv_get_kind(err) == JV_KIND_OBJECT ? err : (jv_free(err), restore_fail("out of memory%s", NULL));
+            rc = r == CV_ENOMEM ? CV_ENOMEM : CV_EINVAL;
+        } else {
+            jv_free(err);
+            run_instance(&in);
+            if (in.root->ret == RET_ERROR) {
+                status = jv_string("faulted");
+                error = jv_copy(in.root->ret_value);
+                rc = CV_EFAULT;
+            } else {
+                status = jv_string("completed");
+                output = jv_copy(in.root->ret_value);
+            }
+        }
+    } else if (!w || jv_get_kind(err) != JV_KIND_NULL) {
         if (w) {
             w->refs = 1;
             wfc_unref(w);
@@ -1829,6 +2129,7 @@ int cv_run(cv_runtime *rt, const cv_workflow *wf, jv input, jv *report)
         if (rc == CV_ENOMEM)
             status = jv_string("faulted");
     }
+    jv_free(resume);
     instance_drain(&in);
     jv r = jv_object();
     r = jv_object_set(r, jv_string("id"), jv_string(in.id));

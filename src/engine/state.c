@@ -1,19 +1,32 @@
 /*
  * state.c — the position of a running instance as JSON (DESIGN.md decision 3).
  *
- * Every fiber becomes {branch, parent, state, wakeAt, frames: [...]}, and
- * every frame {type, ref, phase, idx, attempt, rawInput, input, output,
- * scope, aux, deadline}. A task is named by its JSON-pointer reference, a list
- * by the pointer of the list: nothing in this form depends on memory layout,
- * so the durable engine (next issue) can store it at each checkpoint and
- * rebuild the frames from the immutable task tree on resume.
+ * Every fiber becomes {index, parent, branch, state, wakeAt?, frames: [...]},
+ * and every frame {type, ref, phase, idx, attempt, then?, rawInput, input?,
+ * output?, scope, aux, authz, deadlineAt?, startedAt, ...}. A task is named by
+ * its JSON-pointer reference and a list by the pointer of the list: nothing
+ * in this form depends on memory layout, so a store can keep it at each
+ * checkpoint and interp.c (cv__instance_restore) can rebuild the frames from
+ * the immutable task tree after a restart. Times are wall-clock milliseconds
+ * (monotonic clocks do not survive a restart). A value that is not set yet
+ * (a task's input before input.from ran) is absent, not null.
  */
 #include "engine/engine_int.h"
 
-static jv orv(jv v) { return jv_is_valid(v) ? jv_copy(v) : jv_null(); }
+#include "common/util.h"
 
 static const char *const frame_types[] = {"workflow", "list", "task"};
 static const char *const fiber_states[] = {"runnable", "effect", "timer", "children", "done"};
+
+/* Monotonic ms → wall ms, by the offset between the two clocks now. */
+static double to_wall(int64_t mono) { return (double)(mono - cv__now_ms() + cv__wall_ms()); }
+
+static jv set_if_valid(jv obj, const char *key, jv v /* borrowed */)
+{
+    if (jv_is_valid(v))
+        obj = jv_object_set(obj, jv_string(key), jv_copy(v));
+    return obj;
+}
 
 static jv frame_json(const struct frame *fr)
 {
@@ -22,31 +35,43 @@ static jv frame_json(const struct frame *fr)
     const char *ref = fr->type == F_TASK ? fr->task->ref : fr->type == F_LIST ? fr->list->ref : "/";
     f = jv_object_set(f, jv_string("ref"), jv_string(ref));
     if (fr->type == F_WORKFLOW) {
-        f = jv_object_set(f, jv_string("workflow"),
-                          jv_string_fmt("%s/%s:%s", fr->wfc->wf->ns, fr->wfc->wf->name, fr->wfc->wf->version));
+        const struct cv_workflow *wf = fr->wfc->wf;
+        f = jv_object_set(f, jv_string("workflow"), jv_string_fmt("%s/%s:%s", wf->ns, wf->name, wf->version));
         f = jv_object_set(f, jv_string("context"), jv_copy(fr->wfc->context));
+        jv started = jv_getpath(jv_copy(fr->wfc->descriptor),
+                                JV_ARRAY(jv_string("startedAt"), jv_string("epoch"), jv_string("milliseconds")));
+        f = jv_object_set(f, jv_string("workflowStartedAt"), started);
     }
     f = jv_object_set(f, jv_string("phase"), jv_number(fr->phase));
     f = jv_object_set(f, jv_string("idx"), jv_number(fr->idx));
     f = jv_object_set(f, jv_string("attempt"), jv_number(fr->attempt));
-    f = jv_object_set(f, jv_string("rawInput"), orv(fr->raw_input));
-    f = jv_object_set(f, jv_string("input"), orv(fr->input));
-    f = jv_object_set(f, jv_string("output"), orv(fr->output));
-    f = jv_object_set(f, jv_string("scope"), orv(fr->scope));
+    if (fr->type == F_TASK)
+        f = jv_object_set(f, jv_string("then"), JV_ARRAY(jv_number(fr->then_kind), jv_number(fr->then_target)));
+    f = set_if_valid(f, "rawInput", fr->raw_input);
+    f = set_if_valid(f, "input", fr->input);
+    f = set_if_valid(f, "output", fr->output);
+    f = set_if_valid(f, "scope", fr->scope);
+    f = set_if_valid(f, "authz", fr->authz);
     /* fork results hold invalid slots for branches still running */
-    jv aux = orv(fr->aux);
-    if (jv_get_kind(aux) == JV_KIND_ARRAY) {
+    jv aux = jv_is_valid(fr->aux) ? jv_copy(fr->aux) : jv_null();
+    if (fr->type == F_TASK && fr->task->kind == CV_T_FORK && jv_get_kind(aux) == JV_KIND_ARRAY) {
         int n = jv_array_length(jv_copy(aux));
+        jv done = jv_array();
         for (int i = 0; i < n; i++) {
             jv x = jv_array_get(jv_copy(aux), i);
+            done = jv_array_append(done, jv_is_valid(x) ? jv_true() : jv_false());
             if (!jv_is_valid(x))
                 aux = jv_array_set(aux, i, jv_null());
             jv_free(x);
         }
+        f = jv_object_set(f, jv_string("forkDone"), done);
     }
     f = jv_object_set(f, jv_string("aux"), aux);
     if (fr->deadline)
-        f = jv_object_set(f, jv_string("deadline"), jv_number((double)fr->deadline));
+        f = jv_object_set(f, jv_string("deadlineAt"), jv_number(to_wall(fr->deadline)));
+    if (fr->first_attempt_ms)
+        f = jv_object_set(f, jv_string("firstAttemptAt"), jv_number(to_wall(fr->first_attempt_ms)));
+    f = jv_object_set(f, jv_string("startedAt"), jv_number((double)fr->started_wall));
     return f;
 }
 
@@ -67,7 +92,7 @@ jv cv__instance_state(const struct instance *in)
         f = jv_object_set(f, jv_string("branch"), jv_number(fb->branch));
         f = jv_object_set(f, jv_string("state"), jv_string(fiber_states[fb->state]));
         if (fb->state == FB_TIMER)
-            f = jv_object_set(f, jv_string("wakeAt"), jv_number((double)fb->wake_at));
+            f = jv_object_set(f, jv_string("wakeAt"), jv_number(to_wall(fb->wake_at)));
         jv frames = jv_array();
         for (int k = 0; k < fb->nframes; k++)
             frames = jv_array_append(frames, frame_json(&fb->frames[k]));
@@ -75,6 +100,7 @@ jv cv__instance_state(const struct instance *in)
         fibers = jv_array_append(fibers, f);
     }
     jv s = jv_object();
+    s = jv_object_set(s, jv_string("version"), jv_number(1));
     s = jv_object_set(s, jv_string("id"), jv_string(in->id));
     return jv_object_set(s, jv_string("fibers"), fibers);
 }
