@@ -1677,7 +1677,36 @@ static void deliver_effect(struct instance *in, struct effect *e)
     }
 }
 
-static int run_instance(struct instance *in)
+/* Delivers the effects that finished (non-blocking). Returns how many. */
+static int instance_collect(struct instance *in)
+{
+    pthread_mutex_lock(&in->lock);
+    struct effect *done = in->done;
+    in->done = NULL;
+    pthread_mutex_unlock(&in->lock);
+    int n = 0;
+    while (done) {
+        struct effect *next = done->next;
+        pthread_mutex_lock(&in->lock);
+        in->in_flight--;
+        pthread_mutex_unlock(&in->lock);
+        deliver_effect(in, done);
+        effect_free(done);
+        done = next;
+        n++;
+    }
+    return n;
+}
+
+/*
+ * Runs every runnable fiber (enforcing deadlines, waking due timers) until
+ * all of them block. Returns 1 when the instance has ended. Otherwise sets
+ * *wake to the earliest timer or deadline (0 when it waits on effects only)
+ * and, if it progressed since the last checkpoint, hands its position to the
+ * checkpoint hook. Never blocks: a scheduler can park a blocked instance
+ * without holding a thread for it (DESIGN.md decision 5).
+ */
+static int instance_advance(struct instance *in, int64_t *wake)
 {
     for (;;) {
         int progressed = 0;
@@ -1699,58 +1728,61 @@ static int run_instance(struct instance *in)
                 branch_done(in, fb);
         }
         if (in->root->state == FB_DONE)
-            return 0;
-        if (progressed)
+            return 1;
+        if (progressed) {
             in->dirty = 1;
-        /* about to block: the position is worth keeping */
-        if (!progressed && in->dirty && in->rt->checkpoint) {
-            in->dirty = 0;
-            jv state = cv__instance_state(in);
-            in->rt->checkpoint(in->rt->checkpoint_ud, state);
-            jv_free(state);
+            continue;
         }
-        /* collect finished effects */
+        break;
+    }
+    /* about to block: the position is worth keeping */
+    if (in->dirty && in->rt->checkpoint) {
+        in->dirty = 0;
+        jv state = cv__instance_state(in);
+        in->rt->checkpoint(in->rt->checkpoint_ud, state);
+        jv_free(state);
+    }
+    int64_t w = 0;
+    for (int i = 0; i < in->nfibers; i++) {
+        struct fiber *fb = in->fibers[i];
+        if (fb->state == FB_DONE)
+            continue;
+        if (fb->state == FB_TIMER && (!w || fb->wake_at < w))
+            w = fb->wake_at;
+        for (int k = 0; k < fb->nframes; k++)
+            if (fb->frames[k].deadline && (!w || fb->frames[k].deadline < w))
+                w = fb->frames[k].deadline;
+    }
+    *wake = w;
+    return 0;
+}
+
+/* The run loop of one instance on the calling thread (cv_run). */
+static int run_instance(struct instance *in)
+{
+    for (;;) {
+        instance_collect(in);
+        int64_t wake;
+        if (instance_advance(in, &wake))
+            return 0;
         pthread_mutex_lock(&in->lock);
-        if (!progressed && !in->done) {
-            int64_t wake = 0;
-            for (int i = 0; i < in->nfibers; i++) {
-                struct fiber *fb = in->fibers[i];
-                if (fb->state == FB_DONE)
-                    continue;
-                if (fb->state == FB_TIMER && (!wake || fb->wake_at < wake))
-                    wake = fb->wake_at;
-                for (int k = 0; k < fb->nframes; k++)
-                    if (fb->frames[k].deadline && (!wake || fb->frames[k].deadline < wake))
-                        wake = fb->frames[k].deadline;
-            }
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
+        if (!in->done) {
             int64_t wait_ms = wake ? wake - cv__now_ms() : 1000;
-            if (wait_ms < 0)
-                wait_ms = 0;
             if (wait_ms > 1000)
                 wait_ms = 1000;
-            ts.tv_sec += wait_ms / 1000;
-            ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            if (wait_ms > 0)
+            if (wait_ms > 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += wait_ms / 1000;
+                ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
                 pthread_cond_timedwait(&in->cond, &in->lock, &ts);
+            }
         }
-        struct effect *done = in->done;
-        in->done = NULL;
         pthread_mutex_unlock(&in->lock);
-        while (done) {
-            struct effect *next = done->next;
-            pthread_mutex_lock(&in->lock);
-            in->in_flight--;
-            pthread_mutex_unlock(&in->lock);
-            deliver_effect(in, done);
-            effect_free(done);
-            done = next;
-        }
     }
 }
 
