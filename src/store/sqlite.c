@@ -1,0 +1,1200 @@
+/*
+ * sqlite.c — the SQLite backend of the store (store.h): one database file in
+ * WAL mode with synchronous=FULL, the embedded default (DESIGN.md decision 4).
+ *
+ * It owns the connection, its prepared statements (prepared once, reset and
+ * reused), the schema migrations (sqlite_schema.h) and the mapping from
+ * SQLite result codes to CV_* codes. Only src/store/store.c calls the table
+ * at the end of this file; nothing else may open the database or write SQL
+ * against it. Argument shapes (checkpoint events, timers, filters) are
+ * checked by store.c before they arrive here, so that every backend accepts
+ * and refuses the same input.
+ *
+ * A handle may be used from several threads: every operation holds the
+ * handle's mutex for its duration (SQLite itself is opened without its own
+ * mutexes). Several handles, in one process or many, may share one file:
+ * SQLite's locks serialise writers, and a writer that cannot get the lock
+ * within the busy timeout (5 s, CONVEYOR_SQLITE_BUSY_MS) fails with CV_EBUSY.
+ * Every write starts with BEGIN IMMEDIATE, so a transaction never discovers
+ * half-way that it cannot write.
+ */
+#include "store/store.h"
+
+#include "common/util.h"
+#include "conveyor.h"
+#include "store/sqlite_schema.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_BUSY_MS 5000
+
+/* ------------------------------------------------------------------------ */
+/* Statements                                                                */
+/* ------------------------------------------------------------------------ */
+
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_WF_INSERT,
+    S_WF_TEXT,
+    S_WF_GET,
+    S_WF_LATEST,
+    S_WF_LIST,
+    S_INST_BY_KEY,
+    S_INST_INSERT,
+    S_INST_GET,
+    S_INST_SEQ,
+    S_INST_UNFINISHED,
+    S_INST_EPOCH,
+    S_INST_UPDATE,
+    S_INST_BUMP,
+    S_HIST_MAX,
+    S_HIST_INSERT,
+    S_HIST_GET,
+    S_TIMER_PUT,
+    S_TIMER_DEL,
+    S_TIMER_DUE,
+    S_TIMER_NEXT,
+    S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_WF_INSERT] = "INSERT INTO workflows (namespace, name, version, text, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)"
+                    " ON CONFLICT DO NOTHING",
+    [S_WF_TEXT] = "SELECT text FROM workflows WHERE namespace = ?1 AND name = ?2 AND version = ?3",
+    [S_WF_GET] = "SELECT version, text, deployed_at FROM workflows"
+                 " WHERE namespace = ?1 AND name = ?2 AND version = ?3",
+    [S_WF_LATEST] = "SELECT version, text, deployed_at FROM workflows WHERE namespace = ?1 AND name = ?2"
+                    " ORDER BY version COLLATE cv_semver DESC LIMIT 1",
+    [S_WF_LIST] = "SELECT namespace, name, version, deployed_at FROM workflows"
+                  " ORDER BY namespace, name, version COLLATE cv_semver",
+    [S_INST_BY_KEY] = "SELECT id FROM instances WHERE idempotency_key = ?1",
+    [S_INST_INSERT] = "INSERT INTO instances (id, namespace, name, version, status, input, idempotency_key,"
+                      " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
+    [S_INST_GET] = "SELECT id, namespace, name, version, status, input, output, error, state, epoch,"
+                   " created_at, updated_at FROM instances WHERE id = ?1",
+    [S_INST_SEQ] = "SELECT created_seq FROM instances WHERE id = ?1",
+    [S_INST_UNFINISHED] = "SELECT id FROM instances WHERE status IN ('pending', 'running', 'waiting')"
+                          " ORDER BY created_seq",
+    [S_INST_EPOCH] = "SELECT epoch FROM instances WHERE id = ?1",
+    [S_INST_UPDATE] = "UPDATE instances SET status = coalesce(?2, status), state = coalesce(?3, state),"
+                      " output = coalesce(?4, output), error = coalesce(?5, error), updated_at = ?6"
+                      " WHERE id = ?1",
+    [S_INST_BUMP] = "UPDATE instances SET epoch = epoch + 1 WHERE id = ?1 RETURNING epoch",
+    [S_HIST_MAX] = "SELECT coalesce(max(seq), 0) FROM history WHERE instance = ?1",
+    [S_HIST_INSERT] = "INSERT INTO history (instance, seq, time, type, task, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_HIST_GET] = "SELECT seq, time, type, task, data FROM history WHERE instance = ?1 ORDER BY seq",
+    [S_TIMER_PUT] = "INSERT OR REPLACE INTO timers (instance, key, fire_at) VALUES (?1, ?2, ?3)",
+    [S_TIMER_DEL] = "DELETE FROM timers WHERE instance = ?1 AND key = ?2",
+    [S_TIMER_DUE] = "SELECT instance, key, fire_at FROM timers WHERE fire_at <= ?1"
+                    " ORDER BY fire_at, instance, key LIMIT ?2",
+    [S_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
+};
+
+/* list_instances: one statement per combination of filters, so that each can
+ * use its index (bit 0 status, bit 1 namespace, bit 2 name). */
+#define LIST_VARIANTS 8
+
+struct sq {
+    sqlite3 *db;
+    char *path;
+    pthread_mutex_t lock;
+    sqlite3_stmt *stmts[S_COUNT];
+    sqlite3_stmt *lists[LIST_VARIANTS];
+};
+
+static void set_err(jv *err, const char *fmt, ...) JV_PRINTF_LIKE(2, 3);
+static void set_err(jv *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    *err = jv_string_vfmt(fmt, ap);
+    va_end(ap);
+}
+
+/* The CV_* code for a SQLite result code (primary or extended). */
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return CV_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return CV_EBUSY;
+    case SQLITE_NOMEM:
+        return CV_ENOMEM;
+    case SQLITE_CONSTRAINT:
+        return CV_ECONFLICT;
+    default: /* FULL, IOERR, CORRUPT, NOTADB, READONLY, CANTOPEN, ... */
+        return CV_EIO;
+    }
+}
+
+/*
+ * Records a SQLite failure: *err = "WHAT: sqlite's message", returns the
+ * mapped code. Reads the message first: a rollback afterwards would replace it.
+ */
+static int sq_fail(struct sq *q, int rc, const char *what, jv *err)
+{
+    int code = map_rc(rc);
+    if (code == CV_OK)
+        code = CV_EIO;
+    if (code == CV_EBUSY)
+        set_err(err, "%s: the database is locked by another connection (%s)", what, sqlite3_errmsg(q->db));
+    else
+        set_err(err, "%s: %s", what, sqlite3_errmsg(q->db));
+    return code;
+}
+
+/* The cached statement `id`, prepared on first use; NULL with *rc set on failure. */
+static sqlite3_stmt *stmt_get(struct sq *q, int id, int *rc)
+{
+    if (!q->stmts[id]) {
+        *rc = sqlite3_prepare_v3(q->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &q->stmts[id], NULL);
+        if (*rc != SQLITE_OK)
+            return NULL;
+    }
+    *rc = SQLITE_OK;
+    return q->stmts[id];
+}
+
+/* Makes a statement ready for its next use (bindings cleared, no open read). */
+static void stmt_done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/* Runs a statement that returns no rows (or whose rows are ignored). */
+static int exec_id(struct sq *q, int id)
+{
+    int rc;
+    sqlite3_stmt *st = stmt_get(q, id, &rc);
+    if (!st)
+        return rc;
+    rc = sqlite3_step(st);
+    stmt_done(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Binds a text (NULL binds SQL NULL). The text is copied. */
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+/* Binds `v` (consumed) as JSON text; an invalid jv binds SQL NULL. */
+static int bind_json(sqlite3_stmt *st, int i, jv v)
+{
+    if (!jv_is_valid(v)) {
+        jv_free(v);
+        return sqlite3_bind_null(st, i);
+    }
+    jv s = jv_dump_string(v, 0);
+    int rc = sqlite3_bind_text(st, i, jv_string_value(s), jv_string_length_bytes(jv_copy(s)), SQLITE_TRANSIENT);
+    jv_free(s);
+    return rc;
+}
+
+/* Column i as a jv string, or null when SQL NULL. */
+static jv col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t)
+        return jv_null();
+    return jv_string_sized((const char *)t, sqlite3_column_bytes(st, i));
+}
+
+/*
+ * Column i parsed as JSON (text this backend wrote), or null when SQL NULL.
+ * Returns 0, or CV_EIO when the text is not JSON (the database was edited or
+ * damaged behind conveyor's back).
+ */
+static int col_json(sqlite3_stmt *st, int i, jv *out, jv *err)
+{
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    if (!t) {
+        *out = jv_null();
+        return 0;
+    }
+    jv v = jv_parse_sized(t, sqlite3_column_bytes(st, i));
+    if (!jv_is_valid(v)) {
+        jv m = jv_invalid_get_msg(v);
+        set_err(err, "stored column %s is not valid JSON (%s)", sqlite3_column_name(st, i),
+                jv_get_kind(m) == JV_KIND_STRING ? jv_string_value(m) : "?");
+        jv_free(m);
+        return CV_EIO;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Ends a write transaction: commit when code is 0, else roll back. */
+static int tx_end(struct sq *q, int code, jv *err)
+{
+    if (code == 0) {
+        int rc = exec_id(q, S_COMMIT);
+        if (rc == SQLITE_OK)
+            return 0;
+        code = sq_fail(q, rc, "commit", err);
+    }
+    if (!sqlite3_get_autocommit(q->db))
+        exec_id(q, S_ROLLBACK);
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Version order                                                             */
+/* ------------------------------------------------------------------------ */
+
+static int is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * Collation cv_semver: versions compare part by part, runs of digits by
+ * numeric value ("1.2.10" > "1.2.9"), everything else byte by byte; a version
+ * that continues where the other ends is the greater ("1.0.0-rc" > "1.0.0").
+ * This is the rule of the runtime's semver_cmp (src/engine/runtime.c), kept
+ * here as a total order for SQL: values equal under it ("01" and "1") are
+ * then ordered byte-wise. Digit runs of any length compare without overflow.
+ */
+static int semver_collate(void *ud, int na, const void *va, int nb, const void *vb)
+{
+    const unsigned char *a = va, *b = vb;
+    int i = 0, j = 0;
+    while (i < na && j < nb) {
+        if (is_digit(a[i]) && is_digit(b[j])) {
+            int ei = i, ej = j;
+            while (ei < na && is_digit(a[ei]))
+                ei++;
+            while (ej < nb && is_digit(b[ej]))
+                ej++;
+            while (i < ei - 1 && a[i] == '0')
+                i++;
+            while (j < ej - 1 && b[j] == '0')
+                j++;
+            if (ei - i != ej - j)
+                return ei - i < ej - j ? -1 : 1;
+            int c = memcmp(a + i, b + j, (size_t)(ei - i));
+            if (c)
+                return c < 0 ? -1 : 1;
+            i = ei;
+            j = ej;
+            continue;
+        }
+        if (a[i] != b[j])
+            return a[i] < b[j] ? -1 : 1;
+        i++;
+        j++;
+    }
+    if (i < na || j < nb)
+        return i < na ? 1 : -1;
+    int n = na < nb ? na : nb;
+    int c = memcmp(a, b, (size_t)n);
+    if (c)
+        return c < 0 ? -1 : 1;
+    return na == nb ? 0 : (na < nb ? -1 : 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Open, migrate, close                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void sq_close(void *impl)
+{
+    struct sq *q = impl;
+    if (!q)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(q->stmts[i]);
+    for (int i = 0; i < LIST_VARIANTS; i++)
+        sqlite3_finalize(q->lists[i]);
+    sqlite3_close_v2(q->db);
+    pthread_mutex_destroy(&q->lock);
+    free(q->path);
+    free(q);
+}
+
+/* Runs one single-value query (an integer); *v = 0 when it returns no row. */
+static int query_int(struct sq *q, const char *sql, int64_t *v)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
+    *v = 0;
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *v = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
+ * The schema version of the open database: 0 for an empty database (no
+ * schema at all), else the highest version recorded in conveyor_schema.
+ * A database with other tables and no conveyor_schema, or marked by another
+ * application, is CV_EUNSUPPORTED.
+ */
+static int read_version(struct sq *q, int64_t *version, jv *err)
+{
+    int64_t n_objects, has_table, app_id;
+    int rc = query_int(q, "SELECT count(*) FROM sqlite_schema", &n_objects);
+    if (rc == SQLITE_OK)
+        rc = query_int(q, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'conveyor_schema'",
+                       &has_table);
+    if (rc == SQLITE_OK)
+        rc = query_int(q, "PRAGMA application_id", &app_id);
+    if (rc != SQLITE_OK)
+        return sq_fail(q, rc, q->path, err);
+    if (app_id != 0 && app_id != CV_SQLITE_APPLICATION_ID) {
+        set_err(err, "%s: not a conveyor database (it belongs to another application, id 0x%08llx)", q->path,
+                (unsigned long long)(uint32_t)app_id);
+        return CV_EUNSUPPORTED;
+    }
+    if (!has_table) {
+        if (n_objects != 0) {
+            set_err(err, "%s: not a conveyor database (it has tables of its own and no conveyor_schema)", q->path);
+            return CV_EUNSUPPORTED;
+        }
+        *version = 0;
+        return 0;
+    }
+    rc = query_int(q, "SELECT coalesce(max(version), 0) FROM conveyor_schema", version);
+    if (rc != SQLITE_OK) {
+        if (map_rc(rc) == CV_EIO && (rc & 0xff) == SQLITE_ERROR) {
+            set_err(err, "%s: not a conveyor database (conveyor_schema: %s)", q->path, sqlite3_errmsg(q->db));
+            return CV_EUNSUPPORTED;
+        }
+        return sq_fail(q, rc, q->path, err);
+    }
+    if (*version > CV_SQLITE_SCHEMA_VERSION) {
+        set_err(err, "%s: database schema version %lld is newer than this conveyor (%d)", q->path,
+                (long long)*version, CV_SQLITE_SCHEMA_VERSION);
+        return CV_EUNSUPPORTED;
+    }
+    return 0;
+}
+
+/* Applies every migration above the database's version, all in one
+ * transaction (another process may be doing the same: the version is read
+ * again under the write lock). */
+static int migrate(struct sq *q, jv *err)
+{
+    int rc = sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return sq_fail(q, rc, q->path, err);
+    int64_t version = 0;
+    int code = read_version(q, &version, err);
+    if (code == 0 && version < CV_SQLITE_SCHEMA_VERSION) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE IF NOT EXISTS conveyor_schema (version INTEGER PRIMARY KEY,"
+                 " applied_at INTEGER NOT NULL); PRAGMA application_id = %d;",
+                 CV_SQLITE_APPLICATION_ID);
+        rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+        size_t n = sizeof cv_sqlite_migrations / sizeof cv_sqlite_migrations[0];
+        for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+            const struct cv_sqlite_migration *m = &cv_sqlite_migrations[i];
+            if (m->version <= version)
+                continue;
+            rc = sqlite3_exec(q->db, m->sql, NULL, NULL, NULL);
+            if (rc == SQLITE_OK) {
+                snprintf(sql, sizeof sql, "INSERT INTO conveyor_schema (version, applied_at) VALUES (%d, %lld)",
+                         m->version, (long long)cv__wall_ms());
+                rc = sqlite3_exec(q->db, sql, NULL, NULL, NULL);
+            }
+        }
+        if (rc != SQLITE_OK)
+            code = sq_fail(q, rc, "applying the schema migrations", err);
+    }
+    if (code == 0) {
+        rc = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            code = sq_fail(q, rc, "committing the schema migrations", err);
+    }
+    if (code != 0 && !sqlite3_get_autocommit(q->db))
+        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    return code;
+}
+
+static int busy_ms(void)
+{
+    const char *v = getenv("CONVEYOR_SQLITE_BUSY_MS");
+    if (v && *v) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end == '\0' && n >= 0 && n <= 3600000)
+            return (int)n;
+    }
+    return DEFAULT_BUSY_MS;
+}
+
+/*
+ * Opens (creating) the database file `where`. Order matters: the file is
+ * inspected (not a database, foreign, newer schema) before anything is
+ * written, so that a foreign file is never switched to WAL or altered.
+ */
+static int sq_open(const char *where, void **impl, jv *err)
+{
+    *impl = NULL;
+    struct sq *q = calloc(1, sizeof *q);
+    if (!q)
+        return CV_ENOMEM;
+    q->path = strdup(where);
+    if (!q->path) {
+        free(q);
+        return CV_ENOMEM;
+    }
+    pthread_mutex_init(&q->lock, NULL);
+    int code = 0;
+    int rc = sqlite3_open_v2(where, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        if (q->db)
+            code = sq_fail(q, rc, where, err);
+        else {
+            set_err(err, "%s: %s", where, sqlite3_errstr(rc));
+            code = map_rc(rc) ? map_rc(rc) : CV_EIO;
+        }
+        goto out;
+    }
+    sqlite3_extended_result_codes(q->db, 1);
+    sqlite3_busy_timeout(q->db, busy_ms());
+    if (sqlite3_db_readonly(q->db, "main") == 1) {
+        set_err(err, "%s: the database file is read-only (conveyor writes to it: check its permissions)", where);
+        code = CV_EIO;
+        goto out;
+    }
+    rc = sqlite3_create_collation_v2(q->db, "cv_semver", SQLITE_UTF8, NULL, semver_collate, NULL);
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, where, err);
+        goto out;
+    }
+    int64_t version = 0;
+    code = read_version(q, &version, err);
+    if (code)
+        goto out;
+
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        if (!mode || strcmp(mode, "wal")) {
+            set_err(err, "%s: cannot use write-ahead logging (journal mode stays %s)", where, mode ? mode : "?");
+            code = CV_EIO;
+        }
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (code)
+        goto out;
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, where, err);
+        goto out;
+    }
+    rc = sqlite3_exec(q->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, where, err);
+        goto out;
+    }
+    if (version < CV_SQLITE_SCHEMA_VERSION)
+        code = migrate(q, err);
+out:
+    if (code) {
+        sq_close(q);
+        return code;
+    }
+    *impl = q;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workflow definitions                                                      */
+/* ------------------------------------------------------------------------ */
+
+static int sq_put_workflow(void *impl, const char *ns, const char *name, const char *version, const char *text,
+                           jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_WF_INSERT, &rc);
+    if (st) {
+        bind_text(st, 1, ns);
+        bind_text(st, 2, name);
+        bind_text(st, 3, version);
+        bind_text(st, 4, text);
+        sqlite3_bind_int64(st, 5, cv__wall_ms());
+        rc = sqlite3_step(st);
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE) {
+        code = sq_fail(q, rc, "deploying a workflow", err);
+        goto out;
+    }
+    if (sqlite3_changes(q->db) == 1)
+        goto out;
+    /* The version exists: the same text is a no-op, other text a conflict.
+     * (Rows are never updated, so no transaction is needed between the two.) */
+    st = stmt_get(q, S_WF_TEXT, &rc);
+    if (st) {
+        bind_text(st, 1, ns);
+        bind_text(st, 2, name);
+        bind_text(st, 3, version);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *old = (const char *)sqlite3_column_text(st, 0);
+            if (!old || strcmp(old, text)) {
+                set_err(err, "workflow %s/%s:%s is already deployed with a different document", ns, name, version);
+                code = CV_ECONFLICT;
+            }
+            rc = SQLITE_DONE;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "deploying a workflow", err);
+out:
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_get_workflow(void *impl, const char *ns, const char *name, const char *version, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    int latest = !version || !strcmp(version, "latest");
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, latest ? S_WF_LATEST : S_WF_GET, &rc);
+    if (st) {
+        bind_text(st, 1, ns);
+        bind_text(st, 2, name);
+        if (!latest)
+            bind_text(st, 3, version);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            jv w = jv_object();
+            w = jv_object_set(w, jv_string("namespace"), jv_string(ns));
+            w = jv_object_set(w, jv_string("name"), jv_string(name));
+            w = jv_object_set(w, jv_string("version"), col_text(st, 0));
+            w = jv_object_set(w, jv_string("text"), col_text(st, 1));
+            w = jv_object_set(w, jv_string("deployedAt"), jv_number((double)sqlite3_column_int64(st, 2)));
+            *out = w;
+            rc = SQLITE_DONE;
+        } else if (rc == SQLITE_DONE) {
+            set_err(err, "workflow %s/%s:%s is not deployed", ns, name, latest ? "latest" : version);
+            code = CV_ENOTFOUND;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading a workflow", err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_list_workflows(void *impl, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_WF_LIST, &rc);
+    if (st) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            jv w = jv_object();
+            w = jv_object_set(w, jv_string("namespace"), col_text(st, 0));
+            w = jv_object_set(w, jv_string("name"), col_text(st, 1));
+            w = jv_object_set(w, jv_string("version"), col_text(st, 2));
+            w = jv_object_set(w, jv_string("deployedAt"), jv_number((double)sqlite3_column_int64(st, 3)));
+            list = jv_array_append(list, w);
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "listing workflows", err);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        jv_free(list);
+    else
+        *out = list;
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Instances                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static int sq_create_instance(void *impl, const char *ns, const char *name, const char *version, jv input,
+                              const char *idempotency_key, char *id_out, int *existed, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv resolved = jv_invalid();
+    *existed = 0;
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, "creating an instance", err);
+        goto out;
+    }
+    sqlite3_stmt *st;
+    if (idempotency_key) {
+        st = stmt_get(q, S_INST_BY_KEY, &rc);
+        if (st) {
+            bind_text(st, 1, idempotency_key);
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                snprintf(id_out, 64, "%s", (const char *)sqlite3_column_text(st, 0));
+                *existed = 1;
+                rc = SQLITE_DONE;
+            }
+            stmt_done(st);
+        }
+        if (rc != SQLITE_DONE) {
+            code = sq_fail(q, rc, "creating an instance", err);
+            goto out;
+        }
+        if (*existed)
+            goto out;
+    }
+    /* The workflow must be deployed; "latest" is resolved now, in the
+     * transaction, so the instance records a real version. */
+    int latest = !version || !strcmp(version, "latest");
+    st = stmt_get(q, latest ? S_WF_LATEST : S_WF_GET, &rc);
+    if (st) {
+        bind_text(st, 1, ns);
+        bind_text(st, 2, name);
+        if (!latest)
+            bind_text(st, 3, version);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            resolved = col_text(st, 0);
+            rc = SQLITE_DONE;
+        } else if (rc == SQLITE_DONE) {
+            set_err(err, "workflow %s/%s:%s is not deployed", ns, name, latest ? "latest" : version);
+            code = CV_ENOTFOUND;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "creating an instance", err);
+    if (code)
+        goto out;
+    char id[37];
+    cv__uuid4(id);
+    st = stmt_get(q, S_INST_INSERT, &rc);
+    if (st) {
+        bind_text(st, 1, id);
+        bind_text(st, 2, ns);
+        bind_text(st, 3, name);
+        bind_text(st, 4, jv_string_value(resolved));
+        if (!jv_is_valid(input)) { /* "no input" is stored as null, not as SQL NULL */
+            jv_free(input);
+            input = jv_null();
+        }
+        bind_json(st, 5, input);
+        input = jv_invalid();
+        bind_text(st, 6, idempotency_key);
+        sqlite3_bind_int64(st, 7, cv__wall_ms());
+        rc = sqlite3_step(st);
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE) {
+        code = sq_fail(q, rc, "creating an instance", err);
+        goto out;
+    }
+    snprintf(id_out, 64, "%s", id);
+out:
+    jv_free(input);
+    jv_free(resolved);
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_get_instance(void *impl, const char *id, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_INST_GET, &rc);
+    if (st) {
+        bind_text(st, 1, id);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            static const char *const names[] = {"id", "namespace", "name", "version", "status"};
+            static const char *const json_names[] = {"input", "output", "error", "state"};
+            jv o = jv_object();
+            for (int i = 0; i < 5; i++)
+                o = jv_object_set(o, jv_string(names[i]), col_text(st, i));
+            for (int i = 0; i < 4 && !code; i++) {
+                jv v;
+                code = col_json(st, 5 + i, &v, err);
+                if (!code)
+                    o = jv_object_set(o, jv_string(json_names[i]), v);
+            }
+            o = jv_object_set(o, jv_string("epoch"), jv_number((double)sqlite3_column_int64(st, 9)));
+            o = jv_object_set(o, jv_string("createdAt"), jv_number((double)sqlite3_column_int64(st, 10)));
+            o = jv_object_set(o, jv_string("updatedAt"), jv_number((double)sqlite3_column_int64(st, 11)));
+            if (code)
+                jv_free(o);
+            else
+                *out = o;
+            rc = SQLITE_DONE;
+        } else if (rc == SQLITE_DONE) {
+            set_err(err, "no instance %s", id);
+            code = CV_ENOTFOUND;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading an instance", err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+/* The list statement for a combination of filters (prepared on first use). */
+static sqlite3_stmt *list_stmt(struct sq *q, int mask, int *rc)
+{
+    if (q->lists[mask]) {
+        *rc = SQLITE_OK;
+        return q->lists[mask];
+    }
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT id, namespace, name, version, status, error, epoch, created_at, updated_at, created_seq"
+             " FROM instances WHERE created_seq > ?1%s%s%s ORDER BY created_seq LIMIT ?5",
+             mask & 1 ? " AND status = ?2" : "", mask & 2 ? " AND namespace = ?3" : "",
+             mask & 4 ? " AND name = ?4" : "");
+    *rc = sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->lists[mask], NULL);
+    return *rc == SQLITE_OK ? q->lists[mask] : NULL;
+}
+
+/* The string member `key` of `filter` (borrowed), or NULL. */
+static const char *filter_str(jv filter, const char *key, jv *hold)
+{
+    *hold = jv_object_get(jv_copy(filter), jv_string(key));
+    return jv_get_kind(*hold) == JV_KIND_STRING ? jv_string_value(*hold) : NULL;
+}
+
+static int sq_list_instances(void *impl, jv filter, int limit, const char *after, jv *out, jv *next, jv *err)
+{
+    struct sq *q = impl;
+    int rc = SQLITE_DONE, code = 0;
+    jv list = jv_array(), cursor = jv_null();
+    jv h_status = jv_invalid(), h_ns = jv_invalid(), h_name = jv_invalid();
+    const char *status = NULL, *ns = NULL, *name = NULL;
+    if (jv_get_kind(filter) == JV_KIND_OBJECT) {
+        status = filter_str(filter, "status", &h_status);
+        ns = filter_str(filter, "namespace", &h_ns);
+        name = filter_str(filter, "name", &h_name);
+    }
+    pthread_mutex_lock(&q->lock);
+    int64_t from = 0;
+    sqlite3_stmt *st;
+    if (after) {
+        st = stmt_get(q, S_INST_SEQ, &rc);
+        if (st) {
+            bind_text(st, 1, after);
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                from = sqlite3_column_int64(st, 0);
+                rc = SQLITE_DONE;
+            } else if (rc == SQLITE_DONE) {
+                set_err(err, "unknown cursor %s (no such instance)", after);
+                code = CV_EINVAL;
+            }
+            stmt_done(st);
+        }
+    }
+    if (!code && rc == SQLITE_DONE) {
+        st = list_stmt(q, (status ? 1 : 0) | (ns ? 2 : 0) | (name ? 4 : 0), &rc);
+        if (st) {
+            sqlite3_bind_int64(st, 1, from);
+            bind_text(st, 2, status);
+            bind_text(st, 3, ns);
+            bind_text(st, 4, name);
+            sqlite3_bind_int(st, 5, limit + 1); /* one more tells whether a next page exists */
+            int n = 0;
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (n == limit) {
+                    jv last = jv_array_get(jv_copy(list), n - 1);
+                    cursor = jv_object_get(last, jv_string("id"));
+                    rc = SQLITE_DONE;
+                    break;
+                }
+                jv o = jv_object();
+                static const char *const names[] = {"id", "namespace", "name", "version", "status"};
+                for (int i = 0; i < 5; i++)
+                    o = jv_object_set(o, jv_string(names[i]), col_text(st, i));
+                jv e;
+                code = col_json(st, 5, &e, err);
+                if (code) {
+                    jv_free(o);
+                    rc = SQLITE_DONE;
+                    break;
+                }
+                o = jv_object_set(o, jv_string("error"), e);
+                o = jv_object_set(o, jv_string("epoch"), jv_number((double)sqlite3_column_int64(st, 6)));
+                o = jv_object_set(o, jv_string("createdAt"), jv_number((double)sqlite3_column_int64(st, 7)));
+                o = jv_object_set(o, jv_string("updatedAt"), jv_number((double)sqlite3_column_int64(st, 8)));
+                list = jv_array_append(list, o);
+                n++;
+            }
+            stmt_done(st);
+        }
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "listing instances", err);
+    pthread_mutex_unlock(&q->lock);
+    jv_free(h_status);
+    jv_free(h_ns);
+    jv_free(h_name);
+    jv_free(filter);
+    if (code) {
+        jv_free(list);
+        jv_free(cursor);
+        return code;
+    }
+    *out = list;
+    *next = cursor;
+    return 0;
+}
+
+static int sq_unfinished_instances(void *impl, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_INST_UNFINISHED, &rc);
+    if (st) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            list = jv_array_append(list, col_text(st, 0));
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "listing unfinished instances", err);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        jv_free(list);
+    else
+        *out = list;
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints, history, epochs                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The string member `key` of object `o` (borrowed) as a new jv, or null. */
+static jv member(jv o, const char *key)
+{
+    return jv_object_get(jv_copy(o), jv_string(key));
+}
+
+/* Applies one checkpoint inside the batch's transaction. Borrows cp. */
+static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *err)
+{
+    int rc;
+    sqlite3_stmt *st = stmt_get(q, S_INST_EPOCH, &rc);
+    if (!st)
+        return sq_fail(q, rc, "checkpoint", err);
+    bind_text(st, 1, cp->instance);
+    rc = sqlite3_step(st);
+    int64_t epoch = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    stmt_done(st);
+    if (rc == SQLITE_DONE) {
+        set_err(err, "checkpoint: no instance %s", cp->instance);
+        return CV_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW)
+        return sq_fail(q, rc, "checkpoint", err);
+    if (cp->epoch != 0 && cp->epoch != epoch) {
+        set_err(err, "checkpoint: instance %s is owned by epoch %lld, this writer holds epoch %lld", cp->instance,
+                (long long)epoch, (long long)cp->epoch);
+        return CV_ECONFLICT;
+    }
+
+    st = stmt_get(q, S_INST_UPDATE, &rc);
+    if (!st)
+        return sq_fail(q, rc, "checkpoint", err);
+    bind_text(st, 1, cp->instance);
+    bind_text(st, 2, cp->status);
+    bind_json(st, 3, jv_copy(cp->state));
+    bind_json(st, 4, jv_copy(cp->output));
+    bind_json(st, 5, jv_copy(cp->error));
+    sqlite3_bind_int64(st, 6, now);
+    rc = sqlite3_step(st);
+    stmt_done(st);
+    if (rc != SQLITE_DONE)
+        return sq_fail(q, rc, "checkpoint", err);
+
+    if (jv_get_kind(cp->history) == JV_KIND_ARRAY && jv_array_length(jv_copy(cp->history)) > 0) {
+        st = stmt_get(q, S_HIST_MAX, &rc);
+        if (!st)
+            return sq_fail(q, rc, "checkpoint", err);
+        bind_text(st, 1, cp->instance);
+        rc = sqlite3_step(st);
+        int64_t seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        stmt_done(st);
+        if (rc != SQLITE_ROW)
+            return sq_fail(q, rc, "checkpoint", err);
+        st = stmt_get(q, S_HIST_INSERT, &rc);
+        if (!st)
+            return sq_fail(q, rc, "checkpoint", err);
+        int n = jv_array_length(jv_copy(cp->history));
+        for (int i = 0; i < n; i++) {
+            jv ev = jv_array_get(jv_copy(cp->history), i);
+            jv type = member(ev, "type"), task = member(ev, "task"), data = member(ev, "data");
+            bind_text(st, 1, cp->instance);
+            sqlite3_bind_int64(st, 2, ++seq);
+            sqlite3_bind_int64(st, 3, now);
+            bind_text(st, 4, jv_get_kind(type) == JV_KIND_STRING ? jv_string_value(type) : "");
+            bind_text(st, 5, jv_get_kind(task) == JV_KIND_STRING ? jv_string_value(task) : NULL);
+            if (jv_get_kind(data) == JV_KIND_NULL) { /* absent and null: no data column */
+                jv_free(data);
+                data = jv_invalid();
+            }
+            bind_json(st, 6, data);
+            rc = sqlite3_step(st);
+            stmt_done(st);
+            jv_free(type);
+            jv_free(task);
+            jv_free(ev);
+            if (rc != SQLITE_DONE)
+                return sq_fail(q, rc, "checkpoint", err);
+        }
+    }
+
+    /* Deletions before additions: a checkpoint that consumes a timer and sets
+     * one under the same key keeps the new one. */
+    if (jv_get_kind(cp->timers_del) == JV_KIND_ARRAY) {
+        st = stmt_get(q, S_TIMER_DEL, &rc);
+        if (!st)
+            return sq_fail(q, rc, "checkpoint", err);
+        jv_array_foreach(cp->timers_del, i, key)
+        {
+            bind_text(st, 1, cp->instance);
+            bind_text(st, 2, jv_get_kind(key) == JV_KIND_STRING ? jv_string_value(key) : "");
+            rc = sqlite3_step(st);
+            stmt_done(st);
+            jv_free(key);
+            if (rc != SQLITE_DONE)
+                return sq_fail(q, rc, "checkpoint", err);
+        }
+    }
+    if (jv_get_kind(cp->timers_add) == JV_KIND_ARRAY) {
+        st = stmt_get(q, S_TIMER_PUT, &rc);
+        if (!st)
+            return sq_fail(q, rc, "checkpoint", err);
+        jv_array_foreach(cp->timers_add, i, t)
+        {
+            jv key = member(t, "key"), at = member(t, "fireAt");
+            bind_text(st, 1, cp->instance);
+            bind_text(st, 2, jv_get_kind(key) == JV_KIND_STRING ? jv_string_value(key) : "");
+            sqlite3_bind_int64(st, 3, jv_get_kind(at) == JV_KIND_NUMBER ? (int64_t)jv_number_value(at) : 0);
+            rc = sqlite3_step(st);
+            stmt_done(st);
+            jv_free(key);
+            jv_free(at);
+            jv_free(t);
+            if (rc != SQLITE_DONE)
+                return sq_fail(q, rc, "checkpoint", err);
+        }
+    }
+    return 0;
+}
+
+static int sq_checkpoint(void *impl, struct cv_checkpoint *cps, int n, jv *err)
+{
+    struct sq *q = impl;
+    int code = 0;
+    pthread_mutex_lock(&q->lock);
+    int rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK)
+        code = sq_fail(q, rc, "checkpoint", err);
+    int64_t now = cv__wall_ms();
+    for (int i = 0; i < n && !code; i++)
+        code = apply_one(q, &cps[i], now, err);
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    for (int i = 0; i < n; i++)
+        cv_checkpoint_cleanup(&cps[i]);
+    return code;
+}
+
+static int sq_history(void *impl, const char *id, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    /* One read transaction, so the existence check and the rows agree. */
+    rc = sqlite3_exec(q->db, "BEGIN", NULL, NULL, NULL);
+    sqlite3_stmt *st = rc == SQLITE_OK ? stmt_get(q, S_INST_SEQ, &rc) : NULL;
+    if (st) {
+        bind_text(st, 1, id);
+        rc = sqlite3_step(st);
+        stmt_done(st);
+        if (rc == SQLITE_DONE) {
+            set_err(err, "no instance %s", id);
+            code = CV_ENOTFOUND;
+        } else if (rc == SQLITE_ROW) {
+            st = stmt_get(q, S_HIST_GET, &rc);
+            if (st) {
+                bind_text(st, 1, id);
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                    jv e = jv_object();
+                    e = jv_object_set(e, jv_string("seq"), jv_number((double)sqlite3_column_int64(st, 0)));
+                    e = jv_object_set(e, jv_string("time"), jv_number((double)sqlite3_column_int64(st, 1)));
+                    e = jv_object_set(e, jv_string("type"), col_text(st, 2));
+                    if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+                        e = jv_object_set(e, jv_string("task"), col_text(st, 3));
+                    if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+                        jv d;
+                        code = col_json(st, 4, &d, err);
+                        if (code) {
+                            jv_free(e);
+                            rc = SQLITE_DONE;
+                            break;
+                        }
+                        e = jv_object_set(e, jv_string("data"), d);
+                    }
+                    list = jv_array_append(list, e);
+                }
+                stmt_done(st);
+            }
+        }
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading history", err);
+    if (!sqlite3_get_autocommit(q->db))
+        sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        jv_free(list);
+    else
+        *out = list;
+    return code;
+}
+
+static int sq_bump_epoch(void *impl, const char *id, int64_t *epoch, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    sqlite3_stmt *st = rc == SQLITE_OK ? stmt_get(q, S_INST_BUMP, &rc) : NULL;
+    if (st) {
+        bind_text(st, 1, id);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *epoch = sqlite3_column_int64(st, 0);
+            rc = sqlite3_step(st); /* RETURNING: run the statement to its end */
+        } else if (rc == SQLITE_DONE) {
+            set_err(err, "no instance %s", id);
+            code = CV_ENOTFOUND;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "bumping an epoch", err);
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Timers                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int sq_due_timers(void *impl, int64_t now, int limit, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_TIMER_DUE, &rc);
+    if (st) {
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_int(st, 2, limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            jv t = jv_object();
+            t = jv_object_set(t, jv_string("instance"), col_text(st, 0));
+            t = jv_object_set(t, jv_string("key"), col_text(st, 1));
+            t = jv_object_set(t, jv_string("fireAt"), jv_number((double)sqlite3_column_int64(st, 2)));
+            list = jv_array_append(list, t);
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading due timers", err);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        jv_free(list);
+    else
+        *out = list;
+    return code;
+}
+
+static int sq_next_timer(void *impl, int64_t *fire_at, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_TIMER_NEXT, &rc);
+    if (st) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *fire_at = sqlite3_column_type(st, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 0);
+            rc = SQLITE_DONE;
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading timers", err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+const struct cv_store_ops cv__store_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .put_workflow = sq_put_workflow,
+    .get_workflow = sq_get_workflow,
+    .list_workflows = sq_list_workflows,
+    .create_instance = sq_create_instance,
+    .get_instance = sq_get_instance,
+    .list_instances = sq_list_instances,
+    .unfinished_instances = sq_unfinished_instances,
+    .checkpoint = sq_checkpoint,
+    .history = sq_history,
+    .bump_epoch = sq_bump_epoch,
+    .due_timers = sq_due_timers,
+    .next_timer = sq_next_timer,
+};

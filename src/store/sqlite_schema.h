@@ -1,0 +1,83 @@
+/*
+ * sqlite_schema.h — the SQLite backend's schema, as an ordered list of
+ * migrations. Included by src/store/sqlite.c only: nothing else may know the
+ * tables (store.h is the interface above them).
+ *
+ * Rules for changing it:
+ *   - never edit a migration that has shipped; append a new one with the next
+ *     version number (a database records every version applied in
+ *     conveyor_schema, and a conveyor refuses a database whose highest version
+ *     it does not know);
+ *   - every migration runs inside the one transaction that applies all
+ *     pending ones, so it must not contain BEGIN/COMMIT or PRAGMAs that cannot
+ *     run inside a transaction (journal_mode, foreign_keys);
+ *   - docs/store.md describes the tables: keep it in step.
+ *
+ * JSON values (input, output, error, state, history data) are stored as the
+ * text jv_dump_string writes; times are integer milliseconds since the epoch.
+ */
+#ifndef CV_STORE_SQLITE_SCHEMA_H
+#define CV_STORE_SQLITE_SCHEMA_H
+
+/* 'CVYR': marks the file as conveyor's (`PRAGMA application_id`, file(1)). */
+#define CV_SQLITE_APPLICATION_ID 0x43565952
+
+struct cv_sqlite_migration {
+    int version;
+    const char *sql;
+};
+
+static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
+    {1,
+     /* Deployed documents, immutable once stored. */
+     "CREATE TABLE workflows ("
+     "  namespace   TEXT NOT NULL,"
+     "  name        TEXT NOT NULL,"
+     "  version     TEXT NOT NULL,"
+     "  text        TEXT NOT NULL,"
+     "  deployed_at INTEGER NOT NULL,"
+     "  PRIMARY KEY (namespace, name, version)"
+     ") WITHOUT ROWID;"
+     /* created_seq is the rowid: creation order, the pagination key. */
+     "CREATE TABLE instances ("
+     "  created_seq     INTEGER PRIMARY KEY,"
+     "  id              TEXT NOT NULL UNIQUE,"
+     "  namespace       TEXT NOT NULL,"
+     "  name            TEXT NOT NULL,"
+     "  version         TEXT NOT NULL,"
+     "  status          TEXT NOT NULL,"
+     "  input           TEXT NOT NULL,"
+     "  output          TEXT,"
+     "  error           TEXT,"
+     "  state           TEXT,"
+     "  epoch           INTEGER NOT NULL DEFAULT 0,"
+     "  idempotency_key TEXT UNIQUE,"
+     "  created_at      INTEGER NOT NULL,"
+     "  updated_at      INTEGER NOT NULL,"
+     "  FOREIGN KEY (namespace, name, version) REFERENCES workflows (namespace, name, version)"
+     ");"
+     "CREATE INDEX instances_by_status ON instances (status, created_seq);"
+     "CREATE INDEX instances_by_workflow ON instances (namespace, name, created_seq);"
+     /* Append-only lifecycle events, seq 1, 2, ... per instance. */
+     "CREATE TABLE history ("
+     "  instance TEXT NOT NULL REFERENCES instances (id),"
+     "  seq      INTEGER NOT NULL,"
+     "  time     INTEGER NOT NULL,"
+     "  type     TEXT NOT NULL,"
+     "  task     TEXT,"
+     "  data     TEXT,"
+     "  PRIMARY KEY (instance, seq)"
+     ") WITHOUT ROWID;"
+     /* Durable timers: one per (instance, key). */
+     "CREATE TABLE timers ("
+     "  instance TEXT NOT NULL REFERENCES instances (id),"
+     "  key      TEXT NOT NULL,"
+     "  fire_at  INTEGER NOT NULL,"
+     "  PRIMARY KEY (instance, key)"
+     ") WITHOUT ROWID;"
+     "CREATE INDEX timers_by_fire_at ON timers (fire_at);"},
+};
+
+#define CV_SQLITE_SCHEMA_VERSION 1
+
+#endif

@@ -1,0 +1,425 @@
+/*
+ * store.c — the store's dispatch: opens a backend from a URL and is the only
+ * file that calls through struct cv_store_ops (STYLE.md: variation behind one
+ * dispatch file, like SQLite's sqlite3Os* wrappers).
+ *
+ * Besides forwarding, it checks the arguments every backend would have to
+ * check (NULL handles and names, limits, the shapes of checkpoint events,
+ * timers and filters), so that backends see only well-formed input and all
+ * of them refuse the same things with the same CV_EINVAL messages. It keeps
+ * the jv ownership rule of store.h on every path: a jv argument is consumed
+ * even when the call fails here, before reaching a backend.
+ */
+#include "store/store.h"
+
+#include "conveyor.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct cv_store {
+    const struct cv_store_ops *ops;
+    void *impl;
+};
+
+static void set_err(jv *err, const char *fmt, ...) JV_PRINTF_LIKE(2, 3);
+static void set_err(jv *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    *err = jv_string_vfmt(fmt, ap);
+    va_end(ap);
+}
+
+static int empty(const char *s)
+{
+    return !s || !*s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Opening                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Opens the store named by `url`:
+ *   sqlite:PATH, sqlite://PATH   a SQLite file (sqlite:///abs/path works too)
+ *   PATH                         the same, when the text has no scheme://
+ * postgres:// and postgresql:// are recognised and refused (CV_EUNSUPPORTED)
+ * until that backend exists; any other scheme:// is CV_EINVAL. On success
+ * *out owns the handle (cv_store_close). Borrows url.
+ */
+int cv_store_open(const char *url, cv_store **out, jv *err)
+{
+    if (out)
+        *out = NULL;
+    if (empty(url) || !out) {
+        set_err(err, "no store given");
+        return CV_EINVAL;
+    }
+    const struct cv_store_ops *ops = NULL;
+    const char *where = url;
+    if (!strncmp(url, "sqlite://", 9)) {
+        ops = &cv__store_sqlite;
+        where = url + 9;
+    } else if (!strncmp(url, "sqlite:", 7)) {
+        ops = &cv__store_sqlite;
+        where = url + 7;
+    } else if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13)) {
+        set_err(err, "%s: the PostgreSQL store is not available in this build", url);
+        return CV_EUNSUPPORTED;
+    } else {
+        /* A scheme is letters, digits, '+', '-', '.' before "://". */
+        const char *p = url;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '+' ||
+               *p == '-' || *p == '.')
+            p++;
+        if (p != url && !strncmp(p, "://", 3)) {
+            set_err(err, "%s: unknown store (use sqlite:PATH or a file path)", url);
+            return CV_EINVAL;
+        }
+        ops = &cv__store_sqlite;
+    }
+    if (!*where) {
+        set_err(err, "%s: no database file given", url);
+        return CV_EINVAL;
+    }
+    cv_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        set_err(err, "out of memory");
+        return CV_ENOMEM;
+    }
+    s->ops = ops;
+    int rc = ops->open(where, &s->impl, err);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void cv_store_close(cv_store *s)
+{
+    if (!s)
+        return;
+    s->ops->close(s->impl);
+    free(s);
+}
+
+const char *cv_store_backend(const cv_store *s)
+{
+    return s ? s->ops->name : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workflow definitions                                                      */
+/* ------------------------------------------------------------------------ */
+
+int cv_store_put_workflow(cv_store *s, const char *ns, const char *name, const char *version, const char *text,
+                          jv *err)
+{
+    if (!s || empty(ns) || empty(name) || empty(version) || !text) {
+        set_err(err, "deploying a workflow needs a namespace, a name, a version and a document");
+        return CV_EINVAL;
+    }
+    if (!strcmp(version, "latest")) {
+        set_err(err, "\"latest\" is not a version that can be deployed");
+        return CV_EINVAL;
+    }
+    return s->ops->put_workflow(s->impl, ns, name, version, text, err);
+}
+
+int cv_store_get_workflow(cv_store *s, const char *ns, const char *name, const char *version, jv *out, jv *err)
+{
+    if (!s || empty(ns) || empty(name) || !out) {
+        set_err(err, "reading a workflow needs a namespace and a name");
+        return CV_EINVAL;
+    }
+    return s->ops->get_workflow(s->impl, ns, name, version, out, err);
+}
+
+int cv_store_list_workflows(cv_store *s, jv *out, jv *err)
+{
+    if (!s || !out) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->list_workflows(s->impl, out, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Instances                                                                 */
+/* ------------------------------------------------------------------------ */
+
+int cv_store_create_instance(cv_store *s, const char *ns, const char *name, const char *version, jv input,
+                             const char *idempotency_key, char *id_out, int *existed, jv *err)
+{
+    if (!s || empty(ns) || empty(name) || !id_out || !existed) {
+        jv_free(input);
+        set_err(err, "creating an instance needs a namespace and a name");
+        return CV_EINVAL;
+    }
+    if (idempotency_key && !*idempotency_key) {
+        jv_free(input);
+        set_err(err, "an idempotency key may not be empty");
+        return CV_EINVAL;
+    }
+    return s->ops->create_instance(s->impl, ns, name, version, input, idempotency_key, id_out, existed, err);
+}
+
+int cv_store_get_instance(cv_store *s, const char *id, jv *out, jv *err)
+{
+    if (!s || empty(id) || !out) {
+        set_err(err, "reading an instance needs an id");
+        return CV_EINVAL;
+    }
+    return s->ops->get_instance(s->impl, id, out, err);
+}
+
+/* The filter is {status?, namespace?, name?}, each a string; null or invalid
+ * means no filter. Borrows `filter`. */
+static int filter_check(jv filter, jv *err)
+{
+    jv_kind k = jv_get_kind(filter);
+    if (k == JV_KIND_INVALID || k == JV_KIND_NULL)
+        return 0;
+    if (k != JV_KIND_OBJECT) {
+        set_err(err, "an instance filter is an object {status?, namespace?, name?}");
+        return CV_EINVAL;
+    }
+    int code = 0;
+    jv_object_foreach(filter, key, value)
+    {
+        const char *kn = jv_string_value(key);
+        if (!code && strcmp(kn, "status") && strcmp(kn, "namespace") && strcmp(kn, "name")) {
+            set_err(err, "unknown instance filter \"%s\" (status, namespace, name)", kn);
+            code = CV_EINVAL;
+        } else if (!code && jv_get_kind(value) != JV_KIND_STRING) {
+            set_err(err, "instance filter \"%s\" must be a string", kn);
+            code = CV_EINVAL;
+        }
+        jv_free(key);
+        jv_free(value);
+    }
+    return code;
+}
+
+int cv_store_list_instances(cv_store *s, jv filter, int limit, const char *after, jv *out, jv *next, jv *err)
+{
+    int code = 0;
+    if (!s || !out || !next) {
+        set_err(err, "invalid argument");
+        code = CV_EINVAL;
+    } else if (limit < 1) {
+        set_err(err, "a page holds at least one instance (limit %d)", limit);
+        code = CV_EINVAL;
+    } else if (after && !*after) {
+        set_err(err, "an empty cursor");
+        code = CV_EINVAL;
+    } else {
+        code = filter_check(filter, err);
+    }
+    if (code) {
+        jv_free(filter);
+        return code;
+    }
+    return s->ops->list_instances(s->impl, filter, limit, after, out, next, err);
+}
+
+int cv_store_unfinished_instances(cv_store *s, jv *out, jv *err)
+{
+    if (!s || !out) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->unfinished_instances(s->impl, out, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int known_status(const char *st)
+{
+    static const char *const all[] = {CV_ST_PENDING,   CV_ST_RUNNING, CV_ST_WAITING,  CV_ST_SUSPENDED,
+                                      CV_ST_COMPLETED, CV_ST_FAULTED, CV_ST_CANCELLED};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(st, all[i]))
+            return 1;
+    return 0;
+}
+
+/* Kind of member `key` of object `o` (borrowed); JV_KIND_INVALID when absent. */
+static jv_kind member_kind(jv o, const char *key)
+{
+    jv v = jv_object_get(jv_copy(o), jv_string(key));
+    jv_kind k = jv_get_kind(v);
+    jv_free(v);
+    return k;
+}
+
+/* Checks one checkpoint's shape (borrowed); the message names the instance. */
+static int checkpoint_check(const struct cv_checkpoint *cp, jv *err)
+{
+    const char *id = cp->instance;
+    if (!memchr(cp->instance, '\0', sizeof cp->instance) || !*id) {
+        set_err(err, "checkpoint without an instance id");
+        return CV_EINVAL;
+    }
+    if (cp->status && !known_status(cp->status)) {
+        set_err(err, "checkpoint of %s: unknown status \"%s\"", id, cp->status);
+        return CV_EINVAL;
+    }
+    if (cp->epoch < 0) {
+        set_err(err, "checkpoint of %s: negative epoch", id);
+        return CV_EINVAL;
+    }
+    if (jv_is_valid(cp->history)) {
+        if (jv_get_kind(cp->history) != JV_KIND_ARRAY) {
+            set_err(err, "checkpoint of %s: history must be an array of events", id);
+            return CV_EINVAL;
+        }
+        int bad = -1;
+        jv_array_foreach(cp->history, i, ev)
+        {
+            if (bad < 0) {
+                jv_kind task = jv_get_kind(ev) == JV_KIND_OBJECT ? member_kind(ev, "task") : JV_KIND_NULL;
+                if (jv_get_kind(ev) != JV_KIND_OBJECT || member_kind(ev, "type") != JV_KIND_STRING ||
+                    (task != JV_KIND_INVALID && task != JV_KIND_NULL && task != JV_KIND_STRING))
+                    bad = i;
+            }
+            jv_free(ev);
+        }
+        if (bad >= 0) {
+            set_err(err, "checkpoint of %s: history event %d is not {type: string, task?: string, data?}", id, bad);
+            return CV_EINVAL;
+        }
+    }
+    if (jv_is_valid(cp->timers_add)) {
+        int bad = jv_get_kind(cp->timers_add) != JV_KIND_ARRAY;
+        if (!bad) {
+            jv_array_foreach(cp->timers_add, i, t)
+            {
+                if (jv_get_kind(t) != JV_KIND_OBJECT || member_kind(t, "key") != JV_KIND_STRING ||
+                    member_kind(t, "fireAt") != JV_KIND_NUMBER)
+                    bad = 1;
+                jv_free(t);
+            }
+        }
+        if (bad) {
+            set_err(err, "checkpoint of %s: timers to add must be an array of {key: string, fireAt: number}", id);
+            return CV_EINVAL;
+        }
+    }
+    if (jv_is_valid(cp->timers_del)) {
+        int bad = jv_get_kind(cp->timers_del) != JV_KIND_ARRAY;
+        if (!bad) {
+            jv_array_foreach(cp->timers_del, i, k)
+            {
+                if (jv_get_kind(k) != JV_KIND_STRING)
+                    bad = 1;
+                jv_free(k);
+            }
+        }
+        if (bad) {
+            set_err(err, "checkpoint of %s: timers to delete must be an array of keys (strings)", id);
+            return CV_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Applies n checkpoints as one transaction (store.h). Every jv in every
+ * checkpoint is consumed, whatever the outcome; the fields are left invalid,
+ * so a later cv_checkpoint_cleanup is harmless. n == 0 is a no-op.
+ */
+int cv_store_checkpoint(cv_store *s, struct cv_checkpoint *cps, int n, jv *err)
+{
+    int code = 0;
+    if (!s || n < 0 || (n > 0 && !cps)) {
+        set_err(err, "invalid checkpoint batch");
+        code = CV_EINVAL;
+    }
+    for (int i = 0; i < n && !code && cps; i++)
+        code = checkpoint_check(&cps[i], err);
+    if (code || n == 0) {
+        for (int i = 0; cps && i < n; i++)
+            cv_checkpoint_cleanup(&cps[i]);
+        return code;
+    }
+    return s->ops->checkpoint(s->impl, cps, n, err);
+}
+
+int cv_store_history(cv_store *s, const char *id, jv *out, jv *err)
+{
+    if (!s || empty(id) || !out) {
+        set_err(err, "reading history needs an instance id");
+        return CV_EINVAL;
+    }
+    return s->ops->history(s->impl, id, out, err);
+}
+
+int cv_store_bump_epoch(cv_store *s, const char *id, int64_t *epoch, jv *err)
+{
+    if (!s || empty(id) || !epoch) {
+        set_err(err, "bumping an epoch needs an instance id");
+        return CV_EINVAL;
+    }
+    return s->ops->bump_epoch(s->impl, id, epoch, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Timers                                                                    */
+/* ------------------------------------------------------------------------ */
+
+int cv_store_due_timers(cv_store *s, int64_t now, int limit, jv *out, jv *err)
+{
+    if (!s || !out || limit < 1) {
+        set_err(err, "reading due timers needs a limit of at least 1");
+        return CV_EINVAL;
+    }
+    return s->ops->due_timers(s->impl, now, limit, out, err);
+}
+
+int cv_store_next_timer(cv_store *s, int64_t *fire_at, jv *err)
+{
+    if (!s || !fire_at) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->next_timer(s->impl, fire_at, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoint records                                                        */
+/* ------------------------------------------------------------------------ */
+
+void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance)
+{
+    memset(cp, 0, sizeof *cp);
+    snprintf(cp->instance, sizeof cp->instance, "%s", instance ? instance : "");
+    cp->epoch = 0;
+    cp->status = NULL;
+    cp->state = jv_invalid();
+    cp->output = jv_invalid();
+    cp->error = jv_invalid();
+    cp->history = jv_invalid();
+    cp->timers_add = jv_invalid();
+    cp->timers_del = jv_invalid();
+}
+
+void cv_checkpoint_cleanup(struct cv_checkpoint *cp)
+{
+    if (!cp)
+        return;
+    jv *fields[] = {&cp->state, &cp->output, &cp->error, &cp->history, &cp->timers_add, &cp->timers_del};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        jv_free(*fields[i]);
+        *fields[i] = jv_invalid();
+    }
+}
