@@ -123,7 +123,29 @@ struct instance {
     int in_flight;
     int64_t started_wall;
     int dirty; /* progressed since the last checkpoint */
+    /* called by effect threads (holding `lock`) when a result is posted */
+    void (*wake)(void *ud);
+    void *wake_ud;
 };
+
+/*
+ * The life of an instance, for the schedulers (cv_run_ex and engine.c).
+ * init: `in` is caller storage; runs `wf` afresh with `input`, or from the
+ * position `resume` (both consumed). Returns 0; CV_EFAULT with *err when the
+ * instance faults at once (a declared secret is missing); CV_EINVAL with *err
+ * for a position that does not fit; CV_ENOMEM. Clean up with
+ * cv__instance_cleanup in every case.
+ * advance: runs until every fiber blocks; 1 when the instance has ended,
+ * else 0 with *wake = the earliest timer or deadline (0: effects only).
+ * collect: delivers finished effects; returns how many.
+ * result: {status: running|completed|faulted, output, error}.
+ */
+int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf, const char *id, jv input,
+                      jv resume, jv *err);
+int cv__instance_advance(struct instance *in, int64_t *wake);
+int cv__instance_collect(struct instance *in);
+jv cv__instance_result(const struct instance *in);
+void cv__instance_cleanup(struct instance *in);
 
 /* runtime.c */
 const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, const char *name,

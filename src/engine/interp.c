@@ -433,6 +433,10 @@ static void *effect_thread(void *arg)
     e->next = in->done;
     in->done = e;
     pthread_cond_signal(&in->cond);
+    /* a scheduler's instance is parked, not waiting on the condition: wake
+     * it while holding the lock, so that it cannot be freed meanwhile */
+    if (in->wake)
+        in->wake(in->wake_ud);
     pthread_mutex_unlock(&in->lock);
     return NULL;
 }
@@ -2078,6 +2082,89 @@ int cv_run(cv_runtime *rt, const cv_workflow *wf, jv input, jv *report)
     return cv_run_ex(rt, wf, input, NULL, report);
 }
 
+int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf, const char *id, jv input,
+                      jv resume, jv *err)
+{
+    memset(in, 0, sizeof *in);
+    in->rt = rt;
+    if (id)
+        snprintf(in->id, sizeof in->id, "%s", id);
+    else
+        cv__uuid4(in->id);
+    in->tracing = rt->trace;
+    in->trace = jv_array();
+    in->started_wall = cv__wall_ms();
+    pthread_mutex_init(&in->lock, NULL);
+    pthread_cond_init(&in->cond, NULL);
+    *err = jv_null();
+    if (jv_get_kind(resume) == JV_KIND_OBJECT) {
+        jv_free(input);
+        int r = restore(in, wf, resume, err);
+        jv_free(resume);
+        if (r && jv_get_kind(*err) != JV_KIND_OBJECT) {
+            jv_free(*err);
+            *err = restore_fail("out of memory%s", NULL);
+        }
+        return r == CV_ENOMEM ? CV_ENOMEM : r ? CV_EINVAL : 0;
+    }
+    jv_free(resume);
+    struct wfctx *w = wfc_new(in, wf, jv_copy(input), err);
+    if (!w || jv_get_kind(*err) != JV_KIND_NULL) {
+        if (w) {
+            w->refs = 1;
+            wfc_unref(w);
+        }
+        jv_free(input);
+        *err = with_instance(*err, "/");
+        return CV_EFAULT;
+    }
+    in->root = fiber_new(in, NULL, 0);
+    struct frame *fr = in->root ? push(in->root, F_WORKFLOW, w, input, jv_object()) : NULL;
+    if (!fr) {
+        if (!in->root)
+            jv_free(input);
+        *err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory");
+        return CV_ENOMEM;
+    }
+    return 0;
+}
+
+int cv__instance_advance(struct instance *in, int64_t *wake) { return instance_advance(in, wake); }
+int cv__instance_collect(struct instance *in) { return instance_collect(in); }
+
+jv cv__instance_result(const struct instance *in)
+{
+    jv r = jv_object();
+    if (!in->root || in->root->state != FB_DONE)
+        return jv_object_set(r, jv_string("status"), jv_string("running"));
+    int faulted = in->root->ret == RET_ERROR;
+    r = jv_object_set(r, jv_string("status"), jv_string(faulted ? "faulted" : "completed"));
+    r = jv_object_set(r, jv_string("output"), faulted ? jv_null() : jv_copy(in->root->ret_value));
+    return jv_object_set(r, jv_string("error"), faulted ? jv_copy(in->root->ret_value) : jv_null());
+}
+
+void cv__instance_cleanup(struct instance *in)
+{
+    instance_drain(in);
+    for (int i = 0; i < in->nfibers; i++) {
+        struct fiber *fb = in->fibers[i];
+        while (fb->nframes) {
+            frame_release(top(fb));
+            fb->nframes--;
+        }
+        jv_free(fb->ret_value);
+        free(fb->frames);
+        free(fb);
+    }
+    free(in->fibers);
+    in->fibers = NULL;
+    in->nfibers = 0;
+    jv_free(in->trace);
+    in->trace = jv_null();
+    pthread_mutex_destroy(&in->lock);
+    pthread_cond_destroy(&in->cond);
+}
+
 int cv_run_ex(cv_runtime *rt, const cv_workflow *wf, jv input, cv_run_options *opts, jv *report)
 {
     *report = jv_null();
@@ -2090,98 +2177,27 @@ int cv_run_ex(cv_runtime *rt, const cv_workflow *wf, jv input, cv_run_options *o
         return CV_EINVAL;
     }
     struct instance in;
-    memset(&in, 0, sizeof in);
-    in.rt = rt;
-    if (opts && opts->id)
-        snprintf(in.id, sizeof in.id, "%s", opts->id);
-    else
-        cv__uuid4(in.id);
-    in.tracing = rt->trace;
-    in.trace = jv_array();
-    in.started_wall = cv__wall_ms();
-    pthread_mutex_init(&in.lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_cond_init(&in.cond, &ca);
-    pthread_condattr_destroy(&ca);
-
-    jv err = jv_null();
-    int rc = CV_OK;
-    jv status, output = jv_null(), error = jv_null();
-    int resuming = jv_get_kind(resume) == JV_KIND_OBJECT;
-    struct wfctx *w = resuming ? NULL : wfc_new(&in, wf, jv_copy(input), &err);
-    if (resuming) {
-        jv_free(input);
-        jv_free(err);
-        err = jv_null();
-        int r = restore(&in, wf, resume, &err);
-        if (r) {
-            status = jv_string("faulted");
-            error = jv_get_kind(err) == JV_KIND_OBJECT ? err : (jv_free(err), restore_fail("out of memory%s", NULL));
-            rc = r == CV_ENOMEM ? CV_ENOMEM : CV_EINVAL;
-        } else {
-            jv_free(err);
-            run_instance(&in);
-            if (in.root->ret == RET_ERROR) {
-                status = jv_string("faulted");
-                error = jv_copy(in.root->ret_value);
-                rc = CV_EFAULT;
-            } else {
-                status = jv_string("completed");
-                output = jv_copy(in.root->ret_value);
-            }
-        }
-    } else if (!w || jv_get_kind(err) != JV_KIND_NULL) {
-        if (w) {
-            w->refs = 1;
-            wfc_unref(w);
-        }
-        jv_free(input);
-        status = jv_string("faulted");
-        error = with_instance(err, "/");
-        rc = CV_EFAULT;
+    jv err;
+    int rc = cv__instance_init(&in, rt, wf, opts ? opts->id : NULL, input, resume, &err);
+    jv res;
+    if (rc) {
+        /* faulted at its start (CV_EFAULT), or could not run at all */
+        res = JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
+                        jv_string("error"), err);
     } else {
         jv_free(err);
-        in.root = fiber_new(&in, NULL, 0);
-        struct frame *fr = in.root ? push(in.root, F_WORKFLOW, w, input, jv_object()) : NULL;
-        if (!fr) {
-            jv_free(input);
-            rc = CV_ENOMEM;
-        } else {
-            run_instance(&in);
-            if (in.root->ret == RET_ERROR) {
-                status = jv_string("faulted");
-                error = jv_copy(in.root->ret_value);
-                rc = CV_EFAULT;
-            } else {
-                status = jv_string("completed");
-                output = jv_copy(in.root->ret_value);
-            }
-        }
-        if (rc == CV_ENOMEM)
-            status = jv_string("faulted");
+        run_instance(&in);
+        res = cv__instance_result(&in);
+        jv st = jv_object_get(jv_copy(res), jv_string("status"));
+        rc = strcmp(jv_string_value(st), "completed") ? CV_EFAULT : CV_OK;
+        jv_free(st);
     }
-    jv_free(resume);
     instance_drain(&in);
     jv r = jv_object();
     r = jv_object_set(r, jv_string("id"), jv_string(in.id));
-    r = jv_object_set(r, jv_string("status"), status);
-    r = jv_object_set(r, jv_string("output"), output);
-    r = jv_object_set(r, jv_string("error"), error);
-    r = jv_object_set(r, jv_string("trace"), in.trace);
+    r = jv_object_merge(r, res);
+    r = jv_object_set(r, jv_string("trace"), jv_copy(in.trace));
     *report = r;
-    for (int i = 0; i < in.nfibers; i++) {
-        struct fiber *fb = in.fibers[i];
-        while (fb->nframes) {
-            frame_release(top(fb));
-            fb->nframes--;
-        }
-        jv_free(fb->ret_value);
-        free(fb->frames);
-        free(fb);
-    }
-    free(in.fibers);
-    pthread_mutex_destroy(&in.lock);
-    pthread_cond_destroy(&in.cond);
+    cv__instance_cleanup(&in);
     return rc;
 }
