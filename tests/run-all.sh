@@ -158,6 +158,10 @@ if [ -x tests/unit/test_cli.sh ]; then
     run_suite cli env BUILD="$BUILD" tests/unit/test_cli.sh
 fi
 
+if [ -x tests/unit/test_durable.sh ]; then
+    run_suite durable env BUILD="$BUILD" tests/unit/test_durable.sh
+fi
+
 if [ "${FUZZ_SECONDS:-15}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then
     run_suite fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" tests/fuzz-smoke.sh
 fi

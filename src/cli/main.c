@@ -3,12 +3,14 @@
  *
  *   conveyor validate FILE...
  *   conveyor run FILE [options]
+ *   conveyor resume --db FILE [ID...] [options]
  *
  * Exit codes: 0 success, 1 invalid document or faulted workflow, 2 usage error.
  * The CLI is a thin layer over include/conveyor.h: everything it does, an
  * embedding program can do.
  */
 #include "conveyor.h"
+#include "cli/durable.h"
 #include "common/util.h"
 #include "json/yaml.h"
 
@@ -25,6 +27,7 @@ static const char usage_main[] =
     "commands:\n"
     "  validate FILE...   check documents; print located messages; exit 1 if any is invalid\n"
     "  run FILE           run a workflow to its end and print its output as JSON\n"
+    "  resume --db FILE   continue the runs a --db file holds from their last checkpoint\n"
     "  version            print the version\n"
     "\n"
     "Run `conveyor <command> --help` for a command's options.\n";
@@ -67,7 +70,23 @@ static const char usage_run[] =
     "                         no task timeout is shorter (ISO 8601, default PT5M; PT0S: none)\n"
     "  --report               print {id, status, output, error, trace} instead of the output\n"
     "                         (exit status unchanged)\n"
+    "  --db FILE              keep the run in a SQLite file: the definition, the instance and\n"
+    "                         its position each time it blocks (an effect in flight, a timer),\n"
+    "                         so that a run killed at any moment can be continued with\n"
+    "                         `conveyor resume --db FILE`. Without --db nothing is kept.\n"
     "  -h, --help             this help\n";
+
+static const char usage_resume[] =
+    "usage: conveyor resume --db FILE [ID...] [options]\n"
+    "\n"
+    "Continues the runs that FILE (written by `conveyor run --db FILE`) holds unfinished,\n"
+    "or the given instance ids, each from its last checkpoint: what was checkpointed is\n"
+    "not done again; an effect that was in flight is issued again with the same\n"
+    "idempotency key. Prints the output like `run` (one JSON line {id, status, output,\n"
+    "error} per instance when there are several). Exit status: 0 when all completed,\n"
+    "1 otherwise, 2 on a usage error. Options as for `run` (--secrets, --secret-env,\n"
+    "--subflow(s), --events, --host-map, --deny-unmapped, --time-scale, --effect-timeout);\n"
+    "give the same ones the run had.\n";
 
 static void print_diags(jv diags)
 {
@@ -193,9 +212,12 @@ static int add_host_maps(cv_runtime *rt, const char *list)
     return 0;
 }
 
-static int cmd_run(int argc, char **argv)
+static int cmd_run(int argc, char **argv, int resume)
 {
-    const char *file = NULL;
+    const char *file = NULL, *db = NULL;
+    const char *usage = resume ? usage_resume : usage_run;
+    char **ids = calloc((size_t)argc + 1, sizeof *ids);
+    int nids = 0;
     jv input = jv_invalid();
     jv secrets = jv_object();
     int events = 0, report = 0, rc = 2;
@@ -215,7 +237,7 @@ static int cmd_run(int argc, char **argv)
 #define NEED_ARG()                                                                   \
     do {                                                                             \
         if (i + 1 >= argc) {                                                         \
-            fprintf(stderr, "conveyor run: %s needs a value\n%s", argv[i], usage_run); \
+            fprintf(stderr, "conveyor: %s needs a value\n%s", argv[i], usage);          \
             goto out;                                                                \
         }                                                                            \
     } while (0)
@@ -223,8 +245,14 @@ static int cmd_run(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage_run, stdout);
+            fputs(usage, stdout);
             rc = 0;
+            goto out;
+        } else if (!strcmp(a, "--db")) {
+            NEED_ARG();
+            db = argv[++i];
+        } else if (resume && (!strcmp(a, "--input") || !strcmp(a, "--input-file") || !strcmp(a, "--report"))) {
+            fprintf(stderr, "conveyor resume: %s is not for resume: an instance keeps its input\n%s", a, usage);
             goto out;
         } else if (!strcmp(a, "--input")) {
             NEED_ARG();
@@ -331,14 +359,31 @@ static int cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--report")) {
             report = 1;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "conveyor run: unknown option %s\n%s", a, usage_run);
+            fprintf(stderr, "conveyor: unknown option %s\n%s", a, usage);
             goto out;
+        } else if (resume) {
+            if (ids)
+                ids[nids++] = argv[i];
         } else if (!file) {
             file = a;
         } else {
             fprintf(stderr, "conveyor run: only one FILE may be given\n%s", usage_run);
             goto out;
         }
+    }
+    if (resume) {
+        if (!db) {
+            fprintf(stderr, "conveyor resume: --db FILE is required\n%s", usage_resume);
+            goto out;
+        }
+        cv_runtime_set_secrets(rt, secrets);
+        secrets = jv_invalid();
+        if (events_file)
+            cv_runtime_set_event_stream(rt, events_file);
+        else if (events)
+            cv_runtime_set_event_stream(rt, stderr);
+        rc = cv__cli_resume(rt, db, ids, nids);
+        goto out;
     }
     if (!file) {
         fputs(usage_run, stderr);
@@ -369,8 +414,19 @@ static int cmd_run(int argc, char **argv)
         input = jv_object();
     }
     jv rep;
-    int r = cv_run(rt, wf, input, &rep);
-    input = jv_invalid();
+    int r;
+    if (db) {
+        r = cv__cli_run_durable(rt, db, file, wf, input, &rep);
+        input = jv_invalid();
+        if (r == -1) {
+            jv_free(rep);
+            rc = 1;
+            goto out;
+        }
+    } else {
+        r = cv_run(rt, wf, input, &rep);
+        input = jv_invalid();
+    }
     if (report) {
         jv_dumpf(jv_copy(rep), stdout, JV_PRINT_PRETTY | JV_PRINT_SPACE1);
         fputc('\n', stdout);
@@ -387,6 +443,7 @@ static int cmd_run(int argc, char **argv)
     jv_free(rep);
     rc = r == CV_OK ? 0 : 1;
 out:
+    free(ids);
     jv_free(input);
     jv_free(secrets);
     cv_workflow_free(wf);
@@ -415,7 +472,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "validate"))
         return cmd_validate(argc - 2, argv + 2);
     if (!strcmp(cmd, "run"))
-        return cmd_run(argc - 2, argv + 2);
+        return cmd_run(argc - 2, argv + 2, 0);
+    if (!strcmp(cmd, "resume"))
+        return cmd_run(argc - 2, argv + 2, 1);
     fprintf(stderr, "conveyor: unknown command '%s'\n%s", cmd, usage_main);
     return 2;
 }
