@@ -51,6 +51,7 @@ static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
      "  error           TEXT,"
      "  state           TEXT,"
      "  epoch           INTEGER NOT NULL DEFAULT 0,"
+     "  history_seq     INTEGER NOT NULL DEFAULT 0," /* seq of the last history event */
      "  idempotency_key TEXT UNIQUE,"
      "  created_at      INTEGER NOT NULL,"
      "  updated_at      INTEGER NOT NULL,"

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -1353,4 +1354,104 @@ Test(store_sqlite, a_read_only_file_is_refused_clearly)
     cr_assert_gt(n, 0);
     cr_assert_eq(WEXITSTATUS(status), 0, "not CV_EIO: %s", m);
     cr_assert(strstr(m, "read-only"), "%s", m);
+}
+
+/* ---- values ------------------------------------------------------------------ */
+
+/* A value nested `depth` arrays deep around `inner` (consumed). */
+static jv nest(int depth, jv inner)
+{
+    for (int i = 0; i < depth; i++)
+        inner = jv_array_append(jv_array(), inner);
+    return inner;
+}
+
+Test(store, values_round_trip_exactly)
+{
+    cv_store *s = open_store();
+    char a[64], m[512], d1[4096], d2[4096];
+    mkinst(s, "wf", 1, a);
+    const char *json =
+        "{\"ints\":[0,-0,1,-1,42,9007199254740993,123456789012345678,1e17,-1e300],"
+        "\"reals\":[0.1,1.5,-2.25,3.141592653589793,1e-7,6.02214076e23,2.2250738585072014e-308],"
+        "\"strings\":[\"\",\"plain\",\"quote \\\" backslash \\\\ slash /\",\"\\n\\t\\r\\b\\f\\u0001\\u001f\\u007f\","
+        "\"é ü 中文 🎉\",\"\\u2028\\u2029\"],"
+        "\"nested\":{\"a\":{\"b\":[{},[],null,true,false]}},\"\\\"key\\n\":1}";
+    jv want = P(json);
+    struct cv_checkpoint cp;
+    cv_checkpoint_init(&cp, a);
+    cp.state = jv_copy(want);
+    cp.output = jv_copy(want);
+    cp.error = jv_copy(want);
+    cp.history = jv_array_append(jv_array(), jv_object_set(jv_object_set(jv_object(), jv_string("type"),
+                                                                         jv_string("t\"\n")),
+                                                           jv_string("data"), jv_copy(want)));
+    cr_assert_eq(commit1(s, &cp, m, sizeof m), 0, "%s", m);
+    jv o = instance(s, a);
+    const char *fields[] = {"state", "output", "error"};
+    for (int i = 0; i < 3; i++) {
+        jv got = get(o, fields[i]);
+        cr_assert(jv_equal(jv_copy(got), jv_copy(want)), "%s:\n%s\n%s", fields[i], dump(jv_copy(got), d1, sizeof d1),
+                  dump(jv_copy(want), d2, sizeof d2));
+        jv_free(got);
+    }
+    jv_free(o);
+    jv h = history(s, a);
+    jv e = jv_array_get(h, 0);
+    jv data = get(e, "data");
+    cr_assert(jv_equal(data, jv_copy(want)), "history data");
+    expect_member(e, "type", "\"t\\\"\\n\"");
+    jv_free(e);
+    /* NaN is stored as null, as jq prints it. */
+    cv_checkpoint_init(&cp, a);
+    cp.state = jv_array_append(jv_array(), jv_number(NAN));
+    cr_assert_eq(commit1(s, &cp, m, sizeof m), 0, "%s", m);
+    o = instance(s, a);
+    expect_member(o, "state", "[null]");
+    jv_free(o);
+    jv_free(want);
+    cv_store_close(s);
+}
+
+Test(store, values_too_deep_to_read_back_are_refused)
+{
+    cv_store *s = open_store();
+    char a[64], m[512];
+    mkinst(s, "wf", 1, a);
+    struct cv_checkpoint cp;
+    cv_checkpoint_init(&cp, a);
+    cp.state = nest(256, jv_number(1)); /* the deepest libjq 1.6 parses */
+    cr_assert_eq(commit1(s, &cp, m, sizeof m), 0, "%s", m);
+    jv o = instance(s, a);
+    jv st = get(o, "state");
+    cr_assert(jv_equal(st, nest(256, jv_number(1))));
+    jv_free(o);
+
+    cv_checkpoint_init(&cp, a);
+    cp.status = CV_ST_RUNNING;
+    cp.state = nest(300, jv_number(2));
+    cp.history = P("[{\"type\":\"x\"}]");
+    cr_assert_eq(commit1(s, &cp, m, sizeof m), CV_EINVAL);
+    cr_assert(strstr(m, "deeper than 256"), "%s", m);
+    cv_checkpoint_init(&cp, a);
+    cp.history = jv_array_append(jv_array(), jv_object_set(jv_object_set(jv_object(), jv_string("type"),
+                                                                         jv_string("x")),
+                                                           jv_string("data"), nest(300, jv_null())));
+    cr_assert_eq(commit1(s, &cp, m, sizeof m), CV_EINVAL);
+    o = instance(s, a);
+    expect_member(o, "status", "\"pending\"");
+    jv_free(o);
+    jv h = history(s, a);
+    cr_assert_eq(jv_array_length(h), 0, "nothing of the refused checkpoints");
+
+    char b[64];
+    int existed;
+    jv err = jv_invalid();
+    cr_assert_eq(cv_store_create_instance(s, "test", "wf", NULL, nest(400, jv_null()), NULL, b, &existed, &err),
+                 CV_EINVAL);
+    take_err(&err, m, sizeof m);
+    jv list = jv_invalid(), next = jv_invalid();
+    ok(cv_store_list_instances(s, jv_null(), 10, NULL, &list, &next, &err), &err, "list");
+    cr_assert_eq(jv_array_length(list), 1, "no instance created");
+    cv_store_close(s);
 }

@@ -1,0 +1,34 @@
+/*
+ * store_int.h — internals shared by the store's backends (sqlite.c, later postgres.c),
+ * never included above the store interface.
+ */
+#ifndef CV_STORE_INT_H
+#define CV_STORE_INT_H
+
+#include <jv.h>
+#include <stddef.h>
+
+/*
+ * The deepest nesting of arrays and objects a stored value may have: libjq
+ * 1.6's parser refuses deeper text ("Exceeds depth limit for parsing"), so a
+ * deeper value could be written but never read back.
+ */
+#define CV_STORE_JSON_MAX_DEPTH 256
+
+/*
+ * Serialises `v` (borrowed) as compact JSON text that jv_parse reads back
+ * equal (jv_equal): the store's format for every stored value. It does what
+ * jv_dump_string(v, 0) does at a fraction of the cost (libjq 1.6 appends a
+ * string one character at a time; this copies runs of plain bytes), because
+ * it runs for every checkpoint. Numbers are written as integers when integral
+ * and below 1e17, else with the fewest of 15 or 17 significant digits that
+ * read back exactly; NaN is null and infinities are +-DBL_MAX, as in jq.
+ * An invalid jv is written as null.
+ *
+ * Returns 0 with *out (NUL-terminated, caller frees with free()) and *len,
+ * CV_EINVAL when the value nests deeper than CV_STORE_JSON_MAX_DEPTH, or
+ * CV_ENOMEM.
+ */
+int cv__store_json_dump(jv v, char **out, size_t *len);
+
+#endif
