@@ -1,0 +1,820 @@
+/*
+ * engine.c — the scheduler of durable instances (see engine.h).
+ *
+ * Threads and what each may touch:
+ *   workers      their own instances and definitions (all jv values of an
+ *                instance live on its worker);
+ *   effect threads  deep copies only (interp.c), then wake the worker;
+ *   the committer   pending checkpoints, which are deep copies made by the
+ *                worker that queued them, and the results map;
+ *   callers      the store (under store_lock) and the results map (under
+ *                res_lock), through deep copies.
+ * Lock order: an instance's lock, then its worker's lock. Nobody holds a
+ * worker's lock while taking an instance's.
+ *
+ * Sections: instances on workers, the commit thread, the public calls.
+ */
+#include "engine/engine.h"
+
+#include "common/jvx.h"
+#include "common/util.h"
+#include "engine/engine_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TYPE_PREFIX "io.serverlessworkflow."
+#define MAX_RESULTS 20000
+
+struct worker;
+
+struct einst {
+    struct instance in;
+    struct worker *w;
+    const cv_workflow *wf;
+    int queued;   /* in the worker's ready queue */
+    int64_t wake; /* parked until this monotonic time; 0: woken by effects only */
+};
+
+/* A request to take an instance on a worker (new, or resumed). */
+struct startreq {
+    char id[64];
+    char key[400]; /* namespace/name:version */
+    char ns[128], name[128], version[128];
+    jv input; /* deep copies */
+    jv state;
+    struct startreq *next;
+};
+
+struct defentry {
+    char *key;
+    cv_workflow *wf;
+};
+
+struct worker {
+    struct cv_engine *e;
+    pthread_t th;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct einst **ready;
+    int nready, capready;
+    struct startreq *starts;
+    int stopping;
+    /* owned by the worker thread alone */
+    struct einst **owned;
+    int nowned, capowned;
+    struct defentry *defs;
+    int ndefs;
+};
+
+struct pending {
+    struct cv_checkpoint cp;
+    int final;
+    jv result; /* final: {id, status, output, error} */
+    struct pending *next;
+};
+
+struct cv_engine {
+    cv_runtime *rt;
+    cv_store *store;
+    pthread_mutex_t store_lock;
+    struct cv_engine_options o;
+    struct worker *workers;
+    int nworkers;
+    int started;
+    /* the commit queue */
+    pthread_mutex_t cq_lock;
+    pthread_cond_t cq_cond;
+    struct pending *cq_head, *cq_tail;
+    int cq_len;
+    int cq_stopping;
+    pthread_t committer;
+    /* ended instances, for waiters */
+    pthread_mutex_t res_lock;
+    pthread_cond_t res_cond;
+    jv results;
+    struct cv_engine_stats stats; /* under res_lock */
+};
+
+/* ---- the commit queue --------------------------------------------------------------- */
+
+static void enqueue(struct cv_engine *e, struct pending *p)
+{
+    pthread_mutex_lock(&e->cq_lock);
+    p->next = NULL;
+    if (e->cq_tail)
+        e->cq_tail->next = p;
+    else
+        e->cq_head = p;
+    e->cq_tail = p;
+    e->cq_len++;
+    pthread_cond_signal(&e->cq_cond);
+    pthread_mutex_unlock(&e->cq_lock);
+}
+
+/* The checkpoint hook, on a worker thread: queue a deep copy of the position. */
+static void on_checkpoint(void *ud, jv state)
+{
+    struct cv_engine *e = ud;
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return; /* the next checkpoint will carry the position */
+    jv id = jv_object_get(jv_copy(state), jv_string("id"));
+    cv_checkpoint_init(&p->cp, jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "");
+    jv_free(id);
+    p->cp.status = CV_ST_RUNNING;
+    p->cp.state = cv__jv_deep_copy(jv_copy(state));
+    p->result = jv_invalid();
+    enqueue(e, p);
+}
+
+static jv history_event(const char *type, jv data)
+{
+    jv ev = jv_object_set(jv_object(), jv_string("type"), jv_string_fmt(TYPE_PREFIX "%s.v1", type));
+    return jv_object_set(ev, jv_string("data"), data);
+}
+
+/* Queues the end of an instance: its result (consumed, a value of this
+ * worker) goes out as deep copies. */
+static void enqueue_final(struct cv_engine *e, const char *id, jv result)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        jv_free(result);
+        return;
+    }
+    jv status = jv_object_get(jv_copy(result), jv_string("status"));
+    int ok = !strcmp(jv_string_value(status), "completed");
+    jv_free(status);
+    cv_checkpoint_init(&p->cp, id);
+    p->cp.status = ok ? CV_ST_COMPLETED : CV_ST_FAULTED;
+    p->cp.state = jv_null();
+    jv output = cv__jv_deep_copy(jv_object_get(jv_copy(result), jv_string("output")));
+    jv error = cv__jv_deep_copy(jv_object_get(jv_copy(result), jv_string("error")));
+    if (ok) {
+        p->cp.output = jv_copy(output);
+        p->cp.history = JV_ARRAY(history_event("workflow.completed", JV_OBJECT(jv_string("output"), jv_copy(output))));
+    } else {
+        p->cp.error = jv_copy(error);
+        p->cp.history = JV_ARRAY(history_event("workflow.faulted", JV_OBJECT(jv_string("error"), jv_copy(error))));
+    }
+    p->final = 1;
+    p->result = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("status"), jv_string(ok ? "completed" : "faulted"),
+                          jv_string("output"), output, jv_string("error"), error);
+    jv_free(result);
+    enqueue(e, p);
+}
+
+static jv copy_jv(jv v) { return jv_copy(v); }
+
+/* Writes a batch; retries while the database is busy. Returns 0 or a code. */
+static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
+{
+    struct cv_checkpoint *cps = calloc((size_t)n, sizeof *cps);
+    if (!cps)
+        return CV_ENOMEM;
+    for (int attempt = 0;; attempt++) {
+        for (int i = 0; i < n; i++) { /* the store consumes what it is given: hand it copies */
+            cps[i] = batch[i]->cp;
+            cps[i].state = copy_jv(batch[i]->cp.state);
+            cps[i].output = copy_jv(batch[i]->cp.output);
+            cps[i].error = copy_jv(batch[i]->cp.error);
+            cps[i].history = copy_jv(batch[i]->cp.history);
+            cps[i].timers_add = copy_jv(batch[i]->cp.timers_add);
+            cps[i].timers_del = copy_jv(batch[i]->cp.timers_del);
+        }
+        jv err = jv_invalid();
+        pthread_mutex_lock(&e->store_lock);
+        int rc = cv_store_checkpoint(e->store, cps, n, &err);
+        pthread_mutex_unlock(&e->store_lock);
+        if (rc == CV_EBUSY && attempt < 500) {
+            jv_free(err);
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (rc)
+            fprintf(stderr, "conveyor: checkpoint of %d instance(s) failed: %s\n", n,
+                    jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc));
+        jv_free(err);
+        free(cps);
+        return rc;
+    }
+}
+
+static void *committer(void *arg)
+{
+    struct cv_engine *e = arg;
+    int max = e->o.batch_max;
+    struct pending **batch = calloc((size_t)max, sizeof *batch);
+    if (!batch)
+        return NULL;
+    for (;;) {
+        pthread_mutex_lock(&e->cq_lock);
+        while (!e->cq_head && !e->cq_stopping)
+            pthread_cond_wait(&e->cq_cond, &e->cq_lock);
+        if (!e->cq_head && e->cq_stopping) {
+            pthread_mutex_unlock(&e->cq_lock);
+            break;
+        }
+        if (e->cq_len < max && !e->cq_stopping && e->o.batch_wait_us > 0) {
+            /* group commit: give other workers a moment to join this batch */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)e->o.batch_wait_us * 1000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&e->cq_cond, &e->cq_lock, &ts);
+        }
+        int n = 0;
+        while (e->cq_head && n < max) {
+            batch[n++] = e->cq_head;
+            e->cq_head = e->cq_head->next;
+            e->cq_len--;
+        }
+        if (!e->cq_head)
+            e->cq_tail = NULL;
+        pthread_mutex_unlock(&e->cq_lock);
+
+        int rc = commit_batch(e, batch, n);
+        pthread_mutex_lock(&e->res_lock);
+        if (!rc) {
+            e->stats.checkpoints += n;
+            e->stats.batches++;
+        }
+        for (int i = 0; i < n; i++) {
+            struct pending *p = batch[i];
+            if (p->final && !rc) { /* durable now: waiters may be told */
+                jv st = jv_object_get(jv_copy(p->result), jv_string("status"));
+                if (!strcmp(jv_string_value(st), "completed"))
+                    e->stats.completed++;
+                else
+                    e->stats.faulted++;
+                jv_free(st);
+                if (jv_object_length(jv_copy(e->results)) >= MAX_RESULTS) {
+                    jv_free(e->results); /* waiters fall back to the store */
+                    e->results = jv_object();
+                }
+                e->results = jv_object_set(e->results, jv_string(p->cp.instance), jv_copy(p->result));
+            }
+            cv_checkpoint_cleanup(&p->cp);
+            jv_free(p->result);
+            free(p);
+        }
+        pthread_cond_broadcast(&e->res_cond);
+        pthread_mutex_unlock(&e->res_lock);
+    }
+    free(batch);
+    return NULL;
+}
+
+/* ---- instances on workers ------------------------------------------------------------ */
+
+/* Effect threads (holding the instance's lock) put the instance back in line. */
+static void on_wake(void *ud)
+{
+    struct einst *x = ud;
+    struct worker *w = x->w;
+    pthread_mutex_lock(&w->lock);
+    if (!x->queued) {
+        if (w->nready == w->capready) {
+            int cap = w->capready ? w->capready * 2 : 64;
+            struct einst **r = realloc(w->ready, (size_t)cap * sizeof *r);
+            if (!r) {
+                pthread_mutex_unlock(&w->lock);
+                return; /* it will be found by its timer scan at the latest */
+            }
+            w->ready = r;
+            w->capready = cap;
+        }
+        w->ready[w->nready++] = x;
+        x->queued = 1;
+        pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* This worker's copy of a definition, loaded from the store once. */
+static const cv_workflow *worker_def(struct worker *w, const struct startreq *r, jv *err)
+{
+    for (int i = 0; i < w->ndefs; i++)
+        if (!strcmp(w->defs[i].key, r->key))
+            return w->defs[i].wf;
+    jv def, derr = jv_invalid();
+    pthread_mutex_lock(&w->e->store_lock);
+    int rc = cv_store_get_workflow(w->e->store, r->ns, r->name, r->version, &def, &derr);
+    pthread_mutex_unlock(&w->e->store_lock);
+    if (rc) {
+        *err = cv__error_newf(CV_ERR_CONFIGURATION, 400, "Configuration Error", "workflow %s: %s", r->key,
+                              jv_get_kind(derr) == JV_KIND_STRING ? jv_string_value(derr) : cv_strerror(rc));
+        jv_free(derr);
+        return NULL;
+    }
+    jv_free(derr);
+    jv text = jv_object_get(def, jv_string("text"));
+    cv_workflow *wf = NULL;
+    jv diags = jv_invalid();
+    rc = cv_workflow_load(jv_string_value(text), (size_t)jv_string_length_bytes(jv_copy(text)), r->key, &wf, &diags);
+    jv_free(text);
+    jv_free(diags);
+    struct defentry *d = rc ? NULL : realloc(w->defs, (size_t)(w->ndefs + 1) * sizeof *d);
+    if (!d) {
+        cv_workflow_free(wf);
+        *err = cv__error_newf(CV_ERR_CONFIGURATION, 400, "Configuration Error",
+                              "workflow %s no longer loads", r->key);
+        return NULL;
+    }
+    w->defs = d;
+    w->defs[w->ndefs].key = strdup(r->key);
+    w->defs[w->ndefs].wf = wf;
+    w->ndefs++;
+    return wf;
+}
+
+static void own(struct worker *w, struct einst *x)
+{
+    if (w->nowned == w->capowned) {
+        int cap = w->capowned ? w->capowned * 2 : 64;
+        struct einst **o = realloc(w->owned, (size_t)cap * sizeof *o);
+        if (!o)
+            return;
+        w->owned = o;
+        w->capowned = cap;
+    }
+    w->owned[w->nowned++] = x;
+}
+
+static void disown_and_free(struct worker *w, struct einst *x)
+{
+    cv__instance_cleanup(&x->in); /* after this no effect thread can wake it */
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < w->nready; i++)
+        if (w->ready[i] == x)
+            w->ready[i--] = w->ready[--w->nready];
+    pthread_mutex_unlock(&w->lock);
+    for (int i = 0; i < w->nowned; i++)
+        if (w->owned[i] == x) {
+            w->owned[i] = w->owned[--w->nowned];
+            break;
+        }
+    free(x);
+}
+
+static void run_ready(struct worker *w, struct einst *x)
+{
+    cv__instance_collect(&x->in);
+    int64_t wake = 0;
+    if (cv__instance_advance(&x->in, &wake)) {
+        enqueue_final(w->e, x->in.id, cv__instance_result(&x->in));
+        disown_and_free(w, x);
+        return;
+    }
+    x->wake = wake;
+}
+
+static void take_start(struct worker *w, struct startreq *r)
+{
+    jv err = jv_null();
+    const cv_workflow *wf = worker_def(w, r, &err);
+    if (!wf) {
+        enqueue_final(w->e, r->id, JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"),
+                                              jv_null(), jv_string("error"), err));
+        jv_free(r->input);
+        jv_free(r->state);
+        return;
+    }
+    struct einst *x = calloc(1, sizeof *x);
+    if (!x) {
+        jv_free(err);
+        jv_free(r->input);
+        jv_free(r->state);
+        return; /* stays unfinished in the store: the next start resumes it */
+    }
+    x->w = w;
+    x->wf = wf;
+    jv_free(err);
+    int rc = cv__instance_init(&x->in, w->e->rt, wf, r->id, r->input, r->state, &err);
+    if (rc) {
+        enqueue_final(w->e, r->id, JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"),
+                                              jv_null(), jv_string("error"), err));
+        cv__instance_cleanup(&x->in);
+        free(x);
+        return;
+    }
+    jv_free(err);
+    x->in.wake = on_wake;
+    x->in.wake_ud = x;
+    own(w, x);
+    run_ready(w, x);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct einst **batch = NULL;
+    int capbatch = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+            if (w->stopping || w->nready || w->starts)
+                break;
+            /* due timers go back in line; otherwise sleep until the next one */
+            int64_t now = cv__now_ms(), next = 0;
+            for (int i = 0; i < w->nowned; i++) {
+                struct einst *x = w->owned[i];
+                if (!x->wake || x->queued)
+                    continue;
+                if (x->wake <= now) {
+                    if (w->nready == w->capready) {
+                        int cap = w->capready ? w->capready * 2 : 64;
+                        struct einst **r = realloc(w->ready, (size_t)cap * sizeof *r);
+                        if (!r)
+                            break;
+                        w->ready = r;
+                        w->capready = cap;
+                    }
+                    w->ready[w->nready++] = x;
+                    x->queued = 1;
+                } else if (!next || x->wake < next) {
+                    next = x->wake;
+                }
+            }
+            if (w->nready)
+                break;
+            int64_t wait_ms = next ? next - now : 1000;
+            if (wait_ms > 1000)
+                wait_ms = 1000;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += wait_ms / 1000;
+            ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        }
+        if (w->stopping) {
+            pthread_mutex_unlock(&w->lock);
+            break;
+        }
+        struct startreq *starts = w->starts;
+        w->starts = NULL;
+        int n = w->nready;
+        if (n > capbatch) {
+            struct einst **b = realloc(batch, (size_t)n * sizeof *b);
+            if (b) {
+                batch = b;
+                capbatch = n;
+            } else {
+                n = capbatch;
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            batch[i] = w->ready[i];
+            batch[i]->queued = 0;
+        }
+        if (n && w->nready > n)
+            memmove(w->ready, w->ready + n, (size_t)(w->nready - n) * sizeof *w->ready);
+        w->nready -= n;
+        pthread_mutex_unlock(&w->lock);
+
+        while (starts) {
+            struct startreq *next = starts->next;
+            take_start(w, starts);
+            free(starts);
+            starts = next;
+        }
+        for (int i = 0; i < n; i++) {
+            /* an instance that ended earlier in this round was removed from
+             * the ready queue, but may still be in this copy of it */
+            int alive = 0;
+            for (int k = 0; k < w->nowned && !alive; k++)
+                alive = w->owned[k] == batch[i];
+            if (alive)
+                run_ready(w, batch[i]);
+        }
+    }
+    /* stopping: instances stay unfinished in the store; their last
+     * checkpoints are queued already */
+    while (w->nowned)
+        disown_and_free(w, w->owned[w->nowned - 1]);
+    while (w->starts) {
+        struct startreq *r = w->starts;
+        w->starts = r->next;
+        jv_free(r->input);
+        jv_free(r->state);
+        free(r);
+    }
+    free(batch);
+    return NULL;
+}
+
+static unsigned hash_id(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static int schedule(struct cv_engine *e, const char *id, const char *ns, const char *name, const char *version,
+                    jv input, jv state)
+{
+    struct startreq *r = calloc(1, sizeof *r);
+    if (!r) {
+        jv_free(input);
+        jv_free(state);
+        return CV_ENOMEM;
+    }
+    snprintf(r->id, sizeof r->id, "%s", id);
+    snprintf(r->ns, sizeof r->ns, "%s", ns);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->version, sizeof r->version, "%s", version);
+    snprintf(r->key, sizeof r->key, "%s/%s:%s", ns, name, version);
+    r->input = cv__jv_deep_copy(input);
+    r->state = cv__jv_deep_copy(state);
+    struct worker *w = &e->workers[hash_id(id) % (unsigned)e->nworkers];
+    pthread_mutex_lock(&w->lock);
+    r->next = w->starts;
+    w->starts = r;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+/* ---- public calls ---------------------------------------------------------------------- */
+
+int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_options *o, struct cv_engine **out)
+{
+    *out = NULL;
+    struct cv_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return CV_ENOMEM;
+    e->rt = rt;
+    e->store = store;
+    e->o.workers = o && o->workers > 0 ? o->workers : 2;
+    e->o.batch_max = o && o->batch_max > 0 ? o->batch_max : 512;
+    e->o.batch_wait_us = o && o->batch_wait_us >= 0 && o->batch_max > 0 ? o->batch_wait_us : 1000;
+    pthread_mutex_init(&e->store_lock, NULL);
+    pthread_mutex_init(&e->cq_lock, NULL);
+    pthread_cond_init(&e->cq_cond, NULL);
+    pthread_mutex_init(&e->res_lock, NULL);
+    pthread_cond_init(&e->res_cond, NULL);
+    e->results = jv_object();
+    e->nworkers = e->o.workers;
+    e->workers = calloc((size_t)e->nworkers, sizeof *e->workers);
+    if (!e->workers) {
+        jv_free(e->results);
+        free(e);
+        return CV_ENOMEM;
+    }
+    for (int i = 0; i < e->nworkers; i++) {
+        e->workers[i].e = e;
+        pthread_mutex_init(&e->workers[i].lock, NULL);
+        pthread_cond_init(&e->workers[i].cond, NULL);
+    }
+    cv_runtime_on_checkpoint(rt, on_checkpoint, e);
+    *out = e;
+    return 0;
+}
+
+int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
+{
+    if (resumed)
+        *resumed = 0;
+    if (pthread_create(&e->committer, NULL, committer, e)) {
+        *err = jv_string("cannot start the commit thread");
+        return CV_ENOMEM;
+    }
+    for (int i = 0; i < e->nworkers; i++)
+        if (pthread_create(&e->workers[i].th, NULL, worker_main, &e->workers[i])) {
+            *err = jv_string("cannot start a worker thread");
+            for (int k = 0; k < i; k++) {
+                pthread_mutex_lock(&e->workers[k].lock);
+                e->workers[k].stopping = 1;
+                pthread_cond_signal(&e->workers[k].cond);
+                pthread_mutex_unlock(&e->workers[k].lock);
+                pthread_join(e->workers[k].th, NULL);
+            }
+            e->nworkers = i;
+            return CV_ENOMEM;
+        }
+    e->started = 1;
+    /* every unfinished instance continues from its last checkpoint */
+    jv ids;
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_unfinished_instances(e->store, &ids, err);
+    pthread_mutex_unlock(&e->store_lock);
+    if (rc)
+        return rc;
+    int n = 0;
+    jv_array_foreach(ids, i, id)
+    {
+        jv inst, gerr = jv_invalid();
+        pthread_mutex_lock(&e->store_lock);
+        int g = cv_store_get_instance(e->store, jv_string_value(id), &inst, &gerr);
+        pthread_mutex_unlock(&e->store_lock);
+        jv_free(gerr);
+        if (!g) {
+            jv ns = jv_object_get(jv_copy(inst), jv_string("namespace"));
+            jv name = jv_object_get(jv_copy(inst), jv_string("name"));
+            jv ver = jv_object_get(jv_copy(inst), jv_string("version"));
+            jv state = jv_object_get(jv_copy(inst), jv_string("state"));
+            jv input = jv_object_get(jv_copy(inst), jv_string("input"));
+            if (jv_get_kind(state) != JV_KIND_OBJECT) {
+                jv_free(state);
+                state = jv_invalid(); /* never checkpointed: start from its input */
+            }
+            if (!schedule(e, jv_string_value(id), jv_string_value(ns), jv_string_value(name), jv_string_value(ver),
+                          jv_is_valid(input) ? input : (jv_free(input), jv_null()), state))
+                n++;
+            jv_free(ns);
+            jv_free(name);
+            jv_free(ver);
+            jv_free(inst);
+        }
+        jv_free(id);
+    }
+    jv_free(ids);
+    pthread_mutex_lock(&e->res_lock);
+    e->stats.resumed += n;
+    pthread_mutex_unlock(&e->res_lock);
+    if (resumed)
+        *resumed = n;
+    return 0;
+}
+
+void cv__engine_stop(struct cv_engine *e)
+{
+    if (!e)
+        return;
+    if (e->started) {
+        for (int i = 0; i < e->nworkers; i++) {
+            pthread_mutex_lock(&e->workers[i].lock);
+            e->workers[i].stopping = 1;
+            pthread_cond_signal(&e->workers[i].cond);
+            pthread_mutex_unlock(&e->workers[i].lock);
+        }
+        for (int i = 0; i < e->nworkers; i++)
+            pthread_join(e->workers[i].th, NULL);
+        pthread_mutex_lock(&e->cq_lock);
+        e->cq_stopping = 1;
+        pthread_cond_signal(&e->cq_cond);
+        pthread_mutex_unlock(&e->cq_lock);
+        pthread_join(e->committer, NULL);
+    }
+    cv_runtime_on_checkpoint(e->rt, NULL, NULL);
+    for (int i = 0; i < e->nworkers; i++) {
+        struct worker *w = &e->workers[i];
+        for (int k = 0; k < w->ndefs; k++) {
+            free(w->defs[k].key);
+            cv_workflow_free(w->defs[k].wf);
+        }
+        free(w->defs);
+        free(w->ready);
+        free(w->owned);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+    }
+    free(e->workers);
+    jv_free(e->results);
+    pthread_mutex_destroy(&e->store_lock);
+    pthread_mutex_destroy(&e->cq_lock);
+    pthread_cond_destroy(&e->cq_cond);
+    pthread_mutex_destroy(&e->res_lock);
+    pthread_cond_destroy(&e->res_cond);
+    free(e);
+}
+
+int cv__engine_deploy(struct cv_engine *e, const char *text, size_t len, jv *out)
+{
+    cv_workflow *wf = NULL;
+    jv diags = jv_invalid();
+    int rc = cv_workflow_load(text, len, "deploy", &wf, &diags);
+    if (rc) {
+        *out = diags;
+        return rc;
+    }
+    jv_free(diags);
+    char *copy = strndup(text, len);
+    jv err = jv_invalid();
+    if (!copy) {
+        cv_workflow_free(wf);
+        return CV_ENOMEM;
+    }
+    pthread_mutex_lock(&e->store_lock);
+    rc = cv_store_put_workflow(e->store, cv_workflow_namespace(wf), cv_workflow_name(wf), cv_workflow_version(wf),
+                               copy, &err);
+    pthread_mutex_unlock(&e->store_lock);
+    free(copy);
+    if (rc) {
+        *out = err;
+    } else {
+        jv_free(err);
+        *out = JV_OBJECT(jv_string("namespace"), jv_string(cv_workflow_namespace(wf)), jv_string("name"),
+                         jv_string(cv_workflow_name(wf)), jv_string("version"), jv_string(cv_workflow_version(wf)));
+    }
+    cv_workflow_free(wf);
+    return rc;
+}
+
+int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *name, const char *version,
+                              jv input, const char *idempotency_key, char *id_out, int *existed, jv *err)
+{
+    *existed = 0;
+    jv def, derr = jv_invalid();
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_get_workflow(e->store, ns, name, version, &def, &derr);
+    if (!rc) {
+        jv v = jv_object_get(def, jv_string("version")); /* "latest" resolved */
+        char resolved[128];
+        snprintf(resolved, sizeof resolved, "%s", jv_string_value(v));
+        jv_free(v);
+        rc = cv_store_create_instance(e->store, ns, name, resolved, jv_copy(input), idempotency_key, id_out, existed,
+                                      err);
+        pthread_mutex_unlock(&e->store_lock);
+        jv_free(derr);
+        if (!rc && !*existed)
+            rc = schedule(e, id_out, ns, name, resolved, input, jv_invalid());
+        else
+            jv_free(input);
+        return rc;
+    }
+    pthread_mutex_unlock(&e->store_lock);
+    *err = derr;
+    jv_free(input);
+    return rc;
+}
+
+/* The instance as the store has it: {id, status, output, error}. */
+static int stored_result(struct cv_engine *e, const char *id, jv *out, int *ended)
+{
+    jv inst, err = jv_invalid();
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_get_instance(e->store, id, &inst, &err);
+    pthread_mutex_unlock(&e->store_lock);
+    jv_free(err);
+    if (rc)
+        return rc;
+    jv status = jv_object_get(jv_copy(inst), jv_string("status"));
+    const char *st = jv_string_value(status);
+    *ended = !strcmp(st, CV_ST_COMPLETED) || !strcmp(st, CV_ST_FAULTED) || !strcmp(st, CV_ST_CANCELLED);
+    *out = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("status"), status, jv_string("output"),
+                     jv_object_get(jv_copy(inst), jv_string("output")), jv_string("error"),
+                     jv_object_get(jv_copy(inst), jv_string("error")));
+    jv_free(inst);
+    return 0;
+}
+
+int cv__engine_wait(struct cv_engine *e, const char *id, int timeout_ms, jv *out)
+{
+    int64_t deadline = cv__now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        pthread_mutex_lock(&e->res_lock);
+        jv r = jv_object_get(jv_copy(e->results), jv_string(id));
+        if (jv_is_valid(r)) {
+            *out = cv__jv_deep_copy(r);
+            pthread_mutex_unlock(&e->res_lock);
+            return 0;
+        }
+        jv_free(r);
+        pthread_mutex_unlock(&e->res_lock);
+        /* ended before this process, or by a batch the map has let go of */
+        int ended = 0;
+        int rc = stored_result(e, id, out, &ended);
+        if (rc)
+            return rc;
+        if (ended || cv__now_ms() >= deadline)
+            return 0; /* status running when it has not ended */
+        jv_free(*out);
+        int64_t left = deadline - cv__now_ms();
+        if (left > 200)
+            left = 200;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&e->res_lock);
+        jv again = jv_object_get(jv_copy(e->results), jv_string(id));
+        if (!jv_is_valid(again))
+            pthread_cond_timedwait(&e->res_cond, &e->res_lock, &ts);
+        jv_free(again);
+        pthread_mutex_unlock(&e->res_lock);
+    }
+}
+
+void cv__engine_stats(struct cv_engine *e, struct cv_engine_stats *out)
+{
+    pthread_mutex_lock(&e->res_lock);
+    *out = e->stats;
+    pthread_mutex_unlock(&e->res_lock);
+}

@@ -1,0 +1,65 @@
+/*
+ * engine.h — many durable instances at once, over a store (DESIGN.md
+ * decisions 3 to 5). The server (next) sits on this; `conveyor run --db` is
+ * the one-instance case without it.
+ *
+ * Worker threads own instances: an instance stays on one worker for its life
+ * in this process, because jq 1.6's jv reference counts are not atomic and
+ * each worker loads its own copy of every definition it runs. A blocked
+ * instance is parked (no thread); an effect thread that posts a result, or a
+ * due timer, puts it back in its worker's queue. Checkpoints from all workers
+ * go to one commit thread that writes them in batches (group commit, one
+ * transaction and one fsync per batch); an instance's end is reported to
+ * waiters only once its last checkpoint is durable. On start, every
+ * unfinished instance of the store resumes from its last checkpoint.
+ */
+#ifndef CV_ENGINE_H
+#define CV_ENGINE_H
+
+#include "conveyor.h"
+#include "store/store.h"
+
+struct cv_engine;
+
+struct cv_engine_options {
+    int workers;        /* worker threads (default 2) */
+    int batch_max;      /* checkpoints per transaction at most (default 512) */
+    int batch_wait_us;  /* how long a batch waits for company (default 1000) */
+};
+
+/*
+ * Creates an engine over `rt` (borrowed; its checkpoint hook is taken over)
+ * and `store` (borrowed; the engine serialises its use of it). Nothing runs
+ * until cv__engine_start.
+ */
+int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_options *o, struct cv_engine **out);
+/* Starts the threads and resumes every unfinished instance of the store.
+ * *resumed (may be NULL) = how many. */
+int cv__engine_start(struct cv_engine *e, int *resumed, jv *err);
+/* Stops taking work, lets running instances reach their next checkpoint,
+ * writes every pending checkpoint, joins the threads and frees the engine.
+ * Instances not finished stay unfinished in the store. */
+void cv__engine_stop(struct cv_engine *e);
+
+/* Deploys a document (validated first). *out = {namespace, name, version} on
+ * success, or the diagnostics array (CV_EPARSE/CV_EVALIDATE), or a message
+ * (CV_ECONFLICT: that version exists with other content). */
+int cv__engine_deploy(struct cv_engine *e, const char *text, size_t len, jv *out);
+
+/* Creates an instance (durably) and schedules it. An idempotency key already
+ * used returns that instance (*existed = 1). id_out: at least 64 bytes. */
+int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *name, const char *version,
+                              jv input, const char *idempotency_key, char *id_out, int *existed, jv *err);
+
+/* Waits up to timeout_ms for the instance to end; *out = {id, status,
+ * output, error} (status running when it has not ended). The end is durable
+ * when reported. Returns 0, or CV_ENOTFOUND. */
+int cv__engine_wait(struct cv_engine *e, const char *id, int timeout_ms, jv *out);
+
+/* Counters for tests and metrics. */
+struct cv_engine_stats {
+    long long checkpoints, batches, completed, faulted, resumed, running;
+};
+void cv__engine_stats(struct cv_engine *e, struct cv_engine_stats *out);
+
+#endif
