@@ -818,3 +818,64 @@ void cv__engine_stats(struct cv_engine *e, struct cv_engine_stats *out)
     *out = e->stats;
     pthread_mutex_unlock(&e->res_lock);
 }
+
+/* ---- read paths for the API ---------------------------------------------------------------- */
+
+int cv__engine_get_instance(struct cv_engine *e, const char *id, jv *out, jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_get_instance(e->store, id, out, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_list_instances(struct cv_engine *e, jv filter, int limit, const char *after, jv *out, jv *next,
+                              jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_list_instances(e->store, filter, limit, after, out, next, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_history(struct cv_engine *e, const char *id, jv *out, jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_history(e->store, id, out, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_get_workflow(struct cv_engine *e, const char *ns, const char *name, const char *version, jv *out,
+                            jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_get_workflow(e->store, ns, name, version, out, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_list_workflows(struct cv_engine *e, jv *out, jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_list_workflows(e->store, out, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err)
+{
+    /* through the commit queue, so that it is ordered with the instance's
+     * own checkpoints */
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        jv_free(events);
+        return CV_ENOMEM;
+    }
+    cv_checkpoint_init(&p->cp, id);
+    p->cp.history = cv__jv_deep_copy(events);
+    p->result = jv_invalid();
+    enqueue(e, p);
+    (void)err;
+    return 0;
+}

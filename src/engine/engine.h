@@ -56,6 +56,19 @@ int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *n
  * when reported. Returns 0, or CV_ENOTFOUND. */
 int cv__engine_wait(struct cv_engine *e, const char *id, int timeout_ms, jv *out);
 
+/* Read paths for the API, through the engine's serialised use of the store
+ * (same results and codes as the cv_store_* functions of the same name). */
+int cv__engine_get_instance(struct cv_engine *e, const char *id, jv *out, jv *err);
+int cv__engine_list_instances(struct cv_engine *e, jv filter, int limit, const char *after, jv *out, jv *next,
+                              jv *err);
+int cv__engine_history(struct cv_engine *e, const char *id, jv *out, jv *err);
+int cv__engine_get_workflow(struct cv_engine *e, const char *ns, const char *name, const char *version, jv *out,
+                            jv *err);
+int cv__engine_list_workflows(struct cv_engine *e, jv *out, jv *err);
+/* Appends events (array, consumed) to an instance's history, e.g. who did
+ * what through the API: {type, data: {who, action, ...}}. */
+int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err);
+
 /* Counters for tests and metrics. */
 struct cv_engine_stats {
     long long checkpoints, batches, completed, faulted, resumed, running;
