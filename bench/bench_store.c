@@ -274,8 +274,12 @@ int main(void)
         fflush(stdout);
     }
     cv_store_close(s);
-    printf("\nfiles after the run: database %ld bytes, WAL %ld bytes (removed on close when 0 or absent: -1)\n",
-           file_size(db), file_size(wal));
+    long wal_size = file_size(wal);
+    if (wal_size < 0)
+        printf("\nfiles after the run: database %ld bytes (the WAL was folded in and removed on close)\n",
+               file_size(db));
+    else
+        printf("\nfiles after the run: database %ld bytes, WAL %ld bytes\n", file_size(db), wal_size);
     free(cps);
     free(lat);
     unlink(db);
