@@ -67,6 +67,9 @@ struct worker {
     int nowned, capowned;
     struct defentry *defs;
     int ndefs;
+    struct defentry *remote; /* remote functions, by URL */
+    int nremote;
+    struct cv_resolver resolver;
 };
 
 struct pending {
@@ -335,6 +338,54 @@ static const cv_workflow *worker_def(struct worker *w, const struct startreq *r,
     return wf;
 }
 
+/* Subflows for this worker's instances: its own copies, from the store. */
+static const cv_workflow *resolve_find(void *ud, const char *ns, const char *name, const char *version)
+{
+    struct worker *w = ud;
+    struct startreq r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.ns, sizeof r.ns, "%s", ns);
+    snprintf(r.name, sizeof r.name, "%s", name);
+    snprintf(r.version, sizeof r.version, "%s", version ? version : "latest");
+    snprintf(r.key, sizeof r.key, "%s/%s:%s", r.ns, r.name, r.version);
+    jv err = jv_null();
+    const cv_workflow *wf = worker_def(w, &r, &err);
+    jv_free(err);
+    return wf;
+}
+
+static const cv_workflow *resolve_remote_get(void *ud, const char *url)
+{
+    struct worker *w = ud;
+    for (int i = 0; i < w->nremote; i++)
+        if (!strcmp(w->remote[i].key, url))
+            return w->remote[i].wf;
+    return NULL;
+}
+
+static const cv_workflow *resolve_remote_put(void *ud, const char *url, cv_workflow *wf)
+{
+    struct worker *w = ud;
+    const cv_workflow *have = resolve_remote_get(ud, url);
+    if (have) {
+        cv_workflow_free(wf);
+        return have;
+    }
+    struct defentry *d = realloc(w->remote, (size_t)(w->nremote + 1) * sizeof *d);
+    char *key = d ? strdup(url) : NULL;
+    if (!key) {
+        if (d)
+            w->remote = d;
+        cv_workflow_free(wf);
+        return NULL;
+    }
+    w->remote = d;
+    w->remote[w->nremote].key = key;
+    w->remote[w->nremote].wf = wf;
+    w->nremote++;
+    return wf;
+}
+
 static void own(struct worker *w, struct einst *x)
 {
     if (w->nowned == w->capowned) {
@@ -415,6 +466,11 @@ static void take_start(struct worker *w, struct startreq *r)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    w->resolver.find = resolve_find;
+    w->resolver.remote_get = resolve_remote_get;
+    w->resolver.remote_put = resolve_remote_put;
+    w->resolver.ud = w;
+    cv__runtime_set_thread_resolver(&w->resolver);
     struct einst **batch = NULL;
     int capbatch = 0;
     for (;;) {
@@ -511,6 +567,7 @@ static void *worker_main(void *arg)
         free(r);
     }
     free(batch);
+    cv__runtime_set_thread_resolver(NULL);
     return NULL;
 }
 
@@ -605,6 +662,21 @@ int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
             return CV_ENOMEM;
         }
     e->started = 1;
+    /* subflows given to the runtime go into the store, so that every worker
+     * loads its own copy of them (cv__runtime_find_workflow asks the worker) */
+    for (int i = 0; i < e->rt->nsubflows; i++) {
+        const cv_workflow *sub = e->rt->subflows[i];
+        jv text = jv_dump_string(jv_copy(sub->doc), 0);
+        jv perr = jv_invalid();
+        pthread_mutex_lock(&e->store_lock);
+        int prc = cv_store_put_workflow(e->store, sub->ns, sub->name, sub->version, jv_string_value(text), &perr);
+        pthread_mutex_unlock(&e->store_lock);
+        if (prc && prc != CV_ECONFLICT)
+            fprintf(stderr, "conveyor: subflow %s/%s:%s: %s\n", sub->ns, sub->name, sub->version,
+                    jv_get_kind(perr) == JV_KIND_STRING ? jv_string_value(perr) : cv_strerror(prc));
+        jv_free(perr);
+        jv_free(text);
+    }
     /* every unfinished instance continues from its last checkpoint */
     jv ids;
     pthread_mutex_lock(&e->store_lock);
@@ -676,6 +748,11 @@ void cv__engine_stop(struct cv_engine *e)
             cv_workflow_free(w->defs[k].wf);
         }
         free(w->defs);
+        for (int k = 0; k < w->nremote; k++) {
+            free(w->remote[k].key);
+            cv_workflow_free(w->remote[k].wf);
+        }
+        free(w->remote);
         free(w->ready);
         free(w->owned);
         pthread_mutex_destroy(&w->lock);

@@ -12,13 +12,10 @@
  * transaction and one fsync per batch); an instance's end is reported to
  * waiters only once its last checkpoint is durable. On start, every
  * unfinished instance of the store resumes from its last checkpoint.
- *
- * Known gap (next step): subflows given to the runtime (cv_runtime_add_workflow)
- * and remote functions (call: URL) are single shared definitions, not loaded
- * per worker like root definitions; with more than one worker, two instances
- * running the same one on two workers touch the same jv reference counts.
- * Until they are resolved per worker (from the store), run an engine whose
- * workflows use `run: workflow` or remote functions with one worker.
+ * Subflows (`run: workflow`) and remote functions (`call: URL`) are also
+ * per-worker copies: the runtime's subflows are deployed into the store at
+ * start, and each worker installs a resolver (cv__runtime_set_thread_resolver)
+ * that loads them, like root definitions, into its own cache.
  */
 #ifndef CV_ENGINE_H
 #define CV_ENGINE_H

@@ -151,6 +151,22 @@ void cv__instance_cleanup(struct instance *in);
 const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, const char *name,
                                              const char *version);
 void cv__runtime_emit(cv_runtime *rt, jv event /* borrowed */);
+/*
+ * A thread's own source of definitions. A scheduler whose workers each keep
+ * their own copies (jv reference counts are not atomic) installs one on each
+ * worker thread; the runtime's lookups below ask it first. find: a subflow by
+ * namespace/name/version ("latest" allowed), NULL when unknown. remote_get /
+ * remote_put: the thread's cache of remote functions, as below.
+ */
+struct cv_resolver {
+    const cv_workflow *(*find)(void *ud, const char *ns, const char *name, const char *version);
+    const cv_workflow *(*remote_get)(void *ud, const char *url);
+    const cv_workflow *(*remote_put)(void *ud, const char *url, cv_workflow *wf);
+    void *ud;
+};
+/* Installs (or, with NULL, removes) the calling thread's resolver. */
+void cv__runtime_set_thread_resolver(const struct cv_resolver *r);
+
 /* The cached definition of a remote function, or NULL. */
 const cv_workflow *cv__runtime_remote_get(cv_runtime *rt, const char *url);
 /* Caches `wf` (ownership passes to the runtime) and returns the cached one

@@ -165,8 +165,17 @@ static int semver_cmp(const char *a, const char *b)
     return 0;
 }
 
+static __thread const struct cv_resolver *thread_resolver;
+
+void cv__runtime_set_thread_resolver(const struct cv_resolver *r) { thread_resolver = r; }
+
 const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, const char *name, const char *version)
 {
+    if (thread_resolver && thread_resolver->find) {
+        const cv_workflow *w = thread_resolver->find(thread_resolver->ud, ns, name, version);
+        if (w)
+            return w;
+    }
     const cv_workflow *best = NULL;
     int latest = !version || !strcmp(version, "latest");
     for (int i = 0; i < rt->nsubflows; i++) {
@@ -196,6 +205,8 @@ void cv__runtime_emit(cv_runtime *rt, jv event)
 
 const cv_workflow *cv__runtime_remote_get(cv_runtime *rt, const char *url)
 {
+    if (thread_resolver && thread_resolver->remote_get)
+        return thread_resolver->remote_get(thread_resolver->ud, url);
     const cv_workflow *r = NULL;
     pthread_mutex_lock(&rt->remote_lock);
     for (int i = 0; i < rt->nremote && !r; i++)
@@ -207,6 +218,8 @@ const cv_workflow *cv__runtime_remote_get(cv_runtime *rt, const char *url)
 
 const cv_workflow *cv__runtime_remote_put(cv_runtime *rt, const char *url, cv_workflow *wf)
 {
+    if (thread_resolver && thread_resolver->remote_put)
+        return thread_resolver->remote_put(thread_resolver->ud, url, wf);
     const cv_workflow *have = cv__runtime_remote_get(rt, url);
     if (have) {
         cv_workflow_free(wf);

@@ -247,3 +247,51 @@ Test(sched, a_killed_engine_resumes_every_instance_on_restart)
     }
     cr_expect_eq(missing, 0, "every effect ran at least once");
 }
+
+/* Subflows given to the runtime run as each worker's own copy (deployed into
+ * the store at start): many instances on two workers all get the child's
+ * result. */
+Test(sched, subflows_run_on_every_worker)
+{
+    static const char child[] = "document: {dsl: '1.0.0', namespace: test, name: child, version: '2.0.0'}\n"
+                                "do:\n"
+                                "  - triple:\n"
+                                "      set: {tripled: '${ .n * 3 }'}\n";
+    static const char parent[] = "document: {dsl: '1.0.0', namespace: test, name: parent, version: '1.0.0'}\n"
+                                 "do:\n"
+                                 "  - call:\n"
+                                 "      run:\n"
+                                 "        workflow: {namespace: test, name: child, version: latest, input: {n: '${ .n }'}}\n";
+    struct setup s;
+    jv err = jv_invalid();
+    cr_assert_eq(cv_runtime_new(&s.rt), CV_OK);
+    cv_workflow *c = NULL;
+    jv diags = jv_invalid();
+    cr_assert_eq(cv_workflow_load(child, strlen(child), "child", &c, &diags), CV_OK);
+    jv_free(diags);
+    cr_assert_eq(cv_runtime_add_workflow(s.rt, c), CV_OK);
+    cr_assert_eq(cv_store_open(db, &s.st, &err), CV_OK);
+    struct cv_engine_options o = {.workers = 2, .batch_max = 256, .batch_wait_us = 1000};
+    cr_assert_eq(cv__engine_new(s.rt, s.st, &o, &s.e), CV_OK);
+    cr_assert_eq(cv__engine_start(s.e, NULL, &err), CV_OK);
+    jv out;
+    cr_assert_eq(cv__engine_deploy(s.e, parent, strlen(parent), &out), CV_OK);
+    jv_free(out);
+    enum { N = 60 };
+    static char ids[N][64];
+    for (int i = 0; i < N; i++) {
+        int existed;
+        cr_assert_eq(cv__engine_start_instance(s.e, "test", "parent", "1.0.0", JV_OBJECT(jv_string("n"), jv_number(i)),
+                                               NULL, ids[i], &existed, &err),
+                     CV_OK);
+    }
+    jv_free(err);
+    for (int i = 0; i < N; i++) {
+        jv r;
+        cr_assert_eq(cv__engine_wait(s.e, ids[i], 60000, &r), CV_OK);
+        jv o2 = jv_object_get(r, jv_string("output"));
+        jv want = JV_OBJECT(jv_string("tripled"), jv_number(3 * i));
+        cr_expect(jv_equal(o2, want), "instance %d", i);
+    }
+    close_engine(&s);
+}
