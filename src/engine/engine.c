@@ -34,6 +34,7 @@ struct einst {
     struct instance in;
     struct worker *w;
     const cv_workflow *wf;
+    int suspended; /* not advanced until resumed */
     int queued;   /* in the worker's ready queue */
     int64_t wake; /* parked until this monotonic time; 0: woken by effects only */
 };
@@ -53,6 +54,16 @@ struct defentry {
     cv_workflow *wf;
 };
 
+enum ctl_op { CTL_CANCEL, CTL_SUSPEND, CTL_RESUME };
+
+/* cancel / suspend / resume, for the worker that owns the instance */
+struct ctlreq {
+    char id[64];
+    int op;
+    jv who; /* deep copy */
+    struct ctlreq *next;
+};
+
 struct worker {
     struct cv_engine *e;
     pthread_t th;
@@ -61,6 +72,7 @@ struct worker {
     struct einst **ready;
     int nready, capready;
     struct startreq *starts;
+    struct ctlreq *ctls;
     int stopping;
     /* owned by the worker thread alone */
     struct einst **owned;
@@ -140,33 +152,63 @@ static jv history_event(const char *type, jv data)
 }
 
 /* Queues the end of an instance: its result (consumed, a value of this
- * worker) goes out as deep copies. */
-static void enqueue_final(struct cv_engine *e, const char *id, jv result)
+ * worker) goes out as deep copies. `who` (consumed; may be invalid) is who
+ * asked for it (a cancel). */
+static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p) {
         jv_free(result);
+        jv_free(who);
         return;
     }
     jv status = jv_object_get(jv_copy(result), jv_string("status"));
-    int ok = !strcmp(jv_string_value(status), "completed");
+    const char *st = jv_string_value(status);
+    int ok = !strcmp(st, "completed"), cancelled = !strcmp(st, "cancelled");
     jv_free(status);
     cv_checkpoint_init(&p->cp, id);
-    p->cp.status = ok ? CV_ST_COMPLETED : CV_ST_FAULTED;
+    p->cp.status = ok ? CV_ST_COMPLETED : cancelled ? CV_ST_CANCELLED : CV_ST_FAULTED;
     p->cp.state = jv_null();
     jv output = cv__jv_deep_copy(jv_object_get(jv_copy(result), jv_string("output")));
     jv error = cv__jv_deep_copy(jv_object_get(jv_copy(result), jv_string("error")));
     if (ok) {
         p->cp.output = jv_copy(output);
         p->cp.history = JV_ARRAY(history_event("workflow.completed", JV_OBJECT(jv_string("output"), jv_copy(output))));
+    } else if (cancelled) {
+        jv data = jv_object();
+        if (jv_is_valid(who))
+            data = jv_object_set(data, jv_string("by"), cv__jv_deep_copy(jv_copy(who)));
+        p->cp.history = JV_ARRAY(history_event("workflow.cancelled", data));
     } else {
         p->cp.error = jv_copy(error);
         p->cp.history = JV_ARRAY(history_event("workflow.faulted", JV_OBJECT(jv_string("error"), jv_copy(error))));
     }
+    jv_free(who);
     p->final = 1;
-    p->result = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("status"), jv_string(ok ? "completed" : "faulted"),
-                          jv_string("output"), output, jv_string("error"), error);
+    p->result = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("status"),
+                          jv_string(ok ? "completed" : cancelled ? "cancelled" : "faulted"), jv_string("output"),
+                          output, jv_string("error"), error);
     jv_free(result);
+    enqueue(e, p);
+}
+
+/* Queues a status change (suspended / running) with who asked. */
+static void enqueue_status(struct cv_engine *e, const char *id, const char *status, const char *type, jv who)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        jv_free(who);
+        return;
+    }
+    cv_checkpoint_init(&p->cp, id);
+    p->cp.status = status;
+    jv data = jv_object();
+    if (jv_is_valid(who))
+        data = jv_object_set(data, jv_string("by"), cv__jv_deep_copy(who));
+    else
+        jv_free(who);
+    p->cp.history = JV_ARRAY(history_event(type, data));
+    p->result = jv_invalid();
     enqueue(e, p);
 }
 
@@ -417,10 +459,12 @@ static void disown_and_free(struct worker *w, struct einst *x)
 
 static void run_ready(struct worker *w, struct einst *x)
 {
+    if (x->suspended)
+        return; /* effect results wait in its queue until it is resumed */
     cv__instance_collect(&x->in);
     int64_t wake = 0;
     if (cv__instance_advance(&x->in, &wake)) {
-        enqueue_final(w->e, x->in.id, cv__instance_result(&x->in));
+        enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), jv_invalid());
         disown_and_free(w, x);
         return;
     }
@@ -432,8 +476,10 @@ static void take_start(struct worker *w, struct startreq *r)
     jv err = jv_null();
     const cv_workflow *wf = worker_def(w, r, &err);
     if (!wf) {
-        enqueue_final(w->e, r->id, JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"),
-                                              jv_null(), jv_string("error"), err));
+        enqueue_final(w->e, r->id,
+                      JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
+                                jv_string("error"), err),
+                      jv_invalid());
         jv_free(r->input);
         jv_free(r->state);
         return;
@@ -450,8 +496,10 @@ static void take_start(struct worker *w, struct startreq *r)
     jv_free(err);
     int rc = cv__instance_init(&x->in, w->e->rt, wf, r->id, r->input, r->state, &err);
     if (rc) {
-        enqueue_final(w->e, r->id, JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"),
-                                              jv_null(), jv_string("error"), err));
+        enqueue_final(w->e, r->id,
+                      JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
+                                jv_string("error"), err),
+                      jv_invalid());
         cv__instance_cleanup(&x->in);
         free(x);
         return;
@@ -461,6 +509,91 @@ static void take_start(struct worker *w, struct startreq *r)
     x->in.wake_ud = x;
     own(w, x);
     run_ready(w, x);
+}
+
+static struct einst *find_owned(struct worker *w, const char *id)
+{
+    for (int i = 0; i < w->nowned; i++)
+        if (!strcmp(w->owned[i]->in.id, id))
+            return w->owned[i];
+    return NULL;
+}
+
+/* An instance the store has but this worker does not hold (suspended before
+ * a restart): load it from its last checkpoint. */
+static struct einst *load_from_store(struct worker *w, const char *id)
+{
+    jv inst, err = jv_invalid();
+    pthread_mutex_lock(&w->e->store_lock);
+    int rc = cv_store_get_instance(w->e->store, id, &inst, &err);
+    pthread_mutex_unlock(&w->e->store_lock);
+    jv_free(err);
+    if (rc)
+        return NULL;
+    struct startreq *r = calloc(1, sizeof *r);
+    if (!r) {
+        jv_free(inst);
+        return NULL;
+    }
+    jv ns = jv_object_get(jv_copy(inst), jv_string("namespace"));
+    jv name = jv_object_get(jv_copy(inst), jv_string("name"));
+    jv ver = jv_object_get(jv_copy(inst), jv_string("version"));
+    snprintf(r->id, sizeof r->id, "%s", id);
+    snprintf(r->ns, sizeof r->ns, "%s", jv_string_value(ns));
+    snprintf(r->name, sizeof r->name, "%s", jv_string_value(name));
+    snprintf(r->version, sizeof r->version, "%s", jv_string_value(ver));
+    snprintf(r->key, sizeof r->key, "%s/%s:%s", r->ns, r->name, r->version);
+    jv state = jv_object_get(jv_copy(inst), jv_string("state"));
+    r->state = jv_get_kind(state) == JV_KIND_OBJECT ? state : (jv_free(state), jv_invalid());
+    r->input = jv_object_get(inst, jv_string("input"));
+    if (!jv_is_valid(r->input)) {
+        jv_free(r->input);
+        r->input = jv_null();
+    }
+    jv_free(ns);
+    jv_free(name);
+    jv_free(ver);
+    take_start(w, r);
+    free(r);
+    return find_owned(w, id);
+}
+
+static void take_control(struct worker *w, struct ctlreq *c)
+{
+    struct einst *x = find_owned(w, c->id);
+    switch (c->op) {
+    case CTL_CANCEL:
+        if (x) {
+            cv__instance_cancel(&x->in);
+            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), c->who);
+            disown_and_free(w, x);
+        } else { /* not running here (suspended before a restart): its end, straight */
+            enqueue_final(w->e, c->id,
+                          JV_OBJECT(jv_string("status"), jv_string("cancelled"), jv_string("output"), jv_null(),
+                                    jv_string("error"), jv_null()),
+                          c->who);
+        }
+        c->who = jv_invalid();
+        break;
+    case CTL_SUSPEND:
+        if (x && !x->suspended) {
+            x->suspended = 1;
+            enqueue_status(w->e, c->id, CV_ST_SUSPENDED, "workflow.suspended", c->who);
+            c->who = jv_invalid();
+        }
+        break;
+    case CTL_RESUME:
+        enqueue_status(w->e, c->id, CV_ST_RUNNING, "workflow.resumed", c->who);
+        c->who = jv_invalid();
+        if (!x)
+            x = load_from_store(w, c->id); /* runs it too */
+        else if (x->suspended) {
+            x->suspended = 0;
+            run_ready(w, x);
+        }
+        break;
+    }
+    jv_free(c->who);
 }
 
 static void *worker_main(void *arg)
@@ -476,13 +609,13 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&w->lock);
         for (;;) {
-            if (w->stopping || w->nready || w->starts)
+            if (w->stopping || w->nready || w->starts || w->ctls)
                 break;
             /* due timers go back in line; otherwise sleep until the next one */
             int64_t now = cv__now_ms(), next = 0;
             for (int i = 0; i < w->nowned; i++) {
                 struct einst *x = w->owned[i];
-                if (!x->wake || x->queued)
+                if (!x->wake || x->queued || x->suspended)
                     continue;
                 if (x->wake <= now) {
                     if (w->nready == w->capready) {
@@ -520,6 +653,8 @@ static void *worker_main(void *arg)
         }
         struct startreq *starts = w->starts;
         w->starts = NULL;
+        struct ctlreq *ctls = w->ctls;
+        w->ctls = NULL;
         int n = w->nready;
         if (n > capbatch) {
             struct einst **b = realloc(batch, (size_t)n * sizeof *b);
@@ -545,6 +680,20 @@ static void *worker_main(void *arg)
             free(starts);
             starts = next;
         }
+        /* controls after starts, in the order they came (the list is LIFO) */
+        struct ctlreq *rev = NULL;
+        while (ctls) {
+            struct ctlreq *next = ctls->next;
+            ctls->next = rev;
+            rev = ctls;
+            ctls = next;
+        }
+        while (rev) {
+            struct ctlreq *next = rev->next;
+            take_control(w, rev);
+            free(rev);
+            rev = next;
+        }
         for (int i = 0; i < n; i++) {
             /* an instance that ended earlier in this round was removed from
              * the ready queue, but may still be in this copy of it */
@@ -565,6 +714,12 @@ static void *worker_main(void *arg)
         jv_free(r->input);
         jv_free(r->state);
         free(r);
+    }
+    while (w->ctls) {
+        struct ctlreq *c = w->ctls;
+        w->ctls = c->next;
+        jv_free(c->who);
+        free(c);
     }
     free(batch);
     cv__runtime_set_thread_resolver(NULL);
@@ -954,5 +1109,52 @@ int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err)
     p->result = jv_invalid();
     enqueue(e, p);
     (void)err;
+    return 0;
+}
+
+/* ---- control ------------------------------------------------------------------------------------ */
+
+int cv__engine_control(struct cv_engine *e, const char *id, const char *action, jv who, jv *err)
+{
+    int op = !strcmp(action, "cancel") ? CTL_CANCEL : !strcmp(action, "suspend") ? CTL_SUSPEND
+             : !strcmp(action, "resume") ? CTL_RESUME : -1;
+    if (op < 0) {
+        jv_free(who);
+        *err = jv_string_fmt("unknown action '%s'", action);
+        return CV_EINVAL;
+    }
+    jv inst;
+    int rc = cv__engine_get_instance(e, id, &inst, err);
+    if (rc) {
+        jv_free(who);
+        return rc;
+    }
+    jv status = jv_object_get(inst, jv_string("status"));
+    const char *st = jv_string_value(status);
+    int live = !strcmp(st, CV_ST_PENDING) || !strcmp(st, CV_ST_RUNNING) || !strcmp(st, CV_ST_WAITING);
+    int allowed = op == CTL_CANCEL ? live || !strcmp(st, CV_ST_SUSPENDED)
+                  : op == CTL_SUSPEND ? live
+                                      : !strcmp(st, CV_ST_SUSPENDED);
+    if (!allowed) {
+        *err = jv_string_fmt("instance %s is %s: cannot %s it", id, st, action);
+        jv_free(status);
+        jv_free(who);
+        return CV_ECONFLICT;
+    }
+    jv_free(status);
+    struct ctlreq *c = calloc(1, sizeof *c);
+    if (!c) {
+        jv_free(who);
+        return CV_ENOMEM;
+    }
+    snprintf(c->id, sizeof c->id, "%s", id);
+    c->op = op;
+    c->who = cv__jv_deep_copy(who);
+    struct worker *w = &e->workers[hash_id(id) % (unsigned)e->nworkers];
+    pthread_mutex_lock(&w->lock);
+    c->next = w->ctls;
+    w->ctls = c;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
     return 0;
 }

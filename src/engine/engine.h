@@ -73,6 +73,19 @@ int cv__engine_list_workflows(struct cv_engine *e, jv *out, jv *err);
  * what through the API: {type, data: {who, action, ...}}. */
 int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err);
 
+/*
+ * Cancels, suspends or resumes an instance (`action` "cancel" | "suspend" |
+ * "resume"). `who` (consumed; e.g. {"who": peer, "at": time}) goes into the
+ * history event. Asynchronous but ordered after the instance's own work: the
+ * change is a checkpoint like any other. A cancelled instance's effects are
+ * abandoned (processes killed, transfers aborted) and it ends `cancelled`;
+ * a suspended one is not advanced (effect results wait) until resumed, and
+ * stays suspended across restarts. Returns 0; CV_ENOTFOUND; CV_ECONFLICT
+ * (*err says why) when its status does not allow it (an ended instance, a
+ * suspend of a suspended one, a resume of one that is not suspended).
+ */
+int cv__engine_control(struct cv_engine *e, const char *id, const char *action, jv who, jv *err);
+
 /* Counters for tests and metrics. */
 struct cv_engine_stats {
     long long checkpoints, batches, completed, faulted, resumed, running;

@@ -123,6 +123,7 @@ struct instance {
     int in_flight;
     int64_t started_wall;
     int dirty; /* progressed since the last checkpoint */
+    int cancelled;
     /* called by effect threads (holding `lock`) when a result is posted */
     void (*wake)(void *ud);
     void *wake_ud;
@@ -138,13 +139,15 @@ struct instance {
  * advance: runs until every fiber blocks; 1 when the instance has ended,
  * else 0 with *wake = the earliest timer or deadline (0: effects only).
  * collect: delivers finished effects; returns how many.
- * result: {status: running|completed|faulted, output, error}.
+ * result: {status: running|completed|faulted|cancelled, output, error}.
  */
 int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf, const char *id, jv input,
                       jv resume, jv *err);
 int cv__instance_advance(struct instance *in, int64_t *wake);
 int cv__instance_collect(struct instance *in);
 jv cv__instance_result(const struct instance *in);
+/* Cancels every fiber (effects abandoned, timers dropped); result: cancelled. */
+void cv__instance_cancel(struct instance *in);
 void cv__instance_cleanup(struct instance *in);
 
 /* runtime.c */

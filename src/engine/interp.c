@@ -2132,9 +2132,22 @@ int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf
 int cv__instance_advance(struct instance *in, int64_t *wake) { return instance_advance(in, wake); }
 int cv__instance_collect(struct instance *in) { return instance_collect(in); }
 
+void cv__instance_cancel(struct instance *in)
+{
+    if (!in->root || in->root->state == FB_DONE)
+        return;
+    fiber_cancel(in, in->root); /* every fiber, effect and timer of the instance */
+    in->cancelled = 1;
+}
+
 jv cv__instance_result(const struct instance *in)
 {
     jv r = jv_object();
+    if (in->cancelled) {
+        r = jv_object_set(r, jv_string("status"), jv_string("cancelled"));
+        r = jv_object_set(r, jv_string("output"), jv_null());
+        return jv_object_set(r, jv_string("error"), jv_null());
+    }
     if (!in->root || in->root->state != FB_DONE)
         return jv_object_set(r, jv_string("status"), jv_string("running"));
     int faulted = in->root->ret == RET_ERROR;

@@ -295,3 +295,154 @@ Test(sched, subflows_run_on_every_worker)
     }
     close_engine(&s);
 }
+
+/* ---- cancel, suspend, resume ------------------------------------------------------ */
+
+static void deploy_text(struct setup *s, const char *text)
+{
+    jv out;
+    cr_assert_eq(cv__engine_deploy(s->e, text, strlen(text), &out), CV_OK);
+    jv_free(out);
+}
+
+static int status_is(struct setup *s, const char *id, const char *want)
+{
+    jv inst, err = jv_invalid();
+    cr_assert_eq(cv__engine_get_instance(s->e, id, &inst, &err), CV_OK);
+    jv_free(err);
+    jv st = jv_object_get(inst, jv_string("status"));
+    int r = !strcmp(jv_string_value(st), want);
+    jv_free(st);
+    return r;
+}
+
+/* Polls (bounded: 10 s) until the instance has the status. */
+static int await_status(struct setup *s, const char *id, const char *want)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (status_is(s, id, want))
+            return 1;
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+Test(sched, cancel_ends_a_waiting_instance_and_records_who)
+{
+    struct setup s;
+    open_engine(&s, NULL);
+    deploy_text(&s, "document: {dsl: '1.0.0', namespace: test, name: long, version: '1.0.0'}\n"
+                    "do:\n"
+                    "  - started:\n"
+                    "      run: {shell: {command: 'echo started'}}\n"
+                    "  - nap:\n"
+                    "      wait: PT30S\n");
+    char id[64];
+    int existed;
+    jv err = jv_invalid();
+    cr_assert_eq(cv__engine_start_instance(s.e, "test", "long", "1.0.0", jv_object(), NULL, id, &existed, &err), CV_OK);
+    cr_assert(await_status(&s, id, "running"), "the instance checkpointed");
+    cr_assert_eq(cv__engine_control(s.e, id, "cancel", JV_OBJECT(jv_string("who"), jv_string("127.0.0.1")), &err),
+                 CV_OK);
+    jv r;
+    cr_assert_eq(cv__engine_wait(s.e, id, 10000, &r), CV_OK);
+    jv st = jv_object_get(r, jv_string("status"));
+    cr_expect_str_eq(jv_string_value(st), "cancelled");
+    jv_free(st);
+    jv hist;
+    cr_assert_eq(cv__engine_history(s.e, id, &hist, &err), CV_OK);
+    int found = 0;
+    jv_array_foreach(hist, i, ev)
+    {
+        jv type = jv_object_get(jv_copy(ev), jv_string("type"));
+        if (!strcmp(jv_string_value(type), "io.serverlessworkflow.workflow.cancelled.v1")) {
+            jv who = jv_getpath(jv_copy(ev), JV_ARRAY(jv_string("data"), jv_string("by"), jv_string("who")));
+            found = jv_get_kind(who) == JV_KIND_STRING && !strcmp(jv_string_value(who), "127.0.0.1");
+            jv_free(who);
+        }
+        jv_free(type);
+        jv_free(ev);
+    }
+    jv_free(hist);
+    cr_expect(found, "the history says who cancelled it");
+    /* an ended instance cannot be cancelled again */
+    cr_expect_eq(cv__engine_control(s.e, id, "cancel", jv_null(), &err), CV_ECONFLICT);
+    jv_free(err);
+    close_engine(&s);
+}
+
+Test(sched, suspend_holds_an_instance_until_resume)
+{
+    struct setup s;
+    open_engine(&s, NULL);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "document: {dsl: '1.0.0', namespace: test, name: paused, version: '1.0.0'}\n"
+             "do:\n"
+             "  - a:\n"
+             "      run: {shell: {command: 'echo a >> %s'}, return: code}\n"
+             "  - nap:\n"
+             "      wait: {milliseconds: 300}\n"
+             "  - b:\n"
+             "      run: {shell: {command: 'echo b >> %s'}, return: code}\n",
+             logpath, logpath);
+    deploy_text(&s, text);
+    char id[64];
+    int existed;
+    jv err = jv_invalid();
+    cr_assert_eq(cv__engine_start_instance(s.e, "test", "paused", "1.0.0", jv_object(), NULL, id, &existed, &err),
+                 CV_OK);
+    for (int i = 0; i < 500 && count_lines("a") == 0; i++)
+        usleep(10 * 1000);
+    cr_assert_eq(count_lines("a"), 1, "step a ran");
+    cr_assert_eq(cv__engine_control(s.e, id, "suspend", jv_null(), &err), CV_OK);
+    cr_assert(await_status(&s, id, "suspended"));
+    usleep(800 * 1000); /* well past the 300 ms wait */
+    cr_expect_eq(count_lines("b"), 0, "a suspended instance does not advance");
+    cr_expect_eq(cv__engine_control(s.e, id, "suspend", jv_null(), &err), CV_ECONFLICT);
+    cr_assert_eq(cv__engine_control(s.e, id, "resume", jv_null(), &err), CV_OK);
+    jv r;
+    cr_assert_eq(cv__engine_wait(s.e, id, 10000, &r), CV_OK);
+    jv st = jv_object_get(r, jv_string("status"));
+    cr_expect_str_eq(jv_string_value(st), "completed");
+    jv_free(st);
+    cr_expect_eq(count_lines("b"), 1, "after resume it finished");
+    cr_expect_eq(count_lines("a"), 1, "and did not repeat what it had done");
+    jv_free(err);
+    close_engine(&s);
+}
+
+Test(sched, a_suspended_instance_stays_suspended_across_a_restart)
+{
+    struct setup s;
+    open_engine(&s, NULL);
+    deploy_text(&s, "document: {dsl: '1.0.0', namespace: test, name: later, version: '1.0.0'}\n"
+                    "do:\n"
+                    "  - nap:\n"
+                    "      wait: {milliseconds: 200}\n"
+                    "  - done:\n"
+                    "      set: {finished: true}\n");
+    char id[64];
+    int existed;
+    jv err = jv_invalid();
+    cr_assert_eq(cv__engine_start_instance(s.e, "test", "later", "1.0.0", jv_object(), NULL, id, &existed, &err),
+                 CV_OK);
+    cr_assert(await_status(&s, id, "running"));
+    cr_assert_eq(cv__engine_control(s.e, id, "suspend", jv_null(), &err), CV_OK);
+    cr_assert(await_status(&s, id, "suspended"));
+    close_engine(&s);
+
+    int resumed = -1;
+    open_engine(&s, &resumed);
+    cr_expect_eq(resumed, 0, "a suspended instance is not resumed at start");
+    usleep(400 * 1000);
+    cr_expect(status_is(&s, id, "suspended"));
+    cr_assert_eq(cv__engine_control(s.e, id, "resume", jv_null(), &err), CV_OK);
+    jv r;
+    cr_assert_eq(cv__engine_wait(s.e, id, 10000, &r), CV_OK);
+    jv out = jv_object_get(r, jv_string("output"));
+    jv want = JV_OBJECT(jv_string("finished"), jv_true());
+    cr_expect(jv_equal(out, want), "it finished from its checkpoint after the restart");
+    jv_free(err);
+    close_engine(&s);
+}
