@@ -5,15 +5,16 @@
 # never fails on a timing. `make bench` runs it (and every other executable
 # bench/*.sh) with BUILD set.
 # Environment: BENCH_SECONDS, BENCH_LOADS, BENCH_TASKS (see bench/bench_interp.c),
-# BENCH_STORE_DIR, BENCH_BATCHES (see bench/bench_store.c), BENCH_SKIP (a list
-# among interp, store).
+# BENCH_STORE_DIR, BENCH_BATCHES (see bench/bench_store.c), BENCH_ENGINE_* (see
+# bench/bench_engine.c), BENCH_SKIP (a list among interp, store, engine).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-PKGS="libfyaml libcurl oniguruma sqlite3"
+# the library's packages, as the Makefile lists them
+PKGS=$(sed -n 's/^PKGS *:= *//p' Makefile)
 [ -f "$BUILD/libconveyor.a" ] || make BUILD="$BUILD" "$BUILD/libconveyor.a"
 mkdir -p "$BUILD/bench"
-for b in bench_interp bench_store; do
+for b in bench_interp bench_store bench_engine; do
     ${CC:-cc} -std=c17 -O2 -g -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter -Werror \
         -Iinclude -Isrc -D_GNU_SOURCE $(pkg-config --cflags $PKGS) \
         "bench/$b.c" "$BUILD/libconveyor.a" \
@@ -24,5 +25,11 @@ case ",${BENCH_SKIP:-}," in *,store,*) ;; *)
     echo
     echo "== durable checkpoints (bench/bench_store.c)"
     "$BUILD/bench/bench_store"
+    ;;
+esac
+case ",${BENCH_SKIP:-}," in *,engine,*) ;; *)
+    echo
+    echo "== the durable engine (bench/bench_engine.c)"
+    "$BUILD/bench/bench_engine"
     ;;
 esac

@@ -439,6 +439,9 @@ static void own(struct worker *w, struct einst *x)
         w->capowned = cap;
     }
     w->owned[w->nowned++] = x;
+    pthread_mutex_lock(&w->e->res_lock);
+    w->e->stats.running++;
+    pthread_mutex_unlock(&w->e->res_lock);
 }
 
 static void disown_and_free(struct worker *w, struct einst *x)
@@ -452,6 +455,9 @@ static void disown_and_free(struct worker *w, struct einst *x)
     for (int i = 0; i < w->nowned; i++)
         if (w->owned[i] == x) {
             w->owned[i] = w->owned[--w->nowned];
+            pthread_mutex_lock(&w->e->res_lock);
+            w->e->stats.running--;
+            pthread_mutex_unlock(&w->e->res_lock);
             break;
         }
     free(x);

@@ -88,7 +88,8 @@ int cv__engine_control(struct cv_engine *e, const char *id, const char *action, 
 
 /* Counters for tests and metrics. */
 struct cv_engine_stats {
-    long long checkpoints, batches, completed, faulted, resumed, running;
+    long long checkpoints, batches, completed, faulted, resumed;
+    long long running; /* instances held by workers now (running or parked) */
 };
 void cv__engine_stats(struct cv_engine *e, struct cv_engine_stats *out);
 
