@@ -254,6 +254,7 @@ static void *committer(void *arg)
     struct cv_engine *e = arg;
     int max = e->o.batch_max;
     struct pending **batch = calloc((size_t)max, sizeof *batch);
+    int last_n = 0;
     if (!batch)
         return NULL;
     for (;;) {
@@ -264,8 +265,10 @@ static void *committer(void *arg)
             pthread_mutex_unlock(&e->cq_lock);
             break;
         }
-        if (e->cq_len < max && !e->cq_stopping && e->o.batch_wait_us > 0) {
-            /* group commit: give other workers a moment to join this batch */
+        if (e->cq_len < max && !e->cq_stopping && e->o.batch_wait_us > 0 && last_n > 1) {
+            /* group commit under load (the last batch had company): give
+             * other workers a moment to join this one. A lone checkpoint
+             * does not wait: batches also form during the previous fsync. */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += (long)e->o.batch_wait_us * 1000L;
@@ -285,6 +288,7 @@ static void *committer(void *arg)
             e->cq_tail = NULL;
         pthread_mutex_unlock(&e->cq_lock);
 
+        last_n = n;
         int rc = commit_batch(e, batch, n);
         pthread_mutex_lock(&e->res_lock);
         if (!rc) {
