@@ -132,8 +132,15 @@ Test(sched, many_instances_on_two_workers_with_group_commit)
     }
     for (int i = 0; i < N; i++)
         expect_done(&s, ids[i], i);
+    /* the counters follow the commit thread, a moment after the store
+     * (which `wait` may read first): poll them, bounded */
     struct cv_engine_stats st;
-    cv__engine_stats(s.e, &st);
+    for (int i = 0; i < 500; i++) {
+        cv__engine_stats(s.e, &st);
+        if (st.completed >= N)
+            break;
+        usleep(10 * 1000);
+    }
     cr_expect_eq(st.completed, N);
     /* each instance checkpoints at its effect, its wait and its end */
     cr_expect_geq(st.checkpoints, 3 * N);
