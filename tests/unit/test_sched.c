@@ -389,7 +389,7 @@ Test(sched, suspend_holds_an_instance_until_resume)
              "  - a:\n"
              "      run: {shell: {command: 'echo a >> %s'}, return: code}\n"
              "  - nap:\n"
-             "      wait: {milliseconds: 300}\n"
+             "      wait: {milliseconds: 1000}\n"
              "  - b:\n"
              "      run: {shell: {command: 'echo b >> %s'}, return: code}\n",
              logpath, logpath);
@@ -404,7 +404,7 @@ Test(sched, suspend_holds_an_instance_until_resume)
     cr_assert_eq(count_lines("a"), 1, "step a ran");
     cr_assert_eq(cv__engine_control(s.e, id, "suspend", jv_null(), &err), CV_OK);
     cr_assert(await_status(&s, id, "suspended"));
-    usleep(800 * 1000); /* well past the 300 ms wait */
+    usleep(1500 * 1000); /* well past the 1 s wait */
     cr_expect_eq(count_lines("b"), 0, "a suspended instance does not advance");
     cr_expect_eq(cv__engine_control(s.e, id, "suspend", jv_null(), &err), CV_ECONFLICT);
     cr_assert_eq(cv__engine_control(s.e, id, "resume", jv_null(), &err), CV_OK);
@@ -426,7 +426,7 @@ Test(sched, a_suspended_instance_stays_suspended_across_a_restart)
     deploy_text(&s, "document: {dsl: '1.0.0', namespace: test, name: later, version: '1.0.0'}\n"
                     "do:\n"
                     "  - nap:\n"
-                    "      wait: {milliseconds: 200}\n"
+                    "      wait: {milliseconds: 1000}\n"
                     "  - done:\n"
                     "      set: {finished: true}\n");
     char id[64];
@@ -442,7 +442,7 @@ Test(sched, a_suspended_instance_stays_suspended_across_a_restart)
     int resumed = -1;
     open_engine(&s, &resumed);
     cr_expect_eq(resumed, 0, "a suspended instance is not resumed at start");
-    usleep(400 * 1000);
+    usleep(1200 * 1000); /* past the wait it was suspended in */
     cr_expect(status_is(&s, id, "suspended"));
     cr_assert_eq(cv__engine_control(s.e, id, "resume", jv_null(), &err), CV_OK);
     jv r;
