@@ -18,6 +18,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
 SHARED=${CONVEYOR_SHARED:-$ROOT/../shared}
 SW="$SHARED/serverless-workflow"
+export CONVEYOR_SHARED="$SHARED" # the unit tests read the examples from there
 TMP=$(mktemp -d /tmp/conveyor-tests.XXXXXX)
 STUB_PID=""
 cleanup() {
@@ -160,6 +161,10 @@ fi
 
 if [ -x tests/unit/test_durable.sh ]; then
     run_suite durable env BUILD="$BUILD" tests/unit/test_durable.sh
+fi
+
+if [ -x tests/server/test_server.sh ]; then
+    run_suite server env BUILD="$BUILD" tests/server/test_server.sh
 fi
 
 if [ "${FUZZ_SECONDS:-15}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then

@@ -13,7 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXAMPLES_DIR "/work/shared/serverless-workflow/examples"
+/* The specification's examples: $CONVEYOR_SHARED (set by tests/run-all.sh to
+ * the shared/ folder beside the repository) or /work/shared. */
+static const char *examples_dir(void)
+{
+    static char buf[1024];
+    const char *s = getenv("CONVEYOR_SHARED");
+    snprintf(buf, sizeof buf, "%s/serverless-workflow/examples", s && *s ? s : "/work/shared");
+    return buf;
+}
+#define EXAMPLES_DIR examples_dir()
 
 /* Parses `text`; asserts success; returns the value (caller frees). When
  * `locs` is not NULL it receives the locations. */
