@@ -629,8 +629,9 @@ Test(yaml, specification_examples_load_and_locs_resolve)
         size_t nl = strlen(de->d_name);
         if (nl < 5 || strcmp(de->d_name + nl - 5, ".yaml") != 0)
             continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", EXAMPLES_DIR, de->d_name);
+        char path[2048];
+        int pn = snprintf(path, sizeof path, "%s/%s", EXAMPLES_DIR, de->d_name);
+        cr_assert(pn > 0 && (size_t)pn < sizeof path, "path too long");
         size_t len;
         char *text = read_all(path, &len);
         cr_assert(text, "cannot read %s", path);
