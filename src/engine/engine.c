@@ -21,6 +21,7 @@
 #include "engine/engine_int.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,10 +85,19 @@ struct worker {
     struct cv_resolver resolver;
 };
 
+/* A start waiting for its creation to be durable (group-committed too). */
+struct createreq {
+    struct cv_create c;
+    char ns[128], name[128], version[128], key[256];
+    jv input_copy; /* the input again, for scheduling */
+    int done;      /* under res_lock */
+};
+
 struct pending {
     struct cv_checkpoint cp;
     int final;
     jv result; /* final: {id, status, output, error} */
+    struct createreq *create; /* or a creation */
     struct pending *next;
 };
 
@@ -111,6 +121,7 @@ struct cv_engine {
     pthread_cond_t res_cond;
     jv results;
     struct cv_engine_stats stats; /* under res_lock */
+    atomic_int creating; /* starts in progress */
 };
 
 /* ---- the commit queue --------------------------------------------------------------- */
@@ -289,6 +300,63 @@ static void *committer(void *arg)
         pthread_mutex_unlock(&e->cq_lock);
 
         last_n = n;
+        /* creations first, all in one transaction, then the checkpoints
+         * (a creation's first checkpoint can only come after it) */
+        struct cv_create *creates = NULL;
+        int nc = 0;
+        for (int i = 0; i < n; i++)
+            if (batch[i]->create)
+                nc++;
+        if (nc && (creates = calloc((size_t)nc, sizeof *creates))) {
+            int k = 0;
+            for (int i = 0; i < n; i++)
+                if (batch[i]->create) {
+                    creates[k] = batch[i]->create->c;
+                    batch[i]->create->c.input = jv_invalid();
+                    k++;
+                }
+            /* one attempt: the store consumes the inputs, so a busy database
+             * is reported to those callers (CV_EBUSY: retry the start) */
+            pthread_mutex_lock(&e->store_lock);
+            cv_store_create_instances(e->store, creates, nc);
+            pthread_mutex_unlock(&e->store_lock);
+            pthread_mutex_lock(&e->res_lock);
+            k = 0;
+            for (int i = 0; i < n; i++)
+                if (batch[i]->create) {
+                    struct createreq *r = batch[i]->create;
+                    snprintf(r->c.id, sizeof r->c.id, "%s", creates[k].id);
+                    r->c.existed = creates[k].existed;
+                    r->c.rc = creates[k].rc;
+                    r->c.err = creates[k].err;
+                    r->done = 1;
+                    k++;
+                }
+            pthread_cond_broadcast(&e->res_cond);
+            pthread_mutex_unlock(&e->res_lock);
+            free(creates);
+        } else if (nc) { /* out of memory: fail those starts */
+            pthread_mutex_lock(&e->res_lock);
+            for (int i = 0; i < n; i++)
+                if (batch[i]->create) {
+                    batch[i]->create->c.rc = CV_ENOMEM;
+                    batch[i]->create->done = 1;
+                }
+            pthread_cond_broadcast(&e->res_cond);
+            pthread_mutex_unlock(&e->res_lock);
+        }
+        /* the checkpoints of this batch (creations carry none) */
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            if (batch[i]->create) {
+                free(batch[i]); /* the caller owns the createreq */
+                continue;
+            }
+            batch[m++] = batch[i];
+        }
+        n = m;
+        if (n == 0)
+            continue;
         int rc = commit_batch(e, batch, n);
         pthread_mutex_lock(&e->res_lock);
         if (!rc) {
@@ -965,31 +1033,109 @@ int cv__engine_deploy(struct cv_engine *e, const char *text, size_t len, jv *out
     return rc;
 }
 
+static int start_grouped(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
+                         const char *idempotency_key, char *id_out, int *existed, jv *err);
+
+/* A start alone: one transaction of its own, at once (no queue to wait in). */
+static int start_alone(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
+                       const char *idempotency_key, char *id_out, int *existed, jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_create_instance(e->store, ns, name, version, cv__jv_deep_copy(jv_copy(input)),
+                                      idempotency_key, id_out, existed, err);
+    jv inst = jv_invalid(), gerr = jv_invalid();
+    if (!rc && !*existed)
+        rc = cv_store_get_instance(e->store, id_out, &inst, &gerr);
+    pthread_mutex_unlock(&e->store_lock);
+    jv_free(gerr);
+    if (rc || *existed) {
+        jv_free(inst);
+        jv_free(input);
+        return rc;
+    }
+    jv ver = jv_object_get(inst, jv_string("version"));
+    rc = schedule(e, id_out, ns, name, jv_string_value(ver), input, jv_invalid());
+    jv_free(ver);
+    return rc;
+}
+
 int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *name, const char *version,
                               jv input, const char *idempotency_key, char *id_out, int *existed, jv *err)
 {
     *existed = 0;
-    jv def, derr = jv_invalid();
-    pthread_mutex_lock(&e->store_lock);
-    int rc = cv_store_get_workflow(e->store, ns, name, version, &def, &derr);
-    if (!rc) {
-        jv v = jv_object_get(def, jv_string("version")); /* "latest" resolved */
-        char resolved[128];
-        snprintf(resolved, sizeof resolved, "%s", jv_string_value(v));
-        jv_free(v);
-        rc = cv_store_create_instance(e->store, ns, name, resolved, jv_copy(input), idempotency_key, id_out, existed,
-                                      err);
-        pthread_mutex_unlock(&e->store_lock);
-        jv_free(derr);
-        if (!rc && !*existed)
-            rc = schedule(e, id_out, ns, name, resolved, input, jv_invalid());
-        else
-            jv_free(input);
+    /* alone: straight to the store; with company: the creations share the
+     * next group commit (one transaction, one fsync for all of them) */
+    if (atomic_fetch_add(&e->creating, 1) == 0) {
+        int rc = start_alone(e, ns, name, version, input, idempotency_key, id_out, existed, err);
+        atomic_fetch_sub(&e->creating, 1);
         return rc;
     }
-    pthread_mutex_unlock(&e->store_lock);
-    *err = derr;
-    jv_free(input);
+    int rc = start_grouped(e, ns, name, version, input, idempotency_key, id_out, existed, err);
+    atomic_fetch_sub(&e->creating, 1);
+    return rc;
+}
+
+static int start_grouped(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
+                         const char *idempotency_key, char *id_out, int *existed, jv *err)
+{
+    struct createreq *r = calloc(1, sizeof *r);
+    struct pending *p = r ? calloc(1, sizeof *p) : NULL;
+    if (!p) {
+        free(r);
+        jv_free(input);
+        return CV_ENOMEM;
+    }
+    snprintf(r->ns, sizeof r->ns, "%s", ns);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->version, sizeof r->version, "%s", version ? version : "latest");
+    if (idempotency_key)
+        snprintf(r->key, sizeof r->key, "%s", idempotency_key);
+    r->c.ns = r->ns;
+    r->c.name = r->name;
+    r->c.version = r->version;
+    r->c.idempotency_key = idempotency_key ? r->key : NULL;
+    r->c.input = cv__jv_deep_copy(jv_copy(input)); /* for the commit thread */
+    r->c.err = jv_invalid();
+    r->input_copy = input;
+    p->create = r;
+    p->result = jv_invalid();
+    cv_checkpoint_init(&p->cp, "");
+    enqueue(e, p);
+    /* durable before we answer: the creation rides the next group commit */
+    pthread_mutex_lock(&e->res_lock);
+    while (!r->done)
+        pthread_cond_wait(&e->res_cond, &e->res_lock);
+    pthread_mutex_unlock(&e->res_lock);
+    int rc = r->c.rc;
+    if (rc) {
+        *err = jv_is_valid(r->c.err) ? r->c.err : jv_string(cv_strerror(rc));
+        jv_free(r->input_copy);
+        free(r);
+        return rc;
+    }
+    jv_free(r->c.err);
+    snprintf(id_out, 64, "%s", r->c.id);
+    *existed = r->c.existed;
+    if (!*existed) {
+        /* the version the store resolved ("latest") */
+        jv inst, gerr = jv_invalid();
+        pthread_mutex_lock(&e->store_lock);
+        int g = cv_store_get_instance(e->store, r->c.id, &inst, &gerr);
+        pthread_mutex_unlock(&e->store_lock);
+        jv_free(gerr);
+        if (g) {
+            jv_free(r->input_copy);
+            free(r);
+            *err = jv_string("the new instance could not be read back");
+            return g;
+        }
+        jv ver = jv_object_get(inst, jv_string("version"));
+        rc = schedule(e, r->c.id, ns, name, jv_string_value(ver), r->input_copy, jv_invalid());
+        jv_free(ver);
+    } else {
+        jv_free(r->input_copy);
+    }
+    free(r);
     return rc;
 }
 

@@ -679,19 +679,15 @@ static int sq_list_workflows(void *impl, jv *out, jv *err)
 /* Instances                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static int sq_create_instance(void *impl, const char *ns, const char *name, const char *version, jv input,
-                              const char *idempotency_key, char *id_out, int *existed, jv *err)
+/* Creates one instance inside the caller's open transaction (q->lock held).
+ * Returns 0, a per-request code (CV_ENOTFOUND, CV_EINVAL) or a database
+ * failure (anything else: the transaction must be rolled back). */
+static int create_in_tx(struct sq *q, const char *ns, const char *name, const char *version, jv input,
+                        const char *idempotency_key, char *id_out, int *existed, jv *err)
 {
-    struct sq *q = impl;
     int rc, code = 0;
     jv resolved = jv_invalid();
     *existed = 0;
-    pthread_mutex_lock(&q->lock);
-    rc = exec_id(q, S_BEGIN);
-    if (rc != SQLITE_OK) {
-        code = sq_fail(q, rc, "creating an instance", err);
-        goto out;
-    }
     sqlite3_stmt *st;
     if (idempotency_key) {
         st = stmt_get(q, S_INST_BY_KEY, &rc);
@@ -764,9 +760,70 @@ static int sq_create_instance(void *impl, const char *ns, const char *name, cons
 out:
     jv_free(input);
     jv_free(resolved);
+    return code;
+}
+
+static int sq_create_instance(void *impl, const char *ns, const char *name, const char *version, jv input,
+                              const char *idempotency_key, char *id_out, int *existed, jv *err)
+{
+    struct sq *q = impl;
+    int code;
+    *existed = 0;
+    pthread_mutex_lock(&q->lock);
+    int rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK) {
+        jv_free(input);
+        code = sq_fail(q, rc, "creating an instance", err);
+    } else {
+        code = create_in_tx(q, ns, name, version, input, idempotency_key, id_out, existed, err);
+    }
     code = tx_end(q, code, err);
     pthread_mutex_unlock(&q->lock);
     return code;
+}
+
+/* Several creations in one transaction (group commit). A request's own
+ * problem (an undeployed workflow, a bad input) fails that request alone; a
+ * database failure fails them all and nothing is created. */
+static int sq_create_instances(void *impl, struct cv_create *reqs, int n)
+{
+    struct sq *q = impl;
+    pthread_mutex_lock(&q->lock);
+    int rc = exec_id(q, S_BEGIN), fatal = 0;
+    jv ferr = jv_invalid();
+    if (rc != SQLITE_OK)
+        fatal = sq_fail(q, rc, "creating instances", &ferr);
+    for (int i = 0; i < n; i++) {
+        struct cv_create *c = &reqs[i];
+        if (fatal) {
+            jv_free(c->input);
+            c->input = jv_invalid();
+            continue;
+        }
+        jv e = jv_invalid();
+        int code = create_in_tx(q, c->ns, c->name, c->version, c->input, c->idempotency_key, c->id, &c->existed, &e);
+        c->input = jv_invalid();
+        if (code == CV_ENOTFOUND || code == CV_EINVAL) {
+            c->rc = code;
+            c->err = e;
+        } else if (code) {
+            fatal = code;
+            jv_free(ferr);
+            ferr = e;
+        } else {
+            jv_free(e);
+        }
+    }
+    fatal = tx_end(q, fatal, &ferr);
+    pthread_mutex_unlock(&q->lock);
+    if (fatal)
+        for (int i = 0; i < n; i++) {
+            reqs[i].rc = fatal;
+            jv_free(reqs[i].err);
+            reqs[i].err = jv_copy(ferr);
+        }
+    jv_free(ferr);
+    return fatal;
 }
 
 static int sq_get_instance(void *impl, const char *id, jv *out, jv *err)
@@ -1234,6 +1291,7 @@ const struct cv_store_ops cv__store_sqlite = {
     .get_workflow = sq_get_workflow,
     .list_workflows = sq_list_workflows,
     .create_instance = sq_create_instance,
+    .create_instances = sq_create_instances,
     .get_instance = sq_get_instance,
     .list_instances = sq_list_instances,
     .unfinished_instances = sq_unfinished_instances,

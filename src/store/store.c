@@ -171,6 +171,35 @@ int cv_store_create_instance(cv_store *s, const char *ns, const char *name, cons
     return s->ops->create_instance(s->impl, ns, name, version, input, idempotency_key, id_out, existed, err);
 }
 
+int cv_store_create_instances(cv_store *s, struct cv_create *reqs, int n)
+{
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        struct cv_create *c = &reqs[i];
+        c->rc = 0;
+        c->existed = 0;
+        c->id[0] = 0;
+        c->err = jv_invalid();
+        if (!s || empty(c->ns) || empty(c->name) || (c->idempotency_key && !*c->idempotency_key)) {
+            c->rc = CV_EINVAL;
+            set_err(&c->err, "creating an instance needs a namespace, a name and no empty idempotency key");
+            bad = 1;
+        }
+    }
+    if (bad || !s) { /* refuse the batch whole: the caller gave something malformed */
+        for (int i = 0; i < n; i++) {
+            jv_free(reqs[i].input);
+            reqs[i].input = jv_invalid();
+            if (!reqs[i].rc) {
+                reqs[i].rc = CV_EINVAL;
+                set_err(&reqs[i].err, "another request of the batch was malformed");
+            }
+        }
+        return CV_EINVAL;
+    }
+    return s->ops->create_instances(s->impl, reqs, n);
+}
+
 int cv_store_get_instance(cv_store *s, const char *id, jv *out, jv *err)
 {
     if (!s || empty(id) || !out) {

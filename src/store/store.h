@@ -54,6 +54,17 @@ struct cv_checkpoint {
     jv timers_del;      /* array of keys */
 };
 
+/* One creation of a batch (cv_store_create_instances). */
+struct cv_create {
+    const char *ns, *name, *version; /* version "latest"/NULL allowed */
+    jv input;                        /* consumed */
+    const char *idempotency_key;     /* may be NULL */
+    char id[64];                     /* out */
+    int existed;                     /* out: the key was used already */
+    int rc;                          /* out: 0 or a CV_* code */
+    jv err;                          /* out: a message when rc != 0 (invalid before) */
+};
+
 struct cv_store;
 
 struct cv_store_ops {
@@ -82,6 +93,11 @@ struct cv_store_ops {
      * at least 64 bytes. */
     int (*create_instance)(void *impl, const char *ns, const char *name, const char *version, jv input,
                            const char *idempotency_key, char *id_out, int *existed, jv *err);
+    /* Several creations in ONE transaction (group commit of starts). Each
+     * request gets its own rc/err: an undeployed workflow or a bad input fails
+     * that request alone; a database failure fails every one (returned too)
+     * and nothing is created. Every input is consumed. */
+    int (*create_instances)(void *impl, struct cv_create *reqs, int n);
     /* *out = {id, namespace, name, version, status, input, output, error,
      * state, epoch, createdAt, updatedAt}. */
     int (*get_instance)(void *impl, const char *id, jv *out, jv *err);
@@ -123,6 +139,7 @@ int cv_store_get_workflow(cv_store *s, const char *ns, const char *name, const c
 int cv_store_list_workflows(cv_store *s, jv *out, jv *err);
 int cv_store_create_instance(cv_store *s, const char *ns, const char *name, const char *version, jv input,
                              const char *idempotency_key, char *id_out, int *existed, jv *err);
+int cv_store_create_instances(cv_store *s, struct cv_create *reqs, int n);
 int cv_store_get_instance(cv_store *s, const char *id, jv *out, jv *err);
 int cv_store_list_instances(cv_store *s, jv filter, int limit, const char *after, jv *out, jv *next, jv *err);
 int cv_store_unfinished_instances(cv_store *s, jv *out, jv *err);

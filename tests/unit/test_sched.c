@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,5 +452,67 @@ Test(sched, a_suspended_instance_stays_suspended_across_a_restart)
     jv want = JV_OBJECT(jv_string("finished"), jv_true());
     cr_expect(jv_equal(out, want), "it finished from its checkpoint after the restart");
     jv_free(err);
+    close_engine(&s);
+}
+
+/* ---- concurrent starts (their creations share group commits) ------------------------ */
+
+struct starter {
+    struct setup *s;
+    int base;
+    char ids[25][64];
+    char keyed[64]; /* the instance a shared idempotency key gave */
+    int failed;
+};
+
+static void *starter_main(void *arg)
+{
+    struct starter *t = arg;
+    for (int i = 0; i < 25; i++) {
+        int existed;
+        jv err = jv_invalid();
+        if (cv__engine_start_instance(t->s->e, "test", "sched", "1.0.0", JV_OBJECT(jv_string("n"), jv_number(t->base + i)),
+                                      NULL, t->ids[i], &existed, &err))
+            t->failed++;
+        jv_free(err);
+    }
+    int existed;
+    jv err = jv_invalid();
+    if (cv__engine_start_instance(t->s->e, "test", "sched", "1.0.0", JV_OBJECT(jv_string("n"), jv_number(1000)),
+                                  "shared-key", t->keyed, &existed, &err))
+        t->failed++;
+    jv_free(err);
+    return NULL;
+}
+
+Test(sched, concurrent_starts_share_commits_and_keys)
+{
+    struct setup s;
+    open_engine(&s, NULL);
+    deploy(&s);
+    enum { T = 8 };
+    static struct starter t[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].s = &s;
+        t[i].base = i * 25;
+        pthread_create(&th[i], NULL, starter_main, &t[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < T; i++) {
+        cr_expect_eq(t[i].failed, 0);
+        cr_expect_str_eq(t[i].keyed, t[0].keyed, "one instance for the shared key");
+        for (int k = 0; k < 25; k++)
+            expect_done(&s, t[i].ids[k], t[i].base + k);
+    }
+    expect_done(&s, t[0].keyed, 1000);
+    cr_expect_eq(count_lines("1000"), 1, "the keyed instance ran once");
+    for (int n = 0; n < T * 25; n++) {
+        char w[16];
+        snprintf(w, sizeof w, "%d", n);
+        cr_expect_eq(count_lines(w), 1, "n=%d ran once", n);
+    }
     close_engine(&s);
 }

@@ -425,6 +425,44 @@ static void set_status(cv_store *s, const char *id, const char *status)
     cr_assert_eq(rc, 0, "set status: %s", m);
 }
 
+/* Several creations in one transaction: each request keeps its own result. */
+Test(store, create_instances_in_one_batch)
+{
+    cv_store *s = open_store();
+    deploy(s, "test", "batch", "1.0.0", "document: {name: batch}");
+    struct cv_create c[4];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < 4; i++) {
+        c[i].ns = "test";
+        c[i].name = "batch";
+        c[i].version = "latest";
+        c[i].input = JV_OBJECT(jv_string("n"), jv_number(i));
+    }
+    c[1].name = "nope";          /* not deployed: fails alone */
+    c[2].idempotency_key = "k1"; /* the same key twice in one batch: one instance */
+    c[3].idempotency_key = "k1";
+    int rc = cv_store_create_instances(s, c, 4);
+    cr_expect_eq(rc, 0, "a request's own failure does not fail the batch");
+    cr_expect_eq(c[0].rc, 0);
+    cr_expect_eq(c[1].rc, CV_ENOTFOUND);
+    cr_expect(jv_get_kind(c[1].err) == JV_KIND_STRING, "the failure says why");
+    cr_expect_eq(c[2].rc, 0);
+    cr_expect_eq(c[3].rc, 0);
+    cr_expect_eq(c[2].existed, 0);
+    cr_expect_eq(c[3].existed, 1);
+    cr_expect_str_eq(c[2].id, c[3].id);
+    jv inst, err = jv_invalid();
+    ok(cv_store_get_instance(s, c[0].id, &inst, &err), &err, "get");
+    jv ver = jv_object_get(jv_copy(inst), jv_string("version"));
+    cr_expect_str_eq(jv_string_value(ver), "1.0.0", "latest resolved");
+    jv in = jv_object_get(inst, jv_string("input"));
+    cr_expect(jv_equal(in, JV_OBJECT(jv_string("n"), jv_number(0))));
+    jv_free(ver);
+    for (int i = 0; i < 4; i++)
+        jv_free(c[i].err);
+    cv_store_close(s);
+}
+
 Test(store, list_filters_and_pages_in_creation_order)
 {
     cv_store *s = open_store();
