@@ -11,7 +11,7 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2 -g
-PKGS    := libfyaml libcurl oniguruma sqlite3
+PKGS    := libfyaml libcurl oniguruma sqlite3 libmicrohttpd
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS  += -std=c17 $(OPT) -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter -Werror \
            $(shell pkg-config --cflags $(PKGS))

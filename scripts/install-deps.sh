@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
       libjq-dev libonig-dev libfyaml-dev libcurl4-openssl-dev libsqlite3-dev
-      libcriterion-dev python3 ca-certificates curl"
+      libcriterion-dev libmicrohttpd-dev python3 ca-certificates curl"
 
 missing=""
 for p in $PKGS; do

@@ -4,15 +4,19 @@
  *   conveyor validate FILE...
  *   conveyor run FILE [options]
  *   conveyor resume --db FILE [ID...] [options]
+ *   conveyor serve --db FILE [--listen ADDR:PORT] [options]
+ *   conveyor deploy|start|get|list|history ... [--server URL]
  *
  * Exit codes: 0 success, 1 invalid document or faulted workflow, 2 usage error.
  * The CLI is a thin layer over include/conveyor.h: everything it does, an
  * embedding program can do.
  */
 #include "conveyor.h"
+#include "cli/client.h"
 #include "cli/durable.h"
 #include "common/util.h"
 #include "json/yaml.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +32,12 @@ static const char usage_main[] =
     "  validate FILE...   check documents; print located messages; exit 1 if any is invalid\n"
     "  run FILE           run a workflow to its end and print its output as JSON\n"
     "  resume --db FILE   continue the runs a --db file holds from their last checkpoint\n"
+    "  serve --db FILE    serve the HTTP API (--listen 127.0.0.1:8080 by default)\n"
+    "  deploy FILE        deploy a workflow to a server (--server URL); prints ns/name:version\n"
+    "  start NS/NAME[:V]  start an instance on a server (--input JSON, --wait [SECONDS])\n"
+    "  get ID             print an instance from a server as JSON\n"
+    "  list               list a server's instances (--status S, --json)\n"
+    "  history ID         print an instance's history from a server\n"
     "  version            print the version\n"
     "\n"
     "Run `conveyor <command> --help` for a command's options.\n";
@@ -475,6 +485,10 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2, 0);
     if (!strcmp(cmd, "resume"))
         return cmd_run(argc - 2, argv + 2, 1);
+    if (!strcmp(cmd, "serve"))
+        return cv__serve_main(argc - 2, argv + 2);
+    if (cv__client_is_command(cmd))
+        return cv__client_main(cmd, argc - 2, argv + 2);
     fprintf(stderr, "conveyor: unknown command '%s'\n%s", cmd, usage_main);
     return 2;
 }

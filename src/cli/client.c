@@ -1,0 +1,520 @@
+/*
+ * client.c — `conveyor deploy|start|get|list|history`: the CLI as a client
+ * of the HTTP API (client.h, docs/api.md). It only speaks HTTP: nothing
+ * here opens a store or runs a workflow. Problems (RFC 9457) are printed
+ * as "conveyor CMD: TITLE: DETAIL" with their `errors` one per line.
+ */
+#include "cli/client.h"
+#include "conveyor.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONNECT_TIMEOUT_S 10L
+#define REQUEST_TIMEOUT_S 60L
+#define FILE_MAX (16u << 20)
+
+static const char usage_client[] =
+    "usage:\n"
+    "  conveyor deploy FILE [--server URL]\n"
+    "      deploy a workflow document; prints namespace/name:version\n"
+    "  conveyor start NAMESPACE/NAME[:VERSION] [--input JSON] [--idempotency-key K]\n"
+    "                 [--wait [SECONDS]] [--server URL]\n"
+    "      start an instance (VERSION default: latest); prints `started ID`, or with\n"
+    "      --wait (default 60 s, at most 300) the output as JSON (exit 1 when it\n"
+    "      faulted, the error on stderr, or when it did not end in time)\n"
+    "  conveyor get ID [--server URL]\n"
+    "      print the instance as JSON (id, status, input, output, error, ...)\n"
+    "  conveyor list [--status S] [--namespace NS] [--name NAME] [--limit N] [--json]\n"
+    "                [--server URL]\n"
+    "      list instances (one line each, or a JSON array with --json)\n"
+    "  conveyor history ID [--json] [--server URL]\n"
+    "      print an instance's history (one event a line, or JSON with --json)\n"
+    "\n"
+    "--server defaults to $CONVEYOR_SERVER, else http://127.0.0.1:8080.\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+struct buf {
+    char *p;
+    size_t len;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t n, void *ud)
+{
+    struct buf *b = ud;
+    size_t add = size * n;
+    char *g = realloc(b->p, b->len + add + 1);
+    if (!g)
+        return 0;
+    b->p = g;
+    memcpy(b->p + b->len, ptr, add);
+    b->len += add;
+    b->p[b->len] = 0;
+    return add;
+}
+
+struct client {
+    const char *cmd;
+    const char *server;
+};
+
+/*
+ * One request. `path` is appended to the server URL; `body` (borrowed,
+ * may be NULL) is sent with `ctype`; `extra` is one more header or NULL.
+ * *status = the HTTP status; *resp = the body parsed as JSON (or a string
+ * when it is not JSON). Returns 0, or 1 after printing why the server
+ * could not be reached.
+ */
+static int request(struct client *c, const char *method, const char *path, const char *body, size_t len,
+                   const char *ctype, const char *extra, long timeout_s, long *status, jv *resp)
+{
+    CURL *h = curl_easy_init();
+    if (!h) {
+        fprintf(stderr, "conveyor %s: cannot initialise libcurl\n", c->cmd);
+        return 1;
+    }
+    size_t sl = strlen(c->server);
+    while (sl && c->server[sl - 1] == '/')
+        sl--;
+    size_t ul = sl + strlen(path) + 1;
+    char *url = malloc(ul);
+    if (!url) {
+        curl_easy_cleanup(h);
+        return 1;
+    }
+    snprintf(url, ul, "%.*s%s", (int)sl, c->server, path);
+    struct curl_slist *hdrs = NULL;
+    char ct[128];
+    if (ctype) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
+        hdrs = curl_slist_append(hdrs, ct);
+    }
+    if (extra)
+        hdrs = curl_slist_append(hdrs, extra);
+    hdrs = curl_slist_append(hdrs, "Accept: application/json, application/problem+json");
+    struct buf b = {0};
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    CURLcode cr = curl_easy_perform(h);
+    int rc = 0;
+    if (cr != CURLE_OK) {
+        if (cr == CURLE_COULDNT_CONNECT)
+            fprintf(stderr, "conveyor %s: cannot connect to %.*s: connection refused (is `conveyor serve` running?)\n",
+                    c->cmd, (int)sl, c->server);
+        else
+            fprintf(stderr, "conveyor %s: %s %s: %s\n", c->cmd, method, url, curl_easy_strerror(cr));
+        rc = 1;
+    } else {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+        jv v = b.p ? jv_parse_sized(b.p, (int)b.len) : jv_null();
+        if (!jv_is_valid(v)) {
+            jv_free(v);
+            v = jv_string(b.p ? b.p : "");
+        }
+        *resp = v;
+    }
+    free(b.p);
+    free(url);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(h);
+    return rc;
+}
+
+/* Prints a problem (or any failed response) on stderr; returns 1. resp consumed. */
+static int report_failure(struct client *c, long status, jv resp)
+{
+    if (jv_get_kind(resp) == JV_KIND_OBJECT) {
+        jv title = jv_object_get(jv_copy(resp), jv_string("title"));
+        jv detail = jv_object_get(jv_copy(resp), jv_string("detail"));
+        fprintf(stderr, "conveyor %s: %ld %s: %s\n", c->cmd, status,
+                jv_get_kind(title) == JV_KIND_STRING ? jv_string_value(title) : "error",
+                jv_get_kind(detail) == JV_KIND_STRING ? jv_string_value(detail) : "");
+        jv_free(title);
+        jv_free(detail);
+        jv errors = jv_object_get(jv_copy(resp), jv_string("errors"));
+        if (jv_get_kind(errors) == JV_KIND_ARRAY) {
+            jv_array_foreach(errors, i, e)
+            {
+                jv m = jv_get_kind(e) == JV_KIND_OBJECT ? jv_object_get(e, jv_string("message")) : e;
+                if (jv_get_kind(m) == JV_KIND_STRING)
+                    fprintf(stderr, "  %s\n", jv_string_value(m));
+                jv_free(m);
+            }
+        }
+        jv_free(errors);
+    } else if (jv_get_kind(resp) == JV_KIND_STRING) {
+        fprintf(stderr, "conveyor %s: HTTP %ld: %.300s\n", c->cmd, status, jv_string_value(resp));
+    } else {
+        fprintf(stderr, "conveyor %s: HTTP %ld\n", c->cmd, status);
+    }
+    jv_free(resp);
+    return 1;
+}
+
+static void print_json(jv v, FILE *f)
+{
+    jv_dumpf(v, f, JV_PRINT_PRETTY | JV_PRINT_SPACE1);
+    fputc('\n', f);
+}
+
+/* curl_easy_escape into a malloc'd copy (caller frees) or NULL. */
+static char *escape(const char *s)
+{
+    char *e = curl_easy_escape(NULL, s, 0);
+    char *copy = e ? strdup(e) : NULL;
+    curl_free(e);
+    return copy;
+}
+
+static const char *str_field(jv obj, const char *key, char *buf, size_t n)
+{
+    jv v = jv_object_get(jv_copy(obj), jv_string(key));
+    if (jv_get_kind(v) == JV_KIND_STRING)
+        snprintf(buf, n, "%s", jv_string_value(v));
+    else if (jv_is_valid(v) && jv_get_kind(v) != JV_KIND_NULL) {
+        jv s = jv_dump_string(v, 0);
+        snprintf(buf, n, "%s", jv_string_value(s));
+        jv_free(s);
+        v = jv_invalid();
+    } else
+        snprintf(buf, n, "-");
+    jv_free(v);
+    return buf;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static int cmd_deploy(struct client *c, const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "conveyor deploy: %s: %s\n", file, strerror(errno));
+        return 1;
+    }
+    struct buf b = {0};
+    char chunk[65536];
+    size_t r;
+    int big = 0;
+    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + r > FILE_MAX) {
+            big = 1;
+            break;
+        }
+        if (on_data(chunk, 1, r, &b) != r) {
+            big = 1;
+            break;
+        }
+    }
+    fclose(f);
+    if (big) {
+        free(b.p);
+        fprintf(stderr, "conveyor deploy: %s: larger than 16 MiB\n", file);
+        return 1;
+    }
+    size_t fl = strlen(file);
+    const char *ctype = fl > 5 && !strcmp(file + fl - 5, ".json") ? "application/json" : "application/yaml";
+    long status = 0;
+    jv resp = jv_invalid();
+    int rc = request(c, "POST", "/v1/workflows", b.p ? b.p : "", b.len, ctype, NULL, REQUEST_TIMEOUT_S, &status,
+                     &resp);
+    free(b.p);
+    if (rc)
+        return 1;
+    if (status != 201 && status != 200)
+        return report_failure(c, status, resp);
+    char ns[256], name[256], version[128];
+    printf("%s/%s:%s\n", str_field(resp, "namespace", ns, sizeof ns), str_field(resp, "name", name, sizeof name),
+           str_field(resp, "version", version, sizeof version));
+    jv_free(resp);
+    return 0;
+}
+
+static int cmd_start(struct client *c, const char *ref, const char *input, const char *key, long wait_s)
+{
+    /* NAMESPACE/NAME[:VERSION] */
+    const char *slash = strchr(ref, '/');
+    if (!slash || slash == ref || !slash[1]) {
+        fprintf(stderr, "conveyor start: expected NAMESPACE/NAME[:VERSION], not %s\n", ref);
+        return 2;
+    }
+    const char *colon = strchr(slash + 1, ':');
+    char *ns = strndup(ref, (size_t)(slash - ref));
+    char *name = colon ? strndup(slash + 1, (size_t)(colon - slash - 1)) : strdup(slash + 1);
+    char *version = strdup(colon && colon[1] ? colon + 1 : "latest");
+    char *ens = ns ? escape(ns) : NULL, *ename = name ? escape(name) : NULL, *ever = version ? escape(version) : NULL;
+    int rc = 1;
+    jv resp = jv_invalid();
+    if (!ens || !ename || !ever || !*name)
+        goto out;
+    char path[1024];
+    if (wait_s >= 0)
+        snprintf(path, sizeof path, "/v1/workflows/%s/%s/%s/instances?wait=%ld", ens, ename, ever, wait_s);
+    else
+        snprintf(path, sizeof path, "/v1/workflows/%s/%s/%s/instances", ens, ename, ever);
+    char keyhdr[300];
+    if (key)
+        snprintf(keyhdr, sizeof keyhdr, "Idempotency-Key: %s", key);
+    const char *body = input ? input : "{}";
+    long status = 0;
+    if (request(c, "POST", path, body, strlen(body), "application/json", key ? keyhdr : NULL,
+                (wait_s > 0 ? wait_s : 0) + REQUEST_TIMEOUT_S, &status, &resp))
+        goto out;
+    if (status != 200 && status != 201 && status != 202) {
+        rc = report_failure(c, status, resp);
+        resp = jv_invalid();
+        goto out;
+    }
+    char id[128], st[64];
+    str_field(resp, "id", id, sizeof id);
+    str_field(resp, "status", st, sizeof st);
+    if (wait_s < 0) {
+        printf("started %s\n", id);
+        rc = 0;
+    } else if (!strcmp(st, "completed")) {
+        print_json(jv_object_get(jv_copy(resp), jv_string("output")), stdout);
+        rc = 0;
+    } else if (!strcmp(st, "faulted") || !strcmp(st, "cancelled")) {
+        jv e = jv_object_get(jv_copy(resp), jv_string("error"));
+        fprintf(stderr, "conveyor start: instance %s %s: ", id, st);
+        jv_dumpf(e, stderr, 0);
+        fputc('\n', stderr);
+        rc = 1;
+    } else {
+        fprintf(stderr, "conveyor start: instance %s did not end within %ld s (status %s)\n", id, wait_s, st);
+        printf("started %s\n", id);
+        rc = 1;
+    }
+out:
+    jv_free(resp);
+    free(ns);
+    free(name);
+    free(version);
+    free(ens);
+    free(ename);
+    free(ever);
+    return rc;
+}
+
+static int cmd_get(struct client *c, const char *id, int history, int json)
+{
+    char *eid = escape(id);
+    if (!eid)
+        return 1;
+    char path[512];
+    snprintf(path, sizeof path, history ? "/v1/instances/%s/history" : "/v1/instances/%s", eid);
+    free(eid);
+    long status = 0;
+    jv resp = jv_invalid();
+    if (request(c, "GET", path, NULL, 0, NULL, NULL, REQUEST_TIMEOUT_S, &status, &resp))
+        return 1;
+    if (status != 200)
+        return report_failure(c, status, resp);
+    if (!history || json) {
+        print_json(history ? jv_object_get(resp, jv_string("items")) : resp, stdout);
+        return 0;
+    }
+    jv items = jv_object_get(resp, jv_string("items"));
+    if (jv_get_kind(items) == JV_KIND_ARRAY) {
+        jv_array_foreach(items, i, ev)
+        {
+            char seq[32], time[64], type[64], task[256];
+            str_field(ev, "seq", seq, sizeof seq);
+            str_field(ev, "time", time, sizeof time);
+            str_field(ev, "type", type, sizeof type);
+            str_field(ev, "task", task, sizeof task);
+            jv data = jv_object_get(ev, jv_string("data"));
+            printf("%s %s %s %s", seq, time, type, task);
+            if (jv_is_valid(data) && jv_get_kind(data) != JV_KIND_NULL) {
+                fputc(' ', stdout);
+                jv_dumpf(data, stdout, 0);
+            } else {
+                jv_free(data);
+            }
+            fputc('\n', stdout);
+        }
+    }
+    jv_free(items);
+    return 0;
+}
+
+static int cmd_list(struct client *c, const char *status_f, const char *ns, const char *name, long limit, int json)
+{
+    jv all = jv_array();
+    char *after = NULL;
+    int rc = 0;
+    long got = 0;
+    while (got < limit) {
+        long page = limit - got > 1000 ? 1000 : limit - got;
+        char path[1024];
+        size_t n = (size_t)snprintf(path, sizeof path, "/v1/instances?limit=%ld", page);
+        const char *keys[] = {"status", "namespace", "name", "after"};
+        const char *vals[] = {status_f, ns, name, after};
+        for (int i = 0; i < 4 && n < sizeof path; i++) {
+            if (!vals[i])
+                continue;
+            char *e = escape(vals[i]);
+            if (e)
+                n += (size_t)snprintf(path + n, sizeof path - n, "&%s=%s", keys[i], e);
+            free(e);
+        }
+        long status = 0;
+        jv resp = jv_invalid();
+        if (request(c, "GET", path, NULL, 0, NULL, NULL, REQUEST_TIMEOUT_S, &status, &resp)) {
+            rc = 1;
+            break;
+        }
+        if (status != 200) {
+            rc = report_failure(c, status, resp);
+            break;
+        }
+        jv items = jv_object_get(jv_copy(resp), jv_string("items"));
+        jv next = jv_object_get(resp, jv_string("next"));
+        if (jv_get_kind(items) == JV_KIND_ARRAY) {
+            got += jv_array_length(jv_copy(items));
+            all = jv_array_concat(all, items);
+        } else {
+            jv_free(items);
+        }
+        free(after);
+        after = jv_get_kind(next) == JV_KIND_STRING ? strdup(jv_string_value(next)) : NULL;
+        jv_free(next);
+        if (!after)
+            break;
+    }
+    free(after);
+    if (!rc) {
+        if (json) {
+            print_json(jv_copy(all), stdout);
+        } else {
+            jv_array_foreach(all, i, it)
+            {
+                char id[128], st[32], n1[256], n2[256], v[128], at[64];
+                printf("%s  %-9s  %s/%s:%s  %s\n", str_field(it, "id", id, sizeof id),
+                       str_field(it, "status", st, sizeof st), str_field(it, "namespace", n1, sizeof n1),
+                       str_field(it, "name", n2, sizeof n2), str_field(it, "version", v, sizeof v),
+                       str_field(it, "createdAt", at, sizeof at));
+                jv_free(it);
+            }
+        }
+    }
+    jv_free(all);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+
+int cv__client_is_command(const char *cmd)
+{
+    return !strcmp(cmd, "deploy") || !strcmp(cmd, "start") || !strcmp(cmd, "get") || !strcmp(cmd, "list") ||
+           !strcmp(cmd, "history");
+}
+
+static int usage_error(const char *cmd, const char *msg, const char *arg)
+{
+    fprintf(stderr, "conveyor %s: %s%s\n%s", cmd, msg, arg ? arg : "", usage_client);
+    return 2;
+}
+
+int cv__client_main(const char *cmd, int argc, char **argv)
+{
+    struct client c = {.cmd = cmd, .server = getenv("CONVEYOR_SERVER")};
+    if (!c.server || !*c.server)
+        c.server = "http://127.0.0.1:8080";
+    const char *pos = NULL, *input = NULL, *key = NULL, *status = NULL, *ns = NULL, *name = NULL;
+    long wait_s = -1, limit = 1000;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_client, stdout);
+            return 0;
+        } else if (!strcmp(a, "--server")) {
+            if (!has)
+                return usage_error(cmd, "--server needs a URL", NULL);
+            c.server = argv[++i];
+        } else if (!strcmp(cmd, "start") && !strcmp(a, "--input")) {
+            if (!has)
+                return usage_error(cmd, "--input needs a JSON value", NULL);
+            input = argv[++i];
+            jv v = jv_parse(input);
+            int ok = jv_is_valid(v);
+            jv_free(v);
+            if (!ok)
+                return usage_error(cmd, "--input is not valid JSON: ", input);
+        } else if (!strcmp(cmd, "start") && !strcmp(a, "--idempotency-key")) {
+            if (!has)
+                return usage_error(cmd, "--idempotency-key needs a value", NULL);
+            key = argv[++i];
+        } else if (!strcmp(cmd, "start") && !strcmp(a, "--wait")) {
+            wait_s = 60;
+            if (has && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') {
+                char *end;
+                long w = strtol(argv[i + 1], &end, 10);
+                if (*end || w > 300)
+                    return usage_error(cmd, "--wait takes 0 to 300 seconds, not ", argv[i + 1]);
+                wait_s = w;
+                i++;
+            }
+        } else if (!strcmp(cmd, "list") && (!strcmp(a, "--status") || !strcmp(a, "--namespace") ||
+                                            !strcmp(a, "--name") || !strcmp(a, "--limit"))) {
+            if (!has)
+                return usage_error(cmd, "a value is needed after ", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--status"))
+                status = v;
+            else if (!strcmp(a, "--namespace"))
+                ns = v;
+            else if (!strcmp(a, "--name"))
+                name = v;
+            else {
+                char *end;
+                limit = strtol(v, &end, 10);
+                if (*end || limit < 1 || limit > 100000)
+                    return usage_error(cmd, "--limit takes 1 to 100000, not ", v);
+            }
+        } else if ((!strcmp(cmd, "list") || !strcmp(cmd, "history")) && !strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error(cmd, "unknown option ", a);
+        } else if (!pos && strcmp(cmd, "list")) {
+            pos = a;
+        } else {
+            return usage_error(cmd, "unexpected argument ", a);
+        }
+    }
+    if (!pos && strcmp(cmd, "list"))
+        return usage_error(cmd, !strcmp(cmd, "deploy") ? "FILE is required"
+                                : !strcmp(cmd, "start") ? "NAMESPACE/NAME[:VERSION] is required"
+                                                        : "ID is required",
+                           NULL);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc;
+    if (!strcmp(cmd, "deploy"))
+        rc = cmd_deploy(&c, pos);
+    else if (!strcmp(cmd, "start"))
+        rc = cmd_start(&c, pos, input, key, wait_s);
+    else if (!strcmp(cmd, "get"))
+        rc = cmd_get(&c, pos, 0, 0);
+    else if (!strcmp(cmd, "history"))
+        rc = cmd_get(&c, pos, 1, json);
+    else
+        rc = cmd_list(&c, status, ns, name, limit, json);
+    curl_global_cleanup();
+    fflush(stdout);
+    return rc;
+}

@@ -1,0 +1,1062 @@
+/*
+ * server.c — the HTTP API of `conveyor serve` (server.h): libmicrohttpd,
+ * the router, request bodies, problem+json, the bounds (requests in flight,
+ * waiters, body size) and the request metrics.
+ *
+ * Threads: libmicrohttpd runs one thread per connection (bounded by its
+ * connection limit), so that a synchronous run (?wait=SECONDS) blocks only
+ * its own connection. Each thread builds its own jv values and hands them to
+ * the engine, which copies what it keeps (jq 1.6's reference counts are not
+ * atomic: no jv here is ever shared between two threads). Nothing here
+ * touches the store: every read and write goes through the engine.
+ * Every route asks cv__authorize (auth.c) first; no route decides access.
+ */
+#include "server/server.h"
+#include "common/util.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BODY_MAX (16u << 20)       /* request bodies larger than this: 413 */
+#define CONNECTION_LIMIT 512       /* libmicrohttpd's own bound (threads) */
+#define CONNECTION_TIMEOUT_S 30    /* idle connections are closed after this */
+#define WAIT_MAX_S 300             /* ?wait=SECONDS at most */
+#define LIST_DEFAULT 50
+#define LIST_MAX 1000
+
+/* ------------------------------------------------------------------------
+ * Metrics: requests by route and status code
+ * ---------------------------------------------------------------------- */
+
+enum route {
+    R_HEALTH,
+    R_READY,
+    R_METRICS,
+    R_OPENAPI,
+    R_WORKFLOWS,
+    R_WORKFLOW,
+    R_START,
+    R_INSTANCES,
+    R_INSTANCE,
+    R_HISTORY,
+    R_CONTROL,
+    R_EVENTS,
+    R_UNKNOWN,
+    R_COUNT
+};
+
+static const char *const route_names[R_COUNT] = {
+    "/health",
+    "/ready",
+    "/metrics",
+    "/v1/openapi.json",
+    "/v1/workflows",
+    "/v1/workflows/{ns}/{name}/{version}",
+    "/v1/workflows/{ns}/{name}/{version}/instances",
+    "/v1/instances",
+    "/v1/instances/{id}",
+    "/v1/instances/{id}/history",
+    "/v1/instances/{id}/{action}",
+    "/v1/events",
+    "unknown",
+};
+
+#define CODES_MAX 16
+
+struct code_count {
+    int code;
+    long long n;
+};
+
+struct cv_server {
+    struct MHD_Daemon *d;
+    struct cv_engine *e;
+    int max_inflight, max_waiters;
+    atomic_int inflight;
+    atomic_int waiters;
+    atomic_int stopping;
+    pthread_mutex_t mlock; /* guards counts */
+    struct code_count counts[R_COUNT][CODES_MAX];
+};
+
+static void count_request(struct cv_server *s, enum route r, int code)
+{
+    pthread_mutex_lock(&s->mlock);
+    for (int i = 0; i < CODES_MAX; i++) {
+        struct code_count *c = &s->counts[r][i];
+        if (c->code == code || c->code == 0) {
+            c->code = code;
+            c->n++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mlock);
+}
+
+/* ------------------------------------------------------------------------
+ * Requests and responses
+ * ---------------------------------------------------------------------- */
+
+/* Per-request state, freed by on_completed. */
+struct req {
+    char *body;
+    size_t len, cap;
+    int too_big;
+    int counted; /* counted in s->inflight */
+    int over;    /* arrived when s->inflight was at its bound */
+};
+
+/* One request being answered. */
+struct call {
+    struct cv_server *s;
+    struct MHD_Connection *c;
+    const char *url;
+    const char *method;
+    struct req *r;
+    struct cv_caller caller;
+    enum route route;
+};
+
+static const char *status_phrase(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* Queues `body` (malloc'd, consumed) with `ctype`; extra headers as
+ * name/value pairs ending with NULL. */
+static enum MHD_Result send_body(struct call *k, int code, const char *ctype, char *body, size_t len, ...)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    va_list ap;
+    va_start(ap, len);
+    const char *name;
+    while ((name = va_arg(ap, const char *)) != NULL) {
+        const char *value = va_arg(ap, const char *);
+        MHD_add_response_header(resp, name, value);
+    }
+    va_end(ap);
+    enum MHD_Result ret = MHD_queue_response(k->c, (unsigned)code, resp);
+    MHD_destroy_response(resp);
+    count_request(k->s, k->route, code);
+    return ret;
+}
+
+/* v consumed; serialised as compact JSON with a final newline. */
+static char *dump(jv v, size_t *len)
+{
+    jv s = jv_dump_string(v, 0);
+    const char *t = jv_string_value(s);
+    size_t n = strlen(t);
+    char *out = malloc(n + 2);
+    if (out) {
+        memcpy(out, t, n);
+        out[n] = '\n';
+        out[n + 1] = 0;
+        *len = n + 1;
+    }
+    jv_free(s);
+    return out;
+}
+
+static enum MHD_Result send_json(struct call *k, int code, jv v)
+{
+    size_t len = 0;
+    char *body = dump(v, &len);
+    if (!body)
+        return MHD_NO;
+    return send_body(k, code, "application/json", body, len, NULL);
+}
+
+/*
+ * An RFC 9457 problem. `type` NULL = about:blank (title = the status
+ * phrase); `extra` (consumed, object or invalid) adds members; a
+ * `Retry-After` of `retry` seconds when retry > 0; `allow` adds Allow.
+ */
+static enum MHD_Result send_problem_ex(struct call *k, int code, const char *type, const char *title,
+                                       const char *detail, jv extra, int retry, const char *allow)
+{
+    jv p = JV_OBJECT(jv_string("type"), jv_string(type ? type : "about:blank"), jv_string("title"),
+                     jv_string(title ? title : status_phrase(code)), jv_string("status"), jv_number(code),
+                     jv_string("detail"), jv_string(detail ? detail : status_phrase(code)), jv_string("instance"),
+                     jv_string(k->url));
+    if (jv_get_kind(extra) == JV_KIND_OBJECT)
+        p = jv_object_merge(p, extra);
+    else
+        jv_free(extra);
+    size_t len = 0;
+    char *body = dump(p, &len);
+    if (!body)
+        return MHD_NO;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry);
+    if (retry > 0)
+        return send_body(k, code, "application/problem+json", body, len, MHD_HTTP_HEADER_RETRY_AFTER, ra, NULL);
+    if (allow)
+        return send_body(k, code, "application/problem+json", body, len, MHD_HTTP_HEADER_ALLOW, allow, NULL);
+    return send_body(k, code, "application/problem+json", body, len, NULL);
+}
+
+static enum MHD_Result send_problem(struct call *k, int code, const char *detail)
+{
+    return send_problem_ex(k, code, NULL, NULL, detail, jv_invalid(), 0, NULL);
+}
+
+/* A store or engine failure as a problem: the code picks the status. `err`
+ * (consumed) is a message string, or anything else. */
+static enum MHD_Result send_engine_error(struct call *k, int rc, jv err, const char *what)
+{
+    char detail[512];
+    const char *msg = jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc);
+    snprintf(detail, sizeof detail, "%s: %s", what, msg);
+    jv_free(err);
+    switch (rc) {
+    case CV_ENOTFOUND: return send_problem(k, 404, detail);
+    case CV_ECONFLICT: return send_problem(k, 409, detail);
+    case CV_EINVAL: return send_problem(k, 400, detail);
+    case CV_EBUSY:
+    case CV_EAGAIN: return send_problem_ex(k, 503, NULL, NULL, detail, jv_invalid(), 1, NULL);
+    default: return send_problem(k, 500, detail);
+    }
+}
+
+static enum MHD_Result not_implemented(struct call *k, const char *what)
+{
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s is not implemented in this version", what);
+    return send_problem(k, 501, detail);
+}
+
+/* Asks the seam; answers 403 itself when denied (returns 0 then). */
+static int allowed(struct call *k, const char *action, const char *ns, enum MHD_Result *ret)
+{
+    if (cv__authorize(&k->caller, action, ns) == 0)
+        return 1;
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s is not allowed for %s", action, k->caller.addr);
+    *ret = send_problem(k, 403, detail);
+    return 0;
+}
+
+static const char *header(struct call *k, const char *name)
+{
+    return MHD_lookup_connection_value(k->c, MHD_HEADER_KIND, name);
+}
+
+static const char *query(struct call *k, const char *name)
+{
+    return MHD_lookup_connection_value(k->c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* Parses a whole decimal integer in [lo, hi]; returns 0 or -1. */
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int is_status(const char *s)
+{
+    static const char *const all[] = {CV_ST_PENDING,   CV_ST_RUNNING, CV_ST_WAITING,  CV_ST_SUSPENDED,
+                                      CV_ST_COMPLETED, CV_ST_FAULTED, CV_ST_CANCELLED};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (!strcmp(s, all[i]))
+            return 1;
+    return 0;
+}
+
+static int is_final(const char *s)
+{
+    return !strcmp(s, CV_ST_COMPLETED) || !strcmp(s, CV_ST_FAULTED) || !strcmp(s, CV_ST_CANCELLED);
+}
+
+/* The tasks an instance is at: for every fiber not done, its innermost
+ * task frame, as {task: JSON pointer, state: runnable|effect|timer|children}.
+ * `state` borrowed (the continuation, engine/state.c's form). */
+static jv current_tasks(jv state)
+{
+    jv out = jv_array();
+    if (jv_get_kind(state) != JV_KIND_OBJECT)
+        return out;
+    jv fibers = jv_object_get(jv_copy(state), jv_string("fibers"));
+    if (jv_get_kind(fibers) == JV_KIND_ARRAY) {
+        jv_array_foreach(fibers, i, fb)
+        {
+            jv st = jv_object_get(jv_copy(fb), jv_string("state"));
+            jv frames = jv_object_get(jv_copy(fb), jv_string("frames"));
+            jv_free(fb);
+            if (jv_get_kind(st) == JV_KIND_STRING && strcmp(jv_string_value(st), "done") &&
+                jv_get_kind(frames) == JV_KIND_ARRAY) {
+                jv ref = jv_invalid();
+                jv_array_foreach(frames, j, fr)
+                {
+                    jv type = jv_object_get(jv_copy(fr), jv_string("type"));
+                    if (jv_get_kind(type) == JV_KIND_STRING && !strcmp(jv_string_value(type), "task")) {
+                        jv_free(ref);
+                        ref = jv_object_get(jv_copy(fr), jv_string("ref"));
+                    }
+                    jv_free(type);
+                    jv_free(fr);
+                }
+                if (jv_get_kind(ref) == JV_KIND_STRING)
+                    out = jv_array_append(out, JV_OBJECT(jv_string("task"), ref, jv_string("state"), jv_copy(st)));
+                else
+                    jv_free(ref);
+            }
+            jv_free(st);
+            jv_free(frames);
+        }
+    }
+    jv_free(fibers);
+    return out;
+}
+
+/* The instance as the API shows it: without the continuation and epoch,
+ * with the tasks it is at (currentTasks). */
+static jv public_instance(jv inst)
+{
+    jv state = jv_object_get(jv_copy(inst), jv_string("state"));
+    inst = jv_object_set(inst, jv_string("currentTasks"), current_tasks(state));
+    jv_free(state);
+    inst = jv_object_delete(inst, jv_string("state"));
+    inst = jv_object_delete(inst, jv_string("epoch"));
+    return inst;
+}
+
+static void now_iso(char *buf, size_t n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, n, "%s.%03ldZ", base, ts.tv_nsec / 1000000L);
+}
+
+/* Records who did what on an instance's history (best effort: the action
+ * itself has happened). */
+static void note(struct call *k, const char *id, const char *action, jv data)
+{
+    char at[64];
+    now_iso(at, sizeof at);
+    if (jv_get_kind(data) != JV_KIND_OBJECT) {
+        jv_free(data);
+        data = jv_object();
+    }
+    data = jv_object_set(data, jv_string("who"), jv_string(k->caller.addr));
+    data = jv_object_set(data, jv_string("action"), jv_string(action));
+    data = jv_object_set(data, jv_string("at"), jv_string(at));
+    jv ev = JV_OBJECT(jv_string("type"), jv_string("api"), jv_string("data"), data);
+    jv err = jv_invalid();
+    cv__engine_note(k->s->e, id, JV_ARRAY(ev), &err);
+    jv_free(err);
+}
+
+/* ------------------------------------------------------------------------
+ * Routes
+ * ---------------------------------------------------------------------- */
+
+static enum MHD_Result get_metrics(struct call *k)
+{
+    struct cv_engine_stats st;
+    cv__engine_stats(k->s->e, &st);
+    size_t cap = 8192, len = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return MHD_NO;
+#define EMIT(...)                                                                                                  \
+    do {                                                                                                           \
+        int n_ = snprintf(out + len, cap - len, __VA_ARGS__);                                                      \
+        if (n_ > 0 && (size_t)n_ >= cap - len) {                                                                   \
+            char *g_ = realloc(out, cap * 2 + (size_t)n_);                                                         \
+            if (!g_) {                                                                                             \
+                free(out);                                                                                         \
+                return MHD_NO;                                                                                     \
+            }                                                                                                      \
+            out = g_;                                                                                              \
+            cap = cap * 2 + (size_t)n_;                                                                            \
+            n_ = snprintf(out + len, cap - len, __VA_ARGS__);                                                      \
+        }                                                                                                          \
+        if (n_ > 0)                                                                                                \
+            len += (size_t)n_;                                                                                     \
+    } while (0)
+    EMIT("# HELP conveyor_instances_total Instances that ended in this process, by status.\n"
+         "# TYPE conveyor_instances_total counter\n"
+         "conveyor_instances_total{status=\"completed\"} %lld\n"
+         "conveyor_instances_total{status=\"faulted\"} %lld\n",
+         st.completed, st.faulted);
+    EMIT("# HELP conveyor_instances_running Instances the engine holds now.\n"
+         "# TYPE conveyor_instances_running gauge\n"
+         "conveyor_instances_running %lld\n",
+         st.running);
+    EMIT("# HELP conveyor_instances_resumed_total Unfinished instances resumed at start.\n"
+         "# TYPE conveyor_instances_resumed_total counter\n"
+         "conveyor_instances_resumed_total %lld\n",
+         st.resumed);
+    EMIT("# HELP conveyor_checkpoints_total Checkpoints written.\n"
+         "# TYPE conveyor_checkpoints_total counter\n"
+         "conveyor_checkpoints_total %lld\n",
+         st.checkpoints);
+    EMIT("# HELP conveyor_checkpoint_batches_total Checkpoint transactions (group commits).\n"
+         "# TYPE conveyor_checkpoint_batches_total counter\n"
+         "conveyor_checkpoint_batches_total %lld\n",
+         st.batches);
+    EMIT("# HELP conveyor_http_requests_in_flight Requests being handled.\n"
+         "# TYPE conveyor_http_requests_in_flight gauge\n"
+         "conveyor_http_requests_in_flight %d\n",
+         atomic_load(&k->s->inflight));
+    EMIT("# HELP conveyor_http_requests_total HTTP requests answered, by route and status code.\n"
+         "# TYPE conveyor_http_requests_total counter\n");
+    /* this request is counted once its response is queued: count it first */
+    count_request(k->s, k->route, 200);
+    pthread_mutex_lock(&k->s->mlock);
+    for (int r = 0; r < R_COUNT; r++)
+        for (int i = 0; i < CODES_MAX && k->s->counts[r][i].code; i++)
+            EMIT("conveyor_http_requests_total{route=\"%s\",code=\"%d\"} %lld\n", route_names[r],
+                 k->s->counts[r][i].code, k->s->counts[r][i].n);
+    pthread_mutex_unlock(&k->s->mlock);
+#undef EMIT
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, out, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(out);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+    enum MHD_Result ret = MHD_queue_response(k->c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result get_openapi(struct call *k)
+{
+    size_t n = strlen(cv__server_openapi);
+    char *b = malloc(n + 1);
+    if (!b)
+        return MHD_NO;
+    memcpy(b, cv__server_openapi, n + 1);
+    return send_body(k, 200, "application/json", b, n, NULL);
+}
+
+/* Content types a workflow document may come as (parameters ignored). */
+static int document_type(const char *ct)
+{
+    if (!ct)
+        return 1; /* none given: try to read it */
+    static const char *const ok[] = {"application/yaml", "application/x-yaml", "text/yaml", "application/json",
+                                     "text/plain"};
+    size_t n = strcspn(ct, "; ");
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        if (strlen(ok[i]) == n && !strncasecmp(ct, ok[i], n))
+            return 1;
+    return 0;
+}
+
+static enum MHD_Result post_workflow(struct call *k)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "workflow.deploy", NULL, &ret))
+        return ret;
+    const char *ct = header(k, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!document_type(ct)) {
+        char detail[256];
+        snprintf(detail, sizeof detail,
+                 "a workflow document is sent as application/yaml, application/x-yaml, text/yaml, "
+                 "application/json or text/plain, not %.100s",
+                 ct);
+        return send_problem(k, 415, detail);
+    }
+    if (!k->r->len)
+        return send_problem(k, 400, "the body must hold a workflow document (YAML or JSON)");
+    jv out = jv_invalid();
+    int rc = cv__engine_deploy(k->s->e, k->r->body, k->r->len, &out);
+    if (rc == CV_EPARSE || rc == CV_EVALIDATE) {
+        jv errors = jv_array();
+        if (jv_get_kind(out) == JV_KIND_ARRAY) {
+            jv_array_foreach(out, i, d)
+            {
+                char *s = cv_diag_format(jv_copy(d));
+                jv item = jv_get_kind(d) == JV_KIND_OBJECT ? d : JV_OBJECT(jv_string("detail"), d);
+                if (s)
+                    item = jv_object_set(item, jv_string("message"), jv_string(s));
+                free(s);
+                errors = jv_array_append(errors, item);
+            }
+        }
+        jv_free(out);
+        return send_problem_ex(k, 400, "urn:conveyor:problem:invalid-workflow", "Invalid workflow document",
+                               rc == CV_EPARSE ? "the document could not be parsed"
+                                               : "the document is not a valid workflow",
+                               JV_OBJECT(jv_string("errors"), errors), 0, NULL);
+    }
+    if (rc)
+        return send_engine_error(k, rc, out, "deploy");
+    return send_json(k, 201, out);
+}
+
+static enum MHD_Result list_workflows(struct call *k)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "workflow.read", NULL, &ret))
+        return ret;
+    jv out = jv_invalid(), err = jv_invalid();
+    int rc = cv__engine_list_workflows(k->s->e, &out, &err);
+    if (rc)
+        return send_engine_error(k, rc, err, "list workflows");
+    jv_free(err);
+    return send_json(k, 200, JV_OBJECT(jv_string("items"), out));
+}
+
+static enum MHD_Result get_workflow(struct call *k, const char *ns, const char *name, const char *version)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "workflow.read", ns, &ret))
+        return ret;
+    jv out = jv_invalid(), err = jv_invalid();
+    int rc = cv__engine_get_workflow(k->s->e, ns, name, version, &out, &err);
+    if (rc)
+        return send_engine_error(k, rc, err, "workflow");
+    jv_free(err);
+    return send_json(k, 200, out);
+}
+
+/* Waits for an instance in slices, so that a stopping server ends it. */
+static jv wait_for(struct cv_server *s, const char *id, long seconds)
+{
+    int64_t deadline = cv__now_ms() + seconds * 1000;
+    jv out = jv_invalid();
+    for (;;) {
+        int64_t left = deadline - cv__now_ms();
+        int slice = left > 250 ? 250 : (left > 0 ? (int)left : 0);
+        jv_free(out);
+        out = jv_invalid();
+        if (cv__engine_wait(s->e, id, slice, &out))
+            return jv_invalid();
+        jv st = jv_object_get(jv_copy(out), jv_string("status"));
+        int done = jv_get_kind(st) == JV_KIND_STRING && is_final(jv_string_value(st));
+        jv_free(st);
+        if (done || cv__now_ms() >= deadline || atomic_load(&s->stopping))
+            return out;
+    }
+}
+
+static enum MHD_Result start_instance(struct call *k, const char *ns, const char *name, const char *version)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "instance.start", ns, &ret))
+        return ret;
+    long wait_s = -1;
+    const char *w = query(k, "wait");
+    if (w && parse_int(w, 0, WAIT_MAX_S, &wait_s))
+        return send_problem(k, 400, "wait must be a whole number of seconds from 0 to 300");
+    const char *ct = header(k, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct && k->r->len) {
+        size_t n = strcspn(ct, "; ");
+        if (!(n == 16 && !strncasecmp(ct, "application/json", n)) && !(n == 10 && !strncasecmp(ct, "text/plain", n)))
+            return send_problem(k, 415, "the input is sent as application/json");
+    }
+    jv input;
+    size_t i = 0;
+    while (i < k->r->len && strchr(" \t\r\n", k->r->body[i]))
+        i++;
+    if (i == k->r->len) {
+        input = jv_object();
+    } else {
+        input = jv_parse_sized(k->r->body, (int)k->r->len);
+        if (!jv_is_valid(input)) {
+            jv msg = jv_invalid_get_msg(input);
+            char detail[512];
+            snprintf(detail, sizeof detail, "the input is not valid JSON: %s",
+                     jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "?");
+            jv_free(msg);
+            return send_problem(k, 400, detail);
+        }
+    }
+    const char *key = header(k, "Idempotency-Key");
+    if (key && (!*key || strlen(key) > 200)) {
+        jv_free(input);
+        return send_problem(k, 400, "Idempotency-Key must hold 1 to 200 characters");
+    }
+    int waiting = 0;
+    if (wait_s > 0) {
+        if (atomic_fetch_add(&k->s->waiters, 1) >= k->s->max_waiters) {
+            atomic_fetch_sub(&k->s->waiters, 1);
+            jv_free(input);
+            return send_problem_ex(k, 429, NULL, NULL, "too many synchronous runs at once; retry later",
+                                   jv_invalid(), 1, NULL);
+        }
+        waiting = 1;
+    }
+    char id[64] = "";
+    int existed = 0;
+    jv err = jv_invalid();
+    int rc = cv__engine_start_instance(k->s->e, ns, name, version, input, key, id, &existed, &err);
+    if (rc) {
+        if (waiting)
+            atomic_fetch_sub(&k->s->waiters, 1);
+        return send_engine_error(k, rc, err, "start");
+    }
+    jv_free(err);
+    if (!existed)
+        note(k, id, "instance.start",
+             key ? JV_OBJECT(jv_string("idempotencyKey"), jv_string(key)) : jv_object());
+    if (waiting) {
+        jv res = wait_for(k->s, id, wait_s);
+        atomic_fetch_sub(&k->s->waiters, 1);
+        if (!jv_is_valid(res))
+            return send_problem(k, 500, "the instance could not be waited for");
+        jv st = jv_object_get(jv_copy(res), jv_string("status"));
+        int done = jv_get_kind(st) == JV_KIND_STRING && is_final(jv_string_value(st));
+        jv_free(st);
+        if (done)
+            return send_json(k, 200, res);
+        jv_free(res);
+    }
+    /* the current status (pending for a new one) */
+    jv inst = jv_invalid();
+    err = jv_invalid();
+    const char *status = CV_ST_PENDING;
+    jv stv = jv_invalid();
+    if (cv__engine_get_instance(k->s->e, id, &inst, &err) == 0) {
+        stv = jv_object_get(inst, jv_string("status"));
+        if (jv_get_kind(stv) == JV_KIND_STRING)
+            status = jv_string_value(stv);
+    } else {
+        jv_free(inst);
+    }
+    jv_free(err);
+    jv body = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("status"), jv_string(status));
+    if (existed)
+        body = jv_object_set(body, jv_string("existed"), jv_true());
+    jv_free(stv);
+    return send_json(k, waiting ? 202 : existed ? 200 : 201, body);
+}
+
+static enum MHD_Result get_instance(struct call *k, const char *id)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "instance.read", NULL, &ret))
+        return ret;
+    jv out = jv_invalid(), err = jv_invalid();
+    int rc = cv__engine_get_instance(k->s->e, id, &out, &err);
+    if (rc)
+        return send_engine_error(k, rc, err, "instance");
+    jv_free(err);
+    return send_json(k, 200, public_instance(out));
+}
+
+static enum MHD_Result list_instances(struct call *k)
+{
+    enum MHD_Result ret;
+    const char *ns = query(k, "namespace"), *name = query(k, "name"), *status = query(k, "status");
+    const char *after = query(k, "after"), *lim = query(k, "limit");
+    if (!allowed(k, "instance.read", ns, &ret))
+        return ret;
+    long limit = LIST_DEFAULT;
+    if (lim && parse_int(lim, 1, LIST_MAX, &limit))
+        return send_problem(k, 400, "limit must be a whole number from 1 to 1000");
+    if (status && !is_status(status))
+        return send_problem(k, 400,
+                            "status must be one of pending, running, waiting, suspended, completed, faulted, "
+                            "cancelled");
+    if (after && !*after)
+        after = NULL;
+    jv filter = jv_object();
+    if (status)
+        filter = jv_object_set(filter, jv_string("status"), jv_string(status));
+    if (ns && *ns)
+        filter = jv_object_set(filter, jv_string("namespace"), jv_string(ns));
+    if (name && *name)
+        filter = jv_object_set(filter, jv_string("name"), jv_string(name));
+    jv out = jv_invalid(), next = jv_invalid(), err = jv_invalid();
+    int rc = cv__engine_list_instances(k->s->e, filter, (int)limit, after, &out, &next, &err);
+    if (rc) {
+        jv_free(next);
+        return send_engine_error(k, rc, err, "list instances");
+    }
+    jv_free(err);
+    if (!jv_is_valid(next)) {
+        jv_free(next);
+        next = jv_null();
+    }
+    return send_json(k, 200, JV_OBJECT(jv_string("items"), out, jv_string("next"), next));
+}
+
+static enum MHD_Result get_history(struct call *k, const char *id)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "instance.read", NULL, &ret))
+        return ret;
+    jv out = jv_invalid(), err = jv_invalid();
+    int rc = cv__engine_history(k->s->e, id, &out, &err);
+    if (rc)
+        return send_engine_error(k, rc, err, "history");
+    jv_free(err);
+    return send_json(k, 200, JV_OBJECT(jv_string("id"), jv_string(id), jv_string("items"), out));
+}
+
+/* Splits the path into at most `max` segments; returns how many, or -1
+ * when there are more (or an empty one inside). */
+static int split_path(char *path, char **seg, int max)
+{
+    int n = 0;
+    char *p = path;
+    if (*p == '/')
+        p++;
+    if (!*p)
+        return 0;
+    while (p) {
+        char *slash = strchr(p, '/');
+        if (slash)
+            *slash = 0;
+        if (n == max)
+            return -1;
+        seg[n++] = p;
+        p = slash ? slash + 1 : NULL;
+        if (p && !*p)
+            break; /* one trailing slash is tolerated */
+    }
+    for (int i = 0; i < n; i++)
+        if (!*seg[i])
+            return -1;
+    return n;
+}
+
+#define IS(m) (!strcmp(k->method, m))
+
+static enum MHD_Result method_not_allowed(struct call *k, const char *allow)
+{
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s is not allowed here (Allow: %s)", k->method, allow);
+    return send_problem_ex(k, 405, NULL, NULL, detail, jv_invalid(), 0, allow);
+}
+
+static enum MHD_Result route(struct call *k)
+{
+    enum MHD_Result ret;
+    char path[1024];
+    if (strlen(k->url) >= sizeof path) {
+        k->route = R_UNKNOWN;
+        return send_problem(k, 404, "no such route");
+    }
+    snprintf(path, sizeof path, "%s", k->url);
+    char *seg[8];
+    int n = split_path(path, seg, 8);
+    int get = IS("GET") || IS("HEAD"), post = IS("POST");
+
+    if (n == 1 && !strcmp(seg[0], "health")) {
+        k->route = R_HEALTH;
+        if (!get)
+            return method_not_allowed(k, "GET");
+        if (!allowed(k, "health.read", NULL, &ret))
+            return ret;
+        return send_json(k, 200, JV_OBJECT(jv_string("status"), jv_string("ok")));
+    }
+    if (n == 1 && !strcmp(seg[0], "ready")) {
+        k->route = R_READY;
+        if (!get)
+            return method_not_allowed(k, "GET");
+        if (!allowed(k, "ready.read", NULL, &ret))
+            return ret;
+        if (atomic_load(&k->s->stopping))
+            return send_problem_ex(k, 503, NULL, NULL, "the server is stopping", jv_invalid(), 1, NULL);
+        return send_json(k, 200, JV_OBJECT(jv_string("status"), jv_string("ready")));
+    }
+    if (n == 1 && !strcmp(seg[0], "metrics")) {
+        k->route = R_METRICS;
+        if (!get)
+            return method_not_allowed(k, "GET");
+        if (!allowed(k, "metrics.read", NULL, &ret))
+            return ret;
+        return get_metrics(k);
+    }
+    if (n >= 2 && !strcmp(seg[0], "v1")) {
+        if (n == 2 && !strcmp(seg[1], "openapi.json")) {
+            k->route = R_OPENAPI;
+            if (!get)
+                return method_not_allowed(k, "GET");
+            if (!allowed(k, "openapi.read", NULL, &ret))
+                return ret;
+            return get_openapi(k);
+        }
+        if (!strcmp(seg[1], "workflows")) {
+            if (n == 2) {
+                k->route = R_WORKFLOWS;
+                if (post)
+                    return post_workflow(k);
+                if (get)
+                    return list_workflows(k);
+                return method_not_allowed(k, "GET, POST");
+            }
+            if (n == 5) {
+                k->route = R_WORKFLOW;
+                if (!get)
+                    return method_not_allowed(k, "GET");
+                return get_workflow(k, seg[2], seg[3], seg[4]);
+            }
+            if (n == 6 && !strcmp(seg[5], "instances")) {
+                k->route = R_START;
+                if (!post)
+                    return method_not_allowed(k, "POST");
+                return start_instance(k, seg[2], seg[3], seg[4]);
+            }
+        }
+        if (!strcmp(seg[1], "instances")) {
+            if (n == 2) {
+                k->route = R_INSTANCES;
+                if (!get)
+                    return method_not_allowed(k, "GET");
+                return list_instances(k);
+            }
+            if (n == 3) {
+                k->route = R_INSTANCE;
+                if (!get)
+                    return method_not_allowed(k, "GET");
+                return get_instance(k, seg[2]);
+            }
+            if (n == 4 && !strcmp(seg[3], "history")) {
+                k->route = R_HISTORY;
+                if (!get)
+                    return method_not_allowed(k, "GET");
+                return get_history(k, seg[2]);
+            }
+            if (n == 4 && (!strcmp(seg[3], "cancel") || !strcmp(seg[3], "suspend") || !strcmp(seg[3], "resume"))) {
+                k->route = R_CONTROL;
+                if (!post)
+                    return method_not_allowed(k, "POST");
+                char action[32];
+                snprintf(action, sizeof action, "instance.%s", seg[3]);
+                if (!allowed(k, action, NULL, &ret))
+                    return ret;
+                return not_implemented(k, action);
+            }
+        }
+        if (n == 2 && !strcmp(seg[1], "events")) {
+            k->route = R_EVENTS;
+            if (!post)
+                return method_not_allowed(k, "POST");
+            if (!allowed(k, "event.post", NULL, &ret))
+                return ret;
+            return not_implemented(k, "posting events");
+        }
+    }
+    k->route = R_UNKNOWN;
+    return send_problem(k, 404, "no such route");
+}
+#undef IS
+
+/* ------------------------------------------------------------------------
+ * libmicrohttpd callbacks
+ * ---------------------------------------------------------------------- */
+
+static void fill_caller(struct MHD_Connection *c, struct cv_caller *who)
+{
+    memset(who, 0, sizeof *who);
+    snprintf(who->addr, sizeof who->addr, "unknown");
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, who->addr, sizeof who->addr);
+        who->loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, who->addr, sizeof who->addr);
+        who->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            who->loopback = in6->sin6_addr.s6_addr[12] == 127;
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct cv_server *s = cls;
+    struct req *r = *con_cls;
+    struct call k = {.s = s, .c = c, .url = url, .method = method, .r = r, .route = R_UNKNOWN};
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        k.r = r;
+        r->counted = 1;
+        if (atomic_fetch_add(&s->inflight, 1) >= s->max_inflight)
+            r->over = 1;
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > BODY_MAX)
+            r->too_big = 1;
+        /* answered before the body is read (libmicrohttpd then closes the
+         * connection instead of reading it) */
+        if (r->over)
+            return send_problem_ex(&k, 503, NULL, NULL, "too many requests in flight; retry later",
+                                   jv_invalid(), 1, NULL);
+        if (atomic_load(&s->stopping))
+            return send_problem_ex(&k, 503, NULL, NULL, "the server is stopping", jv_invalid(), 1, NULL);
+        if (r->too_big)
+            return send_problem(&k, 413, "the request body is larger than 16 MiB");
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->too_big)
+            return MHD_YES;
+        if (r->len + n > BODY_MAX) {
+            r->too_big = 1;
+            free(r->body);
+            r->body = NULL;
+            r->len = r->cap = 0;
+            return MHD_YES;
+        }
+        if (r->len + n + 1 > r->cap) {
+            size_t cap = r->cap ? r->cap : 4096;
+            while (cap < r->len + n + 1)
+                cap *= 2;
+            char *b = realloc(r->body, cap);
+            if (!b)
+                return MHD_NO;
+            r->body = b;
+            r->cap = cap;
+        }
+        memcpy(r->body + r->len, upload_data, n);
+        r->len += n;
+        r->body[r->len] = 0;
+        return MHD_YES;
+    }
+    if (r->too_big)
+        return send_problem(&k, 413, "the request body is larger than 16 MiB");
+    if (!r->body) {
+        r->body = calloc(1, 1);
+        if (!r->body)
+            return MHD_NO;
+    }
+    fill_caller(c, &k.caller);
+    return route(&k);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct cv_server *s = cls;
+    struct req *r = *con_cls;
+    if (!r)
+        return;
+    if (r->counted)
+        atomic_fetch_sub(&s->inflight, 1);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Start and stop
+ * ---------------------------------------------------------------------- */
+
+int cv__server_start(struct cv_engine *e, const struct cv_server_options *o, struct cv_server **out, int *port_out,
+                     jv *err)
+{
+    *out = NULL;
+    struct cv_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return CV_ENOMEM;
+    s->e = e;
+    s->max_inflight = o && o->max_inflight > 0 ? o->max_inflight : 256;
+    s->max_waiters = o && o->max_waiters > 0 ? o->max_waiters : 128;
+    pthread_mutex_init(&s->mlock, NULL);
+    const char *host = o && o->host ? o->host : "127.0.0.1";
+    int port = o ? o->port : 8080;
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *in = (struct sockaddr_in *)(void *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&ss;
+    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        *err = jv_string_fmt("%s is not a numeric IPv4 or IPv6 address", host);
+        pthread_mutex_destroy(&s->mlock);
+        free(s);
+        return CV_EINVAL;
+    }
+    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        *err = jv_string_fmt("cannot listen on %s:%d", host, port);
+        pthread_mutex_destroy(&s->mlock);
+        free(s);
+        return CV_EIO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_LISTEN_FD);
+    *port_out = port;
+    if (di) {
+        struct sockaddr_storage b;
+        socklen_t bl = sizeof b;
+        if (getsockname(di->listen_fd, (struct sockaddr *)&b, &bl) == 0)
+            *port_out = b.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)(void *)&b)->sin6_port)
+                                                : ntohs(((struct sockaddr_in *)(void *)&b)->sin_port);
+    }
+    *out = s;
+    return 0;
+}
+
+void cv__server_stop(struct cv_server *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stopping, 1);
+    /* stop accepting at once; MHD_stop_daemon then waits for the
+     * connections' threads (waiters see `stopping` within 250 ms) */
+    MHD_socket fd = MHD_quiesce_daemon(s->d); /* ours to close */
+    MHD_stop_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    pthread_mutex_destroy(&s->mlock);
+    free(s);
+}
