@@ -1054,6 +1054,12 @@ void cv__server_stop(struct cv_server *s)
     /* stop accepting at once; MHD_stop_daemon then waits for the
      * connections' threads (waiters see `stopping` within 250 ms) */
     MHD_socket fd = MHD_quiesce_daemon(s->d); /* ours to close */
+    /* let the requests in flight finish (a ?wait answers 202 within 250 ms
+     * of `stopping`), 5 s at most: MHD_stop_daemon closes their sockets */
+    for (int i = 0; i < 500 && atomic_load(&s->inflight) > 0; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(s->d);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);

@@ -47,7 +47,8 @@ struct cv_server;
 int cv__server_start(struct cv_engine *e, const struct cv_server_options *o, struct cv_server **out, int *port_out,
                      jv *err);
 /* Stops taking requests, ends ?wait requests early (they answer 202), waits
- * for the requests in flight and frees the server. Accepts NULL. */
+ * for the requests in flight (5 s at most) and frees the server. Accepts
+ * NULL. */
 void cv__server_stop(struct cv_server *s);
 
 /* The OpenAPI 3 description of the routes (a JSON document, static). */

@@ -229,6 +229,8 @@ req POST '/v1/workflows/test/slow/0.1.0/instances?wait=1'
 is "?wait=1 on a 3 s workflow is 202" 202 "$CODE"
 SLOW=$(js 'j["id"]')
 check "the 202 carries the id" test -n "$SLOW"
+req GET "/v1/instances/$SLOW"
+is "a waiting instance shows its current task" "/do/0/pause" "$(js '",".join(t["task"] for t in j["currentTasks"])')"
 req POST '/v1/workflows/test/hello/1.0.0/instances?wait=301'
 is "?wait=301 is 400" 400 "$CODE"
 req POST '/v1/workflows/test/hello/1.0.0/instances?wait=abc'
@@ -366,8 +368,16 @@ while [ $i -lt 100 ]; do
 done
 is "the instance answered 202 completes later" completed "$(js 'j["status"]')"
 
-# ---- SIGTERM stops the server cleanly
+# ---- SIGTERM stops the server cleanly; a request waiting for an
+# instance is answered 202 first
+curl -s --max-time 20 -o "$T/waited" -w '%{http_code}' -X POST "$S/v1/workflows/test/slow/0.1.0/instances?wait=30" \
+    >"$T/waited.code" &
+WPID=$!
+PIDS="$PIDS $WPID"
+sleep 0.5
 kill -TERM "$MAIN_PID"
+wait "$WPID" 2>/dev/null
+is "SIGTERM: a ?wait request in flight is answered 202" 202 "$(cat "$T/waited.code")"
 i=0
 while kill -0 "$MAIN_PID" 2>/dev/null && [ $i -lt 100 ]; do
     sleep 0.1
@@ -479,6 +489,13 @@ PY
     fi
 else
     fail "the crash server did not start: $(cat "$T/crash1.err")"
+fi
+
+# sanitizer builds: the servers' own reports (SIGKILLed ones cannot report)
+san=$(cat "$T"/*.err | grep -cE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ')
+if [ "$san" -eq 0 ]; then ok "no sanitizer report in the servers' stderr"; else
+    fail "sanitizer reports in the servers' stderr:"
+    cat "$T"/*.err | grep -A30 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' | head -80
 fi
 
 echo "$passed passed, $failed failed"
