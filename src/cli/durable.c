@@ -14,6 +14,7 @@
  */
 #include "cli/durable.h"
 
+#include "engine/engine_int.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -55,7 +56,7 @@ static void on_checkpoint(void *ud, jv state)
     struct cv_checkpoint cp;
     cv_checkpoint_init(&cp, jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "");
     jv_free(id);
-    cp.status = CV_ST_RUNNING;
+    cp.status = cv__state_status(state); /* running, or waiting on timers only */
     cp.state = jv_copy(state);
     jv err = jv_invalid();
     if (cv_store_checkpoint(c->st, &cp, 1, &err)) {

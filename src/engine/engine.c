@@ -150,7 +150,7 @@ static void on_checkpoint(void *ud, jv state)
     jv id = jv_object_get(jv_copy(state), jv_string("id"));
     cv_checkpoint_init(&p->cp, jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "");
     jv_free(id);
-    p->cp.status = CV_ST_RUNNING;
+    p->cp.status = cv__state_status(state);
     p->cp.state = cv__jv_deep_copy(jv_copy(state));
     p->result = jv_invalid();
     enqueue(e, p);
@@ -660,16 +660,30 @@ static void take_control(struct worker *w, struct ctlreq *c)
             c->who = jv_invalid();
         }
         break;
-    case CTL_RESUME:
-        enqueue_status(w->e, c->id, CV_ST_RUNNING, "workflow.resumed", c->who);
+    case CTL_RESUME: {
+        /* the status it resumes to is that of its position: running, or
+         * waiting when it goes straight back to a timer */
+        const char *status = CV_ST_RUNNING;
+        if (x && x->suspended) {
+            jv state = cv__instance_state(&x->in);
+            status = cv__state_status(state);
+            jv_free(state);
+        }
+        enqueue_status(w->e, c->id, status, "workflow.resumed", c->who);
         c->who = jv_invalid();
-        if (!x)
+        if (!x) {
             x = load_from_store(w, c->id); /* runs it too */
-        else if (x->suspended) {
+            if (x) {
+                jv state = cv__instance_state(&x->in);
+                enqueue_status(w->e, c->id, cv__state_status(state), "workflow.status-changed", jv_invalid());
+                jv_free(state);
+            }
+        } else if (x->suspended) {
             x->suspended = 0;
             run_ready(w, x);
         }
         break;
+    }
     }
     jv_free(c->who);
 }
@@ -1034,11 +1048,12 @@ int cv__engine_deploy(struct cv_engine *e, const char *text, size_t len, jv *out
 }
 
 static int start_grouped(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
-                         const char *idempotency_key, char *id_out, int *existed, jv *err);
+                         const char *idempotency_key, jv events, char *id_out, int *existed, jv *err);
+static void note_start(struct cv_engine *e, const char *id, jv events);
 
 /* A start alone: one transaction of its own, at once (no queue to wait in). */
 static int start_alone(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
-                       const char *idempotency_key, char *id_out, int *existed, jv *err)
+                       const char *idempotency_key, jv events, char *id_out, int *existed, jv *err)
 {
     pthread_mutex_lock(&e->store_lock);
     int rc = cv_store_create_instance(e->store, ns, name, version, cv__jv_deep_copy(jv_copy(input)),
@@ -1051,38 +1066,63 @@ static int start_alone(struct cv_engine *e, const char *ns, const char *name, co
     if (rc || *existed) {
         jv_free(inst);
         jv_free(input);
+        jv_free(events);
         return rc;
     }
+    note_start(e, id_out, events);
     jv ver = jv_object_get(inst, jv_string("version"));
     rc = schedule(e, id_out, ns, name, jv_string_value(ver), input, jv_invalid());
     jv_free(ver);
     return rc;
 }
 
-int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *name, const char *version,
-                              jv input, const char *idempotency_key, char *id_out, int *existed, jv *err)
+/* The history a new instance starts with: workflow.started, then the
+ * caller's events (consumed). Queued before the instance is scheduled, so it
+ * precedes every checkpoint of the instance. */
+static void note_start(struct cv_engine *e, const char *id, jv events)
+{
+    jv all = JV_ARRAY(history_event("workflow.started", jv_object()));
+    if (jv_get_kind(events) == JV_KIND_ARRAY)
+        all = jv_array_concat(all, events);
+    else
+        jv_free(events);
+    jv err = jv_invalid();
+    cv__engine_note(e, id, all, &err);
+    jv_free(err);
+}
+
+int cv__engine_start_instance_ex(struct cv_engine *e, const char *ns, const char *name, const char *version,
+                                 jv input, const char *idempotency_key, jv events, char *id_out, int *existed,
+                                 jv *err)
 {
     *existed = 0;
     /* alone: straight to the store; with company: the creations share the
      * next group commit (one transaction, one fsync for all of them) */
-    if (atomic_fetch_add(&e->creating, 1) == 0) {
-        int rc = start_alone(e, ns, name, version, input, idempotency_key, id_out, existed, err);
-        atomic_fetch_sub(&e->creating, 1);
-        return rc;
-    }
-    int rc = start_grouped(e, ns, name, version, input, idempotency_key, id_out, existed, err);
+    int rc;
+    if (atomic_fetch_add(&e->creating, 1) == 0)
+        rc = start_alone(e, ns, name, version, input, idempotency_key, events, id_out, existed, err);
+    else
+        rc = start_grouped(e, ns, name, version, input, idempotency_key, events, id_out, existed, err);
     atomic_fetch_sub(&e->creating, 1);
     return rc;
 }
 
+int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *name, const char *version,
+                              jv input, const char *idempotency_key, char *id_out, int *existed, jv *err)
+{
+    return cv__engine_start_instance_ex(e, ns, name, version, input, idempotency_key, jv_array(), id_out, existed,
+                                        err);
+}
+
 static int start_grouped(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
-                         const char *idempotency_key, char *id_out, int *existed, jv *err)
+                         const char *idempotency_key, jv events, char *id_out, int *existed, jv *err)
 {
     struct createreq *r = calloc(1, sizeof *r);
     struct pending *p = r ? calloc(1, sizeof *p) : NULL;
     if (!p) {
         free(r);
         jv_free(input);
+        jv_free(events);
         return CV_ENOMEM;
     }
     snprintf(r->ns, sizeof r->ns, "%s", ns);
@@ -1110,6 +1150,7 @@ static int start_grouped(struct cv_engine *e, const char *ns, const char *name, 
     if (rc) {
         *err = jv_is_valid(r->c.err) ? r->c.err : jv_string(cv_strerror(rc));
         jv_free(r->input_copy);
+        jv_free(events);
         free(r);
         return rc;
     }
@@ -1125,15 +1166,18 @@ static int start_grouped(struct cv_engine *e, const char *ns, const char *name, 
         jv_free(gerr);
         if (g) {
             jv_free(r->input_copy);
+            jv_free(events);
             free(r);
             *err = jv_string("the new instance could not be read back");
             return g;
         }
+        note_start(e, r->c.id, events);
         jv ver = jv_object_get(inst, jv_string("version"));
         rc = schedule(e, r->c.id, ns, name, jv_string_value(ver), r->input_copy, jv_invalid());
         jv_free(ver);
     } else {
         jv_free(r->input_copy);
+        jv_free(events);
     }
     free(r);
     return rc;

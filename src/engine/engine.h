@@ -55,6 +55,13 @@ int cv__engine_deploy(struct cv_engine *e, const char *text, size_t len, jv *out
 int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *name, const char *version,
                               jv input, const char *idempotency_key, char *id_out, int *existed, jv *err);
 
+/* The same, with history events (array, consumed; e.g. who started it)
+ * written with the start: a new instance's history begins with
+ * workflow.started and these, before anything the instance does. */
+int cv__engine_start_instance_ex(struct cv_engine *e, const char *ns, const char *name, const char *version,
+                                 jv input, const char *idempotency_key, jv events, char *id_out, int *existed,
+                                 jv *err);
+
 /* Waits up to timeout_ms for the instance to end; *out = {id, status,
  * output, error} (status running when it has not ended). The end is durable
  * when reported. Returns 0, or CV_ENOTFOUND. */

@@ -178,5 +178,8 @@ const cv_workflow *cv__runtime_remote_put(cv_runtime *rt, const char *url, cv_wo
 
 /* state.c: the serializable position of an instance (DESIGN.md decision 3). */
 jv cv__instance_state(const struct instance *in);
+/* "running" or "waiting" (every fiber on a timer or its branches) for a
+ * position (borrowed): the status a checkpoint records. Static string. */
+const char *cv__state_status(jv state);
 
 #endif

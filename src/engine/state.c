@@ -15,6 +15,8 @@
 
 #include "common/util.h"
 
+#include <string.h>
+
 static const char *const frame_types[] = {"workflow", "list", "task"};
 static const char *const fiber_states[] = {"runnable", "effect", "timer", "children", "done"};
 
@@ -103,4 +105,24 @@ jv cv__instance_state(const struct instance *in)
     s = jv_object_set(s, jv_string("version"), jv_number(1));
     s = jv_object_set(s, jv_string("id"), jv_string(in->id));
     return jv_object_set(s, jv_string("fibers"), fibers);
+}
+
+const char *cv__state_status(jv state)
+{
+    /* running while an effect is in flight or a fiber can run; waiting when
+     * every fiber waits on a timer or on its branches */
+    jv fibers = jv_object_get(jv_copy(state), jv_string("fibers"));
+    const char *status = "waiting";
+    if (jv_get_kind(fibers) == JV_KIND_ARRAY) {
+        jv_array_foreach(fibers, i, f)
+        {
+            jv st = jv_object_get(f, jv_string("state"));
+            if (jv_get_kind(st) == JV_KIND_STRING && strcmp(jv_string_value(st), "timer") &&
+                strcmp(jv_string_value(st), "children"))
+                status = "running";
+            jv_free(st);
+        }
+    }
+    jv_free(fibers);
+    return status;
 }

@@ -369,9 +369,8 @@ static void now_iso(char *buf, size_t n)
     snprintf(buf, n, "%s.%03ldZ", base, ts.tv_nsec / 1000000L);
 }
 
-/* Records who did what on an instance's history (best effort: the action
- * itself has happened). */
-static void note(struct call *k, const char *id, const char *action, jv data)
+/* The history event of an API call: who did what, when. */
+static jv api_event(struct call *k, const char *action, jv data)
 {
     char at[64];
     now_iso(at, sizeof at);
@@ -382,15 +381,26 @@ static void note(struct call *k, const char *id, const char *action, jv data)
     data = jv_object_set(data, jv_string("who"), jv_string(k->caller.addr));
     data = jv_object_set(data, jv_string("action"), jv_string(action));
     data = jv_object_set(data, jv_string("at"), jv_string(at));
-    jv ev = JV_OBJECT(jv_string("type"), jv_string("api"), jv_string("data"), data);
-    jv err = jv_invalid();
-    cv__engine_note(k->s->e, id, JV_ARRAY(ev), &err);
-    jv_free(err);
+    return JV_OBJECT(jv_string("type"), jv_string("api"), jv_string("data"), data);
 }
 
 /* ------------------------------------------------------------------------
  * Routes
  * ---------------------------------------------------------------------- */
+
+/* POST /v1/instances/{id}/cancel|suspend|resume: queued to the engine,
+ * ordered with the instance's own work; 202 with the id. */
+static enum MHD_Result control_instance(struct call *k, const char *id, const char *what, const char *action)
+{
+    jv err = jv_invalid();
+    jv by = jv_object_get(api_event(k, action, jv_object()), jv_string("data"));
+    int rc = cv__engine_control(k->s->e, id, what, by, &err);
+    if (rc)
+        return send_engine_error(k, rc, err, what);
+    jv_free(err);
+    return send_json(k, 202, JV_OBJECT(jv_string("id"), jv_string(id), jv_string("action"), jv_string(what),
+                                       jv_string("status"), jv_string("accepted")));
+}
 
 static enum MHD_Result get_metrics(struct call *k)
 {
@@ -625,16 +635,17 @@ static enum MHD_Result start_instance(struct call *k, const char *ns, const char
     char id[64] = "";
     int existed = 0;
     jv err = jv_invalid();
-    int rc = cv__engine_start_instance(k->s->e, ns, name, version, input, key, id, &existed, &err);
+    /* who started it goes into the history with the start, before anything
+     * the instance does */
+    jv who = JV_ARRAY(api_event(k, "instance.start",
+                                key ? JV_OBJECT(jv_string("idempotencyKey"), jv_string(key)) : jv_object()));
+    int rc = cv__engine_start_instance_ex(k->s->e, ns, name, version, input, key, who, id, &existed, &err);
     if (rc) {
         if (waiting)
             atomic_fetch_sub(&k->s->waiters, 1);
         return send_engine_error(k, rc, err, "start");
     }
     jv_free(err);
-    if (!existed)
-        note(k, id, "instance.start",
-             key ? JV_OBJECT(jv_string("idempotencyKey"), jv_string(key)) : jv_object());
     if (waiting) {
         jv res = wait_for(k->s, id, wait_s);
         atomic_fetch_sub(&k->s->waiters, 1);
@@ -863,7 +874,7 @@ static enum MHD_Result route(struct call *k)
                 snprintf(action, sizeof action, "instance.%s", seg[3]);
                 if (!allowed(k, action, NULL, &ret))
                     return ret;
-                return not_implemented(k, action);
+                return control_instance(k, seg[2], seg[3], action);
             }
         }
         if (n == 2 && !strcmp(seg[1], "events")) {

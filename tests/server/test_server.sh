@@ -8,7 +8,7 @@
 # 127.0.0.1:0, read from its stderr), every loop is bounded in time, and
 # every server is killed by its PID on exit, even when a check fails.
 # Checks: every route (health, ready, openapi, metrics, workflows, instances,
-# history, the 501 routes), bad bodies (415, 413, 400), unknown ids (404),
+# history, suspend/resume/cancel, the 501 route), bad bodies (415, 413, 400), unknown ids (404),
 # wrong methods (405 + Allow), idempotent starts, ?wait, pagination, the
 # who-did-what note, the in-flight bound (503 + Retry-After), SIGTERM, and a
 # crash test: 200 instances killed mid-run with SIGKILL all complete after a
@@ -285,14 +285,60 @@ is "the who-note has a time" True "$(js '[e for e in j["items"] if e["type"]=="a
 req GET /v1/instances/no-such-instance/history
 is "history of an unknown instance is 404" 404 "$CODE"
 
+# history order: workflow.started, then who started it, before anything else
+req GET "/v1/instances/$ID1/history"
+is "history begins with workflow.started then the who-note" "io.serverlessworkflow.workflow.started.v1 api" \
+    "$(js '" ".join(e["type"] for e in j["items"][:2])')"
+
+# ---- waiting, suspend, resume, cancel
+cat >"$T/sleeper.yaml" <<'EOF'
+document: {dsl: '1.0.0', namespace: test, name: sleeper, version: '1.0.0'}
+do:
+  - nap:
+      wait: PT30S
+EOF
+req POST /v1/workflows -H 'Content-Type: application/yaml' --data-binary @"$T/sleeper.yaml"
+req POST /v1/workflows/test/sleeper/1.0.0/instances -H 'Content-Type: application/json' -d '{}'
+SL=$(js 'j["id"]')
+# status_becomes STATUS: polls the instance (bounded: 10 s)
+status_becomes() {
+    i=0
+    while [ $i -lt 100 ]; do
+        req GET "/v1/instances/$SL"
+        [ "$(js 'j["status"]')" = "$1" ] && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+check "an instance on a timer is waiting" status_becomes waiting
+req POST "/v1/instances/$SL/suspend"
+is "suspend is 202" 202 "$CODE"
+check "then it is suspended" status_becomes suspended
+req POST "/v1/instances/$SL/suspend"
+is "suspending a suspended instance is 409" 409 "$CODE"
+check "409 is problem+json" problem_ok 409
+req POST "/v1/instances/$SL/resume"
+is "resume is 202" 202 "$CODE"
+check "then it waits again" status_becomes waiting
+req POST "/v1/instances/$SL/cancel"
+is "cancel is 202" 202 "$CODE"
+check "then it is cancelled" status_becomes cancelled
+req POST "/v1/instances/$SL/cancel"
+is "cancelling a cancelled instance is 409" 409 "$CODE"
+req POST "/v1/instances/no-such-instance/cancel"
+is "cancelling an unknown instance is 404" 404 "$CODE"
+req GET "/v1/instances/$SL/history"
+is "the history tells who suspended, resumed and cancelled" \
+    "suspended resumed cancelled" \
+    "$(js '" ".join(e["type"].split(".")[3] for e in j["items"] if e["type"].split(".")[3:4] in (["suspended"], ["resumed"], ["cancelled"]))')"
+is "cancelled by the caller" 127.0.0.1 \
+    "$(js '[e["data"]["by"]["who"] for e in j["items"] if e["type"].endswith("cancelled.v1")][0]')"
+
 # ---- not implemented yet, unknown routes, wrong methods
-for a in cancel suspend resume; do
-    req POST "/v1/instances/$ID1/$a"
-    is "POST .../$a is 501" 501 "$CODE"
-done
-check "501 is problem+json" problem_ok 501
 req POST /v1/events -H 'Content-Type: application/json' -d '{}'
 is "POST /v1/events is 501" 501 "$CODE"
+check "501 is problem+json" problem_ok 501
 req GET /v1/nothing
 is "an unknown route is 404" 404 "$CODE"
 req GET /

@@ -349,7 +349,7 @@ Test(sched, cancel_ends_a_waiting_instance_and_records_who)
     int existed;
     jv err = jv_invalid();
     cr_assert_eq(cv__engine_start_instance(s.e, "test", "long", "1.0.0", jv_object(), NULL, id, &existed, &err), CV_OK);
-    cr_assert(await_status(&s, id, "running"), "the instance checkpointed");
+    cr_assert(await_status(&s, id, "waiting"), "the instance checkpointed at its wait");
     cr_assert_eq(cv__engine_control(s.e, id, "cancel", JV_OBJECT(jv_string("who"), jv_string("127.0.0.1")), &err),
                  CV_OK);
     jv r;
@@ -435,7 +435,7 @@ Test(sched, a_suspended_instance_stays_suspended_across_a_restart)
     jv err = jv_invalid();
     cr_assert_eq(cv__engine_start_instance(s.e, "test", "later", "1.0.0", jv_object(), NULL, id, &existed, &err),
                  CV_OK);
-    cr_assert(await_status(&s, id, "running"));
+    cr_assert(await_status(&s, id, "waiting"));
     cr_assert_eq(cv__engine_control(s.e, id, "suspend", jv_null(), &err), CV_OK);
     cr_assert(await_status(&s, id, "suspended"));
     close_engine(&s);
