@@ -1,7 +1,8 @@
 /*
- * client.c — `conveyor deploy|start|get|list|history`: the CLI as a client
- * of the HTTP API (client.h, docs/api.md). It only speaks HTTP: nothing
- * here opens a store or runs a workflow. Problems (RFC 9457) are printed
+ * client.c — `conveyor deploy|start|get|list|history|cancel|suspend|resume`:
+ * the CLI as a client of the HTTP API (client.h, docs/api.md). It only
+ * speaks HTTP: nothing here opens a store or runs a workflow (`resume --db`
+ * is durable.c's; main.c decides which of the two a `resume` means). Problems (RFC 9457) are printed
  * as "conveyor CMD: TITLE: DETAIL" with their `errors` one per line.
  */
 #include "cli/client.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CONNECT_TIMEOUT_S 10L
 #define REQUEST_TIMEOUT_S 60L
@@ -33,6 +35,17 @@ static const char usage_client[] =
     "      list instances (one line each, or a JSON array with --json)\n"
     "  conveyor history ID [--json] [--server URL]\n"
     "      print an instance's history (one event a line, or JSON with --json)\n"
+    "  conveyor cancel ID [--wait [SECONDS]] [--server URL]\n"
+    "  conveyor suspend ID [--wait [SECONDS]] [--server URL]\n"
+    "  conveyor resume ID [--wait [SECONDS]] [--server URL]\n"
+    "      ask the server to cancel, suspend or resume an instance; prints\n"
+    "      `cancel requested: ID`. The server refuses an unknown id (404) and a\n"
+    "      status that does not allow it (409): exit 1, the reason on stderr.\n"
+    "      --wait (default 60 s, at most 300) also waits until the instance is\n"
+    "      cancelled / suspended / no longer suspended, and prints `ID STATUS`\n"
+    "      (exit 1 when it ended otherwise or not in time). `resume` goes to the\n"
+    "      server when it has an ID or --server and no --db; `resume --db FILE`\n"
+    "      continues local runs (see `conveyor resume --help`).\n"
     "\n"
     "--server defaults to $CONVEYOR_SERVER, else http://127.0.0.1:8080.\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
@@ -415,12 +428,109 @@ static int cmd_list(struct client *c, const char *status_f, const char *ns, cons
     return rc;
 }
 
+/* ------------------------------------------------------------------------
+ * cancel, suspend, resume
+ * ---------------------------------------------------------------------- */
+
+static int is_control(const char *cmd)
+{
+    return !strcmp(cmd, "cancel") || !strcmp(cmd, "suspend") || !strcmp(cmd, "resume");
+}
+
+/*
+ * Whether the instance, now in status `st`, shows that `action` took
+ * effect: 1 yes, 0 not yet, -1 never (it ended some other way, e.g. it
+ * completed before a cancel reached it). A resume has taken effect as soon
+ * as the instance is no longer suspended, whatever it does next.
+ */
+static int control_outcome(const char *action, const char *st)
+{
+    int ended = !strcmp(st, "completed") || !strcmp(st, "faulted") || !strcmp(st, "cancelled");
+    if (!strcmp(action, "cancel"))
+        return !strcmp(st, "cancelled") ? 1 : ended ? -1 : 0;
+    if (!strcmp(action, "suspend"))
+        return !strcmp(st, "suspended") ? 1 : ended ? -1 : 0;
+    return strcmp(st, "suspended") ? 1 : 0;
+}
+
+/*
+ * --wait: polls GET /v1/instances/{id} (every 50 ms, backing off to 500 ms)
+ * until control_outcome() decides or wait_s seconds have passed. Prints
+ * `ID STATUS` on success; returns 0, or 1 with the reason on stderr.
+ */
+static int control_wait(struct client *c, const char *id, const char *path, long wait_s)
+{
+    struct timespec t0, now, pause = {0, 50 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        long status = 0;
+        jv resp = jv_invalid();
+        if (request(c, "GET", path, NULL, 0, NULL, NULL, REQUEST_TIMEOUT_S, &status, &resp))
+            return 1;
+        if (status != 200)
+            return report_failure(c, status, resp);
+        char st[64];
+        str_field(resp, "status", st, sizeof st);
+        jv_free(resp);
+        int r = control_outcome(c->cmd, st);
+        if (r > 0) {
+            printf("%s %s\n", id, st);
+            return 0;
+        }
+        if (r < 0) {
+            fprintf(stderr, "conveyor %s: instance %s ended %s instead\n", c->cmd, id, st);
+            return 1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = (double)wait_s - ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9);
+        if (left <= 0) {
+            fprintf(stderr, "conveyor %s: instance %s is still %s after %ld s\n", c->cmd, id, st, wait_s);
+            return 1;
+        }
+        struct timespec p = pause;
+        if ((double)p.tv_nsec / 1e9 > left)
+            p.tv_nsec = (long)(left * 1e9);
+        nanosleep(&p, NULL);
+        if (pause.tv_nsec < 500 * 1000000L)
+            pause.tv_nsec *= 2;
+        if (pause.tv_nsec > 500 * 1000000L)
+            pause.tv_nsec = 500 * 1000000L;
+    }
+}
+
+/* POST /v1/instances/{id}/{cancel|suspend|resume} (the command's name);
+ * then, with wait_s >= 0, control_wait(). Returns the exit status. */
+static int cmd_control(struct client *c, const char *id, long wait_s)
+{
+    char *eid = escape(id);
+    if (!eid)
+        return 1;
+    char path[512], ipath[512];
+    size_t n = (size_t)snprintf(path, sizeof path, "/v1/instances/%s/%s", eid, c->cmd);
+    snprintf(ipath, sizeof ipath, "/v1/instances/%s", eid);
+    free(eid);
+    if (n >= sizeof path) {
+        fprintf(stderr, "conveyor %s: the instance id is too long\n", c->cmd);
+        return 1;
+    }
+    long status = 0;
+    jv resp = jv_invalid();
+    if (request(c, "POST", path, NULL, 0, NULL, NULL, REQUEST_TIMEOUT_S, &status, &resp))
+        return 1;
+    if (status != 202 && status != 200)
+        return report_failure(c, status, resp);
+    jv_free(resp);
+    printf("%s requested: %s\n", c->cmd, id);
+    fflush(stdout);
+    return wait_s >= 0 ? control_wait(c, id, ipath, wait_s) : 0;
+}
+
 /* ------------------------------------------------------------------------ */
 
 int cv__client_is_command(const char *cmd)
 {
     return !strcmp(cmd, "deploy") || !strcmp(cmd, "start") || !strcmp(cmd, "get") || !strcmp(cmd, "list") ||
-           !strcmp(cmd, "history");
+           !strcmp(cmd, "history") || is_control(cmd);
 }
 
 static int usage_error(const char *cmd, const char *msg, const char *arg)
@@ -460,7 +570,7 @@ int cv__client_main(const char *cmd, int argc, char **argv)
             if (!has)
                 return usage_error(cmd, "--idempotency-key needs a value", NULL);
             key = argv[++i];
-        } else if (!strcmp(cmd, "start") && !strcmp(a, "--wait")) {
+        } else if ((!strcmp(cmd, "start") || is_control(cmd)) && !strcmp(a, "--wait")) {
             wait_s = 60;
             if (has && argv[i + 1][0] >= '0' && argv[i + 1][0] <= '9') {
                 char *end;
@@ -512,6 +622,8 @@ int cv__client_main(const char *cmd, int argc, char **argv)
         rc = cmd_get(&c, pos, 0, 0);
     else if (!strcmp(cmd, "history"))
         rc = cmd_get(&c, pos, 1, json);
+    else if (is_control(cmd))
+        rc = cmd_control(&c, pos, wait_s);
     else
         rc = cmd_list(&c, status, ns, name, limit, json);
     curl_global_cleanup();

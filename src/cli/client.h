@@ -1,11 +1,14 @@
 /*
  * client.h — the CLI as a client of `conveyor serve` (docs/api.md): deploy,
- * start, get, list and history over HTTP with libcurl.
+ * start, get, list, history, cancel, suspend and resume over HTTP with
+ * libcurl.
  */
 #ifndef CV_CLI_CLIENT_H
 #define CV_CLI_CLIENT_H
 
-/* Returns 1 when `cmd` is one of the client commands. */
+/* Returns 1 when `cmd` is one of the client commands. "resume" is one, but
+ * it is also `conveyor resume --db FILE` (durable.h): main.c decides which
+ * one a `resume` command line means before calling cv__client_main. */
 int cv__client_is_command(const char *cmd);
 
 /*

@@ -4,8 +4,9 @@
  *   conveyor validate FILE...
  *   conveyor run FILE [options]
  *   conveyor resume --db FILE [ID...] [options]
- *   conveyor serve --db FILE [--listen ADDR:PORT] [options]
- *   conveyor deploy|start|get|list|history ... [--server URL]
+ *   conveyor serve --db FILE [--listen ADDR:PORT] [--config FILE] [options]
+ *   conveyor deploy|start|get|list|history|cancel|suspend ... [--server URL]
+ *   conveyor resume ID [--server URL]       (no --db: the server's instance)
  *
  * Exit codes: 0 success, 1 invalid document or faulted workflow, 2 usage error.
  * The CLI is a thin layer over include/conveyor.h: everything it does, an
@@ -32,12 +33,17 @@ static const char usage_main[] =
     "  validate FILE...   check documents; print located messages; exit 1 if any is invalid\n"
     "  run FILE           run a workflow to its end and print its output as JSON\n"
     "  resume --db FILE   continue the runs a --db file holds from their last checkpoint\n"
-    "  serve --db FILE    serve the HTTP API (--listen 127.0.0.1:8080 by default)\n"
+    "  serve --db FILE    serve the HTTP API (--listen 127.0.0.1:8080 by default;\n"
+    "                     --config FILE for the options in a YAML or JSON file)\n"
     "  deploy FILE        deploy a workflow to a server (--server URL); prints ns/name:version\n"
     "  start NS/NAME[:V]  start an instance on a server (--input JSON, --wait [SECONDS])\n"
     "  get ID             print an instance from a server as JSON\n"
     "  list               list a server's instances (--status S, --json)\n"
     "  history ID         print an instance's history from a server\n"
+    "  cancel ID          ask a server to cancel an instance (--wait [SECONDS])\n"
+    "  suspend ID         ask a server to suspend an instance (--wait [SECONDS])\n"
+    "  resume ID          ask a server to resume a suspended instance (with an ID and\n"
+    "                     no --db, or with --server; --wait [SECONDS])\n"
     "  version            print the version\n"
     "\n"
     "Run `conveyor <command> --help` for a command's options.\n";
@@ -88,15 +94,64 @@ static const char usage_run[] =
 
 static const char usage_resume[] =
     "usage: conveyor resume --db FILE [ID...] [options]\n"
+    "       conveyor resume ID [--wait [SECONDS]] [--server URL]\n"
     "\n"
-    "Continues the runs that FILE (written by `conveyor run --db FILE`) holds unfinished,\n"
-    "or the given instance ids, each from its last checkpoint: what was checkpointed is\n"
-    "not done again; an effect that was in flight is issued again with the same\n"
-    "idempotency key. Prints the output like `run` (one JSON line {id, status, output,\n"
-    "error} per instance when there are several). Exit status: 0 when all completed,\n"
-    "1 otherwise, 2 on a usage error. Options as for `run` (--secrets, --secret-env,\n"
-    "--subflow(s), --events, --host-map, --deny-unmapped, --time-scale, --effect-timeout);\n"
-    "give the same ones the run had.\n";
+    "With --db: continues the runs that FILE (written by `conveyor run --db FILE`) holds\n"
+    "unfinished, or the given instance ids, each from its last checkpoint: what was\n"
+    "checkpointed is not done again; an effect that was in flight is issued again with\n"
+    "the same idempotency key. Prints the output like `run` (one JSON line {id, status,\n"
+    "output, error} per instance when there are several). Exit status: 0 when all\n"
+    "completed, 1 otherwise, 2 on a usage error. Options as for `run` (--secrets,\n"
+    "--secret-env, --subflow(s), --events, --host-map, --deny-unmapped, --time-scale,\n"
+    "--effect-timeout); give the same ones the run had.\n"
+    "\n"
+    "With an instance ID and no --db, or with --server: asks `conveyor serve` (--server\n"
+    "URL, default $CONVEYOR_SERVER, else http://127.0.0.1:8080) to resume a suspended\n"
+    "instance, like `conveyor suspend ID` and `conveyor cancel ID`; prints `resume\n"
+    "requested: ID`. --wait (default 60 s, at most 300) then waits until the instance is\n"
+    "no longer suspended and prints `ID STATUS`. Exit status: 0 done, 1 refused (an\n"
+    "unknown id, 404; an instance that is not suspended, 409: the reason on stderr) or\n"
+    "not resumed in time, 2 on a usage error.\n";
+
+/*
+ * `resume` is two commands: `resume --db FILE [ID...]` continues local runs
+ * (durable.c), `resume ID [--server URL]` asks a server (client.c). Returns
+ * 1 for the server's: --server or --wait (options only it has), or an ID
+ * without --db. Returns 0 for the local one, which keeps every command line
+ * it accepted before (a bare `conveyor resume` still says that --db is
+ * required). Returns -1 after a message when --db and --server are mixed.
+ */
+static int resume_means_server(int argc, char **argv)
+{
+    /* the local form's options that take a value, so that the value is not
+     * mistaken for an ID */
+    static const char *const with_value[] = {"--input",     "--input-file", "--secrets",   "--secret-env",
+                                             "--subflow",   "--subflows",   "--events-file", "--host-map",
+                                             "--time-scale", "--effect-timeout"};
+    int db = 0, server = 0, id = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--db")) {
+            db = 1;
+            i++;
+        } else if (!strcmp(a, "--server") || !strcmp(a, "--wait")) {
+            server = 1;
+        } else if (a[0] == '-' && a[1]) {
+            for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+                if (!strcmp(a, with_value[k]))
+                    i++;
+        } else {
+            id = 1;
+        }
+    }
+    if (db && server) {
+        fprintf(stderr, "conveyor resume: --db (continue local runs) and --server/--wait (ask a server) "
+                        "cannot be combined\n%s",
+                usage_resume);
+        return -1;
+    }
+    return server || (id && !db);
+}
 
 static void print_diags(jv diags)
 {
@@ -383,7 +438,8 @@ static int cmd_run(int argc, char **argv, int resume)
     }
     if (resume) {
         if (!db) {
-            fprintf(stderr, "conveyor resume: --db FILE is required\n%s", usage_resume);
+            fprintf(stderr, "conveyor resume: --db FILE is required (or an instance ID, to resume it on a server)\n%s",
+                    usage_resume);
             goto out;
         }
         cv_runtime_set_secrets(rt, secrets);
@@ -483,8 +539,17 @@ int main(int argc, char **argv)
         return cmd_validate(argc - 2, argv + 2);
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 2, argv + 2, 0);
-    if (!strcmp(cmd, "resume"))
-        return cmd_run(argc - 2, argv + 2, 1);
+    if (!strcmp(cmd, "resume")) {
+        int server = resume_means_server(argc - 2, argv + 2);
+        if (server < 0)
+            return 2;
+        for (int i = 2; server && i < argc; i++)
+            if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                fputs(usage_resume, stdout);
+                return 0;
+            }
+        return server ? cv__client_main(cmd, argc - 2, argv + 2) : cmd_run(argc - 2, argv + 2, 1);
+    }
     if (!strcmp(cmd, "serve"))
         return cv__serve_main(argc - 2, argv + 2);
     if (cv__client_is_command(cmd))

@@ -2,7 +2,10 @@
  * serve.c — `conveyor serve`: options, the store, the engine and the HTTP
  * server (server.h), then wait for SIGTERM/SIGINT and shut down in order:
  * stop taking requests, stop the engine (it writes its pending
- * checkpoints), close the store. Runtime options are those of `conveyor run`.
+ * checkpoints), close the store. Runtime options are those of `conveyor run`;
+ * every option may also come from a YAML or JSON file (--config), read
+ * through the same table and applied by the same function as the command
+ * line, so that the two cannot drift apart.
  */
 #include "server/server.h"
 #include "common/util.h"
@@ -17,6 +20,7 @@
 
 static const char usage_serve[] =
     "usage: conveyor serve --db FILE [options]\n"
+    "       conveyor serve --config FILE [options]\n"
     "\n"
     "Serves the HTTP API (docs/api.md; OpenAPI at /v1/openapi.json) over a durable\n"
     "engine kept in the SQLite file FILE. Unfinished instances resume at start.\n"
@@ -24,7 +28,7 @@ static const char usage_serve[] =
     "stops it (pending checkpoints are written) with exit status 0.\n"
     "\n"
     "options:\n"
-    "  --db FILE              the store (required)\n"
+    "  --db FILE              the store (required, here or in --config)\n"
     "  --listen ADDR:PORT     numeric address and port (default 127.0.0.1:8080; port 0:\n"
     "                         any free port, printed); IPv6 as [::1]:PORT\n"
     "  --workers N            engine worker threads (default 2)\n"
@@ -32,9 +36,25 @@ static const char usage_serve[] =
     "  --secrets PATH, --subflow FILE, --subflows DIR, --host-map HOST=ADDR:PORT,\n"
     "  --deny-unmapped, --time-scale X, --effect-timeout DUR\n"
     "                         as for `conveyor run`\n"
+    "  --config FILE          a YAML or JSON object whose keys are the long options\n"
+    "                         above without the dashes, applied before the command\n"
+    "                         line's options (which override a setting, add to the\n"
+    "                         lists and merge over the secrets). Strings for db,\n"
+    "                         listen, secrets, subflows and effect-timeout; integers\n"
+    "                         for workers and max-inflight; a number for time-scale;\n"
+    "                         true/false for deny-unmapped; a list of strings (or one\n"
+    "                         string) for subflow and host-map. Relative paths are\n"
+    "                         taken from the current directory, as on the command\n"
+    "                         line. An unknown key or a wrong type is a usage error.\n"
+    "                         Example:\n"
+    "                           db: /var/lib/conveyor/db\n"
+    "                           listen: 127.0.0.1:8080\n"
+    "                           workers: 4\n"
+    "                           host-map: [api.example.com=127.0.0.1:9000]\n"
     "  -h, --help             this help\n";
 
-/* Reads a JSON or YAML file into *out. Returns 0 or -1 (message printed). */
+/* Reads a JSON or YAML file into *out. Returns 0 or -1 (message printed:
+ * the parser's first located diagnostic when the text does not parse). */
 static int read_value_file(const char *path, jv *out)
 {
     FILE *f = fopen(path, "rb");
@@ -62,7 +82,14 @@ static int read_value_file(const char *path, jv *out)
     int rc = cv__yaml_parse(buf, len, path, out, NULL, &diags);
     free(buf);
     if (rc) {
-        fprintf(stderr, "conveyor serve: %s: not JSON or YAML\n", path);
+        char *msg = NULL;
+        if (jv_get_kind(diags) == JV_KIND_ARRAY && jv_array_length(jv_copy(diags)) > 0)
+            msg = cv_diag_format(jv_array_get(jv_copy(diags), 0));
+        if (msg)
+            fprintf(stderr, "conveyor serve: %s: not JSON or YAML: %s\n", path, msg);
+        else
+            fprintf(stderr, "conveyor serve: %s: not JSON or YAML\n", path);
+        free(msg);
         jv_free(diags);
         return -1;
     }
@@ -96,6 +123,255 @@ static int parse_listen(const char *s, char *host, size_t hn, int *port)
     return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * Options: one table for the command line and --config, one function that
+ * applies an option whichever of the two it came from.
+ * ---------------------------------------------------------------------- */
+
+/* What an option takes: a string, an integer, a number, nothing (a switch:
+ * true/false in a config file) or a string that may be given several times
+ * (a list in a config file). */
+enum opt_kind { OPT_STRING, OPT_INT, OPT_NUMBER, OPT_SWITCH, OPT_LIST };
+
+struct opt {
+    const char *name; /* the long option without its dashes = the config key */
+    enum opt_kind kind;
+};
+
+static const struct opt opts[] = {
+    {"db", OPT_STRING},         {"listen", OPT_STRING},        {"workers", OPT_INT},
+    {"max-inflight", OPT_INT},  {"secrets", OPT_STRING},       {"subflow", OPT_LIST},
+    {"subflows", OPT_STRING},   {"host-map", OPT_LIST},        {"deny-unmapped", OPT_SWITCH},
+    {"time-scale", OPT_NUMBER}, {"effect-timeout", OPT_STRING},
+};
+#define NOPTS (sizeof opts / sizeof *opts)
+
+static const struct opt *find_opt(const char *name)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (!strcmp(opts[i].name, name))
+            return &opts[i];
+    return NULL;
+}
+
+/* What the options set before anything starts. */
+struct setup {
+    const char *db; /* borrowed from argv or the config (kept alive until the store is open) */
+    char host[128];
+    int port;
+    struct cv_engine_options eo;
+    struct cv_server_options so;
+    cv_runtime *rt;
+    jv secrets; /* merged from every --secrets / secrets: */
+};
+
+/*
+ * Applies option `o` with its value `val` (borrowed; NULL for a switch,
+ * which turns it on). `where` names the option in messages: "--workers"
+ * from the command line, "FILE: workers" from a config file. A later call
+ * overrides a setting, adds to a list (a later host map of the same host
+ * replaces the earlier one) and merges secrets over the earlier ones.
+ * Returns 0; 2 on a bad value (usage error); 1 when a subflow is invalid.
+ * Messages are printed.
+ */
+static int apply_opt(struct setup *s, const struct opt *o, const char *val, const char *where)
+{
+    const char *n = o->name;
+    if (!strcmp(n, "db")) {
+        s->db = val;
+    } else if (!strcmp(n, "listen")) {
+        if (parse_listen(val, s->host, sizeof s->host, &s->port)) {
+            fprintf(stderr, "conveyor serve: %s needs ADDR:PORT (e.g. 127.0.0.1:8080), not '%s'\n", where, val);
+            return 2;
+        }
+    } else if (!strcmp(n, "workers") || !strcmp(n, "max-inflight")) {
+        char *end;
+        long v = strtol(val, &end, 10);
+        if (!*val || *end || v < 1 || v > 10000) {
+            fprintf(stderr, "conveyor serve: %s needs a positive number (at most 10000), not '%s'\n", where, val);
+            return 2;
+        }
+        if (!strcmp(n, "workers"))
+            s->eo.workers = (int)v;
+        else
+            s->so.max_inflight = (int)v;
+    } else if (!strcmp(n, "secrets")) {
+        jv v;
+        if (read_value_file(val, &v))
+            return 2;
+        if (jv_get_kind(v) != JV_KIND_OBJECT) {
+            fprintf(stderr, "conveyor serve: %s: %s must hold an object of secrets\n", where, val);
+            jv_free(v);
+            return 2;
+        }
+        s->secrets = jv_object_merge(s->secrets, v);
+    } else if (!strcmp(n, "subflow")) {
+        cv_workflow *sub;
+        jv diags = jv_invalid();
+        if (cv_workflow_load_file(val, &sub, &diags)) {
+            fprintf(stderr, "conveyor serve: %s: %s: not a valid workflow (see `conveyor validate`)\n", where, val);
+            jv_free(diags);
+            return 1;
+        }
+        jv_free(diags);
+        cv_runtime_add_workflow(s->rt, sub);
+    } else if (!strcmp(n, "subflows")) {
+        jv diags = jv_invalid();
+        if (cv_runtime_add_workflow_dir(s->rt, val, &diags)) {
+            fprintf(stderr, "conveyor serve: %s: %s: invalid workflows (see `conveyor validate`)\n", where, val);
+            jv_free(diags);
+            return 1;
+        }
+        jv_free(diags);
+    } else if (!strcmp(n, "host-map")) {
+        if (cv_runtime_map_host(s->rt, val)) {
+            fprintf(stderr, "conveyor serve: %s: invalid host map '%s' (expected HOST=ADDR:PORT)\n", where, val);
+            return 2;
+        }
+    } else if (!strcmp(n, "deny-unmapped")) {
+        cv_runtime_deny_unmapped(s->rt, 1);
+    } else if (!strcmp(n, "time-scale")) {
+        char *end;
+        double x = strtod(val, &end);
+        if (!*val || *end || !(x > 0)) {
+            fprintf(stderr, "conveyor serve: %s needs a positive number, not '%s'\n", where, val);
+            return 2;
+        }
+        cv_runtime_set_time_scale(s->rt, x);
+    } else if (!strcmp(n, "effect-timeout")) {
+        int64_t ms;
+        const char *why = NULL;
+        jv d = jv_string(val);
+        int bad = cv__duration_ms(d, &ms, &why);
+        jv_free(d);
+        if (bad) {
+            fprintf(stderr, "conveyor serve: %s: %s (an ISO 8601 duration such as PT30S)\n", where,
+                    why ? why : "invalid duration");
+            return 2;
+        }
+        cv_runtime_set_effect_timeout(s->rt, ms);
+    }
+    return 0;
+}
+
+static const char *kind_wanted(enum opt_kind k)
+{
+    switch (k) {
+    case OPT_INT: return "an integer";
+    case OPT_NUMBER: return "a number";
+    case OPT_SWITCH: return "true or false";
+    case OPT_LIST: return "a list of strings";
+    default: return "a string";
+    }
+}
+
+/* d is a whole number small enough to convert to long without overflow. */
+static int is_integer(double d)
+{
+    return d > -1e15 && d < 1e15 && d == (double)(long)d;
+}
+
+/* A value (borrowed) of option `o` in `file` is not what the option takes:
+ * message with the value as JSON, returns 2. */
+static int wrong_type(const char *file, const struct opt *o, jv v)
+{
+    jv text = jv_dump_string(jv_copy(v), 0);
+    fprintf(stderr, "conveyor serve: %s: %s must be %s, not %.80s\n", file, o->name, kind_wanted(o->kind),
+            jv_is_valid(text) ? jv_string_value(text) : jv_kind_name(jv_get_kind(v)));
+    jv_free(text);
+    return 2;
+}
+
+/*
+ * --config FILE: reads the object into *config (the caller frees it after
+ * the store is open: `db` points into it) and applies its keys in the
+ * order of opts[] (so the result does not depend on the file's key order).
+ * Returns 0, 2 (unreadable, not an object, unknown keys, wrong types, bad
+ * values; every unknown key is named) or 1 (an invalid subflow).
+ */
+static int apply_config(struct setup *s, const char *file, jv *config)
+{
+    if (read_value_file(file, config))
+        return 2;
+    if (jv_get_kind(*config) != JV_KIND_OBJECT) {
+        fprintf(stderr, "conveyor serve: %s: a config file holds an object of options (db: FILE, ...), not %s\n",
+                file, jv_kind_name(jv_get_kind(*config)));
+        return 2;
+    }
+    int unknown = 0;
+    /* borrowed: the macro evaluates its object several times (no jv_copy) */
+    jv_object_foreach(*config, key, v)
+    {
+        if (!find_opt(jv_string_value(key))) {
+            fprintf(stderr, "conveyor serve: %s: unknown key '%s'\n", file, jv_string_value(key));
+            unknown++;
+        }
+        jv_free(key);
+        jv_free(v);
+    }
+    if (unknown) {
+        fprintf(stderr, "conveyor serve: %s: the keys are the long options of `conveyor serve`:", file);
+        for (size_t i = 0; i < NOPTS; i++)
+            fprintf(stderr, "%s %s", i ? "," : "", opts[i].name);
+        fputc('\n', stderr);
+        return 2;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        jv v = jv_object_get(jv_copy(*config), jv_string(o->name));
+        if (!jv_is_valid(v)) {
+            jv_free(v);
+            continue;
+        }
+        char where[512], num[64];
+        snprintf(where, sizeof where, "%s: %s", file, o->name);
+        jv_kind k = jv_get_kind(v);
+        int rc = 0;
+        switch (o->kind) {
+        case OPT_STRING:
+            rc = k == JV_KIND_STRING ? apply_opt(s, o, jv_string_value(v), where) : wrong_type(file, o, v);
+            break;
+        case OPT_INT:
+        case OPT_NUMBER:
+            if (k != JV_KIND_NUMBER || (o->kind == OPT_INT && !is_integer(jv_number_value(v)))) {
+                rc = wrong_type(file, o, v);
+                break;
+            }
+            if (o->kind == OPT_INT)
+                snprintf(num, sizeof num, "%ld", (long)jv_number_value(v));
+            else
+                snprintf(num, sizeof num, "%.17g", jv_number_value(v));
+            rc = apply_opt(s, o, num, where);
+            break;
+        case OPT_SWITCH:
+            if (k == JV_KIND_TRUE)
+                rc = apply_opt(s, o, NULL, where);
+            else if (k != JV_KIND_FALSE)
+                rc = wrong_type(file, o, v);
+            break;
+        case OPT_LIST:
+            if (k == JV_KIND_STRING) {
+                rc = apply_opt(s, o, jv_string_value(v), where);
+            } else if (k == JV_KIND_ARRAY) {
+                jv_array_foreach(v, j, e)
+                {
+                    if (!rc)
+                        rc = jv_get_kind(e) == JV_KIND_STRING ? apply_opt(s, o, jv_string_value(e), where)
+                                                              : wrong_type(file, o, e);
+                    jv_free(e);
+                }
+            } else {
+                rc = wrong_type(file, o, v);
+            }
+            break;
+        }
+        jv_free(v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static int need(int i, int argc, const char *opt)
 {
     if (i + 1 >= argc) {
@@ -105,134 +381,77 @@ static int need(int i, int argc, const char *opt)
     return 1;
 }
 
+/* The table entry of a command-line argument "--name", or NULL. */
+static const struct opt *cli_opt(const char *a)
+{
+    return a[0] == '-' && a[1] == '-' ? find_opt(a + 2) : NULL;
+}
+
 int cv__serve_main(int argc, char **argv)
 {
-    const char *db = NULL;
-    char host[128] = "127.0.0.1";
-    int port = 8080, rc = 2;
-    struct cv_engine_options eo = {0};
-    struct cv_server_options so = {0};
-    cv_runtime *rt = NULL;
+    struct setup s = {.host = "127.0.0.1", .port = 8080, .secrets = jv_object()};
+    const char *config_file = NULL;
+    jv config = jv_invalid();
+    int rc = 2;
     cv_store *store = NULL;
     struct cv_engine *e = NULL;
     struct cv_server *srv = NULL;
-    jv secrets = jv_object();
 
-    if (cv_runtime_new(&rt)) {
-        fprintf(stderr, "conveyor serve: out of memory\n");
-        jv_free(secrets);
-        return 1;
-    }
+    /* First pass: --help and --config, whose options go first wherever
+     * --config stands on the command line. */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        const struct opt *o = cli_opt(a);
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(usage_serve, stdout);
-            rc = 0;
-            goto out;
-        } else if (!strcmp(a, "--db")) {
+            jv_free(s.secrets);
+            return 0;
+        } else if (!strcmp(a, "--config")) {
+            if (!need(i, argc, a) || config_file) {
+                if (config_file)
+                    fprintf(stderr, "conveyor serve: --config may be given once\n");
+                jv_free(s.secrets);
+                return 2;
+            }
+            config_file = argv[++i];
+        } else if (o && o->kind != OPT_SWITCH) {
+            i++;
+        }
+    }
+    if (cv_runtime_new(&s.rt)) {
+        fprintf(stderr, "conveyor serve: out of memory\n");
+        jv_free(s.secrets);
+        return 1;
+    }
+    if (config_file && (rc = apply_config(&s, config_file, &config)) != 0)
+        goto out;
+    rc = 2;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const struct opt *o = cli_opt(a);
+        if (!strcmp(a, "--config")) {
+            i++; /* applied above */
+        } else if (o && o->kind == OPT_SWITCH) {
+            apply_opt(&s, o, NULL, a);
+        } else if (o) {
             if (!need(i, argc, a))
                 goto out;
-            db = argv[++i];
-        } else if (!strcmp(a, "--listen")) {
-            if (!need(i, argc, a))
-                goto out;
-            if (parse_listen(argv[++i], host, sizeof host, &port)) {
-                fprintf(stderr, "conveyor serve: --listen needs ADDR:PORT (e.g. 127.0.0.1:8080)\n");
+            int r = apply_opt(&s, o, argv[++i], a);
+            if (r) {
+                rc = r;
                 goto out;
             }
-        } else if (!strcmp(a, "--workers") || !strcmp(a, "--max-inflight")) {
-            if (!need(i, argc, a))
-                goto out;
-            char *end;
-            long n = strtol(argv[++i], &end, 10);
-            if (*end || n < 1 || n > 10000) {
-                fprintf(stderr, "conveyor serve: %s needs a positive number\n", a);
-                goto out;
-            }
-            if (!strcmp(a, "--workers"))
-                eo.workers = (int)n;
-            else
-                so.max_inflight = (int)n;
-        } else if (!strcmp(a, "--secrets")) {
-            if (!need(i, argc, a))
-                goto out;
-            jv s;
-            if (read_value_file(argv[++i], &s))
-                goto out;
-            if (jv_get_kind(s) != JV_KIND_OBJECT) {
-                fprintf(stderr, "conveyor serve: %s must hold an object of secrets\n", argv[i]);
-                jv_free(s);
-                goto out;
-            }
-            secrets = jv_object_merge(secrets, s);
-        } else if (!strcmp(a, "--subflow")) {
-            if (!need(i, argc, a))
-                goto out;
-            cv_workflow *sub;
-            jv diags = jv_invalid();
-            if (cv_workflow_load_file(argv[++i], &sub, &diags)) {
-                fprintf(stderr, "conveyor serve: %s: not a valid workflow (see `conveyor validate`)\n", argv[i]);
-                jv_free(diags);
-                rc = 1;
-                goto out;
-            }
-            jv_free(diags);
-            cv_runtime_add_workflow(rt, sub);
-        } else if (!strcmp(a, "--subflows")) {
-            if (!need(i, argc, a))
-                goto out;
-            jv diags = jv_invalid();
-            if (cv_runtime_add_workflow_dir(rt, argv[++i], &diags)) {
-                fprintf(stderr, "conveyor serve: %s: invalid workflows (see `conveyor validate`)\n", argv[i]);
-                jv_free(diags);
-                rc = 1;
-                goto out;
-            }
-            jv_free(diags);
-        } else if (!strcmp(a, "--host-map")) {
-            if (!need(i, argc, a))
-                goto out;
-            if (cv_runtime_map_host(rt, argv[++i])) {
-                fprintf(stderr, "conveyor serve: invalid host map '%s' (expected HOST=ADDR:PORT)\n", argv[i]);
-                goto out;
-            }
-        } else if (!strcmp(a, "--deny-unmapped")) {
-            cv_runtime_deny_unmapped(rt, 1);
-        } else if (!strcmp(a, "--time-scale")) {
-            if (!need(i, argc, a))
-                goto out;
-            char *end;
-            double x = strtod(argv[++i], &end);
-            if (*end || x <= 0) {
-                fprintf(stderr, "conveyor serve: --time-scale needs a positive number\n");
-                goto out;
-            }
-            cv_runtime_set_time_scale(rt, x);
-        } else if (!strcmp(a, "--effect-timeout")) {
-            if (!need(i, argc, a))
-                goto out;
-            int64_t ms;
-            const char *why = NULL;
-            jv d = jv_string(argv[++i]);
-            int bad = cv__duration_ms(d, &ms, &why);
-            jv_free(d);
-            if (bad) {
-                fprintf(stderr, "conveyor serve: --effect-timeout: %s (an ISO 8601 duration such as PT30S)\n",
-                        why ? why : "invalid duration");
-                goto out;
-            }
-            cv_runtime_set_effect_timeout(rt, ms);
         } else {
             fprintf(stderr, "conveyor serve: unknown argument %s\n%s", a, usage_serve);
             goto out;
         }
     }
-    if (!db) {
-        fprintf(stderr, "conveyor serve: --db FILE is required\n%s", usage_serve);
+    if (!s.db) {
+        fprintf(stderr, "conveyor serve: --db FILE (or db: in --config) is required\n%s", usage_serve);
         goto out;
     }
-    cv_runtime_set_secrets(rt, secrets);
-    secrets = jv_invalid();
+    cv_runtime_set_secrets(s.rt, s.secrets);
+    s.secrets = jv_invalid();
 
     /* Signals are taken by sigwait below: block them before any thread
      * starts, so that every thread inherits the mask. */
@@ -245,15 +464,15 @@ int cv__serve_main(int argc, char **argv)
 
     rc = 1;
     jv err = jv_invalid();
-    int r = cv_store_open(db, &store, &err);
+    int r = cv_store_open(s.db, &store, &err);
     if (r) {
-        fprintf(stderr, "conveyor serve: %s: %s\n", db,
+        fprintf(stderr, "conveyor serve: %s: %s\n", s.db,
                 jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(r));
         jv_free(err);
         goto out;
     }
     jv_free(err);
-    if (cv__engine_new(rt, store, &eo, &e)) {
+    if (cv__engine_new(s.rt, store, &s.eo, &e)) {
         fprintf(stderr, "conveyor serve: cannot create the engine\n");
         goto out;
     }
@@ -269,11 +488,11 @@ int cv__serve_main(int argc, char **argv)
         goto out;
     }
     jv_free(err);
-    so.host = host;
-    so.port = port;
+    s.so.host = s.host;
+    s.so.port = s.port;
     int bound = 0;
     err = jv_invalid();
-    r = cv__server_start(e, &so, &srv, &bound, &err);
+    r = cv__server_start(e, &s.so, &srv, &bound, &err);
     if (r) {
         fprintf(stderr, "conveyor serve: %s\n", jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(r));
         jv_free(err);
@@ -282,10 +501,10 @@ int cv__serve_main(int argc, char **argv)
     jv_free(err);
     if (resumed)
         fprintf(stderr, "resumed %d unfinished instance(s)\n", resumed);
-    if (strchr(host, ':'))
-        fprintf(stderr, "listening on http://[%s]:%d\n", host, bound);
+    if (strchr(s.host, ':'))
+        fprintf(stderr, "listening on http://[%s]:%d\n", s.host, bound);
     else
-        fprintf(stderr, "listening on http://%s:%d\n", host, bound);
+        fprintf(stderr, "listening on http://%s:%d\n", s.host, bound);
     fflush(stderr);
 
     int sig = 0;
@@ -296,7 +515,8 @@ out:
     cv__server_stop(srv);
     cv__engine_stop(e);
     cv_store_close(store);
-    jv_free(secrets);
-    cv_runtime_free(rt);
+    jv_free(s.secrets);
+    jv_free(config);
+    cv_runtime_free(s.rt);
     return rc;
 }

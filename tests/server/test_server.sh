@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/server/test_server.sh — `conveyor serve` driven over HTTP with curl,
-# and the CLI client forms (deploy, start, get, list, history).
+# the CLI client forms (deploy, start, get, list, history, cancel, suspend,
+# resume) and `conveyor serve --config FILE`.
 #
 #   BUILD=build tests/server/test_server.sh
 #
@@ -43,13 +44,21 @@ check() { # check NAME COMMAND...: ok when the command succeeds
     if "$@"; then ok "$name"; else fail "$name"; fi
 }
 
-# serve NAME ARGS...: starts a server in the background; sets SPID and S
-# (its base URL); returns 1 when it printed no port within 15 s.
+# serve NAME ARGS...: starts a server in the background on 127.0.0.1, on a
+# port it picks; sets SPID and S (its base URL); returns 1 when it printed no
+# port within 15 s.
 serve() {
     name=$1
     shift
+    serve_raw "$name" "$@" --listen 127.0.0.1:0
+}
+# serve_raw NAME ARGS...: the same, where ARGS (or a --config file) say
+# where to listen, which must be 127.0.0.1, port 0.
+serve_raw() {
+    name=$1
+    shift
     : >"$T/$name.err"
-    "$CV" serve "$@" --listen 127.0.0.1:0 >"$T/$name.out" 2>"$T/$name.err" &
+    "$CV" serve "$@" >"$T/$name.out" 2>"$T/$name.err" &
     SPID=$!
     PIDS="$PIDS $SPID"
     S=""
@@ -403,6 +412,110 @@ is "conveyor start with a bad reference is a usage error (2)" 2 $?
 "$CV" get x --server http://127.0.0.1:1 >"$T/cli.out" 2>"$T/cli.err"
 rc=$?
 check "a refused connection exits 1 with a clear message" test $rc = 1 -a -n "$(grep -l 'connection refused' "$T/cli.err")"
+
+# cancel, suspend, resume from the CLI, on an instance waiting on a timer
+# (PT30S: every step below ends long before it)
+out=$("$CV" start test/sleeper --server "$S" 2>"$T/cli.err")
+SL=$(echo "$out" | awk '{w=$NF} END {print w}')
+check "conveyor start test/sleeper: the instance waits" status_becomes waiting
+out=$("$CV" suspend "$SL" --server "$S" 2>"$T/cli.err")
+is "conveyor suspend ID exits 0 and prints 'suspend requested: ID'" "0 suspend requested: $SL" "$? $out"
+check "then it is suspended" status_becomes suspended
+"$CV" suspend "$SL" --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+rc=$?
+check "conveyor suspend of a suspended instance exits 1 with the 409 on stderr" \
+    test $rc = 1 -a -n "$(grep -l "^conveyor suspend: 409 Conflict: .*$SL is suspended" "$T/cli.err")"
+out=$("$CV" resume "$SL" --server "$S" 2>"$T/cli.err")
+is "conveyor resume ID --server URL asks the server" "0 resume requested: $SL" "$? $out"
+check "then it waits again" status_becomes waiting
+"$CV" resume "$SL" --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+rc=$?
+check "conveyor resume of an instance not suspended exits 1 with the 409 on stderr" \
+    test $rc = 1 -a -n "$(grep -l "^conveyor resume: 409 Conflict: .*$SL is waiting" "$T/cli.err")"
+out=$("$CV" suspend "$SL" --wait 10 --server "$S" 2>"$T/cli.err")
+is "conveyor suspend --wait returns once the instance is suspended" "0 $SL suspended" "$? $(echo "$out" | tail -1)"
+req GET "/v1/instances/$SL"
+is "suspend --wait: the server says suspended at once" suspended "$(js 'j["status"]')"
+out=$(CONVEYOR_SERVER="$S" "$CV" resume "$SL" --wait 10 2>"$T/cli.err")
+is "conveyor resume ID without --db uses \$CONVEYOR_SERVER; --wait until not suspended" "0 $SL" \
+    "$? $(echo "$out" | tail -1 | cut -d' ' -f1)"
+req GET "/v1/instances/$SL"
+check "resume --wait: the server says it is no longer suspended" test "$(js 'j["status"]')" != suspended
+out=$("$CV" cancel "$SL" --wait 10 --server "$S" 2>"$T/cli.err")
+is "conveyor cancel --wait prints 'cancel requested' then the cancelled status" \
+    "0 cancel requested: $SL/$SL cancelled" "$? $(echo "$out" | paste -sd/)"
+"$CV" cancel "$SL" --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+rc=$?
+check "conveyor cancel of a cancelled instance exits 1 with the 409 on stderr" \
+    test $rc = 1 -a -n "$(grep -l '^conveyor cancel: 409 Conflict: ' "$T/cli.err")"
+"$CV" cancel no-such-instance --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+rc=$?
+check "conveyor cancel of an unknown id exits 1 with the 404 on stderr" \
+    test $rc = 1 -a -n "$(grep -l '^conveyor cancel: 404 Not Found: .*no-such-instance' "$T/cli.err")"
+"$CV" suspend no-such-instance --wait 5 --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "conveyor suspend --wait of an unknown id exits 1" 1 $?
+"$CV" suspend --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "conveyor suspend without an ID is a usage error (2)" 2 $?
+"$CV" cancel a b --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "conveyor cancel with two IDs is a usage error (2)" 2 $?
+"$CV" cancel "$SL" --wait 301 --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "conveyor cancel --wait 301 is a usage error (2)" 2 $?
+"$CV" resume --db "$T/local.db" "$SL" --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+rc=$?
+check "conveyor resume with both --db and --server is a usage error (2)" \
+    test $rc = 2 -a -n "$(grep -l 'cannot be combined' "$T/cli.err")"
+"$CV" resume --help >"$T/cli.out" 2>"$T/cli.err"
+check "conveyor resume --help documents both forms" \
+    test -n "$(grep -l '^usage: conveyor resume --db FILE' "$T/cli.out")" -a \
+    -n "$(grep -l '^       conveyor resume ID .*--server URL' "$T/cli.out")"
+
+# ---- conveyor serve --config FILE (keys = the long options)
+MAIN_S=$S
+cat >"$T/serve.yaml" <<EOF
+# every kind of key of conveyor serve, as a config file holds them
+db: $T/cfg.db
+listen: 127.0.0.1:0
+workers: 1
+max-inflight: 16
+time-scale: 1
+effect-timeout: PT30S
+deny-unmapped: true
+host-map: [example.com=127.0.0.1:9]
+subflow: [$T/fault.yaml]
+EOF
+if serve_raw cfg --config "$T/serve.yaml"; then
+    ok "serve --config FILE listens where the file says (127.0.0.1:0)"
+    check "serve --config FILE keeps its store in the file's db" test -f "$T/cfg.db"
+    req POST /v1/workflows -H 'Content-Type: application/yaml' --data-binary @"$T/hello.yaml"
+    is "serve --config: deploy is 201" 201 "$CODE"
+    kill -TERM "$SPID"
+    wait "$SPID" 2>/dev/null
+    is "serve --config: SIGTERM, exit 0" 0 $?
+else
+    fail "serve --config did not start: $(cat "$T/cfg.err")"
+fi
+if serve_raw cfg2 --config "$T/serve.yaml" --db "$T/cfg2.db" --workers 2; then
+    check "--db on the command line overrides the file's db" test -f "$T/cfg2.db"
+    req GET /v1/workflows
+    is "serve --config FILE --db OTHER serves OTHER (only the file's subflow in it)" test/fault \
+        "$(js '",".join(w["namespace"]+"/"+w["name"] for w in j["items"])')"
+    kill -TERM "$SPID"
+    wait "$SPID" 2>/dev/null
+else
+    fail "serve --config with --db did not start: $(cat "$T/cfg2.err")"
+fi
+printf 'db: %s\nlisten: 127.0.0.1:0\nlisten-address: 127.0.0.1:0\n' "$T/cfg3.db" >"$T/unknown.yaml"
+"$CV" serve --config "$T/unknown.yaml" >"$T/cli.out" 2>"$T/cli.err"
+rc=$?
+check "serve --config with an unknown key exits 2 naming the file and the key" \
+    test $rc = 2 -a -n "$(grep -lF "$T/unknown.yaml: unknown key 'listen-address'" "$T/cli.err")"
+check "serve --config with an unknown key opens no store" test ! -e "$T/cfg3.db"
+printf '{"db": "%s", "listen": "127.0.0.1:0", "workers": "two"}\n' "$T/cfg3.db" >"$T/badtype.json"
+"$CV" serve --config "$T/badtype.json" >"$T/cli.out" 2>"$T/cli.err"
+rc=$?
+check "serve --config (JSON) with a wrong type exits 2 naming the file and the key" \
+    test $rc = 2 -a -n "$(grep -lF "$T/badtype.json: workers must be an integer" "$T/cli.err")"
+S=$MAIN_S
 
 # the slow instance answered 202 goes on and completes
 i=0
