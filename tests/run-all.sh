@@ -167,6 +167,10 @@ if [ -x tests/server/test_server.sh ]; then
     run_suite server env BUILD="$BUILD" tests/server/test_server.sh
 fi
 
+if [ -x tests/server/test_events.sh ]; then
+    run_suite events env BUILD="$BUILD" tests/server/test_events.sh
+fi
+
 if [ "${FUZZ_SECONDS:-15}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then
     run_suite fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" tests/fuzz-smoke.sh
 fi

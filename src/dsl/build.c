@@ -709,82 +709,178 @@ static void build_run(struct builder *b, struct cv_task *t, jv def, const char *
     jv_free(run);
 }
 
-/* The always-an-expression parts of a consumption strategy: `correlate.*.from`
- * of each filter and a string `until` (a nested strategy is walked too). */
-static void listen_strategy_exprs(struct builder *b, jv strat /* borrowed */, jv scope, const char *pointer)
+/* Builds one event filter: literal attributes, `${ }` predicates, and
+ * correlations (`from` always an expression, `expect` a template). */
+static void build_filter(struct builder *b, struct cv_event_filter *f, jv def /* borrowed */, jv scope,
+                         const char *pointer)
 {
-    static const char *const lists[] = {"all", "any"};
-    for (int l = 0; l < 3; l++) {
-        jv filters = l < 2 ? get(strat, lists[l]) : get(strat, "one");
-        if (l == 2 && jv_is_valid(filters))
-            filters = JV_ARRAY(filters);
-        if (jv_get_kind(filters) != JV_KIND_ARRAY) {
-            jv_free(filters);
-            continue;
-        }
-        char *lp = ptr_join(pointer, l < 2 ? lists[l] : "one");
-        jv_array_foreach(filters, i, f)
+    f->with = jv_object();
+    jv with = get(def, "with");
+    char *wp = ptr_join(pointer, "with");
+    if (jv_get_kind(with) == JV_KIND_OBJECT) {
+        jv_object_foreach(with, k, v)
         {
-            jv corr = get(f, "correlate");
-            if (jv_get_kind(corr) == JV_KIND_OBJECT) {
-                jv_object_foreach(corr, k, c)
-                {
-                    jv from = get(c, "from");
-                    char *fp = NULL;
-                    int r = l < 2 ? asprintf(&fp, "%s/%d/correlate/%s/from", lp ? lp : pointer, i, jv_string_value(k))
-                                  : asprintf(&fp, "%s/correlate/%s/from", lp ? lp : pointer, jv_string_value(k));
-                    if (r < 0)
-                        fp = NULL;
-                    always_expr(b, from, scope, fp ? fp : pointer);
-                    free(fp);
-                    jv_free(from);
-                    jv_free(k);
-                    jv_free(c);
+            char *inner = NULL;
+            if (jv_get_kind(v) == JV_KIND_STRING && cv__is_runtime_expr(jv_string_value(v), &inner)) {
+                char *ap = ptr_join(wp ? wp : pointer, jv_string_value(k));
+                int idx = add_expr(b, inner, scope, ap ? ap : pointer);
+                free(ap);
+                free(inner);
+                struct cv_attr_expr *n = realloc(f->exprs, (size_t)(f->nexprs + 1) * sizeof *n);
+                if (!n) {
+                    b->failed = 1;
+                } else {
+                    f->exprs = n;
+                    f->exprs[f->nexprs].attr = strdup(jv_string_value(k));
+                    f->exprs[f->nexprs].expr = idx;
+                    f->nexprs++;
                 }
+                jv_free(k);
+                jv_free(v);
+            } else {
+                f->with = jv_object_set(f->with, k, v);
             }
-            jv_free(corr);
-            jv_free(f);
         }
-        jv_free(filters);
-        free(lp);
     }
-    jv until = get(strat, "until");
+    free(wp);
+    jv_free(with);
+    jv corr = get(def, "correlate");
+    if (jv_get_kind(corr) == JV_KIND_OBJECT) {
+        int n = jv_object_length(jv_copy(corr));
+        f->corr = calloc((size_t)(n ? n : 1), sizeof *f->corr);
+        if (!f->corr)
+            b->failed = 1;
+        jv_object_foreach(corr, k, c)
+        {
+            if (f->corr) {
+                struct cv_correlation *cr = &f->corr[f->ncorr++];
+                cr->key = strdup(jv_string_value(k));
+                char *cp = ptr_join(pointer, "correlate");
+                char *kp = cp ? ptr_join(cp, jv_string_value(k)) : NULL;
+                char *fp = kp ? ptr_join(kp, "from") : NULL, *ep = kp ? ptr_join(kp, "expect") : NULL;
+                jv from = get(c, "from"), expect = get(c, "expect");
+                cr->from = always_expr(b, from, scope, fp ? fp : pointer);
+                cr->has_expect = jv_is_valid(expect) && jv_get_kind(expect) != JV_KIND_NULL;
+                tmpl_init(b, &cr->expect, cr->has_expect ? expect : jv_null(), scope, ep ? ep : pointer);
+                jv_free(from);
+                jv_free(expect);
+                free(cp);
+                free(kp);
+                free(fp);
+                free(ep);
+            }
+            jv_free(k);
+            jv_free(c);
+        }
+    }
+    jv_free(corr);
+}
+
+/* Builds a consumption strategy (`one`, `any`, `all`, `until`). */
+static void build_strategy(struct builder *b, struct cv_strategy *s, jv def /* borrowed */, jv scope,
+                           const char *pointer)
+{
+    memset(s, 0, sizeof *s);
+    s->until_expr = -1;
+    jv filters;
+    const char *key;
+    if (has(def, "all")) {
+        s->mode = CV_LISTEN_ALL;
+        key = "all";
+        filters = get(def, "all");
+    } else if (has(def, "any")) {
+        s->mode = CV_LISTEN_ANY;
+        key = "any";
+        filters = get(def, "any");
+    } else {
+        s->mode = CV_LISTEN_ONE;
+        key = "one";
+        filters = get(def, "one");
+        filters = jv_get_kind(filters) == JV_KIND_OBJECT ? JV_ARRAY(filters) : (jv_free(filters), jv_array());
+    }
+    if (jv_get_kind(filters) != JV_KIND_ARRAY) {
+        jv_free(filters);
+        filters = jv_array();
+    }
+    int n = jv_array_length(jv_copy(filters));
+    s->filters = calloc((size_t)(n ? n : 1), sizeof *s->filters);
+    if (!s->filters)
+        b->failed = 1;
+    char *lp = ptr_join(pointer, key);
+    jv_array_foreach(filters, i, f)
+    {
+        if (s->filters) {
+            char *fp = s->mode == CV_LISTEN_ONE ? NULL : ptr_index(lp ? lp : pointer, i);
+            build_filter(b, &s->filters[s->n++], f, scope, fp ? fp : lp ? lp : pointer);
+            free(fp);
+        }
+        jv_free(f);
+    }
+    free(lp);
+    jv_free(filters);
+    jv until = get(def, "until");
     char *up = ptr_join(pointer, "until");
-    if (jv_get_kind(until) == JV_KIND_STRING)
-        always_expr(b, until, scope, up ? up : pointer);
-    else if (jv_get_kind(until) == JV_KIND_OBJECT)
-        listen_strategy_exprs(b, until, scope, up ? up : pointer);
+    if (jv_get_kind(until) == JV_KIND_STRING) {
+        s->until_expr = always_expr(b, until, scope, up ? up : pointer);
+    } else if (jv_get_kind(until) == JV_KIND_OBJECT) {
+        s->until = calloc(1, sizeof *s->until);
+        if (s->until)
+            build_strategy(b, s->until, until, scope, up ? up : pointer);
+        else
+            b->failed = 1;
+    }
     free(up);
     jv_free(until);
 }
 
+static void strategy_release(struct cv_strategy *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        struct cv_event_filter *f = &s->filters[i];
+        jv_free(f->with);
+        for (int k = 0; k < f->nexprs; k++)
+            free(f->exprs[k].attr);
+        free(f->exprs);
+        for (int k = 0; k < f->ncorr; k++) {
+            free(f->corr[k].key);
+            tmpl_release(&f->corr[k].expect);
+        }
+        free(f->corr);
+    }
+    free(s->filters);
+    if (s->until) {
+        strategy_release(s->until);
+        free(s->until);
+    }
+    memset(s, 0, sizeof *s);
+}
+
 /*
- * `listen` runs only in the server (events need a bus), but its expressions
- * are compiled here so that a document is validated whole: `${ }` values in
- * the filters, `correlate.*.from` and `until`, and the `foreach` tasks with
- * their item/at variables.
+ * `listen`: the consumption strategy (its `${ }` filters, `correlate.*.from`
+ * and `until` compiled here), the read mode, and the `foreach` tasks with
+ * their item/at variables. Run by the engine's event bus (engine.c); the
+ * interpreter matches events against it (interp.c).
  */
 static void build_listen(struct builder *b, struct cv_task *t, jv def, const char *ref, jv scope)
 {
     jv to = jv_getpath(jv_copy(def), JV_ARRAY(jv_string("listen"), jv_string("to")));
-    if (!jv_is_valid(to) || jv_get_kind(to) == JV_KIND_NULL) {
+    if (jv_get_kind(to) != JV_KIND_OBJECT) {
         jv_free(to);
         to = jv_object();
     }
     char *tp = NULL;
     if (asprintf(&tp, "%s/listen/to", ref) < 0)
         tp = NULL;
-    /* `until` as a plain string is an expression on its own: keep it out of
-     * the template so that it is not registered twice */
-    jv until = get(to, "until");
-    jv filters = jv_get_kind(until) == JV_KIND_STRING ? jv_delpaths(jv_copy(to), JV_ARRAY(JV_ARRAY(jv_string("until"))))
-                                                      : jv_copy(to);
-    jv_free(until);
-    tmpl_init(b, &t->u.listen.to, filters, scope, tp ? tp : ref);
-    jv_free(filters);
-    listen_strategy_exprs(b, to, scope, tp ? tp : ref);
+    build_strategy(b, &t->u.listen.to, to, scope, tp ? tp : ref);
     free(tp);
     jv_free(to);
+    jv read = jv_getpath(jv_copy(def), JV_ARRAY(jv_string("listen"), jv_string("read")));
+    t->u.listen.read = CV_READ_DATA;
+    if (jv_get_kind(read) == JV_KIND_STRING && !strcmp(jv_string_value(read), "envelope"))
+        t->u.listen.read = CV_READ_ENVELOPE;
+    else if (jv_get_kind(read) == JV_KIND_STRING && !strcmp(jv_string_value(read), "raw"))
+        t->u.listen.read = CV_READ_RAW;
+    jv_free(read);
     jv fe = get(def, "foreach");
     memset(&t->u.listen.foreach_output, 0, sizeof t->u.listen.foreach_output);
     memset(&t->u.listen.foreach_export, 0, sizeof t->u.listen.foreach_export);
@@ -794,10 +890,14 @@ static void build_listen(struct builder *b, struct cv_task *t, jv def, const cha
     t->u.listen.foreach_export.expr.konst = jv_null();
     t->u.listen.foreach_export.expr.whole = -1;
     t->u.listen.foreach_export.schema = jv_null();
+    jv item = get(fe, "item"), at = get(fe, "at");
+    t->u.listen.item = strdup(jv_get_kind(item) == JV_KIND_STRING ? jv_string_value(item) : "item");
+    t->u.listen.at = strdup(jv_get_kind(at) == JV_KIND_STRING ? jv_string_value(at) : "index");
+    if (!t->u.listen.item || !t->u.listen.at)
+        b->failed = 1;
     if (jv_get_kind(fe) == JV_KIND_OBJECT) {
-        jv item = get(fe, "item"), at = get(fe, "at");
-        jv s1 = scope_with(scope, jv_get_kind(item) == JV_KIND_STRING ? jv_string_value(item) : "item");
-        jv inner = scope_with(s1, jv_get_kind(at) == JV_KIND_STRING ? jv_string_value(at) : "index");
+        jv s1 = scope_with(scope, t->u.listen.item ? t->u.listen.item : "item");
+        jv inner = scope_with(s1, t->u.listen.at ? t->u.listen.at : "index");
         jv_free(s1);
         char *fp = ptr_join(ref, "foreach");
         jv list = get(fe, "do");
@@ -817,9 +917,9 @@ static void build_listen(struct builder *b, struct cv_task *t, jv def, const cha
         jv_free(exp);
         free(fp);
         jv_free(inner);
-        jv_free(item);
-        jv_free(at);
     }
+    jv_free(item);
+    jv_free(at);
     jv_free(fe);
 }
 
@@ -1211,7 +1311,9 @@ static void free_task(struct cv_task *t)
         tmpl_release(&t->u.emit.event);
         break;
     case CV_T_LISTEN:
-        tmpl_release(&t->u.listen.to);
+        strategy_release(&t->u.listen.to);
+        free(t->u.listen.item);
+        free(t->u.listen.at);
         free_list(t->u.listen.foreach_do);
         dataflow_release(&t->u.listen.foreach_output);
         dataflow_release(&t->u.listen.foreach_export);

@@ -100,6 +100,35 @@ struct cv_extension {
     struct cv_tasklist *before, *after;
 };
 
+/* One event filter of a listen or `schedule.on` strategy. */
+struct cv_event_filter {
+    jv with; /* attributes matched literally (equal, or a full-match regex for strings) */
+    int nexprs;
+    struct cv_attr_expr {
+        char *attr;
+        int expr; /* a `${ }` predicate with `.` = the attribute's value */
+    } *exprs;
+    int ncorr;
+    struct cv_correlation {
+        char *key;
+        int from;              /* always an expression; `.` = the event */
+        int has_expect;
+        struct cv_tmpl expect; /* literal or `${ }` on the task input */
+    } *corr;
+};
+
+enum cv_listen_mode { CV_LISTEN_ONE, CV_LISTEN_ANY, CV_LISTEN_ALL };
+enum cv_read_mode { CV_READ_DATA, CV_READ_ENVELOPE, CV_READ_RAW };
+
+/* An event consumption strategy: one / any / all, and until (any only). */
+struct cv_strategy {
+    int mode;
+    int n;
+    struct cv_event_filter *filters;
+    int until_expr;            /* -1; `.` = the events consumed so far */
+    struct cv_strategy *until; /* a nested strategy, or NULL */
+};
+
 struct cv_task {
     int kind;
     char *name;
@@ -135,10 +164,10 @@ struct cv_task {
         struct { struct cv_duration duration; } wait;
         struct { struct cv_tmpl event; } emit;
         struct {
-            /* compiled so that a listen's expressions are validated at load;
-             * run by the event engine of the server (not `conveyor run`) */
-            struct cv_tmpl to;
-            struct cv_tasklist *foreach_do;
+            struct cv_strategy to;
+            int read; /* CV_READ_* */
+            char *item, *at; /* foreach variable names ("item", "index" by default) */
+            struct cv_tasklist *foreach_do; /* may be NULL */
             struct cv_dataflow foreach_output, foreach_export;
         } listen;
         struct {

@@ -83,6 +83,10 @@ struct worker {
     struct defentry *remote; /* remote functions, by URL */
     int nremote;
     struct cv_resolver resolver;
+    jv outbox;            /* events emitted by the instance being advanced */
+    int64_t bus_cursor;   /* the last bus event offered to this worker's listens */
+    int bus_pending;      /* under lock: the bus has events past the cursor */
+    int64_t next_purge;   /* worker 0: when to delete expired events */
 };
 
 /* A start waiting for its creation to be durable (group-committed too). */
@@ -122,6 +126,7 @@ struct cv_engine {
     jv results;
     struct cv_engine_stats stats; /* under res_lock */
     atomic_int creating; /* starts in progress */
+    int64_t bus_start;   /* the bus's last seq when the engine started */
 };
 
 /* ---- the commit queue --------------------------------------------------------------- */
@@ -140,6 +145,26 @@ static void enqueue(struct cv_engine *e, struct pending *p)
     pthread_mutex_unlock(&e->cq_lock);
 }
 
+/* The worker of the calling thread (NULL elsewhere). */
+static __thread struct worker *this_worker;
+
+/* The events the instance being advanced emitted, as checkpoint entries
+ * {event, expiresAt} (deep copies), or invalid when none: they are published
+ * on the bus in the same transaction as its checkpoint. */
+static jv take_outbox(struct cv_engine *e)
+{
+    struct worker *w = this_worker;
+    if (!w || jv_get_kind(w->outbox) != JV_KIND_ARRAY || jv_array_length(jv_copy(w->outbox)) == 0)
+        return jv_invalid();
+    int64_t expires = cv__wall_ms() + e->o.event_retention_ms;
+    jv out = jv_array();
+    jv_array_foreach(w->outbox, i, ev) out = jv_array_append(
+        out, JV_OBJECT(jv_string("event"), cv__jv_deep_copy(ev), jv_string("expiresAt"), jv_number((double)expires)));
+    jv_free(w->outbox);
+    w->outbox = jv_array();
+    return out;
+}
+
 /* The checkpoint hook, on a worker thread: queue a deep copy of the position. */
 static void on_checkpoint(void *ud, jv state)
 {
@@ -152,6 +177,7 @@ static void on_checkpoint(void *ud, jv state)
     jv_free(id);
     p->cp.status = cv__state_status(state);
     p->cp.state = cv__jv_deep_copy(jv_copy(state));
+    p->cp.events = take_outbox(e);
     p->result = jv_invalid();
     enqueue(e, p);
 }
@@ -195,6 +221,7 @@ static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who
         p->cp.history = JV_ARRAY(history_event("workflow.faulted", JV_OBJECT(jv_string("error"), jv_copy(error))));
     }
     jv_free(who);
+    p->cp.events = take_outbox(e);
     p->final = 1;
     p->result = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("status"),
                           jv_string(ok ? "completed" : cancelled ? "cancelled" : "faulted"), jv_string("output"),
@@ -240,6 +267,7 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
             cps[i].history = copy_jv(batch[i]->cp.history);
             cps[i].timers_add = copy_jv(batch[i]->cp.timers_add);
             cps[i].timers_del = copy_jv(batch[i]->cp.timers_del);
+            cps[i].events = copy_jv(batch[i]->cp.events);
         }
         jv err = jv_invalid();
         pthread_mutex_lock(&e->store_lock);
@@ -257,6 +285,18 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
         jv_free(err);
         free(cps);
         return rc;
+    }
+}
+
+/* New events are on the bus: every worker looks at them. */
+static void bus_notify(struct cv_engine *e)
+{
+    for (int i = 0; i < e->nworkers; i++) {
+        struct worker *w = &e->workers[i];
+        pthread_mutex_lock(&w->lock);
+        w->bus_pending = 1;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
     }
 }
 
@@ -357,7 +397,12 @@ static void *committer(void *arg)
         n = m;
         if (n == 0)
             continue;
+        int with_events = 0;
+        for (int i = 0; i < n; i++)
+            with_events = with_events || jv_is_valid(batch[i]->cp.events);
         int rc = commit_batch(e, batch, n);
+        if (!rc && with_events)
+            bus_notify(e);
         pthread_mutex_lock(&e->res_lock);
         if (!rc) {
             e->stats.checkpoints += n;
@@ -535,18 +580,98 @@ static void disown_and_free(struct worker *w, struct einst *x)
     free(x);
 }
 
+/* Every event the bus holds after `after` (pages of 1,000; at most 100,000),
+ * as {seq, event} values of this worker. Returns 0 or a store code. */
+static int bus_read(struct worker *w, int64_t after, jv *out)
+{
+    *out = jv_array();
+    int64_t now = cv__wall_ms();
+    for (int total = 0; total < 100000;) {
+        jv page, err = jv_invalid();
+        pthread_mutex_lock(&w->e->store_lock);
+        int rc = cv_store_list_events(w->e->store, after, now, 1000, &page, &err);
+        pthread_mutex_unlock(&w->e->store_lock);
+        if (rc) {
+            fprintf(stderr, "conveyor: reading the event bus: %s\n",
+                    jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc));
+            jv_free(err);
+            return rc;
+        }
+        jv_free(err);
+        int n = jv_array_length(jv_copy(page));
+        if (n == 0) {
+            jv_free(page);
+            break;
+        }
+        jv last = jv_array_get(jv_copy(page), n - 1);
+        jv seq = jv_object_get(last, jv_string("seq"));
+        after = (int64_t)jv_number_value(seq);
+        jv_free(seq);
+        *out = jv_array_concat(*out, page);
+        total += n;
+        if (n < 1000)
+            break;
+    }
+    return 0;
+}
+
 static void run_ready(struct worker *w, struct einst *x)
 {
     if (x->suspended)
         return; /* effect results wait in its queue until it is resumed */
-    cv__instance_collect(&x->in);
-    int64_t wake = 0;
-    if (cv__instance_advance(&x->in, &wake)) {
-        enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), jv_invalid());
-        disown_and_free(w, x);
+    for (int round = 0;; round++) {
+        cv__instance_collect(&x->in);
+        int64_t wake = 0;
+        if (cv__instance_advance(&x->in, &wake)) {
+            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), jv_invalid());
+            disown_and_free(w, x);
+            return;
+        }
+        x->wake = wake;
+        if (!x->in.listen_began)
+            return;
+        if (round == 8) { /* listen after listen: let others have their turn */
+            on_wake(x);
+            return;
+        }
+        /* a listen began: it is offered every event the bus kept */
+        x->in.listen_began = 0;
+        jv evs;
+        if (bus_read(w, 0, &evs) == 0)
+            cv__instance_offer(&x->in, evs);
+    }
+}
+
+/* New events on the bus: offered to every listening instance of this
+ * worker, which then runs. */
+static void offer_new(struct worker *w)
+{
+    jv evs;
+    if (bus_read(w, w->bus_cursor, &evs))
+        return;
+    int n = jv_array_length(jv_copy(evs));
+    if (n == 0) {
+        jv_free(evs);
         return;
     }
-    x->wake = wake;
+    jv last = jv_array_get(jv_copy(evs), n - 1);
+    jv seq = jv_object_get(last, jv_string("seq"));
+    w->bus_cursor = (int64_t)jv_number_value(seq);
+    jv_free(seq);
+    for (int i = 0; i < w->nowned; i++) {
+        struct einst *x = w->owned[i];
+        if (!cv__instance_listening(&x->in))
+            continue;
+        cv__instance_offer(&x->in, jv_copy(evs));
+        on_wake(x);
+    }
+    jv_free(evs);
+}
+
+static void worker_emit(void *ud, jv event)
+{
+    struct worker *w = ud;
+    w->outbox = jv_array_append(w->outbox, jv_copy(event));
 }
 
 static void take_start(struct worker *w, struct startreq *r)
@@ -694,14 +819,18 @@ static void *worker_main(void *arg)
     w->resolver.find = resolve_find;
     w->resolver.remote_get = resolve_remote_get;
     w->resolver.remote_put = resolve_remote_put;
+    w->resolver.emit = worker_emit;
     w->resolver.ud = w;
+    this_worker = w;
+    w->outbox = jv_array();
+    w->bus_cursor = w->e->bus_start;
     cv__runtime_set_thread_resolver(&w->resolver);
     struct einst **batch = NULL;
     int capbatch = 0;
     for (;;) {
         pthread_mutex_lock(&w->lock);
         for (;;) {
-            if (w->stopping || w->nready || w->starts || w->ctls)
+            if (w->stopping || w->nready || w->starts || w->ctls || w->bus_pending)
                 break;
             /* due timers go back in line; otherwise sleep until the next one */
             int64_t now = cv__now_ms(), next = 0;
@@ -747,6 +876,8 @@ static void *worker_main(void *arg)
         w->starts = NULL;
         struct ctlreq *ctls = w->ctls;
         w->ctls = NULL;
+        int bus = w->bus_pending;
+        w->bus_pending = 0;
         int n = w->nready;
         if (n > capbatch) {
             struct einst **b = realloc(batch, (size_t)n * sizeof *b);
@@ -786,6 +917,16 @@ static void *worker_main(void *arg)
             free(rev);
             rev = next;
         }
+        if (bus)
+            offer_new(w); /* the instances it wakes run in the next round */
+        if (w == &w->e->workers[0] && cv__now_ms() >= w->next_purge) {
+            jv perr = jv_invalid();
+            pthread_mutex_lock(&w->e->store_lock);
+            cv_store_purge_events(w->e->store, cv__wall_ms(), NULL, &perr);
+            pthread_mutex_unlock(&w->e->store_lock);
+            jv_free(perr);
+            w->next_purge = cv__now_ms() + 60000;
+        }
         for (int i = 0; i < n; i++) {
             /* an instance that ended earlier in this round was removed from
              * the ready queue, but may still be in this copy of it */
@@ -814,6 +955,9 @@ static void *worker_main(void *arg)
         free(c);
     }
     free(batch);
+    jv_free(w->outbox);
+    w->outbox = jv_invalid();
+    this_worker = NULL;
     cv__runtime_set_thread_resolver(NULL);
     return NULL;
 }
@@ -864,6 +1008,7 @@ int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_optio
     e->o.workers = o && o->workers > 0 ? o->workers : 2;
     e->o.batch_max = o && o->batch_max > 0 ? o->batch_max : 512;
     e->o.batch_wait_us = o && o->batch_wait_us >= 0 && o->batch_max > 0 ? o->batch_wait_us : 1000;
+    e->o.event_retention_ms = o && o->event_retention_ms > 0 ? o->event_retention_ms : 24LL * 3600 * 1000;
     pthread_mutex_init(&e->store_lock, NULL);
     pthread_mutex_init(&e->cq_lock, NULL);
     pthread_cond_init(&e->cq_cond, NULL);
@@ -891,6 +1036,28 @@ int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
 {
     if (resumed)
         *resumed = 0;
+    /* the bus's newest event now: workers offer only what comes after it to
+     * their instances (a listen that begins reads what was kept) */
+    {
+        int64_t after = 0;
+        for (;;) {
+            jv page, perr = jv_invalid();
+            int prc = cv_store_list_events(e->store, after, cv__wall_ms(), 10000, &page, &perr);
+            jv_free(perr);
+            int n = prc ? 0 : jv_array_length(jv_copy(page));
+            if (n > 0) {
+                jv last = jv_array_get(jv_copy(page), n - 1);
+                jv seq = jv_object_get(last, jv_string("seq"));
+                after = (int64_t)jv_number_value(seq);
+                jv_free(seq);
+            }
+            if (!prc)
+                jv_free(page);
+            if (n < 10000)
+                break;
+        }
+        e->bus_start = after;
+    }
     if (pthread_create(&e->committer, NULL, committer, e)) {
         *err = jv_string("cannot start the commit thread");
         return CV_ENOMEM;
@@ -1044,6 +1211,23 @@ int cv__engine_deploy(struct cv_engine *e, const char *text, size_t len, jv *out
                          jv_string(cv_workflow_name(wf)), jv_string("version"), jv_string(cv_workflow_version(wf)));
     }
     cv_workflow_free(wf);
+    return rc;
+}
+
+int cv__engine_publish(struct cv_engine *e, jv events, jv *seqs, jv *err)
+{
+    double expires = (double)(cv__wall_ms() + e->o.event_retention_ms);
+    jv entries = jv_array();
+    if (jv_get_kind(events) == JV_KIND_ARRAY) {
+        jv_array_foreach(events, i, ev) entries = jv_array_append(
+            entries, JV_OBJECT(jv_string("event"), ev, jv_string("expiresAt"), jv_number(expires)));
+    }
+    jv_free(events);
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_put_events(e->store, entries, seqs, err);
+    pthread_mutex_unlock(&e->store_lock);
+    if (!rc && e->started)
+        bus_notify(e);
     return rc;
 }
 

@@ -29,6 +29,8 @@ struct cv_engine_options {
     int workers;        /* worker threads (default 2) */
     int batch_max;      /* checkpoints per transaction at most (default 512) */
     int batch_wait_us;  /* how long a batch waits for company (default 1000) */
+    int64_t event_retention_ms; /* how long the bus keeps an event for listens
+                                   that start later (default 24 h) */
 };
 
 /*
@@ -61,6 +63,15 @@ int cv__engine_start_instance(struct cv_engine *e, const char *ns, const char *n
 int cv__engine_start_instance_ex(struct cv_engine *e, const char *ns, const char *name, const char *version,
                                  jv input, const char *idempotency_key, jv events, char *id_out, int *existed,
                                  jv *err);
+
+/*
+ * Publishes CloudEvents on the engine's bus (`events`: array of event
+ * objects, consumed; each already checked by the caller): stored durably in
+ * one transaction and kept for the retention time, then offered to every
+ * waiting listen. *seqs = their bus sequence numbers. Returns 0 or a store
+ * code with *err.
+ */
+int cv__engine_publish(struct cv_engine *e, jv events, jv *seqs, jv *err);
 
 /* Waits up to timeout_ms for the instance to end; *out = {id, status,
  * output, error} (status running when it has not ended). The end is durable

@@ -74,7 +74,7 @@ struct frame {
     int trace_idx;
 };
 
-enum fiber_state { FB_RUNNABLE, FB_EFFECT, FB_TIMER, FB_CHILDREN, FB_DONE };
+enum fiber_state { FB_RUNNABLE, FB_EFFECT, FB_TIMER, FB_CHILDREN, FB_DONE, FB_EVENT };
 enum ret_kind { RET_NONE, RET_NORMAL, RET_ERROR, RET_END };
 
 struct effect;
@@ -124,6 +124,13 @@ struct instance {
     int64_t started_wall;
     int dirty; /* progressed since the last checkpoint */
     int cancelled;
+    /* the event bus (listen): events offered by the scheduler, each
+     * {seq, event}, looked at by the next advance and then dropped; the seqs
+     * of events this instance consumed (kept in its position); set when a
+     * listen began (the scheduler then offers the events it kept) */
+    jv inbox;
+    jv consumed;
+    int listen_began;
     /* called by effect threads (holding `lock`) when a result is posted */
     void (*wake)(void *ud);
     void *wake_ud;
@@ -146,6 +153,11 @@ int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf
 int cv__instance_advance(struct instance *in, int64_t *wake);
 int cv__instance_collect(struct instance *in);
 jv cv__instance_result(const struct instance *in);
+/* Events for the instance's listens (array of {seq, event}, consumed), in
+ * seq order: the next advance offers each to every listen still waiting. */
+void cv__instance_offer(struct instance *in, jv events);
+/* 1 when some fiber of the instance waits in a listen (its events matter). */
+int cv__instance_listening(const struct instance *in);
 /* Cancels every fiber (effects abandoned, timers dropped); result: cancelled. */
 void cv__instance_cancel(struct instance *in);
 void cv__instance_cleanup(struct instance *in);
@@ -165,8 +177,13 @@ struct cv_resolver {
     const cv_workflow *(*find)(void *ud, const char *ns, const char *name, const char *version);
     const cv_workflow *(*remote_get)(void *ud, const char *url);
     const cv_workflow *(*remote_put)(void *ud, const char *url, cv_workflow *wf);
+    /* the event bus of a scheduler, or NULL (then `listen` is not available):
+     * an event an instance emitted (borrowed) */
+    void (*emit)(void *ud, jv event);
     void *ud;
 };
+/* 1 when the calling thread has an event bus (a scheduler's worker). */
+int cv__runtime_has_bus(void);
 /* Installs (or, with NULL, removes) the calling thread's resolver. */
 void cv__runtime_set_thread_resolver(const struct cv_resolver *r);
 

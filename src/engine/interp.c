@@ -28,6 +28,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 /* Task phases */
@@ -48,6 +49,9 @@ enum {
     P_REMOTE_LOADED, /* a remote function's text arrived */
     P_FINISH,     /* output.as, output.schema, export.as (after `after` extensions) */
     P_FINISH_NOEXT, /* the same, extensions done */
+    P_LISTEN,       /* waiting for events (fiber state FB_EVENT) */
+    P_LISTEN_EACH,  /* consumed events wait for the foreach tasks */
+    P_LISTEN_EACH_WAIT,
 };
 
 /* Workflow phases */
@@ -594,7 +598,8 @@ static const char *unsupported_reason(const struct cv_task *t)
 {
     switch (t->kind) {
     case CV_T_LISTEN:
-        return "listen needs the conveyor server's event bus; `conveyor run` has no event source";
+        return "listen needs an event bus: run the workflow on `conveyor serve` (events arrive with POST "
+               "/v1/events or `conveyor events send`); `conveyor run` has no event source";
     case CV_T_RUN_CONTAINER:
         return "run: container needs a container engine, which this runtime does not drive";
     default:
@@ -764,6 +769,349 @@ static struct wfctx *wfc_new(struct instance *in, const struct cv_workflow *wf, 
     return w;
 }
 
+/* ---- listen: matching events against a consumption strategy ---------------------- */
+
+/* What a listen hands on of an event (consumed): its data, the envelope, or
+ * the data as received. */
+static jv read_event(int mode, jv ev)
+{
+    if (mode == CV_READ_ENVELOPE)
+        return ev;
+    if (mode == CV_READ_RAW) {
+        jv b64 = jv_object_get(jv_copy(ev), jv_string("data_base64"));
+        if (jv_get_kind(b64) == JV_KIND_STRING) {
+            jv_free(ev);
+            return b64;
+        }
+        jv_free(b64);
+    }
+    jv data = jv_object_get(ev, jv_string("data"));
+    return jv_is_valid(data) ? data : (jv_free(data), jv_null());
+}
+
+/* A literal filter value against an attribute: equal, or (a string with
+ * regular-expression characters) a full match of it as a Perl-syntax regular
+ * expression. (Not POSIX regcomp: libonig exports a regcomp of its own.) */
+static int literal_matches(jv want /* borrowed */, jv have /* borrowed */)
+{
+    if (jv_equal(jv_copy(want), jv_copy(have)))
+        return 1;
+    if (jv_get_kind(want) != JV_KIND_STRING || jv_get_kind(have) != JV_KIND_STRING)
+        return 0;
+    const char *w = jv_string_value(want);
+    if (!strpbrk(w, "*+?[](){}|^$\\"))
+        return 0;
+    return cv__regex_full_match(w, jv_string_value(have)) == 1;
+}
+
+/*
+ * Does `ev` (borrowed) pass filter `f`? 1 yes, 0 no, -1 with *err (an
+ * expression failed). Correlations without `expect` compare with the value
+ * the first matching event gave (*corr: key -> value, updated on a match).
+ */
+static int filter_matches(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_event_filter *f,
+                          jv ev, jv *corr, jv *err)
+{
+    int ok = 1;
+    jv_object_foreach(f->with, k, want)
+    {
+        if (ok) {
+            jv have = jv_object_get(jv_copy(ev), jv_copy(k));
+            ok = jv_is_valid(have) && literal_matches(want, have);
+            jv_free(have);
+        }
+        jv_free(k);
+        jv_free(want);
+    }
+    for (int i = 0; ok && i < f->nexprs; i++) {
+        jv have = jv_object_get(jv_copy(ev), jv_string(f->exprs[i].attr));
+        if (!jv_is_valid(have)) {
+            jv_free(have);
+            have = jv_null();
+        }
+        jv r;
+        if (eval_expr(in, fb, fr, f->exprs[i].expr, have, jv_null(), &r)) {
+            *err = r;
+            return -1;
+        }
+        ok = cv__jv_truthy(r);
+    }
+    jv found = jv_object();
+    for (int i = 0; ok && i < f->ncorr; i++) {
+        const struct cv_correlation *c = &f->corr[i];
+        jv got, want;
+        if (eval_expr(in, fb, fr, c->from, jv_copy(ev), jv_null(), &got)) {
+            jv_free(found);
+            *err = got;
+            return -1;
+        }
+        if (c->has_expect) {
+            if (eval_tmpl(in, fb, fr, &c->expect, jv_copy(fr->input), &want)) {
+                jv_free(got);
+                jv_free(found);
+                *err = want;
+                return -1;
+            }
+        } else {
+            want = jv_object_get(jv_copy(*corr), jv_string(c->key));
+        }
+        if (jv_is_valid(want))
+            ok = jv_equal(jv_copy(got), want);
+        else
+            jv_free(want);
+        found = jv_object_set(found, jv_string(c->key), got);
+    }
+    if (ok)
+        *corr = jv_object_merge(*corr, found);
+    else
+        jv_free(found);
+    return ok;
+}
+
+/*
+ * Offers `ev` to strategy `s` whose progress is `st` (an object: matched
+ * filters, correlation values, how many consumed). Returns 1 when `ev` is
+ * consumed, 0 when not, -1 with *err. *complete is set when the strategy is
+ * satisfied (for `any` with an `until` expression, the caller decides).
+ */
+static int strategy_offer(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_strategy *s,
+                          jv *st, jv ev, int *complete, jv *err)
+{
+    jv corr = jv_object_get(jv_copy(*st), jv_string("corr"));
+    if (!jv_is_valid(corr)) {
+        jv_free(corr);
+        corr = jv_object();
+    }
+    jv matched = jv_object_get(jv_copy(*st), jv_string("matched"));
+    if (jv_get_kind(matched) != JV_KIND_ARRAY) {
+        jv_free(matched);
+        matched = jv_array();
+        for (int i = 0; i < s->n; i++)
+            matched = jv_array_append(matched, jv_false());
+    }
+    int took = 0, rc = 0;
+    if (s->mode == CV_LISTEN_ANY && s->n == 0) {
+        took = 1; /* `any: []`: every event */
+    } else {
+        for (int i = 0; i < s->n && !took && rc >= 0; i++) {
+            jv m = jv_array_get(jv_copy(matched), i);
+            int done = jv_get_kind(m) == JV_KIND_TRUE;
+            jv_free(m);
+            if (done && s->mode == CV_LISTEN_ALL)
+                continue;
+            rc = filter_matches(in, fb, fr, &s->filters[i], ev, &corr, err);
+            if (rc > 0) {
+                took = 1;
+                matched = jv_array_set(matched, i, jv_true());
+            }
+        }
+    }
+    if (rc < 0) {
+        jv_free(corr);
+        jv_free(matched);
+        return -1;
+    }
+    if (took) {
+        *st = jv_object_set(*st, jv_string("corr"), corr);
+        if (s->mode == CV_LISTEN_ALL) {
+            int all = 1;
+            jv_array_foreach(matched, i, m)
+            {
+                all = all && jv_get_kind(m) == JV_KIND_TRUE;
+                jv_free(m);
+            }
+            *complete = all;
+        } else {
+            *complete = 1;
+        }
+        *st = jv_object_set(*st, jv_string("matched"), matched);
+    } else {
+        jv_free(corr);
+        jv_free(matched);
+    }
+    return took;
+}
+
+static int consumed_before(struct instance *in, double seq)
+{
+    int seen = 0;
+    jv_array_foreach(in->consumed, i, x)
+    {
+        seen = seen || jv_number_value(x) == seq;
+        jv_free(x);
+    }
+    return seen;
+}
+
+/*
+ * Offers one event ({seq, event}, borrowed) to the listen of task frame
+ * `fr`. Consumed events go to the frame's list (and to the foreach queue);
+ * when the strategy is satisfied, the frame is marked done and the fiber
+ * runs again.
+ */
+static void listen_offer(struct instance *in, struct fiber *fb, struct frame *fr, jv entry)
+{
+    const struct cv_task *t = fr->task;
+    jv seqv = jv_object_get(jv_copy(entry), jv_string("seq"));
+    double seq = jv_get_kind(seqv) == JV_KIND_NUMBER ? jv_number_value(seqv) : 0;
+    jv_free(seqv);
+    jv cur = jv_object_get(jv_copy(fr->aux), jv_string("cursor"));
+    double cursor = jv_get_kind(cur) == JV_KIND_NUMBER ? jv_number_value(cur) : 0;
+    jv_free(cur);
+    jv done = jv_object_get(jv_copy(fr->aux), jv_string("done"));
+    int finished = jv_get_kind(done) == JV_KIND_TRUE;
+    jv_free(done);
+    if (finished || seq <= cursor || consumed_before(in, seq))
+        return;
+    fr->aux = jv_object_set(fr->aux, jv_string("cursor"), jv_number(seq));
+    jv ev = jv_object_get(jv_copy(entry), jv_string("event"));
+    const struct cv_strategy *s = &t->u.listen.to;
+    int complete = 0, for_until = 0;
+    jv err = jv_invalid();
+    int took = 0;
+    /* an `until` strategy first: what it consumes stays out of the output */
+    if (s->until) {
+        jv ust = jv_object_get(jv_copy(fr->aux), jv_string("until"));
+        if (!jv_is_valid(ust)) {
+            jv_free(ust);
+            ust = jv_object();
+        }
+        took = strategy_offer(in, fb, fr, s->until, &ust, ev, &complete, &err);
+        fr->aux = jv_object_set(fr->aux, jv_string("until"), ust);
+        for_until = took > 0;
+    }
+    if (took == 0) {
+        jv mst = jv_object_get(jv_copy(fr->aux), jv_string("main"));
+        if (!jv_is_valid(mst)) {
+            jv_free(mst);
+            mst = jv_object();
+        }
+        int main_complete = 0;
+        took = strategy_offer(in, fb, fr, s, &mst, ev, &main_complete, &err);
+        fr->aux = jv_object_set(fr->aux, jv_string("main"), mst);
+        if (took > 0 && s->mode == CV_LISTEN_ANY && (s->until || s->until_expr >= 0))
+            main_complete = 0; /* `any` with `until`: the until decides */
+        complete = main_complete;
+    }
+    if (took < 0) {
+        jv_free(ev);
+        fr->phase = P_LISTEN;
+        fb->state = FB_RUNNABLE;
+        task_fail(in, fb, err);
+        return;
+    }
+    jv_free(err);
+    if (took == 0) {
+        jv_free(ev);
+        return;
+    }
+    in->consumed = jv_array_append(in->consumed, jv_number(seq));
+    in->dirty = 1;
+    if (!for_until) {
+        jv evs = jv_object_get(jv_copy(fr->aux), jv_string("events"));
+        evs = jv_array_append(evs, jv_copy(ev));
+        if (s->mode == CV_LISTEN_ANY && s->until_expr >= 0 && !s->until) {
+            jv items = jv_array();
+            jv_array_foreach(evs, i, e) items = jv_array_append(items, read_event(t->u.listen.read, e));
+            jv r;
+            if (eval_expr(in, fb, fr, s->until_expr, items, jv_null(), &r)) {
+                jv_free(evs);
+                jv_free(ev);
+                fr->phase = P_LISTEN;
+                fb->state = FB_RUNNABLE;
+                task_fail(in, fb, r);
+                return;
+            }
+            complete = cv__jv_truthy(r);
+        }
+        fr->aux = jv_object_set(fr->aux, jv_string("events"), evs);
+        if (t->u.listen.foreach_do) {
+            jv pending = jv_object_get(jv_copy(fr->aux), jv_string("pending"));
+            fr->aux = jv_object_set(fr->aux, jv_string("pending"), jv_array_append(pending, jv_copy(ev)));
+        }
+    }
+    jv_free(ev);
+    if (complete)
+        fr->aux = jv_object_set(fr->aux, jv_string("done"), jv_true());
+    /* the fiber runs again when there is something to do: foreach tasks, or the end */
+    if (fr == top(fb) && (complete || t->u.listen.foreach_do)) {
+        fr->phase = P_LISTEN_EACH;
+        fb->state = FB_RUNNABLE;
+    }
+}
+
+/* The next thing a listen does once woken: run the foreach tasks of the
+ * next pending event, finish (strategy satisfied), or wait again. */
+static void listen_next(struct instance *in, struct fiber *fb, struct frame *fr)
+{
+    const struct cv_task *t = fr->task;
+    jv pending = jv_object_get(jv_copy(fr->aux), jv_string("pending"));
+    if (t->u.listen.foreach_do && jv_get_kind(pending) == JV_KIND_ARRAY && jv_array_length(jv_copy(pending)) > 0) {
+        jv ev = jv_array_get(jv_copy(pending), 0);
+        jv nv = jv_object_get(jv_copy(fr->aux), jv_string("n"));
+        int n = jv_get_kind(nv) == JV_KIND_NUMBER ? (int)jv_number_value(nv) : 0;
+        jv_free(nv);
+        fr->aux = jv_object_set(fr->aux, jv_string("pending"), jv_array_slice(pending, 1, INT_MAX));
+        fr->aux = jv_object_set(fr->aux, jv_string("n"), jv_number(n + 1));
+        jv item = read_event(t->u.listen.read, ev);
+        jv scope = jv_object_set(jv_copy(fr->scope), jv_string(t->u.listen.item), jv_copy(item));
+        scope = jv_object_set(scope, jv_string(t->u.listen.at), jv_number(n));
+        fr->phase = P_LISTEN_EACH_WAIT;
+        push_list(in, fb, t->u.listen.foreach_do, item, scope);
+        return;
+    }
+    jv_free(pending);
+    jv done = jv_object_get(jv_copy(fr->aux), jv_string("done"));
+    int finished = jv_get_kind(done) == JV_KIND_TRUE;
+    jv_free(done);
+    if (!finished) {
+        fr->phase = P_LISTEN;
+        fb->state = FB_EVENT;
+        return;
+    }
+    jv evs = jv_object_get(jv_copy(fr->aux), jv_string("events"));
+    jv out = jv_array();
+    jv_array_foreach(evs, i, e) out = jv_array_append(out, read_event(t->u.listen.read, e));
+    jv_free(evs);
+    task_finish_value(fb, fr, out);
+}
+
+/* A foreach iteration ended: its output is dropped (the listen's output is
+ * the events it consumed); the next pending event, or wait again. */
+static void listen_each_done(struct instance *in, struct fiber *fb, struct frame *fr, jv val)
+{
+    jv_free(val);
+    fr->phase = P_LISTEN_EACH;
+    listen_next(in, fb, fr);
+}
+
+/* Offers the inbox to every listen still waiting (innermost first). */
+static void offer_inbox(struct instance *in)
+{
+    if (jv_get_kind(in->inbox) != JV_KIND_ARRAY || jv_array_length(jv_copy(in->inbox)) == 0)
+        return;
+    jv inbox = in->inbox;
+    in->inbox = jv_array();
+    jv_array_foreach(inbox, i, entry)
+    {
+        for (int f = 0; f < in->nfibers; f++) {
+            struct fiber *fb = in->fibers[f];
+            if (fb->state == FB_DONE)
+                continue;
+            for (int k = fb->nframes - 1; k >= 0; k--) {
+                struct frame *fr = &fb->frames[k];
+                if (fr->type == F_TASK && fr->task->kind == CV_T_LISTEN &&
+                    (fr->phase == P_LISTEN || fr->phase == P_LISTEN_EACH || fr->phase == P_LISTEN_EACH_WAIT))
+                    listen_offer(in, fb, fr, entry);
+                if (fb->state == FB_DONE)
+                    break;
+            }
+        }
+        jv_free(entry);
+    }
+    jv_free(inbox);
+}
+
 /* One step of a task frame. */
 static void step_task(struct instance *in, struct fiber *fb)
 {
@@ -928,6 +1276,13 @@ static void step_task(struct instance *in, struct fiber *fb)
                 return;
             }
             task_finish_value(fb, fr, val);
+            return;
+        case P_LISTEN_EACH_WAIT:
+            if (kind == RET_ERROR) {
+                task_fail(in, fb, val);
+                return;
+            }
+            listen_each_done(in, fb, fr, val);
             return;
         default:
             jv_free(val);
@@ -1197,6 +1552,19 @@ static void step_task(struct instance *in, struct fiber *fb)
                 task_fail(in, fb, err);
             return;
         }
+        case CV_T_LISTEN:
+            if (!cv__runtime_has_bus()) {
+                task_fail(in, fb,
+                          cv__error_newf(CV_ERR_RUNTIME, 501, "Not Implemented", "%s", unsupported_reason(t)));
+                return;
+            }
+            jv_free(fr->aux);
+            fr->aux = JV_OBJECT(jv_string("cursor"), jv_number(0), jv_string("events"), jv_array(),
+                                jv_string("pending"), jv_array(), jv_string("n"), jv_number(0));
+            fr->phase = P_LISTEN;
+            fb->state = FB_EVENT;
+            in->listen_began = 1;
+            return;
         case CV_T_RUN_WORKFLOW: {
             if (eval_tmpl(in, fb, fr, &t->u.effect.args, jv_copy(fr->input), &v)) {
                 task_fail(in, fb, v);
@@ -1356,6 +1724,11 @@ static void step_task(struct instance *in, struct fiber *fb)
             fiber_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory"));
         return;
     }
+
+    case P_LISTEN: /* woken with the strategy satisfied */
+    case P_LISTEN_EACH:
+        listen_next(in, fb, fr);
+        return;
 
     case P_TIMER_WAIT: /* the wait elapsed */
         task_finish_value(fb, fr, jv_copy(fr->input));
@@ -1714,6 +2087,7 @@ static int instance_advance(struct instance *in, int64_t *wake)
 {
     for (;;) {
         int progressed = 0;
+        offer_inbox(in);
         int64_t now = cv__now_ms();
         for (int i = 0; i < in->nfibers; i++) {
             struct fiber *fb = in->fibers[i];
@@ -1882,6 +2256,13 @@ static const cv_workflow *restore_workflow(struct instance *in, const cv_workflo
  */
 static int restore(struct instance *in, const cv_workflow *root, jv state, jv *err)
 {
+    jv consumed = fld(state, "consumedEvents");
+    if (jv_get_kind(consumed) == JV_KIND_ARRAY) {
+        jv_free(in->consumed);
+        in->consumed = consumed;
+    } else {
+        jv_free(consumed);
+    }
     jv fibers = fld(state, "fibers");
     if (jv_get_kind(fibers) != JV_KIND_ARRAY || jv_array_length(jv_copy(fibers)) == 0) {
         jv_free(fibers);
@@ -2061,6 +2442,9 @@ static int restore(struct instance *in, const cv_workflow *root, jv state, jv *e
                 fb->wake_at = to_mono(fld(f, "wakeAt"));
             } else if (!strcmp(ss, "children")) {
                 fb->state = FB_CHILDREN;
+            } else if (!strcmp(ss, "event")) {
+                fb->state = FB_EVENT;
+                in->listen_began = 1; /* offer it the events kept meanwhile */
             } else {
                 fb->state = FB_RUNNABLE;
             }
@@ -2094,6 +2478,8 @@ int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf
     in->tracing = rt->trace;
     in->trace = jv_array();
     in->started_wall = cv__wall_ms();
+    in->inbox = jv_array();
+    in->consumed = jv_array();
     pthread_mutex_init(&in->lock, NULL);
     pthread_cond_init(&in->cond, NULL);
     *err = jv_null();
@@ -2130,6 +2516,31 @@ int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf
 }
 
 int cv__instance_advance(struct instance *in, int64_t *wake) { return instance_advance(in, wake); }
+
+void cv__instance_offer(struct instance *in, jv events)
+{
+    if (jv_get_kind(events) != JV_KIND_ARRAY) {
+        jv_free(events);
+        return;
+    }
+    in->inbox = jv_array_concat(in->inbox, events);
+}
+
+int cv__instance_listening(const struct instance *in)
+{
+    for (int i = 0; i < in->nfibers; i++) {
+        const struct fiber *fb = in->fibers[i];
+        if (fb->state == FB_DONE)
+            continue;
+        for (int k = 0; k < fb->nframes; k++) {
+            const struct frame *fr = &fb->frames[k];
+            if (fr->type == F_TASK && fr->task->kind == CV_T_LISTEN &&
+                (fr->phase == P_LISTEN || fr->phase == P_LISTEN_EACH || fr->phase == P_LISTEN_EACH_WAIT))
+                return 1;
+        }
+    }
+    return 0;
+}
 int cv__instance_collect(struct instance *in) { return instance_collect(in); }
 
 void cv__instance_cancel(struct instance *in)
@@ -2174,6 +2585,10 @@ void cv__instance_cleanup(struct instance *in)
     in->nfibers = 0;
     jv_free(in->trace);
     in->trace = jv_null();
+    jv_free(in->inbox);
+    in->inbox = jv_null();
+    jv_free(in->consumed);
+    in->consumed = jv_null();
     pthread_mutex_destroy(&in->lock);
     pthread_cond_destroy(&in->cond);
 }

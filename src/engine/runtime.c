@@ -190,8 +190,12 @@ const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, con
     return best;
 }
 
+int cv__runtime_has_bus(void) { return thread_resolver && thread_resolver->emit; }
+
 void cv__runtime_emit(cv_runtime *rt, jv event)
 {
+    if (thread_resolver && thread_resolver->emit)
+        thread_resolver->emit(thread_resolver->ud, event);
     if (!rt->events)
         return;
     jv s = jv_dump_string(jv_copy(event), 0);

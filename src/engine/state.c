@@ -18,7 +18,7 @@
 #include <string.h>
 
 static const char *const frame_types[] = {"workflow", "list", "task"};
-static const char *const fiber_states[] = {"runnable", "effect", "timer", "children", "done"};
+static const char *const fiber_states[] = {"runnable", "effect", "timer", "children", "done", "event"};
 
 /* Monotonic ms → wall ms, by the offset between the two clocks now. */
 static double to_wall(int64_t mono) { return (double)(mono - cv__now_ms() + cv__wall_ms()); }
@@ -104,13 +104,15 @@ jv cv__instance_state(const struct instance *in)
     jv s = jv_object();
     s = jv_object_set(s, jv_string("version"), jv_number(1));
     s = jv_object_set(s, jv_string("id"), jv_string(in->id));
+    if (jv_get_kind(in->consumed) == JV_KIND_ARRAY && jv_array_length(jv_copy(in->consumed)) > 0)
+        s = jv_object_set(s, jv_string("consumedEvents"), jv_copy(in->consumed));
     return jv_object_set(s, jv_string("fibers"), fibers);
 }
 
 const char *cv__state_status(jv state)
 {
     /* running while an effect is in flight or a fiber can run; waiting when
-     * every fiber waits on a timer or on its branches */
+     * every fiber waits on a timer, an event or its branches */
     jv fibers = jv_object_get(jv_copy(state), jv_string("fibers"));
     const char *status = "waiting";
     if (jv_get_kind(fibers) == JV_KIND_ARRAY) {
@@ -118,7 +120,7 @@ const char *cv__state_status(jv state)
         {
             jv st = jv_object_get(f, jv_string("state"));
             if (jv_get_kind(st) == JV_KIND_STRING && strcmp(jv_string_value(st), "timer") &&
-                strcmp(jv_string_value(st), "children"))
+                strcmp(jv_string_value(st), "children") && strcmp(jv_string_value(st), "event"))
                 status = "running";
             jv_free(st);
         }

@@ -1292,3 +1292,34 @@ jv cv__schema_check(jv schema)
     jv_free(c.msg);
     return jv_null();
 }
+
+/* ---- one full match, for callers outside schemas (event filters) --------------- */
+
+int cv__regex_full_match(const char *pattern, const char *subject)
+{
+    pthread_once(&onig_once, onig_setup);
+    char *anchored = NULL;
+    if (asprintf(&anchored, "\\A(?:%s)\\z", pattern) < 0)
+        return -1;
+    OnigRegex re;
+    OnigErrorInfo einfo;
+    const OnigUChar *p = (const OnigUChar *)anchored;
+    int rc = onig_new(&re, p, p + strlen(anchored), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_PERL, &einfo);
+    free(anchored);
+    if (rc != ONIG_NORMAL)
+        return -1;
+    OnigMatchParam *mp = onig_new_match_param();
+    if (!mp) {
+        onig_free(re);
+        return -1;
+    }
+    onig_initialize_match_param(mp);
+    onig_set_retry_limit_in_match_of_match_param(mp, CV_SCHEMA_REGEX_RETRIES);
+    onig_set_retry_limit_in_search_of_match_param(mp, CV_SCHEMA_REGEX_RETRIES);
+    onig_set_match_stack_limit_size_of_match_param(mp, CV_SCHEMA_REGEX_STACK);
+    const OnigUChar *sp = (const OnigUChar *)subject, *end = sp + strlen(subject);
+    int r = onig_search_with_param(re, sp, end, sp, end, NULL, ONIG_OPTION_NONE, mp);
+    onig_free_match_param(mp);
+    onig_free(re);
+    return r >= 0 ? 1 : r == ONIG_MISMATCH ? 0 : -1;
+}

@@ -38,4 +38,9 @@ jv cv__schema_validate(jv schema, jv instance);
  * Returns jv_null() or a jv string message. Borrows `schema`. */
 jv cv__schema_check(jv schema);
 
+/* 1 when `subject` matches `pattern` (oniguruma, Perl syntax, UTF-8) as a
+ * whole, 0 when not, -1 when the pattern does not compile or the match hit
+ * the backtracking limits. Compiles the pattern on each call. */
+int cv__regex_full_match(const char *pattern, const char *subject);
+
 #endif

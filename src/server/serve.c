@@ -33,6 +33,8 @@ static const char usage_serve[] =
     "                         any free port, printed); IPv6 as [::1]:PORT\n"
     "  --workers N            engine worker threads (default 2)\n"
     "  --max-inflight N       requests handled at once before 503 (default 256)\n"
+    "  --event-retention DUR  how long the event bus keeps an event for listens that\n"
+    "                         start later (ISO 8601, default PT24H)\n"
     "  --secrets PATH, --subflow FILE, --subflows DIR, --host-map HOST=ADDR:PORT,\n"
     "  --deny-unmapped, --time-scale X, --effect-timeout DUR\n"
     "                         as for `conveyor run`\n"
@@ -40,8 +42,9 @@ static const char usage_serve[] =
     "                         above without the dashes, applied before the command\n"
     "                         line's options (which override a setting, add to the\n"
     "                         lists and merge over the secrets). Strings for db,\n"
-    "                         listen, secrets, subflows and effect-timeout; integers\n"
-    "                         for workers and max-inflight; a number for time-scale;\n"
+    "                         listen, secrets, subflows, effect-timeout and\n"
+    "                         event-retention; integers for workers and\n"
+    "                         max-inflight; a number for time-scale;\n"
     "                         true/false for deny-unmapped; a list of strings (or one\n"
     "                         string) for subflow and host-map. Relative paths are\n"
     "                         taken from the current directory, as on the command\n"
@@ -142,7 +145,7 @@ static const struct opt opts[] = {
     {"db", OPT_STRING},         {"listen", OPT_STRING},        {"workers", OPT_INT},
     {"max-inflight", OPT_INT},  {"secrets", OPT_STRING},       {"subflow", OPT_LIST},
     {"subflows", OPT_STRING},   {"host-map", OPT_LIST},        {"deny-unmapped", OPT_SWITCH},
-    {"time-scale", OPT_NUMBER}, {"effect-timeout", OPT_STRING},
+    {"time-scale", OPT_NUMBER}, {"effect-timeout", OPT_STRING}, {"event-retention", OPT_STRING},
 };
 #define NOPTS (sizeof opts / sizeof *opts)
 
@@ -250,6 +253,18 @@ static int apply_opt(struct setup *s, const struct opt *o, const char *val, cons
             return 2;
         }
         cv_runtime_set_effect_timeout(s->rt, ms);
+    } else if (!strcmp(n, "event-retention")) {
+        int64_t ms;
+        const char *why = NULL;
+        jv d = jv_string(val);
+        int bad = cv__duration_ms(d, &ms, &why);
+        jv_free(d);
+        if (bad || ms < 1) {
+            fprintf(stderr, "conveyor serve: %s: %s (an ISO 8601 duration such as PT24H)\n", where,
+                    why ? why : "the retention must be at least 1 ms");
+            return 2;
+        }
+        s->eo.event_retention_ms = ms;
     }
     return 0;
 }

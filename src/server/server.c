@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -249,13 +250,6 @@ static enum MHD_Result send_engine_error(struct call *k, int rc, jv err, const c
     }
 }
 
-static enum MHD_Result not_implemented(struct call *k, const char *what)
-{
-    char detail[256];
-    snprintf(detail, sizeof detail, "%s is not implemented in this version", what);
-    return send_problem(k, 501, detail);
-}
-
 /* Asks the seam; answers 403 itself when denied (returns 0 then). */
 static int allowed(struct call *k, const char *action, const char *ns, enum MHD_Result *ret)
 {
@@ -400,6 +394,145 @@ static enum MHD_Result control_instance(struct call *k, const char *id, const ch
     jv_free(err);
     return send_json(k, 202, JV_OBJECT(jv_string("id"), jv_string(id), jv_string("action"), jv_string(what),
                                        jv_string("status"), jv_string("accepted")));
+}
+
+/* ---- POST /v1/events: CloudEvents 1.0 over HTTP (structured, batched, binary) ---- */
+
+/* NULL when `ev` (borrowed) is a CloudEvent we accept, else why not. */
+static const char *event_problem(jv ev)
+{
+    if (jv_get_kind(ev) != JV_KIND_OBJECT)
+        return "is not a JSON object";
+    static const char *const required[] = {"specversion", "id", "source", "type"};
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        jv v = jv_object_get(jv_copy(ev), jv_string(required[i]));
+        int ok = jv_get_kind(v) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(v)) > 0;
+        int sv = ok && i == 0 && strcmp(jv_string_value(v), "1.0");
+        jv_free(v);
+        if (!ok) {
+            static const char *const msgs[] = {"lacks specversion (a string: \"1.0\")", "lacks id (a non-empty string)",
+                                               "lacks source (a non-empty string)", "lacks type (a non-empty string)"};
+            return msgs[i];
+        }
+        if (sv)
+            return "has a specversion other than \"1.0\"";
+    }
+    return NULL;
+}
+
+struct ce_headers {
+    jv ev;
+};
+
+static enum MHD_Result collect_ce(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct ce_headers *h = cls;
+    (void)kind;
+    if (key && value && strlen(key) > 3 && !strncasecmp(key, "ce-", 3)) {
+        char name[128];
+        size_t n = 0;
+        for (const char *p = key + 3; *p && n + 1 < sizeof name; p++)
+            name[n++] = (char)tolower((unsigned char)*p);
+        name[n] = 0;
+        h->ev = jv_object_set(h->ev, jv_string(name), jv_string(value));
+    }
+    return MHD_YES;
+}
+
+static int media_is(const char *ct, const char *type)
+{
+    size_t n = strcspn(ct, "; ");
+    return n == strlen(type) && !strncasecmp(ct, type, n);
+}
+
+static enum MHD_Result post_events(struct call *k)
+{
+    const char *ct = header(k, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ce_type = header(k, "ce-type");
+    jv events;
+    char detail[512];
+    if (ct && (media_is(ct, "application/cloudevents+json") || media_is(ct, "application/cloudevents-batch+json") ||
+               (media_is(ct, "application/json") && !ce_type))) {
+        /* structured mode: one event, or a batch (an array) */
+        jv v = jv_parse_sized(k->r->body, (int)k->r->len);
+        if (!jv_is_valid(v)) {
+            jv msg = jv_invalid_get_msg(v);
+            snprintf(detail, sizeof detail, "the body is not valid JSON: %s",
+                     jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "?");
+            jv_free(msg);
+            return send_problem(k, 400, detail);
+        }
+        int batch = media_is(ct, "application/cloudevents-batch+json");
+        if (batch && jv_get_kind(v) != JV_KIND_ARRAY) {
+            jv_free(v);
+            return send_problem(k, 400, "a batch (application/cloudevents-batch+json) is a JSON array of events");
+        }
+        events = jv_get_kind(v) == JV_KIND_ARRAY ? v : JV_ARRAY(v);
+    } else if (ce_type) {
+        /* binary mode: attributes in ce-* headers, the body is the data */
+        struct ce_headers h = {jv_object()};
+        MHD_get_connection_values(k->c, MHD_HEADER_KIND, collect_ce, &h);
+        jv ev = h.ev;
+        if (ct)
+            ev = jv_object_set(ev, jv_string("datacontenttype"), jv_string(ct));
+        if (k->r->len) {
+            if (!ct || media_is(ct, "application/json") || (strstr(ct, "+json") && strcspn(ct, ";") > 5)) {
+                jv data = jv_parse_sized(k->r->body, (int)k->r->len);
+                if (!jv_is_valid(data)) {
+                    jv_free(data);
+                    jv_free(ev);
+                    return send_problem(k, 400, "the body is declared JSON but does not parse");
+                }
+                ev = jv_object_set(ev, jv_string("data"), data);
+            } else {
+                jv data = jv_string_sized(k->r->body, (int)k->r->len); /* replaces invalid UTF-8 */
+                ev = jv_object_set(ev, jv_string("data"), data);
+            }
+        }
+        events = JV_ARRAY(ev);
+    } else {
+        return send_problem(k, 415,
+                            "events are sent as application/cloudevents+json (one event), "
+                            "application/cloudevents-batch+json (an array), or in binary mode with ce-* headers");
+    }
+    int n = jv_array_length(jv_copy(events));
+    if (n == 0) {
+        jv_free(events);
+        return send_problem(k, 400, "the batch holds no event");
+    }
+    jv_array_foreach(events, i, ev)
+    {
+        const char *why = event_problem(ev);
+        jv_free(ev);
+        if (why) {
+            if (n == 1)
+                snprintf(detail, sizeof detail, "the event %s", why);
+            else
+                snprintf(detail, sizeof detail, "events[%d] %s", i, why);
+            jv_free(events);
+            return send_problem(k, 400, detail);
+        }
+    }
+    jv ids = jv_array();
+    jv_array_foreach(events, i, ev)
+    {
+        ids = jv_array_append(ids, jv_object_get(ev, jv_string("id")));
+    }
+    jv seqs = jv_invalid(), err = jv_invalid();
+    int rc = cv__engine_publish(k->s->e, events, &seqs, &err);
+    if (rc) {
+        jv_free(ids);
+        return send_engine_error(k, rc, err, "publish");
+    }
+    jv_free(err);
+    jv items = jv_array();
+    jv_array_foreach(ids, i, id)
+    {
+        items = jv_array_append(items, JV_OBJECT(jv_string("id"), id, jv_string("seq"), jv_array_get(jv_copy(seqs), i)));
+    }
+    jv_free(ids);
+    jv_free(seqs);
+    return send_json(k, 202, JV_OBJECT(jv_string("accepted"), jv_number(n), jv_string("events"), items));
 }
 
 static enum MHD_Result get_metrics(struct call *k)
@@ -883,7 +1016,7 @@ static enum MHD_Result route(struct call *k)
                 return method_not_allowed(k, "POST");
             if (!allowed(k, "event.post", NULL, &ret))
                 return ret;
-            return not_implemented(k, "posting events");
+            return post_events(k);
         }
     }
     k->route = R_UNKNOWN;

@@ -61,6 +61,9 @@ enum {
     S_TIMER_DEL,
     S_TIMER_DUE,
     S_TIMER_NEXT,
+    S_EV_INSERT,
+    S_EV_LIST,
+    S_EV_PURGE,
     S_COUNT
 };
 
@@ -100,6 +103,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TIMER_DUE] = "SELECT instance, key, fire_at FROM timers WHERE fire_at <= ?1"
                     " ORDER BY fire_at, instance, key LIMIT ?2",
     [S_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
+    [S_EV_INSERT] = "INSERT INTO events (type, received_at, expires_at, event) VALUES (?1, ?2, ?3, ?4) RETURNING seq",
+    [S_EV_LIST] = "SELECT seq, event FROM events WHERE seq > ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3",
+    [S_EV_PURGE] = "DELETE FROM events WHERE expires_at <= ?1",
 };
 
 /* list_instances: one statement per combination of filters, so that each can
@@ -1007,6 +1013,50 @@ static jv member(jv o, const char *key)
     return jv_object_get(jv_copy(o), jv_string(key));
 }
 
+/* Inserts `events` (array of {event, expiresAt}, consumed) inside the
+ * caller's transaction; *seqs = their sequence numbers. */
+static int insert_events(struct sq *q, jv events, int64_t now, jv *seqs, jv *err)
+{
+    int rc, code = 0;
+    jv out = jv_array();
+    sqlite3_stmt *st = stmt_get(q, S_EV_INSERT, &rc);
+    if (!st) {
+        jv_free(events);
+        jv_free(out);
+        return sq_fail(q, rc, "storing events", err);
+    }
+    jv_array_foreach(events, i, e)
+    {
+        if (code) {
+            jv_free(e);
+            continue;
+        }
+        jv ev = member(e, "event"), at = member(e, "expiresAt");
+        jv type = member(ev, "type");
+        bind_text(st, 1, jv_string_value(type));
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, (int64_t)jv_number_value(at));
+        code = bind_json(st, 4, ev, "an event", err);
+        rc = code ? SQLITE_DONE : sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            out = jv_array_append(out, jv_number((double)sqlite3_column_int64(st, 0)));
+            rc = sqlite3_step(st);
+        }
+        stmt_done(st);
+        if (!code && rc != SQLITE_DONE)
+            code = sq_fail(q, rc, "storing events", err);
+        jv_free(type);
+        jv_free(at);
+        jv_free(e);
+    }
+    jv_free(events);
+    if (code)
+        jv_free(out);
+    else
+        *seqs = out;
+    return code;
+}
+
 /* Applies one checkpoint inside the batch's transaction. Borrows cp. */
 static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *err)
 {
@@ -1127,6 +1177,13 @@ static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *er
             if (rc != SQLITE_DONE)
                 return sq_fail(q, rc, "checkpoint", err);
         }
+    }
+    if (jv_get_kind(cp->events) == JV_KIND_ARRAY) {
+        jv seqs = jv_invalid();
+        code = insert_events(q, jv_copy(cp->events), now, &seqs, err);
+        jv_free(seqs);
+        if (code)
+            return code;
     }
     return 0;
 }
@@ -1283,6 +1340,73 @@ static int sq_next_timer(void *impl, int64_t *fire_at, jv *err)
     return code;
 }
 
+static int sq_put_events(void *impl, jv events, jv *seqs, jv *err)
+{
+    struct sq *q = impl;
+    int code = 0;
+    pthread_mutex_lock(&q->lock);
+    int rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, "storing events", err);
+        jv_free(events);
+    } else {
+        code = insert_events(q, events, cv__wall_ms(), seqs, err);
+    }
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_list_events(void *impl, int64_t after, int64_t now, int limit, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_EV_LIST, &rc);
+    if (st) {
+        sqlite3_bind_int64(st, 1, after);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int(st, 3, limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            jv ev;
+            code = col_json(st, 1, &ev, err);
+            if (code)
+                break;
+            list = jv_array_append(list, JV_OBJECT(jv_string("seq"), jv_number((double)sqlite3_column_int64(st, 0)),
+                                                   jv_string("event"), ev));
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading events", err);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        jv_free(list);
+    else
+        *out = list;
+    return code;
+}
+
+static int sq_purge_events(void *impl, int64_t now, int *purged, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_EV_PURGE, &rc);
+    if (st) {
+        sqlite3_bind_int64(st, 1, now);
+        rc = sqlite3_step(st);
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "purging events", err);
+    else if (purged)
+        *purged = sqlite3_changes(q->db);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
 const struct cv_store_ops cv__store_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -1300,4 +1424,7 @@ const struct cv_store_ops cv__store_sqlite = {
     .bump_epoch = sq_bump_epoch,
     .due_timers = sq_due_timers,
     .next_timer = sq_next_timer,
+    .put_events = sq_put_events,
+    .list_events = sq_list_events,
+    .purge_events = sq_purge_events,
 };

@@ -77,8 +77,19 @@ static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
      "  PRIMARY KEY (instance, key)"
      ") WITHOUT ROWID;"
      "CREATE INDEX timers_by_fire_at ON timers (fire_at);"},
+    {2,
+     /* Received and emitted CloudEvents, kept until expires_at so that a
+      * listener that starts later still finds them. seq is the bus order. */
+     "CREATE TABLE events ("
+     "  seq         INTEGER PRIMARY KEY AUTOINCREMENT,"
+     "  type        TEXT NOT NULL,"
+     "  received_at INTEGER NOT NULL,"
+     "  expires_at  INTEGER NOT NULL,"
+     "  event       TEXT NOT NULL"
+     ");"
+     "CREATE INDEX events_by_expiry ON events (expires_at);"},
 };
 
-#define CV_SQLITE_SCHEMA_VERSION 1
+#define CV_SQLITE_SCHEMA_VERSION 2
 
 #endif

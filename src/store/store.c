@@ -291,6 +291,26 @@ static jv_kind member_kind(jv o, const char *key)
     return k;
 }
 
+/* 1 unless `evs` (borrowed) is an array of {event: {type: string...},
+ * expiresAt: number}. */
+static int events_check(jv evs)
+{
+    if (jv_get_kind(evs) != JV_KIND_ARRAY)
+        return 1;
+    int bad = 0;
+    jv_array_foreach(evs, i, e)
+    {
+        if (!bad) {
+            jv ev = jv_get_kind(e) == JV_KIND_OBJECT ? jv_object_get(jv_copy(e), jv_string("event")) : jv_invalid();
+            bad = jv_get_kind(ev) != JV_KIND_OBJECT || member_kind(ev, "type") != JV_KIND_STRING ||
+                  member_kind(e, "expiresAt") != JV_KIND_NUMBER;
+            jv_free(ev);
+        }
+        jv_free(e);
+    }
+    return bad;
+}
+
 /* Checks one checkpoint's shape (borrowed); the message names the instance. */
 static int checkpoint_check(const struct cv_checkpoint *cp, jv *err)
 {
@@ -358,6 +378,11 @@ static int checkpoint_check(const struct cv_checkpoint *cp, jv *err)
             set_err(err, "checkpoint of %s: timers to delete must be an array of keys (strings)", id);
             return CV_EINVAL;
         }
+    }
+    if (jv_is_valid(cp->events) && events_check(cp->events)) {
+        set_err(err, "checkpoint of %s: events must be an array of {event: {type: string, ...}, expiresAt: number}",
+                id);
+        return CV_EINVAL;
     }
     return 0;
 }
@@ -440,15 +465,49 @@ void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance)
     cp->history = jv_invalid();
     cp->timers_add = jv_invalid();
     cp->timers_del = jv_invalid();
+    cp->events = jv_invalid();
 }
 
 void cv_checkpoint_cleanup(struct cv_checkpoint *cp)
 {
     if (!cp)
         return;
-    jv *fields[] = {&cp->state, &cp->output, &cp->error, &cp->history, &cp->timers_add, &cp->timers_del};
+    jv *fields[] = {&cp->state, &cp->output, &cp->error, &cp->history, &cp->timers_add, &cp->timers_del,
+                   &cp->events};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         jv_free(*fields[i]);
         *fields[i] = jv_invalid();
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The event bus                                                             */
+/* ------------------------------------------------------------------------ */
+
+int cv_store_put_events(cv_store *s, jv events, jv *seqs, jv *err)
+{
+    if (!s || !seqs || events_check(events)) {
+        jv_free(events);
+        set_err(err, "events must be an array of {event: {type: string, ...}, expiresAt: number}");
+        return CV_EINVAL;
+    }
+    return s->ops->put_events(s->impl, events, seqs, err);
+}
+
+int cv_store_list_events(cv_store *s, int64_t after, int64_t now, int limit, jv *out, jv *err)
+{
+    if (!s || !out || limit < 1) {
+        set_err(err, "reading events needs a limit of at least 1");
+        return CV_EINVAL;
+    }
+    return s->ops->list_events(s->impl, after, now, limit, out, err);
+}
+
+int cv_store_purge_events(cv_store *s, int64_t now, int *purged, jv *err)
+{
+    if (!s) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->purge_events(s->impl, now, purged, err);
 }

@@ -52,6 +52,8 @@ struct cv_checkpoint {
     jv history;         /* array of events to append: {type, task?, data?} (time added by the store) */
     jv timers_add;      /* array of {key, fireAt} */
     jv timers_del;      /* array of keys */
+    jv events;          /* array of {event, expiresAt}: CloudEvents the instance
+                           emitted, published on the bus with this checkpoint */
 };
 
 /* One creation of a batch (cv_store_create_instances). */
@@ -123,6 +125,16 @@ struct cv_store_ops {
     int (*due_timers)(void *impl, int64_t now, int limit, jv *out, jv *err);
     /* The earliest fireAt of any timer, or 0 when there is none. */
     int (*next_timer)(void *impl, int64_t *fire_at, jv *err);
+
+    /* ---- the event bus: CloudEvents kept until they expire ---- */
+    /* Appends `events` (array of {event, expiresAt}, consumed) in ONE
+     * transaction; *seqs = their bus sequence numbers, increasing. */
+    int (*put_events)(void *impl, jv events, jv *seqs, jv *err);
+    /* *out = array of {seq, event} with seq > after and expiresAt > now, in
+     * seq order, at most `limit`. */
+    int (*list_events)(void *impl, int64_t after, int64_t now, int limit, jv *out, jv *err);
+    /* Deletes the events expired at `now`; *purged = how many (may be NULL). */
+    int (*purge_events)(void *impl, int64_t now, int *purged, jv *err);
 };
 
 /* The public face: a store handle (backend + its state). */
@@ -148,6 +160,9 @@ int cv_store_history(cv_store *s, const char *id, jv *out, jv *err);
 int cv_store_bump_epoch(cv_store *s, const char *id, int64_t *epoch, jv *err);
 int cv_store_due_timers(cv_store *s, int64_t now, int limit, jv *out, jv *err);
 int cv_store_next_timer(cv_store *s, int64_t *fire_at, jv *err);
+int cv_store_put_events(cv_store *s, jv events, jv *seqs, jv *err);
+int cv_store_list_events(cv_store *s, int64_t after, int64_t now, int limit, jv *out, jv *err);
+int cv_store_purge_events(cv_store *s, int64_t now, int *purged, jv *err);
 
 /* Initialises a checkpoint for `instance` with every jv field invalid. */
 void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance);

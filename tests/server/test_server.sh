@@ -9,7 +9,7 @@
 # 127.0.0.1:0, read from its stderr), every loop is bounded in time, and
 # every server is killed by its PID on exit, even when a check fails.
 # Checks: every route (health, ready, openapi, metrics, workflows, instances,
-# history, suspend/resume/cancel, the 501 route), bad bodies (415, 413, 400), unknown ids (404),
+# history, suspend/resume/cancel, events), bad bodies (415, 413, 400), unknown ids (404),
 # wrong methods (405 + Allow), idempotent starts, ?wait, pagination, the
 # who-did-what note, the in-flight bound (503 + Retry-After), SIGTERM, and a
 # crash test: 200 instances killed mid-run with SIGKILL all complete after a
@@ -344,10 +344,10 @@ is "the history tells who suspended, resumed and cancelled" \
 is "cancelled by the caller" 127.0.0.1 \
     "$(js '[e["data"]["by"]["who"] for e in j["items"] if e["type"].endswith("cancelled.v1")][0]')"
 
-# ---- not implemented yet, unknown routes, wrong methods
+# ---- unknown routes, wrong methods
 req POST /v1/events -H 'Content-Type: application/json' -d '{}'
-is "POST /v1/events is 501" 501 "$CODE"
-check "501 is problem+json" problem_ok 501
+is "POST /v1/events of an event without attributes is 400 (tests/server/test_events.sh tests the bus)" 400 "$CODE"
+check "that 400 is problem+json" problem_ok 400
 req GET /v1/nothing
 is "an unknown route is 404" 404 "$CODE"
 req GET /
