@@ -7,12 +7,14 @@
 #include "engine/engine.h"
 
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -182,9 +184,17 @@ Test(sched, a_killed_engine_resumes_every_instance_on_restart)
 {
     enum { N = 120 };
     wait_ms = 400; /* long enough that the kill finds instances in the middle */
+    /* The child reports each start on a pipe; the parent kills it once half
+     * the instances exist (bounded: 30 s), while it is still starting the
+     * rest. (A fixed 250 ms was not enough on a loaded machine: an ASan
+     * build under load had created 1 or 2 instances by then, and could have
+     * created none.) */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        close(fds[0]);
         struct setup s;
         open_engine(&s, NULL);
         deploy(&s);
@@ -192,15 +202,33 @@ Test(sched, a_killed_engine_resumes_every_instance_on_restart)
             char id[64];
             int existed;
             jv err = jv_invalid();
-            cv__engine_start_instance(s.e, "test", "sched", "1.0.0", JV_OBJECT(jv_string("n"), jv_number(i)), NULL,
-                                      id, &existed, &err);
+            int rc = cv__engine_start_instance(s.e, "test", "sched", "1.0.0", JV_OBJECT(jv_string("n"), jv_number(i)),
+                                               NULL, id, &existed, &err);
             jv_free(err);
+            if (rc == CV_OK && write(fds[1], "s", 1) != 1)
+                _exit(1);
         }
         sleep(30); /* killed long before */
         _exit(0);
     }
-    usleep(250 * 1000);
+    close(fds[1]);
+    int started = 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (t = t0; started < N / 2 && t.tv_sec - t0.tv_sec < 30; clock_gettime(CLOCK_MONOTONIC, &t)) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char b[N];
+        ssize_t r = read(fds[0], b, sizeof b);
+        if (r <= 0)
+            break; /* the child died */
+        started += (int)r;
+    }
     kill(pid, SIGKILL);
+    close(fds[0]);
+    cr_log_info("the child had reported %d starts at the kill", started);
+    cr_assert_geq(started, N / 2, "the child started %d of %d instances within 30 s", started, N / 2);
     int status;
     waitpid(pid, &status, 0);
     cr_assert(WIFSIGNALED(status));
