@@ -171,6 +171,14 @@ if [ -x tests/server/test_events.sh ]; then
     run_suite events env BUILD="$BUILD" tests/server/test_events.sh
 fi
 
+if [ -x tests/server/test_schedule.sh ]; then
+    run_suite schedule env BUILD="$BUILD" tests/server/test_schedule.sh
+fi
+
+if [ -x tests/server/test_crash.sh ]; then
+    run_suite crash env BUILD="$BUILD" tests/server/test_crash.sh
+fi
+
 if [ "${FUZZ_SECONDS:-15}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then
     run_suite fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" tests/fuzz-smoke.sh
 fi

@@ -1339,6 +1339,8 @@ static void free_task(struct cv_task *t)
 
 void cv__workflow_release(struct cv_workflow *wf)
 {
+    if (wf->schedule.has_on)
+        strategy_release(&wf->schedule.on);
     free_list(wf->root);
     for (int i = 0; i < wf->nfunctions; i++)
         free_task(wf->functions[i]);
@@ -1356,6 +1358,45 @@ void cv__workflow_release(struct cv_workflow *wf)
     jv_free(wf->ref_index);
     free(wf->refs);
     cv__exprset_free(wf->exprs);
+}
+
+/* `schedule`: every / after (durations), cron (five fields, UTC), on (a
+ * consumption strategy, its expressions compiled with the workflow's). */
+static void build_schedule(struct builder *b, struct cv_schedule *sc, jv def /* borrowed */, jv scope)
+{
+    static const char *const durs[] = {"every", "after"};
+    sc->set = 1;
+    for (int i = 0; i < 2; i++) {
+        jv d = get(def, durs[i]);
+        if (jv_is_valid(d)) {
+            int64_t ms = 0;
+            const char *why = NULL;
+            char ptr[32];
+            snprintf(ptr, sizeof ptr, "/schedule/%s", durs[i]);
+            if (cv__duration_ms(d, &ms, &why) || ms < 1)
+                berr(b, ptr, "%s", why ? why : "the duration must be at least 1 ms");
+            else if (i == 0)
+                sc->every_ms = ms;
+            else
+                sc->after_ms = ms;
+        }
+        jv_free(d);
+    }
+    jv cron = get(def, "cron");
+    if (jv_get_kind(cron) == JV_KIND_STRING) {
+        const char *why = NULL;
+        if (cv__cron_parse(jv_string_value(cron), &sc->cron, &why))
+            berr(b, "/schedule/cron", "%s", why);
+        else
+            sc->has_cron = 1;
+    }
+    jv_free(cron);
+    jv on = get(def, "on");
+    if (jv_get_kind(on) == JV_KIND_OBJECT) {
+        build_strategy(b, &sc->on, on, scope, "/schedule/on");
+        sc->has_on = 1;
+    }
+    jv_free(on);
 }
 
 int cv__workflow_build(struct cv_workflow *wf, jv *errors)
@@ -1453,6 +1494,10 @@ int cv__workflow_build(struct cv_workflow *wf, jv *errors)
     jv to = get(wf->doc, "timeout");
     timeout_init(&b, &wf->timeout, to, scope, "/timeout");
     jv_free(to);
+    jv sched = get(wf->doc, "schedule");
+    if (jv_get_kind(sched) == JV_KIND_OBJECT)
+        build_schedule(&b, &wf->schedule, sched, scope);
+    jv_free(sched);
 
     jv doit = get(wf->doc, "do");
     wf->root = build_list(&b, doit, "/do", scope);

@@ -11,6 +11,7 @@
 #ifndef CV_DSL_MODEL_H
 #define CV_DSL_MODEL_H
 
+#include "common/cron.h"
 #include "expr/expr.h"
 
 #include <jv.h>
@@ -193,6 +194,15 @@ struct cv_workflow {
     struct cv_extension *extensions;
     jv secret_names; /* use.secrets */
     int loose;       /* evaluate.mode: loose */
+    /* schedule: run by the engine's schedule thread (src/engine/schedule.c) */
+    struct cv_schedule {
+        int set;
+        int64_t every_ms, after_ms; /* 0 = none */
+        int has_cron;
+        struct cv_cron cron;
+        int has_on;
+        struct cv_strategy on;
+    } schedule;
     /* every task and task list by reference (restoring a continuation) */
     jv ref_index;    /* object: ref -> index into refs */
     int nrefs, caprefs;

@@ -127,6 +127,7 @@ struct cv_engine {
     struct cv_engine_stats stats; /* under res_lock */
     atomic_int creating; /* starts in progress */
     int64_t bus_start;   /* the bus's last seq when the engine started */
+    struct cv_schedules *schedules;
 };
 
 /* ---- the commit queue --------------------------------------------------------------- */
@@ -291,6 +292,7 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
 /* New events are on the bus: every worker looks at them. */
 static void bus_notify(struct cv_engine *e)
 {
+    cv__schedules_events(e->schedules);
     for (int i = 0; i < e->nworkers; i++) {
         struct worker *w = &e->workers[i];
         pthread_mutex_lock(&w->lock);
@@ -353,6 +355,7 @@ static void *committer(void *arg)
                 if (batch[i]->create) {
                     creates[k] = batch[i]->create->c;
                     batch[i]->create->c.input = jv_invalid();
+                    batch[i]->create->c.history = jv_invalid();
                     k++;
                 }
             /* one attempt: the store consumes the inputs, so a busy database
@@ -380,6 +383,10 @@ static void *committer(void *arg)
             for (int i = 0; i < n; i++)
                 if (batch[i]->create) {
                     batch[i]->create->c.rc = CV_ENOMEM;
+                    jv_free(batch[i]->create->c.input);
+                    batch[i]->create->c.input = jv_invalid();
+                    jv_free(batch[i]->create->c.history);
+                    batch[i]->create->c.history = jv_invalid();
                     batch[i]->create->done = 1;
                 }
             pthread_cond_broadcast(&e->res_cond);
@@ -1127,6 +1134,8 @@ int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
         jv_free(id);
     }
     jv_free(ids);
+    if (cv__schedules_start(e, &e->schedules))
+        fprintf(stderr, "conveyor: cannot start the schedule thread: schedules do not run\n");
     pthread_mutex_lock(&e->res_lock);
     e->stats.resumed += n;
     pthread_mutex_unlock(&e->res_lock);
@@ -1139,6 +1148,8 @@ void cv__engine_stop(struct cv_engine *e)
 {
     if (!e)
         return;
+    cv__schedules_stop(e->schedules);
+    e->schedules = NULL;
     if (e->started) {
         for (int i = 0; i < e->nworkers; i++) {
             pthread_mutex_lock(&e->workers[i].lock);
@@ -1211,6 +1222,8 @@ int cv__engine_deploy(struct cv_engine *e, const char *text, size_t len, jv *out
                          jv_string(cv_workflow_name(wf)), jv_string("version"), jv_string(cv_workflow_version(wf)));
     }
     cv_workflow_free(wf);
+    if (!rc)
+        cv__schedules_reload(e->schedules);
     return rc;
 }
 
@@ -1233,27 +1246,41 @@ int cv__engine_publish(struct cv_engine *e, jv events, jv *seqs, jv *err)
 
 static int start_grouped(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
                          const char *idempotency_key, jv events, char *id_out, int *existed, jv *err);
-static void note_start(struct cv_engine *e, const char *id, jv events);
+static jv start_history(jv events);
 
 /* A start alone: one transaction of its own, at once (no queue to wait in). */
 static int start_alone(struct cv_engine *e, const char *ns, const char *name, const char *version, jv input,
                        const char *idempotency_key, jv events, char *id_out, int *existed, jv *err)
 {
+    struct cv_create c;
+    memset(&c, 0, sizeof c);
+    c.ns = ns;
+    c.name = name;
+    c.version = version;
+    c.idempotency_key = idempotency_key;
+    c.input = cv__jv_deep_copy(jv_copy(input));
+    c.history = start_history(events);
+    c.err = jv_invalid();
     pthread_mutex_lock(&e->store_lock);
-    int rc = cv_store_create_instance(e->store, ns, name, version, cv__jv_deep_copy(jv_copy(input)),
-                                      idempotency_key, id_out, existed, err);
+    int rc = cv_store_create_instances(e->store, &c, 1);
+    if (!rc)
+        rc = c.rc;
     jv inst = jv_invalid(), gerr = jv_invalid();
-    if (!rc && !*existed)
-        rc = cv_store_get_instance(e->store, id_out, &inst, &gerr);
+    if (!rc && !c.existed)
+        rc = cv_store_get_instance(e->store, c.id, &inst, &gerr);
     pthread_mutex_unlock(&e->store_lock);
     jv_free(gerr);
+    snprintf(id_out, 64, "%s", c.id);
+    *existed = c.existed;
+    if (rc)
+        *err = jv_is_valid(c.err) ? c.err : jv_string(cv_strerror(rc));
+    else
+        jv_free(c.err);
     if (rc || *existed) {
         jv_free(inst);
         jv_free(input);
-        jv_free(events);
         return rc;
     }
-    note_start(e, id_out, events);
     jv ver = jv_object_get(inst, jv_string("version"));
     rc = schedule(e, id_out, ns, name, jv_string_value(ver), input, jv_invalid());
     jv_free(ver);
@@ -1261,18 +1288,15 @@ static int start_alone(struct cv_engine *e, const char *ns, const char *name, co
 }
 
 /* The history a new instance starts with: workflow.started, then the
- * caller's events (consumed). Queued before the instance is scheduled, so it
- * precedes every checkpoint of the instance. */
-static void note_start(struct cv_engine *e, const char *id, jv events)
+ * caller's events (consumed). Written in the creation's transaction, so a
+ * start answered is a start recorded, with who asked for it. */
+static jv start_history(jv events)
 {
     jv all = JV_ARRAY(history_event("workflow.started", jv_object()));
     if (jv_get_kind(events) == JV_KIND_ARRAY)
-        all = jv_array_concat(all, events);
-    else
-        jv_free(events);
-    jv err = jv_invalid();
-    cv__engine_note(e, id, all, &err);
-    jv_free(err);
+        return jv_array_concat(all, cv__jv_deep_copy(events));
+    jv_free(events);
+    return all;
 }
 
 int cv__engine_start_instance_ex(struct cv_engine *e, const char *ns, const char *name, const char *version,
@@ -1319,6 +1343,7 @@ static int start_grouped(struct cv_engine *e, const char *ns, const char *name, 
     r->c.version = r->version;
     r->c.idempotency_key = idempotency_key ? r->key : NULL;
     r->c.input = cv__jv_deep_copy(jv_copy(input)); /* for the commit thread */
+    r->c.history = start_history(events);        /* a deep copy too */
     r->c.err = jv_invalid();
     r->input_copy = input;
     p->create = r;
@@ -1334,7 +1359,6 @@ static int start_grouped(struct cv_engine *e, const char *ns, const char *name, 
     if (rc) {
         *err = jv_is_valid(r->c.err) ? r->c.err : jv_string(cv_strerror(rc));
         jv_free(r->input_copy);
-        jv_free(events);
         free(r);
         return rc;
     }
@@ -1350,18 +1374,15 @@ static int start_grouped(struct cv_engine *e, const char *ns, const char *name, 
         jv_free(gerr);
         if (g) {
             jv_free(r->input_copy);
-            jv_free(events);
             free(r);
             *err = jv_string("the new instance could not be read back");
             return g;
         }
-        note_start(e, r->c.id, events);
         jv ver = jv_object_get(inst, jv_string("version"));
         rc = schedule(e, r->c.id, ns, name, jv_string_value(ver), r->input_copy, jv_invalid());
         jv_free(ver);
     } else {
         jv_free(r->input_copy);
-        jv_free(events);
     }
     free(r);
     return rc;
@@ -1475,6 +1496,14 @@ int cv__engine_list_workflows(struct cv_engine *e, jv *out, jv *err)
 {
     pthread_mutex_lock(&e->store_lock);
     int rc = cv_store_list_workflows(e->store, out, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_list_events(struct cv_engine *e, int64_t after, int limit, jv *out, jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_list_events(e->store, after, cv__wall_ms(), limit, out, err);
     pthread_mutex_unlock(&e->store_lock);
     return rc;
 }

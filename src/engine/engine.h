@@ -87,6 +87,7 @@ int cv__engine_history(struct cv_engine *e, const char *id, jv *out, jv *err);
 int cv__engine_get_workflow(struct cv_engine *e, const char *ns, const char *name, const char *version, jv *out,
                             jv *err);
 int cv__engine_list_workflows(struct cv_engine *e, jv *out, jv *err);
+int cv__engine_list_events(struct cv_engine *e, int64_t after, int limit, jv *out, jv *err);
 /* Appends events (array, consumed) to an instance's history, e.g. who did
  * what through the API: {type, data: {who, action, ...}}. */
 int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err);

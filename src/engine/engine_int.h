@@ -156,6 +156,10 @@ jv cv__instance_result(const struct instance *in);
 /* Events for the instance's listens (array of {seq, event}, consumed), in
  * seq order: the next advance offers each to every listen still waiting. */
 void cv__instance_offer(struct instance *in, jv events);
+/* Does event `ev` (borrowed) pass filter `f` of workflow `wf` (its literal
+ * attributes and `${ }` predicates; correlations are not looked at)? 1, 0,
+ * or -1 with *err (an expression failed). For `schedule.on`. */
+int cv__event_matches(const cv_workflow *wf, const struct cv_event_filter *f, jv ev, jv *err);
 /* 1 when some fiber of the instance waits in a listen (its events matter). */
 int cv__instance_listening(const struct instance *in);
 /* Cancels every fiber (effects abandoned, timers dropped); result: cancelled. */
@@ -192,6 +196,16 @@ const cv_workflow *cv__runtime_remote_get(cv_runtime *rt, const char *url);
 /* Caches `wf` (ownership passes to the runtime) and returns the cached one
  * (which may be an earlier copy, in which case `wf` is freed). */
 const cv_workflow *cv__runtime_remote_put(cv_runtime *rt, const char *url, cv_workflow *wf);
+
+/* schedule.c: the `schedule` of deployed workflows, on a thread of its own
+ * (started by cv__engine_start, stopped first by cv__engine_stop). reload:
+ * the deployed documents changed; events: the bus has new events. */
+struct cv_engine;
+struct cv_schedules;
+int cv__schedules_start(struct cv_engine *e, struct cv_schedules **out);
+void cv__schedules_reload(struct cv_schedules *s);
+void cv__schedules_events(struct cv_schedules *s);
+void cv__schedules_stop(struct cv_schedules *s);
 
 /* state.c: the serializable position of an instance (DESIGN.md decision 3). */
 jv cv__instance_state(const struct instance *in);

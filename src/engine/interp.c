@@ -932,6 +932,52 @@ static int strategy_offer(struct instance *in, struct fiber *fb, struct frame *f
     return took;
 }
 
+static jv no_var(void *ud, int var)
+{
+    (void)ud;
+    (void)var;
+    return jv_null();
+}
+
+int cv__event_matches(const cv_workflow *wf, const struct cv_event_filter *f, jv ev, jv *err)
+{
+    int ok = 1;
+    jv_object_foreach(f->with, k, want)
+    {
+        if (ok) {
+            jv have = jv_object_get(jv_copy(ev), jv_copy(k));
+            ok = jv_is_valid(have) && literal_matches(want, have);
+            jv_free(have);
+        }
+        jv_free(k);
+        jv_free(want);
+    }
+    for (int i = 0; ok && i < f->nexprs; i++) {
+        jv have = jv_object_get(jv_copy(ev), jv_string(f->exprs[i].attr));
+        if (!jv_is_valid(have)) {
+            jv_free(have);
+            have = jv_null();
+        }
+        struct cv_evalenv env;
+        for (int v = 0; v < CV_VAR_COUNT; v++)
+            env.vars[v] = jv_invalid();
+        env.scope = jv_object();
+        env.materialize = no_var;
+        env.ud = NULL;
+        jv r;
+        int rc = cv__expr_eval(wf->exprs, f->exprs[i].expr, have, &env, &r);
+        for (int v = 0; v < CV_VAR_COUNT; v++)
+            jv_free(env.vars[v]);
+        jv_free(env.scope);
+        if (rc) {
+            *err = r;
+            return -1;
+        }
+        ok = cv__jv_truthy(r);
+    }
+    return ok;
+}
+
 static int consumed_before(struct instance *in, double seq)
 {
     int seen = 0;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char usage_serve[] =
     "usage: conveyor serve --db FILE [options]\n"
@@ -487,6 +488,13 @@ int cv__serve_main(int argc, char **argv)
         goto out;
     }
     jv_free(err);
+    /* a descriptor per HTTP effect, child process and connection in flight:
+     * take what the hard limit allows (a soft limit of 1024 is common) */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     if (cv__engine_new(s.rt, store, &s.eo, &e)) {
         fprintf(stderr, "conveyor serve: cannot create the engine\n");
         goto out;

@@ -1150,7 +1150,12 @@ int cv__server_start(struct cv_engine *e, const struct cv_server_options *o, str
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* poll(), not select(): the process holds a descriptor per HTTP effect in
+     * flight, and select() cannot watch descriptors numbered 1024 or more
+     * (with a few hundred calls in flight the server stopped accepting, and
+     * could not start again while resumed calls held the low numbers) */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
     struct sockaddr_in *in = (struct sockaddr_in *)(void *)&ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&ss;
     if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {

@@ -104,7 +104,7 @@ static const char *const stmt_sql[S_COUNT] = {
                     " ORDER BY fire_at, instance, key LIMIT ?2",
     [S_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
     [S_EV_INSERT] = "INSERT INTO events (type, received_at, expires_at, event) VALUES (?1, ?2, ?3, ?4) RETURNING seq",
-    [S_EV_LIST] = "SELECT seq, event FROM events WHERE seq > ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3",
+    [S_EV_LIST] = "SELECT seq, event, received_at FROM events WHERE seq > ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3",
     [S_EV_PURGE] = "DELETE FROM events WHERE expires_at <= ?1",
 };
 
@@ -688,8 +688,12 @@ static int sq_list_workflows(void *impl, jv *out, jv *err)
 /* Creates one instance inside the caller's open transaction (q->lock held).
  * Returns 0, a per-request code (CV_ENOTFOUND, CV_EINVAL) or a database
  * failure (anything else: the transaction must be rolled back). */
+static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *err);
+
+/* Creates one instance inside the caller's transaction; `history` (consumed;
+ * invalid = none) becomes its first history events. */
 static int create_in_tx(struct sq *q, const char *ns, const char *name, const char *version, jv input,
-                        const char *idempotency_key, char *id_out, int *existed, jv *err)
+                        const char *idempotency_key, jv history, char *id_out, int *existed, jv *err)
 {
     int rc, code = 0;
     jv resolved = jv_invalid();
@@ -763,7 +767,16 @@ static int create_in_tx(struct sq *q, const char *ns, const char *name, const ch
         goto out;
     }
     snprintf(id_out, 64, "%s", id);
+    if (jv_get_kind(history) == JV_KIND_ARRAY && jv_array_length(jv_copy(history)) > 0) {
+        struct cv_checkpoint cp;
+        cv_checkpoint_init(&cp, id);
+        cp.history = history;
+        history = jv_invalid();
+        code = apply_one(q, &cp, cv__wall_ms(), err);
+        cv_checkpoint_cleanup(&cp);
+    }
 out:
+    jv_free(history);
     jv_free(input);
     jv_free(resolved);
     return code;
@@ -781,7 +794,7 @@ static int sq_create_instance(void *impl, const char *ns, const char *name, cons
         jv_free(input);
         code = sq_fail(q, rc, "creating an instance", err);
     } else {
-        code = create_in_tx(q, ns, name, version, input, idempotency_key, id_out, existed, err);
+        code = create_in_tx(q, ns, name, version, input, idempotency_key, jv_invalid(), id_out, existed, err);
     }
     code = tx_end(q, code, err);
     pthread_mutex_unlock(&q->lock);
@@ -804,11 +817,15 @@ static int sq_create_instances(void *impl, struct cv_create *reqs, int n)
         if (fatal) {
             jv_free(c->input);
             c->input = jv_invalid();
+            jv_free(c->history);
+            c->history = jv_invalid();
             continue;
         }
         jv e = jv_invalid();
-        int code = create_in_tx(q, c->ns, c->name, c->version, c->input, c->idempotency_key, c->id, &c->existed, &e);
+        int code = create_in_tx(q, c->ns, c->name, c->version, c->input, c->idempotency_key, c->history, c->id,
+                                &c->existed, &e);
         c->input = jv_invalid();
+        c->history = jv_invalid();
         if (code == CV_ENOTFOUND || code == CV_EINVAL) {
             c->rc = code;
             c->err = e;
@@ -1374,7 +1391,8 @@ static int sq_list_events(void *impl, int64_t after, int64_t now, int limit, jv 
             if (code)
                 break;
             list = jv_array_append(list, JV_OBJECT(jv_string("seq"), jv_number((double)sqlite3_column_int64(st, 0)),
-                                                   jv_string("event"), ev));
+                                                   jv_string("event"), ev, jv_string("receivedAt"),
+                                                   jv_number((double)sqlite3_column_int64(st, 2))));
         }
         stmt_done(st);
     }

@@ -190,6 +190,8 @@ int cv_store_create_instances(cv_store *s, struct cv_create *reqs, int n)
         for (int i = 0; i < n; i++) {
             jv_free(reqs[i].input);
             reqs[i].input = jv_invalid();
+            jv_free(reqs[i].history);
+            reqs[i].history = jv_invalid();
             if (!reqs[i].rc) {
                 reqs[i].rc = CV_EINVAL;
                 set_err(&reqs[i].err, "another request of the batch was malformed");

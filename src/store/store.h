@@ -61,6 +61,9 @@ struct cv_create {
     const char *ns, *name, *version; /* version "latest"/NULL allowed */
     jv input;                        /* consumed */
     const char *idempotency_key;     /* may be NULL */
+    jv history;                      /* consumed: the new instance's first history events
+                                        ({type, data?}), written in the creation's
+                                        transaction; invalid (or zeroed) = none */
     char id[64];                     /* out */
     int existed;                     /* out: the key was used already */
     int rc;                          /* out: 0 or a CV_* code */
@@ -130,8 +133,8 @@ struct cv_store_ops {
     /* Appends `events` (array of {event, expiresAt}, consumed) in ONE
      * transaction; *seqs = their bus sequence numbers, increasing. */
     int (*put_events)(void *impl, jv events, jv *seqs, jv *err);
-    /* *out = array of {seq, event} with seq > after and expiresAt > now, in
-     * seq order, at most `limit`. */
+    /* *out = array of {seq, event, receivedAt} with seq > after and
+     * expiresAt > now, in seq order, at most `limit`. */
     int (*list_events)(void *impl, int64_t after, int64_t now, int limit, jv *out, jv *err);
     /* Deletes the events expired at `now`; *purged = how many (may be NULL). */
     int (*purge_events)(void *impl, int64_t now, int *purged, jv *err);
