@@ -238,8 +238,6 @@ req POST '/v1/workflows/test/slow/0.1.0/instances?wait=1'
 is "?wait=1 on a 3 s workflow is 202" 202 "$CODE"
 SLOW=$(js 'j["id"]')
 check "the 202 carries the id" test -n "$SLOW"
-req GET "/v1/instances/$SLOW"
-is "a waiting instance shows its current task" "/do/0/pause" "$(js '",".join(t["task"] for t in j["currentTasks"])')"
 req POST '/v1/workflows/test/hello/1.0.0/instances?wait=301'
 is "?wait=301 is 400" 400 "$CODE"
 req POST '/v1/workflows/test/hello/1.0.0/instances?wait=abc'
@@ -321,6 +319,7 @@ status_becomes() {
     return 1
 }
 check "an instance on a timer is waiting" status_becomes waiting
+is "a waiting instance shows its current task" "/do/0/nap" "$(js '",".join(t["task"] for t in j["currentTasks"])')"
 req POST "/v1/instances/$SL/suspend"
 is "suspend is 202" 202 "$CODE"
 check "then it is suspended" status_becomes suspended
@@ -529,11 +528,19 @@ is "the instance answered 202 completes later" completed "$(js 'j["status"]')"
 
 # ---- SIGTERM stops the server cleanly; a request waiting for an
 # instance is answered 202 first
+req GET '/v1/instances?name=slow&limit=1000'
+slow_before=$(js 'len(j["items"])')
 curl -s --max-time 20 -o "$T/waited" -w '%{http_code}' -X POST "$S/v1/workflows/test/slow/0.1.0/instances?wait=30" \
     >"$T/waited.code" &
 WPID=$!
 PIDS="$PIDS $WPID"
-sleep 0.5
+i=0 # SIGTERM once the request has started its instance (it is in flight)
+while [ $i -lt 100 ]; do
+    req GET '/v1/instances?name=slow&limit=1000'
+    [ "$(js 'len(j["items"])')" -gt "$slow_before" ] 2>/dev/null && break
+    sleep 0.1
+    i=$((i + 1))
+done
 kill -TERM "$MAIN_PID"
 wait "$WPID" 2>/dev/null
 is "SIGTERM: a ?wait request in flight is answered 202" 202 "$(cat "$T/waited.code")"
