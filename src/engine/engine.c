@@ -289,6 +289,15 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
     }
 }
 
+const double cv__commit_buckets_ms[CV_COMMIT_BUCKETS] = {0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000};
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* New events are on the bus: every worker looks at them. */
 static void bus_notify(struct cv_engine *e)
 {
@@ -407,13 +416,24 @@ static void *committer(void *arg)
         int with_events = 0;
         for (int i = 0; i < n; i++)
             with_events = with_events || jv_is_valid(batch[i]->cp.events);
+        double t0 = mono_ms();
         int rc = commit_batch(e, batch, n);
+        double took = mono_ms() - t0;
         if (!rc && with_events)
             bus_notify(e);
         pthread_mutex_lock(&e->res_lock);
         if (!rc) {
             e->stats.checkpoints += n;
             e->stats.batches++;
+            int b = 0;
+            while (b < CV_BATCH_BUCKETS && n > (1 << b))
+                b++;
+            e->stats.batch_size[b]++;
+            int c = 0;
+            while (c < CV_COMMIT_BUCKETS && took > cv__commit_buckets_ms[c])
+                c++;
+            e->stats.commit_ms[c]++;
+            e->stats.commit_ms_sum += took;
         }
         for (int i = 0; i < n; i++) {
             struct pending *p = batch[i];
@@ -421,6 +441,8 @@ static void *committer(void *arg)
                 jv st = jv_object_get(jv_copy(p->result), jv_string("status"));
                 if (!strcmp(jv_string_value(st), "completed"))
                     e->stats.completed++;
+                else if (!strcmp(jv_string_value(st), "cancelled"))
+                    e->stats.cancelled++;
                 else
                     e->stats.faulted++;
                 jv_free(st);
@@ -1454,6 +1476,28 @@ void cv__engine_stats(struct cv_engine *e, struct cv_engine_stats *out)
     pthread_mutex_lock(&e->res_lock);
     *out = e->stats;
     pthread_mutex_unlock(&e->res_lock);
+    pthread_mutex_lock(&e->cq_lock);
+    out->commit_queue = e->cq_len;
+    pthread_mutex_unlock(&e->cq_lock);
+    out->ready = 0;
+    for (int i = 0; i < e->nworkers; i++) {
+        pthread_mutex_lock(&e->workers[i].lock);
+        out->ready += e->workers[i].nready;
+        pthread_mutex_unlock(&e->workers[i].lock);
+    }
+    out->effects_in_flight = atomic_load(&e->rt->effects_in_flight);
+}
+
+_Static_assert(CV_TASK_KINDS == 12 && CV_TASK_BUCKETS + 1 == 12, "struct cv_task_stats follows engine_int.h");
+
+void cv__engine_task_stats(struct cv_engine *e, struct cv_task_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int k = 0; k < CV_TASK_KINDS; k++) {
+        for (int b = 0; b <= CV_TASK_BUCKETS; b++)
+            out->count[k][b] = atomic_load(&e->rt->task_count[k][b]);
+        out->sum_s[k] = (double)atomic_load(&e->rt->task_sum_us[k]) / 1e6;
+    }
 }
 
 /* ---- read paths for the API ---------------------------------------------------------------- */

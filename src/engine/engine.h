@@ -106,10 +106,26 @@ int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err);
 int cv__engine_control(struct cv_engine *e, const char *id, const char *action, jv who, jv *err);
 
 /* Counters for tests and metrics. */
+#define CV_BATCH_BUCKETS 10   /* batch sizes <= 1, 2, 4, ... 512, then +Inf */
+#define CV_COMMIT_BUCKETS 10  /* commit latencies <= 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000 ms, then +Inf */
+extern const double cv__commit_buckets_ms[CV_COMMIT_BUCKETS];
 struct cv_engine_stats {
-    long long checkpoints, batches, completed, faulted, resumed;
-    long long running; /* instances held by workers now (running or parked) */
+    long long checkpoints, batches, completed, faulted, cancelled, resumed;
+    long long running;      /* instances held by workers now (running or parked) */
+    long long commit_queue; /* checkpoints and starts waiting for the commit thread */
+    long long ready;        /* instances waiting for their worker */
+    long long effects_in_flight; /* HTTP calls, child processes, fetches running */
+    long long batch_size[CV_BATCH_BUCKETS + 1];
+    long long commit_ms[CV_COMMIT_BUCKETS + 1];
+    double commit_ms_sum;
 };
+/* Task durations (copies of the runtime's counters): count[kind][bucket]
+ * for the kinds and bucket bounds of engine_int.h, and sums in seconds. */
+struct cv_task_stats {
+    long long count[12][12];
+    double sum_s[12];
+};
+void cv__engine_task_stats(struct cv_engine *e, struct cv_task_stats *out);
 void cv__engine_stats(struct cv_engine *e, struct cv_engine_stats *out);
 
 #endif

@@ -20,6 +20,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Task durations by task kind, for /metrics (cv__runtime_task_stats). */
+#define CV_TASK_KINDS 12 /* call do emit for fork listen raise run set switch try wait */
+#define CV_TASK_BUCKETS 11
+extern const char *const cv__task_kind_names[CV_TASK_KINDS];
+extern const double cv__task_buckets_s[CV_TASK_BUCKETS]; /* upper bounds; +Inf after them */
+
 struct cv_runtime {
     struct cv_hostmap *hosts;
     struct cv_http_ctx *http;
@@ -38,7 +44,14 @@ struct cv_runtime {
     char **remote_urls;
     cv_workflow **remote_fns;
     int nremote;
+    /* counters for /metrics, updated by every thread */
+    atomic_llong effects_in_flight;
+    atomic_llong task_count[CV_TASK_KINDS][CV_TASK_BUCKETS + 1];
+    atomic_llong task_sum_us[CV_TASK_KINDS];
 };
+
+/* Records a task of kind `kind_name` that took `us` microseconds. */
+void cv__runtime_task_done(cv_runtime *rt, const char *kind_name, int64_t us);
 
 /* One execution of one workflow definition (the root, or a subflow). */
 struct wfctx {
@@ -70,6 +83,7 @@ struct frame {
     int64_t deadline; /* monotonic ms; 0 = none */
     int64_t deadline_wall_start;
     int64_t started_wall;
+    int64_t started_us; /* the same in microseconds (not kept in the position: 0 after a restore) */
     int64_t first_attempt_ms; /* try: when the first attempt started */
     int trace_idx;
 };

@@ -430,6 +430,7 @@ static void *effect_thread(void *arg)
         break;
     }
     struct instance *in = e->inst;
+    atomic_fetch_sub(&in->rt->effects_in_flight, 1);
     pthread_mutex_lock(&in->lock);
     e->rc = rc;
     e->out = out;
@@ -577,11 +578,13 @@ static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr,
     pthread_mutex_lock(&in->lock);
     in->in_flight++;
     pthread_mutex_unlock(&in->lock);
+    atomic_fetch_add(&in->rt->effects_in_flight, 1);
     if (pthread_create(&th, &attr, effect_thread, e)) {
         pthread_attr_destroy(&attr);
         pthread_mutex_lock(&in->lock);
         in->in_flight--;
         pthread_mutex_unlock(&in->lock);
+        atomic_fetch_sub(&in->rt->effects_in_flight, 1);
         effect_free(e);
         *err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "could not start a thread for the effect");
         return CV_EFAULT;
@@ -607,10 +610,30 @@ static const char *unsupported_reason(const struct cv_task *t)
     }
 }
 
+/* Wall-clock microseconds: one clock read gives a task's start for its
+ * position (ms) and for its duration (a hot path: one read per task end). */
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A task frame ended (completed or faulted): its duration, for /metrics
+ * (from its millisecond start when it was restored after a restart). */
+static void task_timed(struct instance *in, const struct frame *fr)
+{
+    if (fr->type != F_TASK || !fr->task || !fr->task->kind_name)
+        return;
+    int64_t start = fr->started_us ? fr->started_us : fr->started_wall * 1000, us = wall_us() - start;
+    cv__runtime_task_done(in->rt, fr->task->kind_name, us > 0 ? us : 0);
+}
+
 /* Fails the top task frame with `err` (instance = the task's reference). */
 static void task_fail(struct instance *in, struct fiber *fb, jv err)
 {
     struct frame *fr = top(fb);
+    task_timed(in, fr);
     err = with_instance(err, fr->task ? fr->task->ref : NULL);
     if (fr->type == F_TASK)
         trace_end(in, fr->trace_idx, "faulted", "error", jv_copy(err));
@@ -1340,7 +1363,8 @@ static void step_task(struct instance *in, struct fiber *fb)
 
     switch (fr->phase) {
     case P_START:
-        fr->started_wall = cv__wall_ms();
+        fr->started_us = wall_us();
+        fr->started_wall = fr->started_us / 1000;
         fr->trace_idx = trace_start(in, t);
         if (t->if_expr >= 0) {
             if (eval_expr(in, fb, fr, t->if_expr, jv_copy(fr->raw_input), jv_null(), &v)) {
@@ -1843,6 +1867,7 @@ static void step_task(struct instance *in, struct fiber *fb)
             fr->wfc->context = v;
         }
         trace_end(in, fr->trace_idx, "completed", "output", jv_copy(out));
+        task_timed(in, fr);
         int tk = fr->then_kind, tt = fr->then_target;
         ret(fb, RET_NORMAL, out, tk, tt);
         return;

@@ -13,6 +13,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const cv__task_kind_names[CV_TASK_KINDS] = {"call", "do",    "emit", "for",    "fork", "listen",
+                                                        "raise", "run",  "set",  "switch", "try",  "wait"};
+const double cv__task_buckets_s[CV_TASK_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 3600};
+
+/* The index of a task kind in cv__task_kind_names, or -1 (a hot path: no
+ * string compares beyond the one that confirms). */
+static int kind_index(const char *n)
+{
+    int k;
+    switch (n[0]) {
+    case 'c': k = 0; break;
+    case 'd': k = 1; break;
+    case 'e': k = 2; break;
+    case 'f': k = n[1] == 'o' && n[2] == 'r' && n[3] == 'k' ? 4 : 3; break;
+    case 'l': k = 5; break;
+    case 'r': k = n[1] == 'a' ? 6 : 7; break;
+    case 's': k = n[1] == 'e' ? 8 : 9; break;
+    case 't': k = 10; break;
+    case 'w': k = 11; break;
+    default: return -1;
+    }
+    return strcmp(cv__task_kind_names[k], n) ? -1 : k;
+}
+
+void cv__runtime_task_done(cv_runtime *rt, const char *kind_name, int64_t us)
+{
+    int k = kind_index(kind_name);
+    if (k < 0)
+        return;
+    int b = 0;
+    while (b < CV_TASK_BUCKETS && (double)us > cv__task_buckets_s[b] * 1e6)
+        b++;
+    atomic_fetch_add_explicit(&rt->task_count[k][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->task_sum_us[k], us, memory_order_relaxed);
+}
+
 int cv_runtime_new(cv_runtime **out)
 {
     *out = NULL;

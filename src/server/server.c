@@ -12,16 +12,17 @@
  * Every route asks cv__authorize (auth.c) first; no route decides access.
  */
 #include "server/server.h"
+#include "engine/engine_int.h"
 #include "common/util.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <ctype.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -562,8 +563,9 @@ static enum MHD_Result get_metrics(struct call *k)
     EMIT("# HELP conveyor_instances_total Instances that ended in this process, by status.\n"
          "# TYPE conveyor_instances_total counter\n"
          "conveyor_instances_total{status=\"completed\"} %lld\n"
-         "conveyor_instances_total{status=\"faulted\"} %lld\n",
-         st.completed, st.faulted);
+         "conveyor_instances_total{status=\"faulted\"} %lld\n"
+         "conveyor_instances_total{status=\"cancelled\"} %lld\n",
+         st.completed, st.faulted, st.cancelled);
     EMIT("# HELP conveyor_instances_running Instances the engine holds now.\n"
          "# TYPE conveyor_instances_running gauge\n"
          "conveyor_instances_running %lld\n",
@@ -580,6 +582,64 @@ static enum MHD_Result get_metrics(struct call *k)
          "# TYPE conveyor_checkpoint_batches_total counter\n"
          "conveyor_checkpoint_batches_total %lld\n",
          st.batches);
+    EMIT("# HELP conveyor_queue_depth Work waiting: checkpoints and starts for the commit thread, instances for "
+         "their worker.\n"
+         "# TYPE conveyor_queue_depth gauge\n"
+         "conveyor_queue_depth{queue=\"commit\"} %lld\n"
+         "conveyor_queue_depth{queue=\"ready\"} %lld\n",
+         st.commit_queue, st.ready);
+    EMIT("# HELP conveyor_effects_in_flight HTTP calls, child processes and fetches running.\n"
+         "# TYPE conveyor_effects_in_flight gauge\n"
+         "conveyor_effects_in_flight %lld\n",
+         st.effects_in_flight);
+    EMIT("# HELP conveyor_checkpoint_batch_size Checkpoints per group-commit transaction.\n"
+         "# TYPE conveyor_checkpoint_batch_size histogram\n");
+    {
+        long long cum = 0;
+        for (int b = 0; b < CV_BATCH_BUCKETS; b++) {
+            cum += st.batch_size[b];
+            EMIT("conveyor_checkpoint_batch_size_bucket{le=\"%d\"} %lld\n", 1 << b, cum);
+        }
+        cum += st.batch_size[CV_BATCH_BUCKETS];
+        EMIT("conveyor_checkpoint_batch_size_bucket{le=\"+Inf\"} %lld\n"
+             "conveyor_checkpoint_batch_size_sum %lld\n"
+             "conveyor_checkpoint_batch_size_count %lld\n",
+             cum, st.checkpoints, st.batches);
+    }
+    EMIT("# HELP conveyor_checkpoint_commit_seconds Time to write one group commit durably.\n"
+         "# TYPE conveyor_checkpoint_commit_seconds histogram\n");
+    {
+        long long cum = 0;
+        for (int b = 0; b < CV_COMMIT_BUCKETS; b++) {
+            cum += st.commit_ms[b];
+            EMIT("conveyor_checkpoint_commit_seconds_bucket{le=\"%g\"} %lld\n", cv__commit_buckets_ms[b] / 1000.0,
+                 cum);
+        }
+        cum += st.commit_ms[CV_COMMIT_BUCKETS];
+        EMIT("conveyor_checkpoint_commit_seconds_bucket{le=\"+Inf\"} %lld\n"
+             "conveyor_checkpoint_commit_seconds_sum %.6f\n"
+             "conveyor_checkpoint_commit_seconds_count %lld\n",
+             cum, st.commit_ms_sum / 1000.0, cum);
+    }
+    {
+        struct cv_task_stats ts;
+        cv__engine_task_stats(k->s->e, &ts);
+        EMIT("# HELP conveyor_task_duration_seconds Tasks that ended (completed or faulted), by task type.\n"
+             "# TYPE conveyor_task_duration_seconds histogram\n");
+        for (int t = 0; t < CV_TASK_KINDS; t++) {
+            long long cum = 0;
+            for (int b = 0; b < CV_TASK_BUCKETS; b++) {
+                cum += ts.count[t][b];
+                EMIT("conveyor_task_duration_seconds_bucket{type=\"%s\",le=\"%g\"} %lld\n", cv__task_kind_names[t],
+                     cv__task_buckets_s[b], cum);
+            }
+            cum += ts.count[t][CV_TASK_BUCKETS];
+            EMIT("conveyor_task_duration_seconds_bucket{type=\"%s\",le=\"+Inf\"} %lld\n"
+                 "conveyor_task_duration_seconds_sum{type=\"%s\"} %.6f\n"
+                 "conveyor_task_duration_seconds_count{type=\"%s\"} %lld\n",
+                 cv__task_kind_names[t], cum, cv__task_kind_names[t], ts.sum_s[t], cv__task_kind_names[t], cum);
+        }
+    }
     EMIT("# HELP conveyor_http_requests_in_flight Requests being handled.\n"
          "# TYPE conveyor_http_requests_in_flight gauge\n"
          "conveyor_http_requests_in_flight %d\n",

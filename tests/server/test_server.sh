@@ -366,6 +366,15 @@ check "metrics count ended instances by status" grep -q '^conveyor_instances_tot
 check "metrics count checkpoints and batches" grep -q '^conveyor_checkpoint_batches_total [1-9]' "$T/body"
 check "metrics count HTTP requests by route and code" \
     grep -q '^conveyor_http_requests_total{route="/v1/instances/{id}",code="404"} [1-9]' "$T/body"
+check "metrics count cancelled instances" grep -q '^conveyor_instances_total{status="cancelled"} [1-9]' "$T/body"
+check "metrics have task duration histograms by task type" \
+    grep -q '^conveyor_task_duration_seconds_count{type="set"} [1-9]' "$T/body"
+is "a set task took under a second" 0 "$(grep -c '^conveyor_task_duration_seconds_bucket{type="set",le="1"} 0$' "$T/body")"
+check "metrics have the batch size histogram" grep -q '^conveyor_checkpoint_batch_size_bucket{le="+Inf"} [1-9]' "$T/body"
+check "metrics have the commit latency histogram" grep -q '^conveyor_checkpoint_commit_seconds_count [1-9]' "$T/body"
+check "metrics have the queue depths" grep -q '^conveyor_queue_depth{queue="commit"} [0-9]' "$T/body"
+check "metrics have the effects in flight" grep -q '^conveyor_effects_in_flight [0-9]' "$T/body"
+is "the metrics are valid exposition lines" 0 "$(grep -v '^#' "$T/body" | grep -cvE '^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? [-+0-9.eInf]+$')"
 
 # ---- the CLI client, in the forms the issue gives
 out=$("$CV" deploy "$T/hello.yaml" --server "$S" 2>"$T/cli.err")
