@@ -171,6 +171,10 @@ if [ -x tests/server/test_events.sh ]; then
     run_suite events env BUILD="$BUILD" tests/server/test_events.sh
 fi
 
+if [ -x tests/server/test_sinks.sh ]; then
+    run_suite sinks env BUILD="$BUILD" tests/server/test_sinks.sh
+fi
+
 if [ -x tests/server/test_schedule.sh ]; then
     run_suite schedule env BUILD="$BUILD" tests/server/test_schedule.sh
 fi

@@ -128,6 +128,7 @@ struct cv_engine {
     atomic_int creating; /* starts in progress */
     int64_t bus_start;   /* the bus's last seq when the engine started */
     struct cv_schedules *schedules;
+    struct cv_sink *sinks;
 };
 
 /* ---- the commit queue --------------------------------------------------------------- */
@@ -302,6 +303,7 @@ static double mono_ms(void)
 static void bus_notify(struct cv_engine *e)
 {
     cv__schedules_events(e->schedules);
+    cv__sinks_poke(e->sinks);
     for (int i = 0; i < e->nworkers; i++) {
         struct worker *w = &e->workers[i];
         pthread_mutex_lock(&w->lock);
@@ -1038,6 +1040,8 @@ int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_optio
     e->o.batch_max = o && o->batch_max > 0 ? o->batch_max : 512;
     e->o.batch_wait_us = o && o->batch_wait_us >= 0 && o->batch_max > 0 ? o->batch_wait_us : 1000;
     e->o.event_retention_ms = o && o->event_retention_ms > 0 ? o->event_retention_ms : 24LL * 3600 * 1000;
+    e->o.event_sinks = o ? o->event_sinks : NULL;
+    e->o.nevent_sinks = o && o->event_sinks ? o->nevent_sinks : 0;
     pthread_mutex_init(&e->store_lock, NULL);
     pthread_mutex_init(&e->cq_lock, NULL);
     pthread_cond_init(&e->cq_cond, NULL);
@@ -1158,6 +1162,8 @@ int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
     jv_free(ids);
     if (cv__schedules_start(e, &e->schedules))
         fprintf(stderr, "conveyor: cannot start the schedule thread: schedules do not run\n");
+    if (cv__sinks_start(e, e->o.event_sinks, e->o.nevent_sinks, &e->sinks))
+        fprintf(stderr, "conveyor: cannot start the event sinks\n");
     pthread_mutex_lock(&e->res_lock);
     e->stats.resumed += n;
     pthread_mutex_unlock(&e->res_lock);
@@ -1172,6 +1178,8 @@ void cv__engine_stop(struct cv_engine *e)
         return;
     cv__schedules_stop(e->schedules);
     e->schedules = NULL;
+    cv__sinks_stop(e->sinks);
+    e->sinks = NULL;
     if (e->started) {
         for (int i = 0; i < e->nworkers; i++) {
             pthread_mutex_lock(&e->workers[i].lock);
@@ -1548,6 +1556,22 @@ int cv__engine_list_events(struct cv_engine *e, int64_t after, int limit, jv *ou
 {
     pthread_mutex_lock(&e->store_lock);
     int rc = cv_store_list_events(e->store, after, cv__wall_ms(), limit, out, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_get_cursor(struct cv_engine *e, const char *name, int64_t *seq, jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_get_cursor(e->store, name, seq, err);
+    pthread_mutex_unlock(&e->store_lock);
+    return rc;
+}
+
+int cv__engine_set_cursor(struct cv_engine *e, const char *name, int64_t seq, jv *err)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_set_cursor(e->store, name, seq, err);
     pthread_mutex_unlock(&e->store_lock);
     return rc;
 }

@@ -31,6 +31,9 @@ struct cv_engine_options {
     int batch_wait_us;  /* how long a batch waits for company (default 1000) */
     int64_t event_retention_ms; /* how long the bus keeps an event for listens
                                    that start later (default 24 h) */
+    char *const *event_sinks;   /* HTTP URLs that receive the events instances
+                                   emit (borrowed for the engine's life) */
+    int nevent_sinks;
 };
 
 /*
@@ -88,6 +91,8 @@ int cv__engine_get_workflow(struct cv_engine *e, const char *ns, const char *nam
                             jv *err);
 int cv__engine_list_workflows(struct cv_engine *e, jv *out, jv *err);
 int cv__engine_list_events(struct cv_engine *e, int64_t after, int limit, jv *out, jv *err);
+int cv__engine_get_cursor(struct cv_engine *e, const char *name, int64_t *seq, jv *err);
+int cv__engine_set_cursor(struct cv_engine *e, const char *name, int64_t seq, jv *err);
 /* Appends events (array, consumed) to an instance's history, e.g. who did
  * what through the API: {type, data: {who, action, ...}}. */
 int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err);

@@ -221,6 +221,13 @@ void cv__schedules_reload(struct cv_schedules *s);
 void cv__schedules_events(struct cv_schedules *s);
 void cv__schedules_stop(struct cv_schedules *s);
 
+/* sink.c: event sinks, one thread per URL (started by cv__engine_start,
+ * poked when events are committed, stopped by cv__engine_stop). */
+struct cv_sink;
+int cv__sinks_start(struct cv_engine *e, char *const *urls, int n, struct cv_sink **out);
+void cv__sinks_poke(struct cv_sink *k);
+void cv__sinks_stop(struct cv_sink *k);
+
 /* state.c: the serializable position of an instance (DESIGN.md decision 3). */
 jv cv__instance_state(const struct instance *in);
 /* "running" or "waiting" (every fiber on a timer or its branches) for a

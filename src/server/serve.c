@@ -36,6 +36,9 @@ static const char usage_serve[] =
     "  --max-inflight N       requests handled at once before 503 (default 256)\n"
     "  --event-retention DUR  how long the event bus keeps an event for listens that\n"
     "                         start later (ISO 8601, default PT24H)\n"
+    "  --event-sink URL       POST every event that instances emit to URL\n"
+    "                         (CloudEvents structured mode, at least once, in order,\n"
+    "                         retried until delivered or expired); repeatable\n"
     "  --secrets PATH, --subflow FILE, --subflows DIR, --host-map HOST=ADDR:PORT,\n"
     "  --deny-unmapped, --time-scale X, --effect-timeout DUR\n"
     "                         as for `conveyor run`\n"
@@ -47,9 +50,9 @@ static const char usage_serve[] =
     "                         event-retention; integers for workers and\n"
     "                         max-inflight; a number for time-scale;\n"
     "                         true/false for deny-unmapped; a list of strings (or one\n"
-    "                         string) for subflow and host-map. Relative paths are\n"
-    "                         taken from the current directory, as on the command\n"
-    "                         line. An unknown key or a wrong type is a usage error.\n"
+    "                         string) for subflow, host-map and event-sink. Relative\n"
+    "                         paths are taken from the current directory, as on the\n"
+    "                         command line. An unknown key or a wrong type is a usage error.\n"
     "                         Example:\n"
     "                           db: /var/lib/conveyor/db\n"
     "                           listen: 127.0.0.1:8080\n"
@@ -146,7 +149,7 @@ static const struct opt opts[] = {
     {"db", OPT_STRING},         {"listen", OPT_STRING},        {"workers", OPT_INT},
     {"max-inflight", OPT_INT},  {"secrets", OPT_STRING},       {"subflow", OPT_LIST},
     {"subflows", OPT_STRING},   {"host-map", OPT_LIST},        {"deny-unmapped", OPT_SWITCH},
-    {"time-scale", OPT_NUMBER}, {"effect-timeout", OPT_STRING}, {"event-retention", OPT_STRING},
+    {"time-scale", OPT_NUMBER}, {"effect-timeout", OPT_STRING}, {"event-retention", OPT_STRING}, {"event-sink", OPT_LIST},
 };
 #define NOPTS (sizeof opts / sizeof *opts)
 
@@ -167,6 +170,8 @@ struct setup {
     struct cv_server_options so;
     cv_runtime *rt;
     jv secrets; /* merged from every --secrets / secrets: */
+    char *sinks[64]; /* --event-sink URLs (copies) */
+    int nsinks;
 };
 
 /*
@@ -266,6 +271,22 @@ static int apply_opt(struct setup *s, const struct opt *o, const char *val, cons
             return 2;
         }
         s->eo.event_retention_ms = ms;
+    } else if (!strcmp(n, "event-sink")) {
+        if (strncmp(val, "http://", 7) && strncmp(val, "https://", 8)) {
+            fprintf(stderr, "conveyor serve: %s needs an http:// or https:// URL, not '%s'\n", where, val);
+            return 2;
+        }
+        if (s->nsinks == (int)(sizeof s->sinks / sizeof s->sinks[0])) {
+            fprintf(stderr, "conveyor serve: %s: at most %d event sinks\n", where,
+                    (int)(sizeof s->sinks / sizeof s->sinks[0]));
+            return 2;
+        }
+        s->sinks[s->nsinks] = strdup(val);
+        if (!s->sinks[s->nsinks])
+            return 2;
+        s->nsinks++;
+        s->eo.event_sinks = s->sinks;
+        s->eo.nevent_sinks = s->nsinks;
     }
     return 0;
 }
@@ -539,6 +560,8 @@ out:
     cv__engine_stop(e);
     cv_store_close(store);
     jv_free(s.secrets);
+    for (int i = 0; i < s.nsinks; i++)
+        free(s.sinks[i]);
     jv_free(config);
     cv_runtime_free(s.rt);
     return rc;

@@ -64,6 +64,8 @@ enum {
     S_EV_INSERT,
     S_EV_LIST,
     S_EV_PURGE,
+    S_CURSOR_GET,
+    S_CURSOR_SET,
     S_COUNT
 };
 
@@ -103,9 +105,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_TIMER_DUE] = "SELECT instance, key, fire_at FROM timers WHERE fire_at <= ?1"
                     " ORDER BY fire_at, instance, key LIMIT ?2",
     [S_TIMER_NEXT] = "SELECT min(fire_at) FROM timers",
-    [S_EV_INSERT] = "INSERT INTO events (type, received_at, expires_at, event) VALUES (?1, ?2, ?3, ?4) RETURNING seq",
-    [S_EV_LIST] = "SELECT seq, event, received_at FROM events WHERE seq > ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3",
+    [S_EV_INSERT] = "INSERT INTO events (type, received_at, expires_at, event, origin) VALUES (?1, ?2, ?3, ?4, ?5)"
+                    " RETURNING seq",
+    [S_EV_LIST] = "SELECT seq, event, received_at, origin FROM events WHERE seq > ?1 AND expires_at > ?2 ORDER BY seq LIMIT ?3",
     [S_EV_PURGE] = "DELETE FROM events WHERE expires_at <= ?1",
+    [S_CURSOR_GET] = "SELECT seq FROM cursors WHERE name = ?1",
+    [S_CURSOR_SET] = "INSERT INTO cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = ?2",
 };
 
 /* list_instances: one statement per combination of filters, so that each can
@@ -1032,7 +1037,7 @@ static jv member(jv o, const char *key)
 
 /* Inserts `events` (array of {event, expiresAt}, consumed) inside the
  * caller's transaction; *seqs = their sequence numbers. */
-static int insert_events(struct sq *q, jv events, int64_t now, jv *seqs, jv *err)
+static int insert_events(struct sq *q, jv events, int64_t now, const char *origin, jv *seqs, jv *err)
 {
     int rc, code = 0;
     jv out = jv_array();
@@ -1054,6 +1059,7 @@ static int insert_events(struct sq *q, jv events, int64_t now, jv *seqs, jv *err
         sqlite3_bind_int64(st, 2, now);
         sqlite3_bind_int64(st, 3, (int64_t)jv_number_value(at));
         code = bind_json(st, 4, ev, "an event", err);
+        bind_text(st, 5, origin);
         rc = code ? SQLITE_DONE : sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             out = jv_array_append(out, jv_number((double)sqlite3_column_int64(st, 0)));
@@ -1197,7 +1203,7 @@ static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *er
     }
     if (jv_get_kind(cp->events) == JV_KIND_ARRAY) {
         jv seqs = jv_invalid();
-        code = insert_events(q, jv_copy(cp->events), now, &seqs, err);
+        code = insert_events(q, jv_copy(cp->events), now, "emit", &seqs, err);
         jv_free(seqs);
         if (code)
             return code;
@@ -1367,7 +1373,7 @@ static int sq_put_events(void *impl, jv events, jv *seqs, jv *err)
         code = sq_fail(q, rc, "storing events", err);
         jv_free(events);
     } else {
-        code = insert_events(q, events, cv__wall_ms(), seqs, err);
+        code = insert_events(q, events, cv__wall_ms(), "api", seqs, err);
     }
     code = tx_end(q, code, err);
     pthread_mutex_unlock(&q->lock);
@@ -1392,7 +1398,8 @@ static int sq_list_events(void *impl, int64_t after, int64_t now, int limit, jv 
                 break;
             list = jv_array_append(list, JV_OBJECT(jv_string("seq"), jv_number((double)sqlite3_column_int64(st, 0)),
                                                    jv_string("event"), ev, jv_string("receivedAt"),
-                                                   jv_number((double)sqlite3_column_int64(st, 2))));
+                                                   jv_number((double)sqlite3_column_int64(st, 2)),
+                                                   jv_string("origin"), col_text(st, 3)));
         }
         stmt_done(st);
     }
@@ -1425,6 +1432,46 @@ static int sq_purge_events(void *impl, int64_t now, int *purged, jv *err)
     return code;
 }
 
+static int sq_get_cursor(void *impl, const char *name, int64_t *seq, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    *seq = -1;
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_CURSOR_GET, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *seq = sqlite3_column_int64(st, 0);
+            rc = SQLITE_DONE;
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading a cursor", err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_set_cursor(void *impl, const char *name, int64_t seq, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_CURSOR_SET, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, seq);
+        rc = sqlite3_step(st);
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "writing a cursor", err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
 const struct cv_store_ops cv__store_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -1445,4 +1492,6 @@ const struct cv_store_ops cv__store_sqlite = {
     .put_events = sq_put_events,
     .list_events = sq_list_events,
     .purge_events = sq_purge_events,
+    .get_cursor = sq_get_cursor,
+    .set_cursor = sq_set_cursor,
 };

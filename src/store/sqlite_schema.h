@@ -88,8 +88,17 @@ static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
      "  event       TEXT NOT NULL"
      ");"
      "CREATE INDEX events_by_expiry ON events (expires_at);"},
+    {3,
+     /* Where an event came from ('api': received; 'emit': an instance's
+      * emit, which event sinks deliver), and named read positions on the
+      * bus that must survive a restart (an event sink's last delivered). */
+     "ALTER TABLE events ADD COLUMN origin TEXT NOT NULL DEFAULT 'api';"
+     "CREATE TABLE cursors ("
+     "  name TEXT PRIMARY KEY,"
+     "  seq  INTEGER NOT NULL"
+     ") WITHOUT ROWID;"},
 };
 
-#define CV_SQLITE_SCHEMA_VERSION 2
+#define CV_SQLITE_SCHEMA_VERSION 3
 
 #endif

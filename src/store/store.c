@@ -513,3 +513,21 @@ int cv_store_purge_events(cv_store *s, int64_t now, int *purged, jv *err)
     }
     return s->ops->purge_events(s->impl, now, purged, err);
 }
+
+int cv_store_get_cursor(cv_store *s, const char *name, int64_t *seq, jv *err)
+{
+    if (!s || empty(name) || !seq) {
+        set_err(err, "a cursor needs a name");
+        return CV_EINVAL;
+    }
+    return s->ops->get_cursor(s->impl, name, seq, err);
+}
+
+int cv_store_set_cursor(cv_store *s, const char *name, int64_t seq, jv *err)
+{
+    if (!s || empty(name) || seq < 0) {
+        set_err(err, "a cursor needs a name and a position >= 0");
+        return CV_EINVAL;
+    }
+    return s->ops->set_cursor(s->impl, name, seq, err);
+}

@@ -133,11 +133,16 @@ struct cv_store_ops {
     /* Appends `events` (array of {event, expiresAt}, consumed) in ONE
      * transaction; *seqs = their bus sequence numbers, increasing. */
     int (*put_events)(void *impl, jv events, jv *seqs, jv *err);
-    /* *out = array of {seq, event, receivedAt} with seq > after and
-     * expiresAt > now, in seq order, at most `limit`. */
+    /* *out = array of {seq, event, receivedAt, origin} with seq > after and
+     * expiresAt > now, in seq order, at most `limit`. origin: "api" (put_events)
+     * or "emit" (published with a checkpoint). */
     int (*list_events)(void *impl, int64_t after, int64_t now, int limit, jv *out, jv *err);
     /* Deletes the events expired at `now`; *purged = how many (may be NULL). */
     int (*purge_events)(void *impl, int64_t now, int *purged, jv *err);
+    /* Named positions on the bus that survive a restart (an event sink's
+     * last delivered seq): *seq = -1 when never set. set is durable. */
+    int (*get_cursor)(void *impl, const char *name, int64_t *seq, jv *err);
+    int (*set_cursor)(void *impl, const char *name, int64_t seq, jv *err);
 };
 
 /* The public face: a store handle (backend + its state). */
@@ -166,6 +171,8 @@ int cv_store_next_timer(cv_store *s, int64_t *fire_at, jv *err);
 int cv_store_put_events(cv_store *s, jv events, jv *seqs, jv *err);
 int cv_store_list_events(cv_store *s, int64_t after, int64_t now, int limit, jv *out, jv *err);
 int cv_store_purge_events(cv_store *s, int64_t now, int *purged, jv *err);
+int cv_store_get_cursor(cv_store *s, const char *name, int64_t *seq, jv *err);
+int cv_store_set_cursor(cv_store *s, const char *name, int64_t seq, jv *err);
 
 /* Initialises a checkpoint for `instance` with every jv field invalid. */
 void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance);

@@ -2,7 +2,7 @@
  * test_bus.c — the store's event bus (store.h: put_events, list_events,
  * purge_events, and events published with a checkpoint), on a real SQLite
  * file: order, expiry, durability across a reopen, atomicity with the
- * checkpoint, and bad arguments.
+ * checkpoint, bad arguments, named cursors and where events came from.
  */
 #include "conveyor.h"
 #include "store/store.h"
@@ -169,5 +169,34 @@ Test(bus, malformed_events_are_refused)
     jv list;
     cr_assert_eq(cv_store_list_events(s, 0, 0, 0, &list, &err), CV_EINVAL, "a limit below 1");
     jv_free(err);
+    cv_store_close(s);
+}
+
+Test(bus, cursors_survive_a_reopen_and_events_say_where_they_came_from)
+{
+    cv_store *s = open_store();
+    jv err = jv_invalid();
+    int64_t seq = 7;
+    cr_assert_eq(cv_store_get_cursor(s, "sink:http://x", &seq, &err), CV_OK);
+    cr_assert_eq(seq, -1, "a cursor never set reads -1");
+    cr_assert_eq(cv_store_set_cursor(s, "sink:http://x", 0, &err), CV_OK);
+    cr_assert_eq(cv_store_set_cursor(s, "sink:http://x", 42, &err), CV_OK);
+    cr_assert_eq(cv_store_set_cursor(s, "sink:http://x", -1, &err), CV_EINVAL);
+    jv_free(err);
+    err = jv_invalid();
+    jv seqs = jv_invalid();
+    cr_assert_eq(cv_store_put_events(s, JV_ARRAY(entry("api-1", "t", 4e12)), &seqs, &err), CV_OK);
+    jv_free(seqs);
+    cv_store_close(s);
+
+    s = open_store();
+    cr_assert_eq(cv_store_get_cursor(s, "sink:http://x", &seq, &err), CV_OK);
+    cr_assert_eq(seq, 42);
+    jv list;
+    cr_assert_eq(cv_store_list_events(s, 0, 1000, 10, &list, &err), CV_OK);
+    jv origin = jv_getpath(jv_copy(list), JV_ARRAY(jv_number(0), jv_string("origin")));
+    cr_assert_str_eq(jv_string_value(origin), "api");
+    jv_free(origin);
+    jv_free(list);
     cv_store_close(s);
 }
