@@ -126,8 +126,9 @@ int cv__cli_run_durable(cv_runtime *rt, const char *db, const char *file, const 
     *report = jv_null();
     cv_store *st = NULL;
     jv err = jv_invalid();
-    if (cv_store_open(db, &st, &err)) {
+    if (cv_store_open(db, &st, &err) || cv_store_claim(st, &err)) {
         print_err(db, err);
+        cv_store_close(st);
         jv_free(input);
         return -1;
     }
@@ -267,8 +268,9 @@ int cv__cli_resume(cv_runtime *rt, const char *db, char **ids, int nids)
 {
     cv_store *st = NULL;
     jv err = jv_invalid();
-    if (cv_store_open(db, &st, &err)) {
+    if (cv_store_open(db, &st, &err) || cv_store_claim(st, &err)) {
         print_err(db, err);
+        cv_store_close(st);
         return 1;
     }
     jv_free(err);

@@ -502,6 +502,8 @@ int cv__serve_main(int argc, char **argv)
     rc = 1;
     jv err = jv_invalid();
     int r = cv_store_open(s.db, &store, &err);
+    if (!r) /* one process runs a store's instances: a second server would resume them too */
+        r = cv_store_claim(store, &err);
     if (r) {
         fprintf(stderr, "conveyor serve: %s: %s\n", s.db,
                 jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(r));

@@ -25,12 +25,16 @@
 #include "store/sqlite_schema.h"
 #include "store/store_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define DEFAULT_BUSY_MS 5000
 
@@ -120,6 +124,7 @@ static const char *const stmt_sql[S_COUNT] = {
 struct sq {
     sqlite3 *db;
     char *path;
+    int claim_fd; /* PATH.lock, flock()ed by claim(); -1 */
     pthread_mutex_t lock;
     sqlite3_stmt *stmts[S_COUNT];
     sqlite3_stmt *lists[LIST_VARIANTS];
@@ -360,6 +365,8 @@ static void sq_close(void *impl)
         sqlite3_finalize(q->lists[i]);
     sqlite3_close_v2(q->db);
     pthread_mutex_destroy(&q->lock);
+    if (q->claim_fd >= 0)
+        close(q->claim_fd); /* releases the claim */
     free(q->path);
     free(q);
 }
@@ -495,6 +502,7 @@ static int sq_open(const char *where, void **impl, jv *err)
     if (!q)
         return CV_ENOMEM;
     q->path = strdup(where);
+    q->claim_fd = -1;
     if (!q->path) {
         free(q);
         return CV_ENOMEM;
@@ -1432,6 +1440,44 @@ static int sq_purge_events(void *impl, int64_t now, int *purged, jv *err)
     return code;
 }
 
+/* The claim of a process that runs instances: flock(LOCK_EX | LOCK_NB) on
+ * PATH.lock, held until close (or the process's death, so a SIGKILLed
+ * server does not keep it). A lock of its own, not SQLite's: readers and
+ * clients still open the database. */
+static int sq_claim(void *impl, jv *err)
+{
+    struct sq *q = impl;
+    if (q->claim_fd >= 0)
+        return 0;
+    char *lp = NULL;
+    if (asprintf(&lp, "%s.lock", q->path) < 0) {
+        set_err(err, "out of memory");
+        return CV_ENOMEM;
+    }
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        set_err(err, "%s: %s", lp, strerror(errno));
+        free(lp);
+        return CV_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            set_err(err, "%s is in use by another conveyor process that runs its instances (it holds %s)", q->path,
+                    lp);
+            free(lp);
+            return CV_EBUSY;
+        }
+        set_err(err, "%s: %s", lp, strerror(e));
+        free(lp);
+        return CV_EIO;
+    }
+    free(lp);
+    q->claim_fd = fd;
+    return 0;
+}
+
 static int sq_get_cursor(void *impl, const char *name, int64_t *seq, jv *err)
 {
     struct sq *q = impl;
@@ -1492,6 +1538,7 @@ const struct cv_store_ops cv__store_sqlite = {
     .put_events = sq_put_events,
     .list_events = sq_list_events,
     .purge_events = sq_purge_events,
+    .claim = sq_claim,
     .get_cursor = sq_get_cursor,
     .set_cursor = sq_set_cursor,
 };

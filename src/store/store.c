@@ -531,3 +531,12 @@ int cv_store_set_cursor(cv_store *s, const char *name, int64_t seq, jv *err)
     }
     return s->ops->set_cursor(s->impl, name, seq, err);
 }
+
+int cv_store_claim(cv_store *s, jv *err)
+{
+    if (!s) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->claim(s->impl, err);
+}

@@ -139,6 +139,11 @@ struct cv_store_ops {
     int (*list_events)(void *impl, int64_t after, int64_t now, int limit, jv *out, jv *err);
     /* Deletes the events expired at `now`; *purged = how many (may be NULL). */
     int (*purge_events)(void *impl, int64_t now, int *purged, jv *err);
+    /* Claims the store for this process, which will run its instances (a
+     * server, `run --db`, `resume --db`): CV_EBUSY (and *err naming the
+     * file) while another process holds the claim. Released by close or
+     * the process's death. Reading and the API's clients need no claim. */
+    int (*claim)(void *impl, jv *err);
     /* Named positions on the bus that survive a restart (an event sink's
      * last delivered seq): *seq = -1 when never set. set is durable. */
     int (*get_cursor)(void *impl, const char *name, int64_t *seq, jv *err);
@@ -171,6 +176,7 @@ int cv_store_next_timer(cv_store *s, int64_t *fire_at, jv *err);
 int cv_store_put_events(cv_store *s, jv events, jv *seqs, jv *err);
 int cv_store_list_events(cv_store *s, int64_t after, int64_t now, int limit, jv *out, jv *err);
 int cv_store_purge_events(cv_store *s, int64_t now, int *purged, jv *err);
+int cv_store_claim(cv_store *s, jv *err);
 int cv_store_get_cursor(cv_store *s, const char *name, int64_t *seq, jv *err);
 int cv_store_set_cursor(cv_store *s, const char *name, int64_t seq, jv *err);
 

@@ -151,6 +151,21 @@ if serve main --db "$T/db"; then ok "serve prints its port and /health answers 2
 fi
 MAIN_PID=$SPID
 
+# ---- one process runs a store's instances: a second server on it is refused
+"$CV" serve --db "$T/db" --listen 127.0.0.1:0 >"$T/second.out" 2>"$T/second.err" &
+SECOND=$!
+PIDS="$PIDS $SECOND"
+i=0
+while kill -0 "$SECOND" 2>/dev/null && [ $i -lt 100 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+wait "$SECOND" 2>/dev/null
+is "a second server on the same db exits 1" 1 $?
+check "saying that another conveyor process runs it" grep -q "in use by another conveyor process" "$T/second.err"
+"$CV" run "$T/hello.yaml" --db "$T/db" >/dev/null 2>"$T/second.err"
+is "so does run --db on it" 1 $?
+
 # ---- health, readiness, OpenAPI, metrics
 req GET /health
 is "GET /health is 200" 200 "$CODE"
