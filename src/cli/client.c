@@ -1,11 +1,13 @@
 /*
- * client.c — `conveyor deploy|start|get|list|history|cancel|suspend|resume`:
- * the CLI as a client of the HTTP API (client.h, docs/api.md). It only
- * speaks HTTP: nothing here opens a store or runs a workflow (`resume --db`
- * is durable.c's; main.c decides which of the two a `resume` means). Problems (RFC 9457) are printed
- * as "conveyor CMD: TITLE: DETAIL" with their `errors` one per line.
+ * client.c — `conveyor deploy|start|get|list|history|cancel|suspend|resume`
+ * and `conveyor events send`: the CLI as a client of the HTTP API
+ * (client.h, docs/api.md). It only speaks HTTP: nothing here opens a store
+ * or runs a workflow (`resume --db` is durable.c's; main.c decides which of
+ * the two a `resume` means). Problems (RFC 9457) are printed as
+ * "conveyor CMD: TITLE: DETAIL" with their `errors` one per line.
  */
 #include "cli/client.h"
+#include "common/util.h"
 #include "conveyor.h"
 
 #include <curl/curl.h>
@@ -46,6 +48,10 @@ static const char usage_client[] =
     "      (exit 1 when it ended otherwise or not in time). `resume` goes to the\n"
     "      server when it has an ID or --server and no --db; `resume --db FILE`\n"
     "      continues local runs (see `conveyor resume --help`).\n"
+    "  conveyor events send --type TYPE --source SOURCE [--data JSON] [--server URL]\n"
+    "  conveyor events send --file PATH [--server URL]\n"
+    "      publish CloudEvents to the server's bus; prints `ID SEQ` per event (see\n"
+    "      `conveyor events --help`)\n"
     "\n"
     "--server defaults to $CONVEYOR_SERVER, else http://127.0.0.1:8080.\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
@@ -211,33 +217,49 @@ static const char *str_field(jv obj, const char *key, char *buf, size_t n)
 
 /* ------------------------------------------------------------------------ */
 
-static int cmd_deploy(struct client *c, const char *file)
+/*
+ * Reads the file at `path` (borrowed; "-" is stdin when stdin_ok) into *b:
+ * b->p is malloc'd and NUL-terminated (NULL when the file is empty), the
+ * caller frees it. Returns 0, or 1 after printing why not (cannot open or
+ * read it, larger than FILE_MAX, out of memory); *b is then empty.
+ */
+static int read_path(struct client *c, const char *path, int stdin_ok, struct buf *b)
 {
-    FILE *f = fopen(file, "rb");
+    *b = (struct buf){0};
+    int is_stdin = stdin_ok && !strcmp(path, "-");
+    const char *name = is_stdin ? "stdin" : path;
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "conveyor deploy: %s: %s\n", file, strerror(errno));
+        fprintf(stderr, "conveyor %s: %s: %s\n", c->cmd, path, strerror(errno));
         return 1;
     }
-    struct buf b = {0};
     char chunk[65536];
     size_t r;
-    int big = 0;
-    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.len + r > FILE_MAX) {
-            big = 1;
-            break;
-        }
-        if (on_data(chunk, 1, r, &b) != r) {
-            big = 1;
-            break;
-        }
+    const char *why = NULL;
+    while (!why && (r = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b->len + r > FILE_MAX)
+            why = "larger than 16 MiB";
+        else if (on_data(chunk, 1, r, b) != r)
+            why = "out of memory";
     }
-    fclose(f);
-    if (big) {
-        free(b.p);
-        fprintf(stderr, "conveyor deploy: %s: larger than 16 MiB\n", file);
+    if (!why && ferror(f))
+        why = strerror(errno);
+    if (!is_stdin)
+        fclose(f);
+    if (why) {
+        fprintf(stderr, "conveyor %s: %s: %s\n", c->cmd, name, why);
+        free(b->p);
+        *b = (struct buf){0};
         return 1;
     }
+    return 0;
+}
+
+static int cmd_deploy(struct client *c, const char *file)
+{
+    struct buf b;
+    if (read_path(c, file, 0, &b))
+        return 1;
     size_t fl = strlen(file);
     const char *ctype = fl > 5 && !strcmp(file + fl - 5, ".json") ? "application/json" : "application/yaml";
     long status = 0;
@@ -525,12 +547,274 @@ static int cmd_control(struct client *c, const char *id, long wait_s)
     return wait_s >= 0 ? control_wait(c, id, ipath, wait_s) : 0;
 }
 
+/* ------------------------------------------------------------------------
+ * events send
+ * ---------------------------------------------------------------------- */
+
+static const char usage_events[] =
+    "usage:\n"
+    "  conveyor events send --type TYPE --source SOURCE [--id ID] [--subject S]\n"
+    "                       [--data JSON | --data-file PATH] [--server URL]\n"
+    "      publish one CloudEvent 1.0 (structured mode, application/cloudevents+json)\n"
+    "      with specversion \"1.0\", id ID (default: a new UUID v4), time now (RFC 3339,\n"
+    "      UTC) and, with --data or --data-file (a JSON value; PATH - is stdin), that\n"
+    "      data and datacontenttype application/json\n"
+    "  conveyor events send --file PATH [--server URL]\n"
+    "      publish the events in PATH (- is stdin): one event object, a JSON array of\n"
+    "      events, or JSON lines (one event a line), as one batch\n"
+    "      (application/cloudevents-batch+json) that the server accepts whole or not\n"
+    "      at all. An event without specversion, id or time gets \"1.0\", a new UUID v4\n"
+    "      and now; type and source are required (the server refuses an event without\n"
+    "      them and its message is shown). Other attributes are sent as they are.\n"
+    "\n"
+    "Prints one line `ID SEQ` per accepted event, in the order sent (SEQ: the\n"
+    "event's position on the server's bus). Exit status: 0 accepted; 1 refused (the\n"
+    "server's problem on stderr), the server could not be reached, or PATH could\n"
+    "not be read; 2 usage error, including --data, --data-file or --file content\n"
+    "that is not JSON.\n"
+    "--server defaults to $CONVEYOR_SERVER, else http://127.0.0.1:8080.\n";
+
+static int events_usage_error(struct client *c, const char *msg, const char *arg)
+{
+    fprintf(stderr, "conveyor %s: %s%s\n%s", c->cmd, msg, arg ? arg : "", usage_events);
+    return 2;
+}
+
+/*
+ * Parses text[0..len) (borrowed) as one JSON value into *out (owned by the
+ * caller). Returns 0, or 2 after printing that `what` is not valid JSON.
+ */
+static int parse_json(struct client *c, const char *what, const char *text, size_t len, jv *out)
+{
+    jv v = jv_parse_sized(text, (int)len);
+    if (jv_is_valid(v)) {
+        *out = v;
+        return 0;
+    }
+    jv msg = jv_invalid_get_msg(v);
+    /* jq's message quotes the whole text: a long --data-file is cut short */
+    int hint = !strcmp(what, "--data") && len && text[0] != '"' && text[0] != '{' && text[0] != '[';
+    fprintf(stderr, "conveyor %s: %s is not valid JSON: %.300s%s\n", c->cmd, what,
+            jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "?",
+            hint ? " (a string is quoted: '\"text\"')" : "");
+    jv_free(msg);
+    return 2;
+}
+
+/*
+ * The events of a --file (b borrowed, `name` for messages): every JSON
+ * value in it is an event, or an array of events, so one object, one array
+ * and JSON lines all read the same way. Returns 0 with *out a non-empty
+ * array (the caller's), or 2 after a message (not JSON, or no event).
+ */
+static int file_events(struct client *c, const char *name, const struct buf *b, jv *out)
+{
+    jv all = jv_array();
+    jv_parser *p = jv_parser_new(0);
+    jv_parser_set_buf(p, b->p ? b->p : "", (int)b->len, 0);
+    jv v;
+    while (jv_is_valid(v = jv_parser_next(p)))
+        all = jv_get_kind(v) == JV_KIND_ARRAY ? jv_array_concat(all, v) : jv_array_append(all, v);
+    jv_parser_free(p);
+    jv msg = jv_invalid_get_msg(v);
+    if (jv_get_kind(msg) == JV_KIND_STRING) {
+        fprintf(stderr, "conveyor %s: %s is not JSON: %s\n", c->cmd, name, jv_string_value(msg));
+        jv_free(msg);
+        jv_free(all);
+        return 2;
+    }
+    jv_free(msg);
+    if (jv_array_length(jv_copy(all)) == 0) {
+        fprintf(stderr, "conveyor %s: %s holds no event\n", c->cmd, name);
+        jv_free(all);
+        return 2;
+    }
+    *out = all;
+    return 0;
+}
+
+/* Sets ev.key to val when ev has no key or a null one; ev and val consumed. */
+static jv set_missing(jv ev, const char *key, jv val)
+{
+    jv cur = jv_object_get(jv_copy(ev), jv_string(key));
+    int missing = !jv_is_valid(cur) || jv_get_kind(cur) == JV_KIND_NULL;
+    jv_free(cur);
+    if (missing)
+        return jv_object_set(ev, jv_string(key), val);
+    jv_free(val);
+    return ev;
+}
+
+/*
+ * What an event of a --file may leave out: specversion "1.0", a new UUID
+ * v4 as id, `now` as time. events consumed, returned filled. Elements that
+ * are not objects are left for the server to refuse by position.
+ */
+static jv fill_defaults(jv events, const char *now)
+{
+    jv out = jv_array();
+    jv_array_foreach(events, i, ev)
+    {
+        if (jv_get_kind(ev) == JV_KIND_OBJECT) {
+            char id[37];
+            cv__uuid4(id);
+            ev = set_missing(ev, "specversion", jv_string("1.0"));
+            ev = set_missing(ev, "id", jv_string(id));
+            ev = set_missing(ev, "time", jv_string(now));
+        }
+        out = jv_array_append(out, ev);
+    }
+    jv_free(events);
+    return out;
+}
+
+/*
+ * POSTs `events` (an array, consumed) to /v1/events: its one event in
+ * structured mode, or the whole array as a batch. Prints `ID SEQ` per
+ * accepted event. Returns the exit status (0, or 1 after a message).
+ */
+static int post_events(struct client *c, jv events, int batch)
+{
+    jv body = jv_dump_string(batch ? events : jv_array_get(events, 0), 0);
+    long status = 0;
+    jv resp = jv_invalid();
+    int rc = request(c, "POST", "/v1/events", jv_string_value(body), (size_t)jv_string_length_bytes(jv_copy(body)),
+                     batch ? "application/cloudevents-batch+json" : "application/cloudevents+json", NULL,
+                     REQUEST_TIMEOUT_S, &status, &resp);
+    jv_free(body);
+    if (rc)
+        return 1;
+    if (status != 202 && status != 200)
+        return report_failure(c, status, resp);
+    jv items = jv_get_kind(resp) == JV_KIND_OBJECT ? jv_object_get(resp, jv_string("events")) : resp;
+    if (jv_get_kind(items) != JV_KIND_ARRAY) {
+        fprintf(stderr, "conveyor %s: HTTP %ld without the accepted events' ids\n", c->cmd, status);
+        jv_free(items);
+        return 1;
+    }
+    jv_array_foreach(items, i, it)
+    {
+        char id[512] = "-", seq[32] = "-";
+        if (jv_get_kind(it) == JV_KIND_OBJECT) {
+            str_field(it, "id", id, sizeof id);
+            str_field(it, "seq", seq, sizeof seq);
+        }
+        printf("%s %s\n", id, seq);
+        jv_free(it);
+    }
+    jv_free(items);
+    return 0;
+}
+
+/*
+ * `conveyor events SUBCOMMAND ...` (argv borrowed, without "events").
+ * Only `send` for now. Returns the exit status.
+ */
+static int events_main(struct client *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return events_usage_error(c, "a subcommand is required: send", NULL);
+    if (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help") || !strcmp(argv[0], "help")) {
+        fputs(usage_events, stdout);
+        return 0;
+    }
+    if (strcmp(argv[0], "send"))
+        return events_usage_error(c, "unknown subcommand ", argv[0]);
+    c->cmd = "events send";
+    const char *type = NULL, *source = NULL, *id = NULL, *subject = NULL, *data = NULL, *data_file = NULL,
+               *file = NULL;
+    static const char *const opts[] = {"--type", "--source", "--id", "--subject", "--data", "--data-file", "--file"};
+    const char **dest[] = {&type, &source, &id, &subject, &data, &data_file, &file};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        size_t k = 0;
+        while (k < sizeof opts / sizeof *opts && strcmp(a, opts[k]))
+            k++;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_events, stdout);
+            return 0;
+        } else if (!strcmp(a, "--server")) {
+            if (!has)
+                return events_usage_error(c, "--server needs a URL", NULL);
+            c->server = argv[++i];
+        } else if (k < sizeof opts / sizeof *opts) {
+            if (!has)
+                return events_usage_error(c, "a value is needed after ", a);
+            *dest[k] = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            return events_usage_error(c, "unknown option ", a);
+        } else {
+            return events_usage_error(c, "unexpected argument ", a);
+        }
+    }
+    if (file && (type || source || id || subject || data || data_file))
+        return events_usage_error(c, "--file takes the events from PATH: it does not combine with --type, "
+                                  "--source, --id, --subject, --data or --data-file",
+                                  NULL);
+    if (data && data_file)
+        return events_usage_error(c, "--data and --data-file cannot be combined", NULL);
+    if (!file && (!type || !*type || !source || !*source))
+        return events_usage_error(c, "--type and --source (non-empty) are required, or --file PATH", NULL);
+    if (id && !*id)
+        return events_usage_error(c, "--id cannot be empty", NULL);
+
+    char now[32];
+    cv__rfc3339(cv__wall_ms(), now);
+    jv events = jv_invalid();
+    struct buf b = {0};
+    int rc = 0;
+    if (file) {
+        rc = read_path(c, file, 1, &b);
+        if (!rc)
+            rc = file_events(c, strcmp(file, "-") ? file : "stdin", &b, &events);
+        if (!rc)
+            events = fill_defaults(events, now);
+    } else {
+        jv value = jv_invalid();
+        if (data)
+            rc = parse_json(c, "--data", data, strlen(data), &value);
+        else if (data_file && !(rc = read_path(c, data_file, 1, &b)))
+            rc = parse_json(c, !strcmp(data_file, "-") ? "stdin" : data_file, b.p ? b.p : "", b.len, &value);
+        if (!rc) {
+            char uuid[37];
+            if (!id) {
+                cv__uuid4(uuid);
+                id = uuid;
+            }
+            jv ev = jv_object();
+            ev = jv_object_set(ev, jv_string("specversion"), jv_string("1.0"));
+            ev = jv_object_set(ev, jv_string("id"), jv_string(id));
+            ev = jv_object_set(ev, jv_string("source"), jv_string(source));
+            ev = jv_object_set(ev, jv_string("type"), jv_string(type));
+            if (subject)
+                ev = jv_object_set(ev, jv_string("subject"), jv_string(subject));
+            ev = jv_object_set(ev, jv_string("time"), jv_string(now));
+            if (jv_is_valid(value)) {
+                ev = jv_object_set(ev, jv_string("datacontenttype"), jv_string("application/json"));
+                ev = jv_object_set(ev, jv_string("data"), value);
+                value = jv_invalid();
+            }
+            events = JV_ARRAY(ev);
+        }
+        jv_free(value);
+    }
+    free(b.p);
+    if (rc)
+        return rc;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = post_events(c, events, file != NULL);
+    curl_global_cleanup();
+    fflush(stdout);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 
 int cv__client_is_command(const char *cmd)
 {
     return !strcmp(cmd, "deploy") || !strcmp(cmd, "start") || !strcmp(cmd, "get") || !strcmp(cmd, "list") ||
-           !strcmp(cmd, "history") || is_control(cmd);
+           !strcmp(cmd, "history") || !strcmp(cmd, "events") || is_control(cmd);
 }
 
 static int usage_error(const char *cmd, const char *msg, const char *arg)
@@ -544,6 +828,8 @@ int cv__client_main(const char *cmd, int argc, char **argv)
     struct client c = {.cmd = cmd, .server = getenv("CONVEYOR_SERVER")};
     if (!c.server || !*c.server)
         c.server = "http://127.0.0.1:8080";
+    if (!strcmp(cmd, "events"))
+        return events_main(&c, argc, argv);
     const char *pos = NULL, *input = NULL, *key = NULL, *status = NULL, *ns = NULL, *name = NULL;
     long wait_s = -1, limit = 1000;
     int json = 0;

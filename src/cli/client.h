@@ -1,7 +1,7 @@
 /*
  * client.h — the CLI as a client of `conveyor serve` (docs/api.md): deploy,
- * start, get, list, history, cancel, suspend and resume over HTTP with
- * libcurl.
+ * start, get, list, history, cancel, suspend, resume and `events send` over
+ * HTTP with libcurl.
  */
 #ifndef CV_CLI_CLIENT_H
 #define CV_CLI_CLIENT_H

@@ -7,6 +7,7 @@
  *   conveyor serve --db FILE [--listen ADDR:PORT] [--config FILE] [options]
  *   conveyor deploy|start|get|list|history|cancel|suspend ... [--server URL]
  *   conveyor resume ID [--server URL]       (no --db: the server's instance)
+ *   conveyor events send ... [--server URL] (CloudEvents to a server's bus)
  *
  * Exit codes: 0 success, 1 invalid document or faulted workflow, 2 usage error.
  * The CLI is a thin layer over include/conveyor.h: everything it does, an
@@ -44,6 +45,8 @@ static const char usage_main[] =
     "  suspend ID         ask a server to suspend an instance (--wait [SECONDS])\n"
     "  resume ID          ask a server to resume a suspended instance (with an ID and\n"
     "                     no --db, or with --server; --wait [SECONDS])\n"
+    "  events send        publish CloudEvents to a server (--type T --source S [--data JSON],\n"
+    "                     or --file PATH of events); prints `ID SEQ` per event\n"
     "  version            print the version\n"
     "\n"
     "Run `conveyor <command> --help` for a command's options.\n";

@@ -280,6 +280,80 @@ is "the nap completed once" 1 "$(js 'sum(1 for e in j["items"] if e["type"].ends
 req GET "/v1/instances/$P/history"
 is "the both instance completed once" 1 "$(js 'sum(1 for e in j["items"] if e["type"].endswith("workflow.completed.v1"))')"
 
+# ---- the CLI: conveyor events send
+cat >"$T/stamped.yaml" <<'EOF'
+document: {dsl: '1.0.0', namespace: test, name: stamped, version: '1.0.0'}
+do:
+  - hear:
+      listen:
+        to:
+          one:
+            with: {type: com.example.cli.stamped}
+        read: envelope
+  - keep:
+      set: '${ .[0] }'
+EOF
+req POST /v1/workflows -H 'Content-Type: application/yaml' --data-binary @"$T/stamped.yaml"
+is "deploy stamped" 201 "$CODE"
+check "events --help exits 0" sh -c "'$CV' events --help | grep -q 'events send --file'"
+check "events send --help exits 0" sh -c "'$CV' events send --help | grep -q 'ID SEQ'"
+"$CV" events send --source s --server "$S" >/dev/null 2>"$T/cli.err"
+is "events send without --type is a usage error" 2 "$?"
+K=$(start claim '{"claimId":"CLI-1"}')
+check "a claim for the CLI's event waits" becomes "$K" waiting
+"$CV" events send --type com.example.document.uploaded --source https://test.conveyor/cli --id cli-1 \
+    --data '{"claimId":"CLI-1","name":"cli.pdf"}' --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "events send exits 0" 0 "$?"
+check "it prints the event's id and a sequence number" grep -qE '^cli-1 [1-9][0-9]*$' "$T/cli.out"
+check "the event it sent completes the claim" becomes "$K" completed
+is "with the event's data" '{"document": "cli.pdf"}' "$(output_of "$K")"
+K=$(start stamped '{}')
+check "a listen for the envelope waits" becomes "$K" waiting
+"$CV" events send --type com.example.cli.stamped --source https://test.conveyor/cli --subject sub-1 \
+    --data '{"k":[1,"two"]}' --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "events send without --id exits 0" 0 "$?"
+check "it prints a new UUID v4 as the id" \
+    grep -qE '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12} [1-9][0-9]*$' "$T/cli.out"
+check "the envelope arrives" becomes "$K" completed
+req GET "/v1/instances/$K"
+is "it has the printed id, specversion 1.0, the subject, JSON data" \
+    "$(cut -d' ' -f1 "$T/cli.out") 1.0 sub-1 application/json {'k': [1, 'two']}" \
+    "$(js '" ".join([j["output"][k] for k in ("id", "specversion", "subject", "datacontenttype")] + [str(j["output"]["data"])])')"
+is "and a time in RFC 3339" True \
+    "$(js '__import__("re").fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", j["output"]["time"]) is not None')"
+K2=$(start claim '{"claimId":"CLI-2"}')
+K3=$(start claim '{"claimId":"CLI-3"}')
+check "two claims wait for a batch" becomes "$K3" waiting
+printf '%s\n' \
+    '{"id":"f-1","source":"https://test.conveyor/cli","type":"com.example.document.uploaded","data":{"claimId":"CLI-2","name":"two.pdf"}}' \
+    '{"source":"https://test.conveyor/cli","type":"com.example.document.uploaded","data":{"claimId":"CLI-3","name":"three.pdf"}}' \
+    >"$T/batch.jsonl"
+"$CV" events send --file "$T/batch.jsonl" --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "events send --file with two JSON lines exits 0" 0 "$?"
+is "it prints two lines, the given id first" "2 f-1" "$(wc -l <"$T/cli.out" | tr -d ' ') $(head -1 "$T/cli.out" | cut -d' ' -f1)"
+check "the second event got a UUID and a later sequence number" sh -c \
+    "sed -n 2p '$T/cli.out' | grep -qE '^[0-9a-f-]{36} ' && [ \$(sed -n 2p '$T/cli.out' | cut -d' ' -f2) -gt \$(sed -n 1p '$T/cli.out' | cut -d' ' -f2) ]"
+check "the batch completes the first claim" becomes "$K2" completed
+check "and the second" becomes "$K3" completed
+is "each with its own event" '{"document": "three.pdf"}' "$(output_of "$K3")"
+"$CV" events send --type com.example.document.uploaded --source s --data '{"claimId":' --server "$S" \
+    >"$T/cli.out" 2>"$T/cli.err"
+is "a --data that is not JSON is a usage error" 2 "$?"
+check "which says so" grep -q -- '--data is not valid JSON' "$T/cli.err"
+K4=$(start claim '{"claimId":"CLI-4"}')
+check "a claim waits for a batch that will be refused" becomes "$K4" waiting
+printf '%s\n' '{"source":"s","type":"com.example.document.uploaded","data":{"claimId":"CLI-4","name":"no.pdf"}}' \
+    '{"source":"s","data":{}}' >"$T/bad.jsonl"
+"$CV" events send --file "$T/bad.jsonl" --server "$S" >"$T/cli.out" 2>"$T/cli.err"
+is "a file event without type exits 1" 1 "$?"
+check "with the server's message" grep -q 'events\[1\] lacks type' "$T/cli.err"
+check "and nothing on stdout" test ! -s "$T/cli.out"
+sleep 0.5
+is "the refused batch's valid event was not accepted either" waiting "$(status_of "$K4")"
+"$CV" events send --type t --source s --server http://127.0.0.1:1 >"$T/cli.out" 2>"$T/cli.err"
+is "a refused connection exits 1" 1 "$?"
+check "with a clear message" grep -q 'cannot connect to http://127.0.0.1:1: connection refused' "$T/cli.err"
+
 # ---- SIGTERM
 kill -TERM "$SPID"
 i=0
