@@ -832,8 +832,13 @@ static int literal_matches(jv want /* borrowed */, jv have /* borrowed */)
  * expression failed). Correlations without `expect` compare with the value
  * the first matching event gave (*corr: key -> value, updated on a match).
  */
-static int filter_matches(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_event_filter *f,
-                          jv ev, jv *corr, jv *err)
+/*
+ * The attribute part of a filter: literal attributes, then `${ }`
+ * predicates evaluated in `env` (an instance's frame, or none). 1, 0, or -1
+ * with *err.
+ */
+static int attrs_match(struct cv_exprset *set, const struct cv_event_filter *f, jv ev /* borrowed */,
+                       struct cv_evalenv *env, jv *err)
 {
     int ok = 1;
     jv_object_foreach(f->with, k, want)
@@ -853,12 +858,25 @@ static int filter_matches(struct instance *in, struct fiber *fb, struct frame *f
             have = jv_null();
         }
         jv r;
-        if (eval_expr(in, fb, fr, f->exprs[i].expr, have, jv_null(), &r)) {
+        if (cv__expr_eval(set, f->exprs[i].expr, have, env, &r)) {
             *err = r;
             return -1;
         }
         ok = cv__jv_truthy(r);
     }
+    return ok;
+}
+
+static int filter_matches(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_event_filter *f,
+                          jv ev, jv *corr, jv *err)
+{
+    struct cv_evalenv env;
+    struct evalctx ec;
+    env_init(&env, &ec, in, fb, fr);
+    int ok = attrs_match(fr->wfc->wf->exprs, f, ev, &env, err);
+    env_cleanup(&env);
+    if (ok < 0)
+        return -1;
     jv found = jv_object();
     for (int i = 0; ok && i < f->ncorr; i++) {
         const struct cv_correlation *c = &f->corr[i];
@@ -964,40 +982,16 @@ static jv no_var(void *ud, int var)
 
 int cv__event_matches(const cv_workflow *wf, const struct cv_event_filter *f, jv ev, jv *err)
 {
-    int ok = 1;
-    jv_object_foreach(f->with, k, want)
-    {
-        if (ok) {
-            jv have = jv_object_get(jv_copy(ev), jv_copy(k));
-            ok = jv_is_valid(have) && literal_matches(want, have);
-            jv_free(have);
-        }
-        jv_free(k);
-        jv_free(want);
-    }
-    for (int i = 0; ok && i < f->nexprs; i++) {
-        jv have = jv_object_get(jv_copy(ev), jv_string(f->exprs[i].attr));
-        if (!jv_is_valid(have)) {
-            jv_free(have);
-            have = jv_null();
-        }
-        struct cv_evalenv env;
-        for (int v = 0; v < CV_VAR_COUNT; v++)
-            env.vars[v] = jv_invalid();
-        env.scope = jv_object();
-        env.materialize = no_var;
-        env.ud = NULL;
-        jv r;
-        int rc = cv__expr_eval(wf->exprs, f->exprs[i].expr, have, &env, &r);
-        for (int v = 0; v < CV_VAR_COUNT; v++)
-            jv_free(env.vars[v]);
-        jv_free(env.scope);
-        if (rc) {
-            *err = r;
-            return -1;
-        }
-        ok = cv__jv_truthy(r);
-    }
+    struct cv_evalenv env;
+    for (int v = 0; v < CV_VAR_COUNT; v++)
+        env.vars[v] = jv_invalid();
+    env.scope = jv_object();
+    env.materialize = no_var;
+    env.ud = NULL;
+    int ok = attrs_match(wf->exprs, f, ev, &env, err);
+    for (int v = 0; v < CV_VAR_COUNT; v++)
+        jv_free(env.vars[v]);
+    jv_free(env.scope);
     return ok;
 }
 

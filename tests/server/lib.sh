@@ -2,8 +2,9 @@
 #
 # Sets ROOT, BUILD, CV (the conveyor binary), T (a temporary directory
 # removed at exit) and PIDS (killed with SIGKILL at exit); defines ok/fail/
-# check/is (counting into $passed/$failed), serve (a server on 127.0.0.1 on
-# a port it picks), req/js/hdr/problem_ok (one HTTP request and its answer).
+# check/is (counting into $passed/$failed), serve / serve_raw (a server on
+# 127.0.0.1 on a port it picks), req/js/hdr/problem_ok (one HTTP request and
+# its answer).
 # Every server listens on 127.0.0.1, every loop is bounded in time.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,13 +35,21 @@ check() { # check NAME COMMAND...: ok when the command succeeds
     if "$@"; then ok "$name"; else fail "$name"; fi
 }
 
-# serve NAME ARGS...: starts a server in the background; sets SPID and S
-# (its base URL); returns 1 when it printed no port within 15 s.
+# serve NAME ARGS...: starts a server in the background on 127.0.0.1, on a
+# port it picks; sets SPID and S (its base URL); returns 1 when it printed no
+# port within 15 s.
 serve() {
     name=$1
     shift
+    serve_raw "$name" "$@" --listen 127.0.0.1:0
+}
+# serve_raw NAME ARGS...: the same, where ARGS (or a --config file) say
+# where to listen, which must be 127.0.0.1, port 0.
+serve_raw() {
+    name=$1
+    shift
     : >"$T/$name.err"
-    "$CV" serve "$@" --listen 127.0.0.1:0 >"$T/$name.out" 2>"$T/$name.err" &
+    "$CV" serve "$@" >"$T/$name.out" 2>"$T/$name.err" &
     SPID=$!
     PIDS="$PIDS $SPID"
     S=""
