@@ -17,6 +17,23 @@
  * to the expression, and a trailing `# comment` cannot swallow the closing
  * parenthesis. Evaluation passes [idx, ., $context, ..., scope] as the input.
  *
+ * Threads. One set is evaluated by many threads at once, and libjq 1.6's
+ * reference counts are plain ints: a jv whose count two threads change at the
+ * same time (jv_copy, jv_free, and jv_object_get, which also caches the key's
+ * hash in it) loses updates, is freed while still in use, and the heap is
+ * corrupted. libjq itself keeps no global state that compiling or running
+ * needs (checked under ThreadSanitizer with an instrumented libjq 1.6), so
+ * states compile on any thread without a lock. What must hold instead:
+ *   - after cv__exprset_compile, evaluation touches no jv the set owns: a
+ *     fast-path operand is C data from which each evaluation builds its own
+ *     values, and whether an expression has scope variables is a plain int;
+ *   - no jv a jq state owns leaves the thread that has it checked out: libjq
+ *     returns its program's constants by reference (`"yes"`, the keys of
+ *     `{tag: ...}`), so a result is copied free of them (unshare_value) before
+ *     the state goes back to the pool;
+ *   - the values a caller passes are its own: expr.c only copies and frees
+ *     them on the calling thread.
+ *
  * Sections: lexical guard, fast path, bundle generation, evaluation.
  */
 #include "expr/expr.h"
@@ -37,13 +54,27 @@ static const char *const var_names[CV_VAR_COUNT] = {
 
 enum fast_kind { FAST_NONE, FAST_LITERAL, FAST_PATH, FAST_BINOP };
 
+/* One step of a fast path: an object key, or an array index when key is NULL. */
+struct step {
+    char *key;
+    int len;
+    int index;
+};
+
 /* One side of a fast expression: a literal, or a path from `.`, a runtime
- * argument or a scope variable. */
+ * argument or a scope variable. Plain C data, no jv: every evaluation, on
+ * whichever thread, builds the values it needs from it (see "Threads"). */
 struct operand {
-    int kind;  /* FAST_LITERAL or FAST_PATH */
-    int base;  /* -1: `.`, 0..CV_VAR_COUNT-1: $var, CV_VAR_COUNT: scope var */
-    jv scope;  /* scope variable name when base == CV_VAR_COUNT, else null */
-    jv value;  /* literal value, or the path (array of keys/indexes) */
+    int kind;           /* 0 (unused), FAST_LITERAL or FAST_PATH */
+    int base;           /* -1: `.`, 0..CV_VAR_COUNT-1: $var, CV_VAR_COUNT: scope var */
+    char *scope;        /* scope variable name when base == CV_VAR_COUNT, else NULL */
+    int scope_len;
+    jv scalar;          /* FAST_LITERAL number, boolean or null: not reference counted */
+    char *text;         /* FAST_LITERAL string: its bytes; array/object: its JSON text */
+    int text_len;
+    jv_kind text_kind;  /* with text: JV_KIND_STRING, JV_KIND_ARRAY or JV_KIND_OBJECT */
+    struct step *steps; /* FAST_PATH */
+    int nsteps;
 };
 
 enum binop { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_AND, OP_OR };
@@ -51,7 +82,8 @@ enum binop { OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, 
 struct expr {
     char *text;
     char *pointer;
-    jv scopevars;    /* array of names */
+    jv scopevars;    /* array of names; not touched once compiled (see "Threads") */
+    int scoped;      /* scopevars is not empty */
     unsigned uses;   /* bit i: uses $<var_names[i]> */
     int fast;        /* enum fast_kind: evaluated without jq */
     struct operand lhs, rhs; /* FAST_LITERAL/FAST_PATH: lhs only */
@@ -449,22 +481,44 @@ static unsigned uses_of(const char *text)
 
 static void operand_release(struct operand *o)
 {
-    if (o->kind)
-        jv_free(o->value);
-    jv_free(o->scope);
-    o->kind = 0;
-    o->scope = jv_null();
+    free(o->scope);
+    free(o->text);
+    for (int i = 0; i < o->nsteps; i++)
+        free(o->steps[i].key);
+    free(o->steps);
+    memset(o, 0, sizeof *o);
+    o->scalar = jv_null();
 }
 
-/* Parses [p, end) as one fast operand. Returns 1, or 0 (nothing allocated). */
+/* Appends one step to o's path; the key (NULL for an index) is copied.
+ * Returns 0, or -1 when out of memory. */
+static int add_step(struct operand *o, const char *key, int len, int index)
+{
+    struct step *st = realloc(o->steps, (size_t)(o->nsteps + 1) * sizeof *st);
+    if (!st)
+        return -1;
+    o->steps = st;
+    st = &o->steps[o->nsteps];
+    st->key = NULL;
+    st->len = len;
+    st->index = index;
+    if (key && !(st->key = strndup(key, (size_t)len)))
+        return -1;
+    o->nsteps++;
+    return 0;
+}
+
+/* Parses [p, end) as one fast operand into o (zeroed, or emptied by
+ * operand_release). Returns 1, or 0 (nothing left allocated): not a fast
+ * operand, or out of memory (jq evaluates it then). The jv values parsed here
+ * are freed before returning: an operand keeps C data only. */
 static int parse_operand(jv scopevars /* borrowed */, const char *p, const char *end, struct operand *o)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
         p++;
     while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
         end--;
-    o->kind = 0;
-    o->scope = jv_null();
+    operand_release(o);
     if (p == end)
         return 0;
     /* JSON literals: numbers, strings without escapes, true/false/null, and
@@ -480,56 +534,72 @@ static int parse_operand(jv scopevars /* borrowed */, const char *p, const char 
                 if (*q != ' ' && *q != '}')
                     return 0;
         jv v = jv_parse_sized(p, (int)(end - p));
-        if (!jv_is_valid(v)) {
+        jv_kind k = jv_get_kind(v);
+        if (k == JV_KIND_INVALID) {
             jv_free(v);
             return 0;
         }
+        if (k == JV_KIND_NUMBER || k == JV_KIND_TRUE || k == JV_KIND_FALSE || k == JV_KIND_NULL) {
+            o->scalar = v; /* not reference counted: shared freely */
+        } else {
+            if (k == JV_KIND_STRING) { /* no escapes: the bytes between the quotes */
+                o->text_len = jv_string_length_bytes(jv_copy(v));
+                o->text = strndup(jv_string_value(v), (size_t)o->text_len);
+            } else { /* rebuilt from its text by every evaluation */
+                o->text_len = (int)(end - p);
+                o->text = strndup(p, (size_t)o->text_len);
+            }
+            jv_free(v);
+            if (!o->text)
+                return 0;
+            o->text_kind = k;
+        }
         o->kind = FAST_LITERAL;
-        o->value = v;
         return 1;
     }
-    int base;
-    jv scope_name = jv_null();
     if (*p == '.') {
-        base = -1;
+        o->base = -1;
     } else if (*p == '$') {
         const char *q = p + 1;
         while (q < end && is_ident_char((unsigned char)*q))
             q++;
         if (q == p + 1)
             return 0;
+        int len = (int)(q - p - 1);
         /* scope variables are bound after the runtime arguments in the
          * bundle, so they shadow them: look them up first, as jq would */
-        base = -2;
-        scope_name = jv_string_sized(p + 1, (int)(q - p - 1));
+        o->base = -2;
         jv_array_foreach(scopevars, i, name)
         {
-            if (jv_equal(name, jv_copy(scope_name)))
-                base = CV_VAR_COUNT;
+            if (jv_get_kind(name) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(name)) == len &&
+                !memcmp(jv_string_value(name), p + 1, (size_t)len))
+                o->base = CV_VAR_COUNT;
+            jv_free(name);
         }
-        if (base == -2) {
-            jv_free(scope_name);
-            scope_name = jv_null();
+        if (o->base == CV_VAR_COUNT) {
+            o->scope_len = len;
+            if (!(o->scope = strndup(p + 1, (size_t)len)))
+                return 0;
+        } else {
             for (int i = 0; i < CV_VAR_COUNT; i++)
-                if ((size_t)(q - p - 1) == strlen(var_names[i]) &&
-                    !memcmp(p + 1, var_names[i], (size_t)(q - p - 1)))
-                    base = i;
-            if (base == -2) /* let jq report the unknown variable */
+                if ((size_t)len == strlen(var_names[i]) && !memcmp(p + 1, var_names[i], (size_t)len))
+                    o->base = i;
+            if (o->base == -2) /* let jq report the unknown variable */
                 return 0;
         }
         p = q;
     } else {
         return 0;
     }
-    jv path = jv_array();
-    if (base == -1 && end - p == 1) /* just `.` */
+    if (o->base == -1 && end - p == 1) /* just `.` */
         p++;
     while (p < end) {
         if (*p == '.' && p + 1 < end && is_ident_start((unsigned char)p[1])) {
             const char *q = p + 1;
             while (q < end && is_ident_char((unsigned char)*q))
                 q++;
-            path = jv_array_append(path, jv_string_sized(p + 1, (int)(q - p - 1)));
+            if (add_step(o, p + 1, (int)(q - p - 1), 0))
+                goto fail;
             p = q;
         } else if (*p == '[' || (*p == '.' && p + 1 < end && p[1] == '[')) {
             if (*p == '.')
@@ -539,20 +609,17 @@ static int parse_operand(jv scopevars /* borrowed */, const char *p, const char 
                 q++;
             if (q == p + 1 || q >= end || *q != ']' || q - p > 10)
                 goto fail;
-            path = jv_array_append(path, jv_number(atoi(p + 1)));
+            if (add_step(o, NULL, 0, atoi(p + 1)))
+                goto fail;
             p = q + 1;
         } else {
             goto fail;
         }
     }
     o->kind = FAST_PATH;
-    o->base = base;
-    o->scope = scope_name;
-    o->value = path;
     return 1;
 fail:
-    jv_free(path);
-    jv_free(scope_name);
+    operand_release(o);
     return 0;
 }
 
@@ -630,34 +697,30 @@ static int parse_fast(struct expr *e)
     return 1;
 }
 
-/* Follows a fast path. Returns 1 with *out set, or 0 when jq must decide. */
-static int eval_fast_path(jv v /* consumed */, jv path /* borrowed */, jv *out)
+/* Follows o's path from v. Returns 1 with *out set, or 0 when jq must
+ * decide. Each object step looks up a key string of its own: a key shared
+ * between threads would have its count (and cached hash) written by all. */
+static int eval_fast_path(jv v /* consumed */, const struct operand *o /* borrowed */, jv *out)
 {
-    int n = jv_array_length(jv_copy(path));
-    for (int i = 0; i < n; i++) {
-        jv k = jv_array_get(jv_copy(path), i);
+    for (int i = 0; i < o->nsteps; i++) {
+        const struct step *st = &o->steps[i];
         jv_kind vk = jv_get_kind(v);
-        if (vk == JV_KIND_NULL) {
-            jv_free(k);
+        if (vk == JV_KIND_NULL)
             continue; /* null.a == null, null[0] == null */
-        }
-        if (jv_get_kind(k) == JV_KIND_STRING && vk == JV_KIND_OBJECT) {
-            v = jv_object_get(v, k);
+        if (st->key && vk == JV_KIND_OBJECT) {
+            v = jv_object_get(v, jv_string_sized(st->key, st->len));
             if (!jv_is_valid(v)) {
                 jv_free(v);
                 v = jv_null();
             }
-        } else if (jv_get_kind(k) == JV_KIND_NUMBER && vk == JV_KIND_ARRAY) {
-            int idx = (int)jv_number_value(k);
-            jv_free(k);
-            if (idx >= jv_array_length(jv_copy(v))) {
+        } else if (!st->key && vk == JV_KIND_ARRAY) {
+            if (st->index >= jv_array_length(jv_copy(v))) {
                 jv_free(v);
                 v = jv_null();
             } else {
-                v = jv_array_get(v, idx);
+                v = jv_array_get(v, st->index);
             }
         } else {
-            jv_free(k);
             jv_free(v);
             return 0;
         }
@@ -668,8 +731,21 @@ static int eval_fast_path(jv v /* consumed */, jv path /* borrowed */, jv *out)
 
 /* ---- registration and the bundle -------------------------------------------- */
 
+/* Oniguruma, jq's regular expression engine (and regex_matches_empty's),
+ * initialises itself inside its first onig_new without a lock: the first
+ * regular expressions of two threads would race. libjq 1.6 never calls
+ * onig_initialize; it is done once here, before any set can be used. */
+static pthread_once_t onig_once = PTHREAD_ONCE_INIT;
+
+static void onig_init_once(void)
+{
+    OnigEncoding utf8 = ONIG_ENCODING_UTF8;
+    onig_initialize(&utf8, 1);
+}
+
 struct cv_exprset *cv__exprset_new(void)
 {
+    pthread_once(&onig_once, onig_init_once);
     struct cv_exprset *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -739,8 +815,9 @@ int cv__exprset_add(struct cv_exprset *s, const char *text, jv scopevars, const 
         return CV_ENOMEM;
     }
     e->scopevars = jv_get_kind(scopevars) == JV_KIND_ARRAY ? jv_copy(scopevars) : jv_array();
-    e->lhs.scope = jv_null();
-    e->rhs.scope = jv_null();
+    e->scoped = jv_array_length(jv_copy(e->scopevars)) > 0;
+    e->lhs.scalar = jv_null();
+    e->rhs.scalar = jv_null();
     e->uses = uses_of(text);
     e->wrap = may_track_paths(text);
     if (parse_fast(e))
@@ -796,13 +873,15 @@ int cv__exprset_add_loose(struct cv_exprset *s, const char *text, jv scopevars, 
     struct expr probe;
     memset(&probe, 0, sizeof probe);
     probe.text = (char *)text;
-    probe.scopevars = scopevars;
+    /* emit_leaf walks the names: null (allowed, as for cv__exprset_add) is none */
+    probe.scopevars = jv_get_kind(scopevars) == JV_KIND_ARRAY ? jv_copy(scopevars) : jv_array();
     probe.uses = uses_of(text);
     probe.wrap = may_track_paths(text);
     struct sbuf b = {0};
     sb_add(&b, sandbox);
     sb_add(&b, "{} as $ENV | ");
     emit_leaf(&b, &probe);
+    jv_free(probe.scopevars);
     sb_add(&b, "\n");
     if (b.oom) {
         free(b.p);
@@ -1194,7 +1273,20 @@ static jv expr_error(const struct expr *e, const char *msg)
 static int eval_operand(const struct operand *o, jv dot, struct cv_evalenv *env, jv *out)
 {
     if (o->kind == FAST_LITERAL) {
-        *out = jv_copy(o->value);
+        if (!o->text) {
+            *out = o->scalar;
+            return 1;
+        }
+        if (o->text_kind == JV_KIND_STRING) {
+            *out = jv_string_sized(o->text, o->text_len);
+            return 1;
+        }
+        jv v = jv_parse_sized(o->text, o->text_len);
+        if (!jv_is_valid(v)) { /* out of memory: jq will say so */
+            jv_free(v);
+            return 0;
+        }
+        *out = v;
         return 1;
     }
     jv base;
@@ -1204,14 +1296,14 @@ static int eval_operand(const struct operand *o, jv dot, struct cv_evalenv *env,
         base = var_value(env, o->base);
     else {
         base = (env && jv_get_kind(env->scope) == JV_KIND_OBJECT)
-                   ? jv_object_get(jv_copy(env->scope), jv_copy(o->scope))
+                   ? jv_object_get(jv_copy(env->scope), jv_string_sized(o->scope, o->scope_len))
                    : jv_invalid();
         if (!jv_is_valid(base)) {
             jv_free(base);
             base = jv_null();
         }
     }
-    return eval_fast_path(base, o->value, out);
+    return eval_fast_path(base, o, out);
 }
 
 /*
@@ -1292,6 +1384,58 @@ static int eval_binop(int op, jv a, jv b, jv *out)
     return 0;
 }
 
+/*
+ * Returns v (consumed) with every string, array and object it reaches that
+ * someone else may also hold replaced by a copy of its own. libjq 1.6 hands
+ * out its program's constants by reference (`"yes"`, `[1, 2]`, the keys of
+ * `{tag: .x}`): without this, the caller would free them on its thread while
+ * the state, back in the pool, copies them on another. Must run while the
+ * state is checked out and after jq_start released its stack, so that the
+ * constants' counts are exact and only this thread changes them.
+ *
+ * `held` is how many of v's references are ours (1 for a result; 2 for an
+ * element read from a container that is itself ours, which still holds one).
+ * A string counted exactly that often belongs to the result alone and is
+ * kept; one counted more often is copied, whether the other holder is the
+ * state or the caller's input: the two cannot be told apart, and copying the
+ * caller's values is only slower. Arrays and objects are always rebuilt.
+ * Numbers, booleans and null (most results) cost nothing.
+ */
+static jv unshare_value(jv v, int held)
+{
+    int own = held > 0 && jv_get_refcnt(v) == held;
+    switch (jv_get_kind(v)) {
+    case JV_KIND_STRING: {
+        if (own)
+            return v;
+        jv c = jv_string_sized(jv_string_value(v), jv_string_length_bytes(jv_copy(v)));
+        jv_free(v);
+        return c;
+    }
+    case JV_KIND_ARRAY: {
+        /* rebuilt even when ours: a slice (`.[1:]`) keeps its whole
+         * original array, elements outside the slice included */
+        int n = jv_array_length(jv_copy(v));
+        jv a = jv_array_sized(n);
+        for (int i = 0; i < n; i++)
+            a = jv_array_append(a, unshare_value(jv_array_get(jv_copy(v), i), own ? 2 : 0));
+        jv_free(v);
+        return a;
+    }
+    case JV_KIND_OBJECT: { /* rebuilt: a key cannot be replaced in place */
+        jv o = jv_object();
+        jv_object_foreach(v, k, x)
+        {
+            o = jv_object_set(o, unshare_value(k, own ? 2 : 0), unshare_value(x, own ? 2 : 0));
+        }
+        jv_free(v);
+        return o;
+    }
+    default: /* numbers, booleans and null: not reference counted in libjq 1.6 */
+        return v;
+    }
+}
+
 int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env, jv *out)
 {
     struct expr *e = &s->items[idx];
@@ -1324,15 +1468,14 @@ int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env,
     for (int i = 0; i < CV_VAR_COUNT; i++)
         if (e->uses & (1u << i))
             slots = i + 3;
-    int scoped = jv_array_length(jv_copy(e->scopevars)) > 0;
-    if (scoped)
+    if (e->scoped)
         slots = 11;
     jv in = jv_array_sized(slots);
     in = jv_array_append(in, jv_number(idx));
     in = jv_array_append(in, dot);
     for (int i = 0; i + 2 < slots && i < CV_VAR_COUNT; i++)
         in = jv_array_append(in, (e->uses & (1u << i)) ? var_value(env, i) : jv_null());
-    if (scoped)
+    if (e->scoped)
         in = jv_array_append(in, env && jv_get_kind(env->scope) == JV_KIND_OBJECT ? jv_copy(env->scope)
                                                                                   : jv_object());
 
@@ -1345,9 +1488,10 @@ int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env,
     }
     jq_start(ps->jq, in, 0);
     jv r = jq_next(ps->jq);
-    int rc = 0;
+    int rc = 0, from_jq = 0;
     if (jv_is_valid(r)) {
         *out = r;
+        from_jq = 1;
     } else if (e->loose) {
         jv_free(r);
         *out = jv_string(e->text); /* loose mode: a failed evaluation is the text itself */
@@ -1362,8 +1506,12 @@ int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env,
         *out = jv_null(); /* no result */
     }
     /* Release our values from the state on this thread: jq 1.6 reference
-     * counts are not atomic, and the state may next run on another thread. */
+     * counts are not atomic, and the state may next run on another thread.
+     * For the same reason the result must not keep the state's constants:
+     * unshare it while the state is still ours (see "Threads" at the top). */
     jq_start(ps->jq, jv_null(), 0);
+    if (from_jq)
+        *out = unshare_value(*out, 1);
     checkin(s, ch, ps);
     return rc;
 }

@@ -88,6 +88,12 @@ const char *cv__expr_text(const struct cv_exprset *s, int idx);
  * first result in *out (null when it produced none), or CV_EFAULT with *out
  * an expression error descriptor (type expression, status 400, detail = jq's
  * message; the caller sets `instance`).
+ *
+ * Several threads may evaluate one compiled set at once. *out shares no
+ * value with the set or its jq states (libjq 1.6 reference counts are not
+ * atomic), so the caller may keep it, free it or hand it to another thread;
+ * it may share the caller's own values (dot, env), which must not be in use
+ * on another thread during the call.
  */
 int cv__expr_eval(struct cv_exprset *s, int idx, jv dot, struct cv_evalenv *env, jv *out);
 
