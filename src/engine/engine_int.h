@@ -180,6 +180,13 @@ int cv__instance_listening(const struct instance *in);
 void cv__instance_cancel(struct instance *in);
 void cv__instance_cleanup(struct instance *in);
 
+/* effect_run.c: runs a prepared effect (its fields set, counted in flight)
+ * and posts its result to its instance. launch: 0, or CV_EFAULT when it
+ * could not be started (nothing posted). post: delivers (rc, out, authz:
+ * consumed) to the instance's queue of finished effects and wakes it. */
+int cv__effect_launch(struct effect *e);
+void cv__effect_post(struct effect *e, int rc, jv out, jv authz);
+
 /* runtime.c */
 const cv_workflow *cv__runtime_find_workflow(cv_runtime *rt, const char *ns, const char *name,
                                              const char *version);

@@ -410,42 +410,6 @@ static void cancel_children(struct instance *in, struct fiber *fb)
 
 /* ---- effects ---------------------------------------------------------------------- */
 
-static void *effect_thread(void *arg)
-{
-    struct effect *e = arg;
-    jv out = jv_null(), authz = jv_null();
-    int rc;
-    switch (e->kind) {
-    case CV_T_CALL_HTTP:
-        rc = cv__http_call(&e->env, jv_copy(e->args), jv_copy(e->input), &out, &authz);
-        break;
-    case CV_T_CALL_OPENAPI:
-        rc = cv__openapi_call(&e->env, jv_copy(e->args), &out, &authz);
-        break;
-    case CV_T_CALL_REMOTE:
-        rc = cv__fetch_text(&e->env, jv_string_value(e->args), &out);
-        break;
-    default:
-        rc = cv__process_run(&e->env, jv_copy(e->args), jv_copy(e->input), &out);
-        break;
-    }
-    struct instance *in = e->inst;
-    atomic_fetch_sub(&in->rt->effects_in_flight, 1);
-    pthread_mutex_lock(&in->lock);
-    e->rc = rc;
-    e->out = out;
-    e->authz = authz;
-    e->next = in->done;
-    in->done = e;
-    pthread_cond_signal(&in->cond);
-    /* a scheduler's instance is parked, not waiting on the condition: wake
-     * it while holding the lock, so that it cannot be freed meanwhile */
-    if (in->wake)
-        in->wake(in->wake_ud);
-    pthread_mutex_unlock(&in->lock);
-    return NULL;
-}
-
 static void effect_free(struct effect *e)
 {
     jv_free(e->args);
@@ -571,25 +535,19 @@ static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr,
     }
     e->env.deadline_ms = d;
     e->env.idempotency_key = e->idem;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t th;
     pthread_mutex_lock(&in->lock);
     in->in_flight++;
     pthread_mutex_unlock(&in->lock);
     atomic_fetch_add(&in->rt->effects_in_flight, 1);
-    if (pthread_create(&th, &attr, effect_thread, e)) {
-        pthread_attr_destroy(&attr);
+    if (cv__effect_launch(e)) {
         pthread_mutex_lock(&in->lock);
         in->in_flight--;
         pthread_mutex_unlock(&in->lock);
         atomic_fetch_sub(&in->rt->effects_in_flight, 1);
         effect_free(e);
-        *err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "could not start a thread for the effect");
+        *err = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "could not start the effect");
         return CV_EFAULT;
     }
-    pthread_attr_destroy(&attr);
     fb->effect = e;
     fb->state = FB_EFFECT;
     return 0;
