@@ -11,11 +11,14 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2 -g
-PKGS    := libfyaml libcurl oniguruma sqlite3 libmicrohttpd
+PKGS    := libfyaml libcurl oniguruma sqlite3 libmicrohttpd libcrypto
+# Libraries without a pkg-config file (LIBLINEAR: src/ml's solver); bench/run.sh
+# reads this line too.
+NOPC_LIBS := -llinear
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS  += -std=c17 $(OPT) -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter -Werror \
            $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += -ljq $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+LDLIBS  += -ljq $(shell pkg-config --libs $(PKGS)) $(NOPC_LIBS) -lpthread -lm
 
 LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -66,7 +69,7 @@ fuzz:
 	@for f in fuzz/*.c; do n=$$(basename $$f .c); \
 	  echo "clang $$f -> build-fuzz/$$n"; \
 	  clang $(CPPFLAGS) -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $$(pkg-config --cflags $(PKGS)) \
-	    $$f build-fuzz/libconveyor.a -ljq $$(pkg-config --libs $(PKGS)) -lpthread -lm -o build-fuzz/$$n || exit 1; done
+	    $$f build-fuzz/libconveyor.a -ljq $$(pkg-config --libs $(PKGS)) $(NOPC_LIBS) -lpthread -lm -o build-fuzz/$$n || exit 1; done
 
 bench: all
 	@for b in bench/*.sh; do [ -x $$b ] && BUILD=$(BUILD) $$b; done; true

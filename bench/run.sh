@@ -12,13 +12,14 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 # the library's packages, as the Makefile lists them
 PKGS=$(sed -n 's/^PKGS *:= *//p' Makefile)
+NOPC_LIBS=$(sed -n 's/^NOPC_LIBS *:= *//p' Makefile)
 [ -f "$BUILD/libconveyor.a" ] || make BUILD="$BUILD" "$BUILD/libconveyor.a"
 mkdir -p "$BUILD/bench"
 for b in bench_interp bench_store bench_engine; do
     ${CC:-cc} -std=c17 -O2 -g -Wall -Wextra -Wstrict-prototypes -Wno-unused-parameter -Werror \
         -Iinclude -Isrc -D_GNU_SOURCE $(pkg-config --cflags $PKGS) \
         "bench/$b.c" "$BUILD/libconveyor.a" \
-        -ljq $(pkg-config --libs $PKGS) -lpthread -lm -o "$BUILD/bench/$b"
+        -ljq $(pkg-config --libs $PKGS) $NOPC_LIBS -lpthread -lm -o "$BUILD/bench/$b"
 done
 case ",${BENCH_SKIP:-}," in *,interp,*) ;; *) "$BUILD/bench/bench_interp" ;; esac
 case ",${BENCH_SKIP:-}," in *,store,*) ;; *)

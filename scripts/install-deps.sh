@@ -6,7 +6,8 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
       libjq-dev libonig-dev libfyaml-dev libcurl4-openssl-dev libsqlite3-dev
-      libcriterion-dev libmicrohttpd-dev python3 ca-certificates curl"
+      libcriterion-dev libmicrohttpd-dev python3 ca-certificates curl
+      liblinear-dev libssl-dev python3-sklearn"
 
 missing=""
 for p in $PKGS; do
@@ -19,6 +20,11 @@ done
 # a newer node than Debian's, which is fine: only install Debian's when none exists.
 if ! command -v node >/dev/null 2>&1; then
     missing="$missing nodejs"
+fi
+# bench/bench_text.sh fetches its public corpus with `npm pack`; the image's
+# node may come without npm.
+if ! command -v npm >/dev/null 2>&1; then
+    missing="$missing npm"
 fi
 
 if [ -n "$missing" ]; then

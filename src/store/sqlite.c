@@ -70,6 +70,14 @@ enum {
     S_EV_PURGE,
     S_CURSOR_GET,
     S_CURSOR_SET,
+    S_MODEL_NEXT,
+    S_MODEL_INSERT,
+    S_MODEL_RESOLVE,
+    S_MODEL_GET,
+    S_MODEL_LIST,
+    S_MODEL_STATUS,
+    S_MODEL_DEMOTE,
+    S_MODEL_SET,
     S_COUNT
 };
 
@@ -115,6 +123,20 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_EV_PURGE] = "DELETE FROM events WHERE expires_at <= ?1",
     [S_CURSOR_GET] = "SELECT seq FROM cursors WHERE name = ?1",
     [S_CURSOR_SET] = "INSERT INTO cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET seq = ?2",
+    [S_MODEL_NEXT] = "SELECT coalesce(max(version), 0) + 1 FROM models WHERE name = ?1",
+    [S_MODEL_INSERT] = "INSERT INTO models (name, version, kind, status, card, bytes, created_at, updated_at)"
+                       " VALUES (?1, ?2, ?3, 'draft', ?4, ?5, ?6, ?6)",
+    /* what a bare NAME means: production, else the newest not retired */
+    [S_MODEL_RESOLVE] = "SELECT version FROM models WHERE name = ?1 AND status <> 'retired'"
+                        " ORDER BY status = 'production' DESC, version DESC LIMIT 1",
+    /* length(bytes) reads the size from the record header, not the blob */
+    [S_MODEL_GET] = "SELECT name, version, kind, status, card, created_at, updated_at, length(bytes), bytes"
+                    " FROM models WHERE name = ?1 AND version = ?2",
+    [S_MODEL_LIST] = "SELECT name, version, kind, status, card, created_at, updated_at, length(bytes)"
+                     " FROM models ORDER BY name, version",
+    [S_MODEL_STATUS] = "SELECT status FROM models WHERE name = ?1 AND version = ?2",
+    [S_MODEL_DEMOTE] = "UPDATE models SET status = 'approved', updated_at = ?2 WHERE name = ?1 AND status = 'production'",
+    [S_MODEL_SET] = "UPDATE models SET status = ?3, updated_at = ?4 WHERE name = ?1 AND version = ?2",
 };
 
 /* list_instances: one statement per combination of filters, so that each can
@@ -1518,6 +1540,256 @@ static int sq_set_cursor(void *impl, const char *name, int64_t seq, jv *err)
     return code;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Models                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int sq_put_model(void *impl, const char *name, const char *kind, jv card, const void *bytes, size_t len,
+                        int64_t *version, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK) {
+        jv_free(card);
+        code = sq_fail(q, rc, "storing a model", err);
+        goto out;
+    }
+    int64_t v = 0;
+    sqlite3_stmt *st = stmt_get(q, S_MODEL_NEXT, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            v = sqlite3_column_int64(st, 0);
+            rc = SQLITE_DONE;
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE) {
+        jv_free(card);
+        code = sq_fail(q, rc, "storing a model", err);
+        goto out;
+    }
+    st = stmt_get(q, S_MODEL_INSERT, &rc);
+    if (!st) {
+        jv_free(card);
+        code = sq_fail(q, rc, "storing a model", err);
+        goto out;
+    }
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, v);
+    bind_text(st, 3, kind);
+    code = bind_json(st, 4, card, "the model card", err);
+    if (!code) {
+        rc = sqlite3_bind_blob64(st, 5, bytes, len, SQLITE_STATIC);
+        if (rc != SQLITE_OK) {
+            set_err(err, "the model's bytes: %s", sqlite3_errstr(rc));
+            code = rc == SQLITE_NOMEM ? CV_ENOMEM : CV_EINVAL;
+        }
+    }
+    if (!code) {
+        sqlite3_bind_int64(st, 6, cv__wall_ms());
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+            code = sq_fail(q, rc, "storing a model", err);
+    }
+    stmt_done(st);
+    if (!code)
+        *version = v;
+out:
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+/* The card of the current row of a S_MODEL_GET / S_MODEL_LIST statement:
+ * the stored card with the row's columns set over it. */
+static int model_card(sqlite3_stmt *st, jv *out, jv *err)
+{
+    jv card;
+    int code = col_json(st, 4, &card, err);
+    if (code)
+        return code;
+    if (jv_get_kind(card) != JV_KIND_OBJECT) {
+        jv_free(card);
+        card = jv_object();
+    }
+    card = jv_object_set(card, jv_string("name"), col_text(st, 0));
+    card = jv_object_set(card, jv_string("version"), jv_number((double)sqlite3_column_int64(st, 1)));
+    card = jv_object_set(card, jv_string("kind"), col_text(st, 2));
+    card = jv_object_set(card, jv_string("status"), col_text(st, 3));
+    card = jv_object_set(card, jv_string("createdAt"), jv_number((double)sqlite3_column_int64(st, 5)));
+    card = jv_object_set(card, jv_string("updatedAt"), jv_number((double)sqlite3_column_int64(st, 6)));
+    card = jv_object_set(card, jv_string("size"), jv_number((double)sqlite3_column_int64(st, 7)));
+    *out = card;
+    return 0;
+}
+
+static int sq_get_model(void *impl, const char *name, int64_t version, jv *card, void **bytes, size_t *len, jv *err)
+{
+    struct sq *q = impl;
+    int rc = SQLITE_OK, code = 0;
+    pthread_mutex_lock(&q->lock);
+    /* one read transaction, so that the resolved version is the one read */
+    rc = sqlite3_exec(q->db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, "reading a model", err);
+        goto out;
+    }
+    sqlite3_stmt *st;
+    if (version == 0) {
+        st = stmt_get(q, S_MODEL_RESOLVE, &rc);
+        if (st) {
+            bind_text(st, 1, name);
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                version = sqlite3_column_int64(st, 0);
+                rc = SQLITE_DONE;
+            } else if (rc == SQLITE_DONE) {
+                set_err(err, "no model named \"%s\" (or only retired versions)", name);
+                code = CV_ENOTFOUND;
+            }
+            stmt_done(st);
+        }
+        if (!code && rc != SQLITE_DONE)
+            code = sq_fail(q, rc, "reading a model", err);
+        if (code)
+            goto out;
+    }
+    st = stmt_get(q, S_MODEL_GET, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, version);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            code = model_card(st, card, err);
+            if (!code && bytes) {
+                size_t n = (size_t)sqlite3_column_bytes(st, 8);
+                const void *b = sqlite3_column_blob(st, 8);
+                *bytes = malloc(n ? n : 1);
+                if (!*bytes) {
+                    jv_free(*card);
+                    *card = jv_invalid();
+                    set_err(err, "out of memory");
+                    code = CV_ENOMEM;
+                } else {
+                    if (n)
+                        memcpy(*bytes, b, n);
+                    *len = n;
+                }
+            }
+            rc = SQLITE_DONE;
+        } else if (rc == SQLITE_DONE) {
+            set_err(err, "no model %s@%lld", name, (long long)version);
+            code = CV_ENOTFOUND;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading a model", err);
+out:
+    if (!sqlite3_get_autocommit(q->db))
+        sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_list_models(void *impl, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_MODEL_LIST, &rc);
+    if (st) {
+        while (!code && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            jv card;
+            code = model_card(st, &card, err);
+            if (!code)
+                list = jv_array_append(list, card);
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "listing models", err);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        jv_free(list);
+    else
+        *out = list;
+    return code;
+}
+
+static int sq_set_model_status(void *impl, const char *name, int64_t version, const char *status, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, "changing a model's status", err);
+        goto out;
+    }
+    char from[16] = "";
+    sqlite3_stmt *st = stmt_get(q, S_MODEL_STATUS, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, version);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            snprintf(from, sizeof from, "%s", t ? t : "");
+            rc = SQLITE_DONE;
+        } else if (rc == SQLITE_DONE) {
+            set_err(err, "no model %s@%lld", name, (long long)version);
+            code = CV_ENOTFOUND;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "changing a model's status", err);
+    if (code)
+        goto out;
+    if (!strcmp(from, status))
+        goto out; /* already there */
+    if (!cv__store_model_move_ok(from, status)) {
+        set_err(err, "model %s@%lld is %s: it cannot become %s", name, (long long)version, from, status);
+        code = CV_ECONFLICT;
+        goto out;
+    }
+    int64_t now = cv__wall_ms();
+    if (!strcmp(status, "production")) {
+        st = stmt_get(q, S_MODEL_DEMOTE, &rc);
+        if (st) {
+            bind_text(st, 1, name);
+            sqlite3_bind_int64(st, 2, now);
+            rc = sqlite3_step(st);
+            stmt_done(st);
+        }
+        if (rc != SQLITE_DONE) {
+            code = sq_fail(q, rc, "changing a model's status", err);
+            goto out;
+        }
+    }
+    st = stmt_get(q, S_MODEL_SET, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        sqlite3_bind_int64(st, 2, version);
+        bind_text(st, 3, status);
+        sqlite3_bind_int64(st, 4, now);
+        rc = sqlite3_step(st);
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "changing a model's status", err);
+out:
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
 const struct cv_store_ops cv__store_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -1541,4 +1813,8 @@ const struct cv_store_ops cv__store_sqlite = {
     .claim = sq_claim,
     .get_cursor = sq_get_cursor,
     .set_cursor = sq_set_cursor,
+    .put_model = sq_put_model,
+    .get_model = sq_get_model,
+    .list_models = sq_list_models,
+    .set_model_status = sq_set_model_status,
 };

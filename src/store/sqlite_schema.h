@@ -97,8 +97,26 @@ static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
      "  name TEXT PRIMARY KEY,"
      "  seq  INTEGER NOT NULL"
      ") WITHOUT ROWID;"},
+    {4,
+     /* Trained models (DESIGN.md decision 8, docs/models.md): versions 1, 2,
+      * ... per name, never reused; the card is the model card's JSON, bytes
+      * the model file. A rowid table, as SQLite advises for large rows; at
+      * most one production version per name. */
+     "CREATE TABLE models ("
+     "  name       TEXT NOT NULL,"
+     "  version    INTEGER NOT NULL,"
+     "  kind       TEXT NOT NULL,"
+     "  status     TEXT NOT NULL DEFAULT 'draft'"
+     "             CHECK (status IN ('draft', 'approved', 'production', 'retired')),"
+     "  card       TEXT NOT NULL,"
+     "  bytes      BLOB NOT NULL,"
+     "  created_at INTEGER NOT NULL,"
+     "  updated_at INTEGER NOT NULL,"
+     "  UNIQUE (name, version)"
+     ");"
+     "CREATE UNIQUE INDEX models_production ON models (name) WHERE status = 'production';"},
 };
 
-#define CV_SQLITE_SCHEMA_VERSION 3
+#define CV_SQLITE_SCHEMA_VERSION 4
 
 #endif

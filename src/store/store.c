@@ -12,6 +12,8 @@
  */
 #include "store/store.h"
 
+#include "store/store_int.h"
+
 #include "conveyor.h"
 
 #include <stdarg.h>
@@ -539,4 +541,105 @@ int cv_store_claim(cv_store *s, jv *err)
         return CV_EINVAL;
     }
     return s->ops->claim(s->impl, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int model_name_ok(const char *n)
+{
+    size_t len = n ? strlen(n) : 0;
+    if (len < 1 || len > 128)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = n[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
+
+static int model_kind_ok(const char *k)
+{
+    size_t len = k ? strlen(k) : 0;
+    if (len < 1 || len > 32)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
+            return 0;
+    return 1;
+}
+
+static int model_status_ok(const char *st)
+{
+    return st && (!strcmp(st, CV_MODEL_DRAFT) || !strcmp(st, CV_MODEL_APPROVED) || !strcmp(st, CV_MODEL_PRODUCTION) ||
+                  !strcmp(st, CV_MODEL_RETIRED));
+}
+
+int cv__store_model_move_ok(const char *from, const char *to)
+{
+    if (!strcmp(to, CV_MODEL_RETIRED))
+        return strcmp(from, CV_MODEL_RETIRED) != 0;
+    if (!strcmp(to, CV_MODEL_APPROVED))
+        return !strcmp(from, CV_MODEL_DRAFT) || !strcmp(from, CV_MODEL_PRODUCTION);
+    if (!strcmp(to, CV_MODEL_PRODUCTION))
+        return !strcmp(from, CV_MODEL_APPROVED);
+    return 0; /* nothing goes back to draft */
+}
+
+int cv_store_put_model(cv_store *s, const char *name, const char *kind, jv card, const void *bytes, size_t len,
+                       int64_t *version, jv *err)
+{
+    const char *why = NULL;
+    if (!s || !version || (!bytes && len))
+        why = "invalid argument";
+    else if (!model_name_ok(name))
+        why = "a model name is 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit";
+    else if (!model_kind_ok(kind))
+        why = "a model kind is 1 to 32 lower-case letters, digits or '_'";
+    else if (jv_get_kind(card) != JV_KIND_OBJECT)
+        why = "a model card is a JSON object";
+    else if (!len)
+        why = "a model needs its bytes";
+    if (why) {
+        jv_free(card);
+        set_err(err, "%s", why);
+        return CV_EINVAL;
+    }
+    return s->ops->put_model(s->impl, name, kind, card, bytes, len, version, err);
+}
+
+int cv_store_get_model(cv_store *s, const char *name, int64_t version, jv *card, void **bytes, size_t *len, jv *err)
+{
+    if (!s || !card || (bytes && !len) || empty(name) || version < 0) {
+        set_err(err, "reading a model needs a name and a version >= 0");
+        return CV_EINVAL;
+    }
+    if (bytes)
+        *bytes = NULL;
+    return s->ops->get_model(s->impl, name, version, card, bytes, len, err);
+}
+
+int cv_store_list_models(cv_store *s, jv *out, jv *err)
+{
+    if (!s || !out) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->list_models(s->impl, out, err);
+}
+
+int cv_store_set_model_status(cv_store *s, const char *name, int64_t version, const char *status, jv *err)
+{
+    if (!s || empty(name) || version < 1) {
+        set_err(err, "changing a model's status needs a name and a version >= 1");
+        return CV_EINVAL;
+    }
+    if (!model_status_ok(status)) {
+        set_err(err, "unknown model status \"%s\" (draft, approved, production, retired)", status ? status : "");
+        return CV_EINVAL;
+    }
+    return s->ops->set_model_status(s->impl, name, version, status, err);
 }

@@ -26,6 +26,7 @@
 #define CV_STORE_H
 
 #include <jv.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Instance statuses, as the API shows them. */
@@ -148,6 +149,30 @@ struct cv_store_ops {
      * last delivered seq): *seq = -1 when never set. set is durable. */
     int (*get_cursor)(void *impl, const char *name, int64_t *seq, jv *err);
     int (*set_cursor)(void *impl, const char *name, int64_t seq, jv *err);
+
+    /* ---- models (DESIGN.md decision 8; docs/models.md) ---- */
+    /* Stores a new version of model `name` in ONE transaction: version =
+     * 1 + the highest version the name ever had, status draft. `card` (an
+     * object, consumed) is kept as given; `bytes` (borrowed) is the model
+     * file. *version = the new version. */
+    int (*put_model)(void *impl, const char *name, const char *kind, jv card, const void *bytes, size_t len,
+                     int64_t *version, jv *err);
+    /* Reads a version (version > 0), or with version 0 the one a bare NAME
+     * means: the production version if there is one, else the highest that
+     * is not retired. *card = the stored card with name, version, kind,
+     * status, createdAt, updatedAt and size (bytes) set from the row. When
+     * bytes is not NULL, *bytes (malloc'ed, caller frees) and *len receive
+     * the model file. CV_ENOTFOUND when there is no such model/version. */
+    int (*get_model)(void *impl, const char *name, int64_t version, jv *card, void **bytes, size_t *len, jv *err);
+    /* *out = array of cards (as get_model, without bytes) of every version,
+     * ordered by name, then version. */
+    int (*list_models)(void *impl, jv *out, jv *err);
+    /* Moves a version to `status` in ONE transaction, if the move is allowed
+     * (cv__store_model_move_ok: draft -> approved -> production, production
+     * -> approved, anything but retired -> retired); promoting to production
+     * moves the name's previous production version back to approved.
+     * CV_ENOTFOUND, or CV_ECONFLICT for a move that is not allowed. */
+    int (*set_model_status)(void *impl, const char *name, int64_t version, const char *status, jv *err);
 };
 
 /* The public face: a store handle (backend + its state). */
@@ -179,6 +204,21 @@ int cv_store_purge_events(cv_store *s, int64_t now, int *purged, jv *err);
 int cv_store_claim(cv_store *s, jv *err);
 int cv_store_get_cursor(cv_store *s, const char *name, int64_t *seq, jv *err);
 int cv_store_set_cursor(cv_store *s, const char *name, int64_t seq, jv *err);
+
+/* Model statuses (docs/models.md, "Registry"). */
+#define CV_MODEL_DRAFT "draft"
+#define CV_MODEL_APPROVED "approved"
+#define CV_MODEL_PRODUCTION "production"
+#define CV_MODEL_RETIRED "retired"
+
+/* Models: see the ops above. A name is 1..128 of [A-Za-z0-9._-] starting
+ * with a letter or digit (so that NAME@VERSION is unambiguous); a kind is
+ * 1..32 of [a-z0-9_]; a card is an object. */
+int cv_store_put_model(cv_store *s, const char *name, const char *kind, jv card, const void *bytes, size_t len,
+                       int64_t *version, jv *err);
+int cv_store_get_model(cv_store *s, const char *name, int64_t version, jv *card, void **bytes, size_t *len, jv *err);
+int cv_store_list_models(cv_store *s, jv *out, jv *err);
+int cv_store_set_model_status(cv_store *s, const char *name, int64_t version, const char *status, jv *err);
 
 /* Initialises a checkpoint for `instance` with every jv field invalid. */
 void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance);

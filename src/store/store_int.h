@@ -31,4 +31,12 @@
  */
 int cv__store_json_dump(jv v, char **out, size_t *len);
 
+/*
+ * 1 when a model version may move from status `from` to `to` (store.h,
+ * set_model_status): draft -> approved, approved -> production,
+ * production -> approved, and any status but retired -> retired. One rule
+ * for every backend (store.c).
+ */
+int cv__store_model_move_ok(const char *from, const char *to);
+
 #endif

@@ -17,6 +17,10 @@
  * process committing batches is killed at random moments: every batch is
  * found whole or absent, and every batch it was told was committed is there).
  *
+ * Models (suite "store" too): versions numbered per name, cards and bytes
+ * read back exactly, what a bare name resolves to, the status moves and the
+ * one production version per name, and a refused store that writes nothing.
+ *
  * Suite "store_sqlite" covers what only a file can do: a garbage file, a
  * foreign SQLite database (left untouched), a schema newer than the code, a
  * database locked by another connection (CV_EBUSY within
@@ -1233,7 +1237,7 @@ Test(store_sqlite, the_file_is_wal_and_marked)
     sqlite3_finalize(st);
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT max(version) FROM conveyor_schema", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 3);
+    cr_assert_eq(sqlite3_column_int(st, 0), 4);
     sqlite3_finalize(st);
     sqlite3_close(db);
     /* Reopening an up-to-date file applies nothing again. */
@@ -1248,7 +1252,7 @@ Test(store_sqlite, a_newer_schema_is_refused)
     sql_exec("INSERT INTO conveyor_schema (version, applied_at) VALUES (7, 0)");
     char m[512];
     cr_assert_eq(open_fails(url, m, sizeof m), CV_EUNSUPPORTED);
-    cr_assert(strstr(m, "database schema version 7 is newer than this conveyor (3)"), "%s", m);
+    cr_assert(strstr(m, "database schema version 7 is newer than this conveyor (4)"), "%s", m);
 }
 
 Test(store_sqlite, a_garbage_file_is_an_io_error)
@@ -1491,5 +1495,174 @@ Test(store, values_too_deep_to_read_back_are_refused)
     jv list = jv_invalid(), next = jv_invalid();
     ok(cv_store_list_instances(s, jv_null(), 10, NULL, &list, &next, &err), &err, "list");
     cr_assert_eq(jv_array_length(list), 1, "no instance created");
+    cv_store_close(s);
+}
+
+/* ---- models ------------------------------------------------------------- */
+
+static int64_t put_model(cv_store *s, const char *name, const char *bytes)
+{
+    jv err = jv_invalid();
+    int64_t v = -1;
+    jv card = jv_object_set(jv_object(), jv_string("metrics"),
+                            jv_object_set(jv_object(), jv_string("accuracy"), jv_number(0.75)));
+    int rc = cv_store_put_model(s, name, "text", card, bytes, strlen(bytes), &v, &err);
+    char m[512];
+    cr_assert_eq(rc, 0, "%s", take_err(&err, m, sizeof m));
+    return v;
+}
+
+static const char *status_of(cv_store *s, const char *name, int64_t version)
+{
+    static char st[32];
+    jv card = jv_invalid(), err = jv_invalid();
+    cr_assert_eq(cv_store_get_model(s, name, version, &card, NULL, NULL, &err), 0);
+    jv v = jv_object_get(card, jv_string("status"));
+    snprintf(st, sizeof st, "%s", jv_string_value(v));
+    jv_free(v);
+    return st;
+}
+
+Test(store, models_are_versioned_per_name_and_read_back_exactly)
+{
+    cv_store *s = open_store();
+    cr_assert_eq(put_model(s, "router", "first\001bytes"), 1);
+    cr_assert_eq(put_model(s, "router", "second"), 2);
+    cr_assert_eq(put_model(s, "other.model-1", "x"), 1);
+    cr_assert_eq(put_model(s, "router", "third"), 3);
+
+    jv card = jv_invalid(), err = jv_invalid();
+    void *bytes = NULL;
+    size_t len = 0;
+    cr_assert_eq(cv_store_get_model(s, "router", 1, &card, &bytes, &len, &err), 0);
+    cr_assert_eq(len, strlen("first\001bytes"));
+    cr_assert(!memcmp(bytes, "first\001bytes", len));
+    free(bytes);
+    jv want = jv_parse("{\"name\":\"router\",\"version\":1,\"kind\":\"text\",\"status\":\"draft\",\"size\":11,"
+                       "\"metrics\":{\"accuracy\":0.75}}");
+    jv_object_foreach(want, k, v)
+    {
+        jv got = jv_object_get(jv_copy(card), jv_copy(k));
+        cr_assert(jv_equal(got, v), "card field %s", jv_string_value(k));
+        jv_free(k);
+    }
+    jv_free(want);
+    jv created = jv_object_get(card, jv_string("createdAt"));
+    cr_assert(jv_number_value(created) > 1.7e12);
+    jv_free(created);
+
+    /* a bare name: the newest that is not retired */
+    card = jv_invalid();
+    cr_assert_eq(cv_store_get_model(s, "router", 0, &card, &bytes, &len, &err), 0);
+    cr_assert_eq(len, 5);
+    cr_assert(!memcmp(bytes, "third", 5));
+    free(bytes);
+    jv_free(card);
+
+    /* the list: every version, by name then version, without bytes */
+    jv list = jv_invalid();
+    cr_assert_eq(cv_store_list_models(s, &list, &err), 0);
+    cr_assert_eq(jv_array_length(jv_copy(list)), 4);
+    const char *order[][2] = {{"other.model-1", "1"}, {"router", "1"}, {"router", "2"}, {"router", "3"}};
+    for (int i = 0; i < 4; i++) {
+        jv c = jv_array_get(jv_copy(list), i);
+        jv n = jv_object_get(jv_copy(c), jv_string("name")), v = jv_object_get(c, jv_string("version"));
+        cr_assert_str_eq(jv_string_value(n), order[i][0]);
+        cr_assert_eq((int)jv_number_value(v), atoi(order[i][1]));
+        jv_free(n);
+        jv_free(v);
+    }
+    jv_free(list);
+
+    /* versions survive a reopen and are never reused */
+    cv_store_close(s);
+    s = open_store();
+    cr_assert_eq(put_model(s, "router", "fourth"), 4);
+    cv_store_close(s);
+}
+
+Test(store, unknown_models_are_not_found)
+{
+    cv_store *s = open_store();
+    jv card = jv_invalid(), err = jv_invalid();
+    char m[512];
+    cr_assert_eq(cv_store_get_model(s, "nothing", 0, &card, NULL, NULL, &err), CV_ENOTFOUND);
+    cr_assert(strstr(take_err(&err, m, sizeof m), "nothing"), "%s", m);
+    put_model(s, "router", "a");
+    cr_assert_eq(cv_store_get_model(s, "router", 2, &card, NULL, NULL, &err), CV_ENOTFOUND);
+    cr_assert(strstr(take_err(&err, m, sizeof m), "router@2"), "%s", m);
+    cr_assert_eq(cv_store_set_model_status(s, "router", 9, "approved", &err), CV_ENOTFOUND);
+    jv_free(err);
+    cv_store_close(s);
+}
+
+Test(store, model_status_moves_and_one_production_version)
+{
+    cv_store *s = open_store();
+    put_model(s, "router", "a");
+    put_model(s, "router", "b");
+    put_model(s, "router", "c");
+    jv err = jv_invalid();
+    char m[512];
+    /* a draft cannot go straight to production: it needs an approval */
+    cr_assert_eq(cv_store_set_model_status(s, "router", 1, "production", &err), CV_ECONFLICT);
+    cr_assert(strstr(take_err(&err, m, sizeof m), "draft"), "%s", m);
+    cr_assert_eq(cv_store_set_model_status(s, "router", 1, "approved", &err), 0);
+    cr_assert_eq(cv_store_set_model_status(s, "router", 1, "production", &err), 0);
+    cr_assert_str_eq(status_of(s, "router", 1), "production");
+    /* a bare name means the production version, even when newer ones exist */
+    jv card = jv_invalid();
+    cr_assert_eq(cv_store_get_model(s, "router", 0, &card, NULL, NULL, &err), 0);
+    jv v = jv_object_get(card, jv_string("version"));
+    cr_assert_eq(jv_number_value(v), 1);
+    jv_free(v);
+    /* promoting another moves the previous production version back to approved */
+    cr_assert_eq(cv_store_set_model_status(s, "router", 2, "approved", &err), 0);
+    cr_assert_eq(cv_store_set_model_status(s, "router", 2, "production", &err), 0);
+    cr_assert_str_eq(status_of(s, "router", 2), "production");
+    cr_assert_str_eq(status_of(s, "router", 1), "approved");
+    /* retired is final, and a bare name skips it */
+    cr_assert_eq(cv_store_set_model_status(s, "router", 3, "retired", &err), 0);
+    cr_assert_eq(cv_store_set_model_status(s, "router", 3, "approved", &err), CV_ECONFLICT);
+    jv_free(err);
+    err = jv_invalid();
+    cr_assert_eq(cv_store_set_model_status(s, "router", 2, "retired", &err), 0);
+    cr_assert_eq(cv_store_set_model_status(s, "router", 1, "retired", &err), 0);
+    cr_assert_eq(cv_store_get_model(s, "router", 0, &card, NULL, NULL, &err), CV_ENOTFOUND);
+    jv_free(err);
+    err = jv_invalid();
+    /* setting the status a version has is a no-op; unknown statuses are refused */
+    cr_assert_eq(cv_store_set_model_status(s, "router", 3, "retired", &err), 0);
+    cr_assert_eq(cv_store_set_model_status(s, "router", 3, "archived", &err), CV_EINVAL);
+    jv_free(err);
+    cv_store_close(s);
+}
+
+Test(store, malformed_models_are_refused_and_nothing_is_written)
+{
+    cv_store *s = open_store();
+    jv err = jv_invalid();
+    int64_t v = 0;
+    cr_assert_eq(cv_store_put_model(s, "", "text", jv_object(), "x", 1, &v, &err), CV_EINVAL);
+    jv_free(err);
+    err = jv_invalid();
+    cr_assert_eq(cv_store_put_model(s, "has@at", "text", jv_object(), "x", 1, &v, &err), CV_EINVAL);
+    jv_free(err);
+    err = jv_invalid();
+    cr_assert_eq(cv_store_put_model(s, "-dash", "text", jv_object(), "x", 1, &v, &err), CV_EINVAL);
+    jv_free(err);
+    err = jv_invalid();
+    cr_assert_eq(cv_store_put_model(s, "ok", "Text!", jv_object(), "x", 1, &v, &err), CV_EINVAL);
+    jv_free(err);
+    err = jv_invalid();
+    cr_assert_eq(cv_store_put_model(s, "ok", "text", jv_array(), "x", 1, &v, &err), CV_EINVAL);
+    jv_free(err);
+    err = jv_invalid();
+    cr_assert_eq(cv_store_put_model(s, "ok", "text", jv_object(), "x", 0, &v, &err), CV_EINVAL);
+    jv_free(err);
+    err = jv_invalid();
+    jv list = jv_invalid();
+    cr_assert_eq(cv_store_list_models(s, &list, &err), 0);
+    cr_assert_eq(jv_array_length(list), 0);
     cv_store_close(s);
 }
