@@ -2,9 +2,10 @@
  * effects.h — what every effect (HTTP call, child process, ...) is given.
  *
  * Effects are blocking functions run by the engine on helper threads (one per
- * effect in flight); they must honour `cancel` and `deadline_ms` so that task
- * timeouts, fork competition and shutdown can abandon them promptly (within
- * ~100 ms). An effect never evaluates expressions: the engine hands it fully
+ * effect in flight), except `call: http`, which runs on the I/O thread
+ * (cv__http_call_start, io.c); all must honour `cancel` and `deadline_ms` so
+ * that task timeouts, fork competition and shutdown can abandon them promptly
+ * (within ~100 ms). An effect never evaluates expressions: the engine hands it fully
  * evaluated arguments. It reports failure as a specification error descriptor
  * {type, status, title, detail} (see cv__error_new); the engine fills
  * `instance` with the task reference.

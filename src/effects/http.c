@@ -2,10 +2,15 @@
  * http.c — `call: http`, external-resource fetches, and the one function that
  * moves bytes over HTTP for the whole effects module (cv__http_exchange).
  *
- * Each call uses its own libcurl easy handle, driven by a private multi handle
- * in short polls so that the cancel flag and the deadline are noticed within
- * ~50 ms even while the peer is silent (the easy interface alone may sleep a
- * full second between progress callbacks). Redirects are followed here, not
+ * `call: http` from the engine runs on the runtime's I/O thread (io.c, one
+ * multi handle for every call: connections are kept alive and reused), its
+ * steps continued there as each exchange ends (cv__http_call_start). The
+ * blocking form (cv__http_exchange and what is built on it: OAuth2 tokens,
+ * OpenAPI documents, fetches, calls whose policy may need a token) gives each
+ * exchange its own easy handle, driven by a private multi handle in short
+ * polls so that the cancel flag and the deadline are noticed within ~50 ms
+ * even while the peer is silent (the easy interface alone may sleep a full
+ * second between progress callbacks). Redirects are followed here, not
  * by libcurl, so that every hop goes through the host map (an https Location
  * must be downgraded too, and deny-unmapped must hold for every hop). The
  * shared caches (tokens, discovery, documents) also live here; they store
@@ -15,6 +20,7 @@
 #include "common/util.h"
 #include "conveyor.h"
 #include "effects/http_int.h"
+#include "effects/io.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -40,6 +46,8 @@ struct cv_http_ctx {
     pthread_mutex_t mu;
     struct cache_entry *head;
     size_t n;
+    struct cv_io *io; /* started by the first asynchronous call */
+    int io_failed;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -70,6 +78,7 @@ void cv__http_ctx_free(struct cv_http_ctx *c)
 {
     if (!c)
         return;
+    cv__io_free(c->io);
     for (struct cache_entry *e = c->head, *next; e; e = next) {
         next = e->next;
         entry_free(e);
@@ -397,17 +406,31 @@ static jv timeout_error(const struct cv_http_req *rq)
                           "%s %s did not complete before the deadline", rq->method, rq->url);
 }
 
-int cv__http_exchange(const cv_effect_env *env, const struct cv_http_req *rq,
-                      struct cv_http_resp *rs, jv *err)
-{
-    int rc = CV_OK;
-    CURL *h = NULL;
-    CURLM *m = NULL;
-    int added = 0;
-    struct curl_slist *connect_to = NULL;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    struct xfer x = {rs, 0};
+/* One exchange's libcurl side: the easy handle and what its callbacks fill.
+ * Heap-allocated for the I/O thread (the callbacks point into it). */
+struct exch {
+    CURL *h;
+    struct curl_slist *connect_to;
+    char errbuf[CURL_ERROR_SIZE];
+    struct xfer x;
+};
 
+static void exch_release(struct exch *xs)
+{
+    curl_easy_cleanup(xs->h);
+    curl_slist_free_all(xs->connect_to);
+    xs->h = NULL;
+    xs->connect_to = NULL;
+}
+
+/* Prepares xs->h for `rq` into *rs (emptied first): host map, deadline,
+ * method, body, headers, credentials. 0, CV_ECANCELED, CV_ENOMEM, or
+ * CV_EFAULT with *err. xs is released by the caller in every case. */
+static int exch_prepare(const cv_effect_env *env, const struct cv_http_req *rq, struct exch *xs,
+                        struct cv_http_resp *rs, jv *err)
+{
+    memset(xs, 0, sizeof *xs);
+    xs->x.rs = rs;
     memset(rs, 0, sizeof *rs);
     rs->headers = jv_object();
     pthread_once(&curl_once, curl_init_once);
@@ -423,15 +446,12 @@ int cv__http_exchange(const cv_effect_env *env, const struct cv_http_req *rq,
         }
     }
 
-    h = curl_easy_init();
-    m = curl_multi_init();
-    if (!h || !m) {
-        rc = CV_ENOMEM;
-        goto out;
-    }
-    rc = cv__hostmap_prepare(env->hosts, h, rq->url, &connect_to, err);
+    CURL *h = xs->h = curl_easy_init();
+    if (!h)
+        return CV_ENOMEM;
+    int rc = cv__hostmap_prepare(env->hosts, h, rq->url, &xs->connect_to, err);
     if (rc)
-        goto out;
+        return rc;
 
     long connect_ms = CV_HTTP_CONNECT_TIMEOUT_MS;
     if (remaining && remaining < connect_ms)
@@ -442,11 +462,11 @@ int cv__http_exchange(const cv_effect_env *env, const struct cv_http_req *rq,
     sc = curl_easy_setopt(h, opt, val)
     SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
     SETOPT(CURLOPT_NOSIGNAL, 1L);
-    SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+    SETOPT(CURLOPT_ERRORBUFFER, xs->errbuf);
     SETOPT(CURLOPT_WRITEFUNCTION, on_body);
-    SETOPT(CURLOPT_WRITEDATA, &x);
+    SETOPT(CURLOPT_WRITEDATA, &xs->x);
     SETOPT(CURLOPT_HEADERFUNCTION, on_header);
-    SETOPT(CURLOPT_HEADERDATA, &x);
+    SETOPT(CURLOPT_HEADERDATA, &xs->x);
     SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
     SETOPT(CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode */
@@ -480,10 +500,58 @@ int cv__http_exchange(const cv_effect_env *env, const struct cv_http_req *rq,
     if (sc != CURLE_OK) {
         *err = cv__error_newf(CV_ERR_COMMUNICATION, 500, "Request Setup Failed", "%s %s: %s",
                               rq->method, rq->url, curl_easy_strerror(sc));
-        rc = CV_EFAULT;
-        goto out;
+        return CV_EFAULT;
     }
-    if (curl_multi_add_handle(m, h) != CURLM_OK) {
+    return CV_OK;
+}
+
+/* The outcome of a finished transfer (`res`): *rs completed, or an error. */
+static int exch_finish(const cv_effect_env *env, const struct cv_http_req *rq, struct exch *xs,
+                       CURLcode res, jv *err)
+{
+    struct cv_http_resp *rs = xs->x.rs;
+    if (res == CURLE_OK) {
+        long code = 0;
+        char *loc = NULL;
+        curl_easy_getinfo(xs->h, CURLINFO_RESPONSE_CODE, &code);
+        rs->status = code;
+        if (!rs->reason || !*rs->reason) {
+            free(rs->reason);
+            rs->reason = strdup(cv__http_reason(code));
+        }
+        if (curl_easy_getinfo(xs->h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc)
+            rs->location = strdup(loc);
+        if (!rs->body) {
+            rs->body = strdup("");
+            rs->cap = 1;
+        }
+        return !rs->reason || !rs->body ? CV_ENOMEM : CV_OK;
+    }
+    if (xs->x.too_big) {
+        *err = cv__error_newf(CV_ERR_COMMUNICATION, 500, "Response Too Large",
+                              "%s %s: the response body exceeds %u MiB", rq->method, rq->url,
+                              CV_HTTP_MAX_BODY >> 20);
+    } else if (res == CURLE_OPERATION_TIMEDOUT && env->deadline_ms &&
+               cv__now_ms() >= env->deadline_ms - 20) {
+        *err = timeout_error(rq);
+    } else {
+        *err = cv__error_newf(CV_ERR_COMMUNICATION, 500, curl_easy_strerror(res), "%s %s: %s",
+                              rq->method, rq->url, xs->errbuf[0] ? xs->errbuf : curl_easy_strerror(res));
+    }
+    return CV_EFAULT;
+}
+
+int cv__http_exchange(const cv_effect_env *env, const struct cv_http_req *rq,
+                      struct cv_http_resp *rs, jv *err)
+{
+    struct exch xs;
+    CURLM *m = NULL;
+    int added = 0;
+    int rc = exch_prepare(env, rq, &xs, rs, err);
+    if (rc)
+        goto out;
+    m = curl_multi_init();
+    if (!m || curl_multi_add_handle(m, xs.h) != CURLM_OK) {
         rc = CV_ENOMEM;
         goto out;
     }
@@ -525,44 +593,13 @@ int cv__http_exchange(const cv_effect_env *env, const struct cv_http_req *rq,
     for (CURLMsg *msg; (msg = curl_multi_info_read(m, &msgs));)
         if (msg->msg == CURLMSG_DONE)
             res = msg->data.result;
-
-    if (res == CURLE_OK) {
-        long code = 0;
-        char *loc = NULL;
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-        rs->status = code;
-        if (!rs->reason || !*rs->reason) {
-            free(rs->reason);
-            rs->reason = strdup(cv__http_reason(code));
-        }
-        if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc)
-            rs->location = strdup(loc);
-        if (!rs->body) {
-            rs->body = strdup("");
-            rs->cap = 1;
-        }
-        if (!rs->reason || !rs->body)
-            rc = CV_ENOMEM;
-        goto out;
-    }
-    if (x.too_big) {
-        *err = cv__error_newf(CV_ERR_COMMUNICATION, 500, "Response Too Large",
-                              "%s %s: the response body exceeds %u MiB", rq->method, rq->url,
-                              CV_HTTP_MAX_BODY >> 20);
-    } else if (res == CURLE_OPERATION_TIMEDOUT && env->deadline_ms &&
-               cv__now_ms() >= env->deadline_ms - 20) {
-        *err = timeout_error(rq);
-    } else {
-        *err = cv__error_newf(CV_ERR_COMMUNICATION, 500, curl_easy_strerror(res), "%s %s: %s",
-                              rq->method, rq->url, errbuf[0] ? errbuf : curl_easy_strerror(res));
-    }
-    rc = CV_EFAULT;
+    rc = exch_finish(env, rq, &xs, res, err);
 out:
     if (added)
-        curl_multi_remove_handle(m, h);
-    curl_easy_cleanup(h);
-    curl_multi_cleanup(m);
-    curl_slist_free_all(connect_to);
+        curl_multi_remove_handle(m, xs.h);
+    if (m)
+        curl_multi_cleanup(m);
+    exch_release(&xs);
     return rc;
 }
 
@@ -796,23 +833,34 @@ static jv failure_error(const char *method, const char *url, const struct cv_htt
  * response, *sent the headers sent (without credentials), *authz the
  * authorization descriptor. Statuses are not judged here.
  */
-static int http_send(const cv_effect_env *env, struct cv_http_call *c, struct cv_http_resp *rs,
-                     jv *sent, jv *authz, jv *err)
+/* A request on its way: what send_begin prepared, and the current hop. */
+struct send {
+    struct cv_auth a;
+    struct curl_slist *hl;      /* headers */
+    struct curl_slist *auth_hl; /* hl plus the bearer line, for the first host only */
+    char *body, *method, *url, *first_host;
+    size_t body_len;
+    int has_body;
+    jv headers; /* sent, without credentials */
+    int hops;
+    struct cv_http_req rq;
+};
+
+static int send_begin(const cv_effect_env *env, struct cv_http_call *c, struct send *st, jv *err)
 {
     int rc = CV_OK;
-    struct cv_auth a;
+    memset(st, 0, sizeof *st);
+    st->headers = jv_object();
+    rc = cv__auth_resolve(env, c->auth, &st->a, err);
+    if (rc)
+        return rc;
+    struct cv_auth a = st->a; /* read only below */
     struct curl_slist *hl = NULL;
-    char *body = NULL, *method = NULL, *url = NULL, *first_host = NULL;
+    char *body = NULL, *method = NULL, *url = NULL;
     size_t body_len = 0;
     int has_body = 0;
-    jv headers = jv_object();
-
-    memset(rs, 0, sizeof *rs);
-    rs->headers = jv_null();
-    *sent = jv_null();
-    rc = cv__auth_resolve(env, c->auth, &a, err);
-    if (rc)
-        goto out;
+    jv headers = st->headers;
+    st->headers = jv_null();
 
     method = strdup(c->method ? c->method : "GET");
     url = strdup(c->url ? c->url : "");
@@ -931,93 +979,129 @@ static int http_send(const cv_effect_env *env, struct cv_http_call *c, struct cv
         }
         auth_hl->next = hl; /* borrowed tail; detached before freeing */
     }
-
-    first_host = url_host(url);
-    for (int hops = 0;; hops++) {
-        /* Credentials go to the original host only, as libcurl does. */
-        char *host = url_host(url);
-        int same = host && first_host && strcmp(host, first_host) == 0;
-        free(host);
-        struct cv_http_req rq = {
-            .method = method,
-            .url = url,
-            .headers = (same && auth_hl) ? auth_hl : hl,
-            .body = body,
-            .body_len = body_len,
-            .has_body = has_body,
-            .curl_auth = same ? a.curl_auth : 0,
-            .username = a.username,
-            .password = a.password,
-        };
-        cv__http_resp_cleanup(rs);
-        rc = cv__http_exchange(env, &rq, rs, err);
-        if (rc)
-            break;
-        if (!c->redirect || !is_redirect(rs->status) || !rs->location ||
-            hops >= CV_HTTP_MAX_REDIRECTS)
-            break;
-        char *next = strdup(rs->location);
-        if (!next) {
-            rc = CV_ENOMEM;
-            break;
-        }
-        free(url);
-        url = next;
-        if (rs->status == 303 || ((rs->status == 301 || rs->status == 302) &&
-                                  strcmp(method, "POST") == 0)) {
-            if (strcmp(method, "HEAD") != 0) {
-                free(method);
-                method = strdup("GET");
-                if (!method) {
-                    rc = CV_ENOMEM;
-                    break;
-                }
-            }
-            has_body = 0;
-        }
-    }
-    if (auth_hl) {
-        auth_hl->next = NULL;
-        curl_slist_free_all(auth_hl);
-    }
+    st->auth_hl = auth_hl;
+    st->first_host = url_host(url);
 out:
-    if (rc == CV_OK) {
-        *sent = headers;
-        headers = jv_null();
-        if (authz)
-            *authz = jv_copy(a.authz);
-    }
-    jv_free(headers);
-    cv__auth_cleanup(&a);
-    curl_slist_free_all(hl);
-    free(body);
-    free(method);
-    free(url);
-    free(first_host);
+    st->hl = hl;
+    st->body = body;
+    st->body_len = body_len;
+    st->has_body = has_body;
+    st->method = method;
+    st->url = url;
+    st->headers = headers;
     return rc;
 }
 
-int cv__http_call_perform(const cv_effect_env *env, struct cv_http_call *c, jv *out, jv *authz)
+/* The request of the current hop (credentials go to the original host only,
+ * as libcurl does). */
+static void send_hop(struct send *st)
 {
-    struct cv_http_resp rs;
-    jv sent = jv_null(), az = jv_null();
-    if (authz)
-        *authz = jv_null();
-    int rc = http_send(env, c, &rs, &sent, &az, out);
+    char *host = url_host(st->url);
+    int same = host && st->first_host && strcmp(host, st->first_host) == 0;
+    free(host);
+    st->rq = (struct cv_http_req){
+        .method = st->method,
+        .url = st->url,
+        .headers = (same && st->auth_hl) ? st->auth_hl : st->hl,
+        .body = st->body,
+        .body_len = st->body_len,
+        .has_body = st->has_body,
+        .curl_auth = same ? st->a.curl_auth : 0,
+        .username = st->a.username,
+        .password = st->a.password,
+    };
+}
+
+/* After a response: 1 when it is a redirect to follow (the next hop's URL
+ * and method are set), 0 when it is the final response, CV_ENOMEM. */
+static int send_follow(struct send *st, const struct cv_http_call *c, const struct cv_http_resp *rs)
+{
+    if (!c->redirect || !is_redirect(rs->status) || !rs->location || st->hops >= CV_HTTP_MAX_REDIRECTS)
+        return 0;
+    st->hops++;
+    char *next = strdup(rs->location);
+    if (!next)
+        return CV_ENOMEM;
+    free(st->url);
+    st->url = next;
+    if (rs->status == 303 || ((rs->status == 301 || rs->status == 302) && strcmp(st->method, "POST") == 0)) {
+        if (strcmp(st->method, "HEAD") != 0) {
+            free(st->method);
+            st->method = strdup("GET");
+            if (!st->method)
+                return CV_ENOMEM;
+        }
+        st->has_body = 0;
+    }
+    return 1;
+}
+
+/* Releases `st`; when rc is 0, hands out the headers sent and *authz. */
+static void send_end(struct send *st, int rc, jv *sent, jv *authz)
+{
+    if (st->auth_hl) {
+        st->auth_hl->next = NULL;
+        curl_slist_free_all(st->auth_hl);
+    }
+    if (rc == CV_OK) {
+        *sent = st->headers;
+        st->headers = jv_null();
+        if (authz)
+            *authz = jv_copy(st->a.authz);
+    }
+    jv_free(st->headers);
+    cv__auth_cleanup(&st->a);
+    curl_slist_free_all(st->hl);
+    free(st->body);
+    free(st->method);
+    free(st->url);
+    free(st->first_host);
+    memset(st, 0, sizeof *st);
+}
+
+static int http_send(const cv_effect_env *env, struct cv_http_call *c, struct cv_http_resp *rs,
+                     jv *sent, jv *authz, jv *err)
+{
+    struct send st;
+    memset(rs, 0, sizeof *rs);
+    rs->headers = jv_null();
+    *sent = jv_null();
+    int rc = send_begin(env, c, &st, err);
+    while (rc == CV_OK) {
+        send_hop(&st);
+        cv__http_resp_cleanup(rs);
+        rc = cv__http_exchange(env, &st.rq, rs, err);
+        if (rc)
+            break;
+        int f = send_follow(&st, c, rs);
+        if (f <= 0) {
+            rc = f;
+            break;
+        }
+    }
+    send_end(&st, rc, sent, authz);
+    return rc;
+}
+
+/* The output of a call from its final response (rc from sending it; rs,
+ * sent and az consumed): the status judged, then content, response or raw. */
+static int call_output(struct cv_http_call *c, int rc, struct cv_http_resp *rs, jv sent, jv az, jv *out,
+                       jv *authz)
+{
     if (rc) {
         if (rc != CV_EFAULT)
             *out = jv_null();
         goto done;
     }
     long hi = c->redirect ? 399 : 299;
-    if (rs.status < 200 || rs.status > hi) {
-        *out = failure_error(c->method, c->url, &rs);
+    if (rs->status < 200 || rs->status > hi) {
+        *out = failure_error(c->method, c->url, rs);
         rc = CV_EFAULT;
         goto done;
     }
     switch (c->output) {
     case CV_HTTP_OUT_RAW: {
-        char *b = cv__base64((const unsigned char *)rs.body, rs.len);
+        char *b = cv__base64((const unsigned char *)rs->body, rs->len);
         if (!b) {
             rc = CV_ENOMEM;
             *out = jv_null();
@@ -1035,14 +1119,14 @@ int cv__http_call_perform(const cv_effect_env *env, struct cv_http_call *c, jv *
         sent = jv_null();
         jv r = jv_object();
         r = jv_object_set(r, jv_string("request"), req);
-        r = jv_object_set(r, jv_string("statusCode"), jv_number((double)rs.status));
-        r = jv_object_set(r, jv_string("headers"), jv_copy(rs.headers));
-        r = jv_object_set(r, jv_string("content"), decode_content(&rs));
+        r = jv_object_set(r, jv_string("statusCode"), jv_number((double)rs->status));
+        r = jv_object_set(r, jv_string("headers"), jv_copy(rs->headers));
+        r = jv_object_set(r, jv_string("content"), decode_content(rs));
         *out = r;
         break;
     }
     default:
-        *out = decode_content(&rs);
+        *out = decode_content(rs);
     }
     if (authz) {
         *authz = az;
@@ -1051,8 +1135,18 @@ int cv__http_call_perform(const cv_effect_env *env, struct cv_http_call *c, jv *
 done:
     jv_free(sent);
     jv_free(az);
-    cv__http_resp_cleanup(&rs);
+    cv__http_resp_cleanup(rs);
     return rc;
+}
+
+int cv__http_call_perform(const cv_effect_env *env, struct cv_http_call *c, jv *out, jv *authz)
+{
+    struct cv_http_resp rs;
+    jv sent = jv_null(), az = jv_null();
+    if (authz)
+        *authz = jv_null();
+    int rc = http_send(env, c, &rs, &sent, &az, out);
+    return call_output(c, rc, &rs, sent, az, out, authz);
 }
 
 /* ======================================================================
@@ -1095,13 +1189,11 @@ int cv__http_call_options(jv args, struct cv_http_call *c, jv *err)
     return CV_OK;
 }
 
-int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *authz)
+/* Reads a `call: http`'s `with` (args and input borrowed) into c (initialised
+ * by the caller): 0, CV_ENOMEM, or CV_EFAULT with *out = the error. */
+static int call_parse(jv args, jv input, struct cv_http_call *c, jv *out)
 {
-    struct cv_http_call c;
-    cv__http_call_init(&c);
     int rc = CV_OK;
-    if (authz)
-        *authz = jv_null();
     if (jv_get_kind(args) != JV_KIND_OBJECT) {
         *out = cv__error_new(CV_ERR_CONFIGURATION, 400, "Invalid HTTP Call",
                              "call: http needs a `with` object");
@@ -1117,7 +1209,7 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
         rc = CV_EFAULT;
         goto out;
     }
-    c.method = strdup(jv_string_value(method));
+    c->method = strdup(jv_string_value(method));
     jv_free(method);
 
     jv ep = jv_object_get(jv_copy(args), jv_string("endpoint"));
@@ -1128,8 +1220,8 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
         uri = jv_object_get(jv_copy(ep), jv_string("uri"));
         jv au = jv_object_get(ep, jv_string("authentication"));
         if (jv_is_valid(au)) {
-            jv_free(c.auth);
-            c.auth = au;
+            jv_free(c->auth);
+            c->auth = au;
         } else {
             jv_free(au);
         }
@@ -1144,7 +1236,7 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
         goto out;
     }
     const char *why = NULL;
-    rc = cv__uri_template_expand(jv_string_value(uri), input, &c.url, &why);
+    rc = cv__uri_template_expand(jv_string_value(uri), input, &c->url, &why);
     if (rc == CV_ENOMEM) {
         jv_free(uri);
         *out = jv_null();
@@ -1158,7 +1250,7 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
         goto out;
     }
     jv_free(uri);
-    if (!c.method || !c.url) {
+    if (!c->method || !c->url) {
         rc = CV_ENOMEM;
         *out = jv_null();
         goto out;
@@ -1166,7 +1258,7 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
 
     jv q = jv_object_get(jv_copy(args), jv_string("query"));
     if (jv_get_kind(q) == JV_KIND_OBJECT)
-        rc = cv__http_url_add_query(&c.url, q);
+        rc = cv__http_url_add_query(&c->url, q);
     else if (jv_is_valid(q) && jv_get_kind(q) != JV_KIND_NULL) {
         *out = cv__error_new(CV_ERR_CONFIGURATION, 400, "Invalid HTTP Call",
                              "query must be an object");
@@ -1181,8 +1273,8 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
 
     jv h = jv_object_get(jv_copy(args), jv_string("headers"));
     if (jv_get_kind(h) == JV_KIND_OBJECT) {
-        jv_free(c.headers);
-        c.headers = h;
+        jv_free(c->headers);
+        c->headers = h;
     } else if (jv_is_valid(h) && jv_get_kind(h) != JV_KIND_NULL) {
         jv_free(h);
         *out = cv__error_new(CV_ERR_CONFIGURATION, 400, "Invalid HTTP Call",
@@ -1192,18 +1284,179 @@ int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *auth
     } else {
         jv_free(h);
     }
-    jv_free(c.body);
-    c.body = jv_object_get(jv_copy(args), jv_string("body"));
-    rc = cv__http_call_options(args, &c, out);
-    if (rc)
-        goto out;
-
-    rc = cv__http_call_perform(env, &c, out, authz);
+    jv_free(c->body);
+    c->body = jv_object_get(jv_copy(args), jv_string("body"));
+    rc = cv__http_call_options(args, c, out);
 out:
+    return rc;
+}
+
+int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *authz)
+{
+    struct cv_http_call c;
+    cv__http_call_init(&c);
+    if (authz)
+        *authz = jv_null();
+    int rc = call_parse(args, input, &c, out);
+    if (!rc)
+        rc = cv__http_call_perform(env, &c, out, authz);
     cv__http_call_cleanup(&c);
     jv_free(args);
     jv_free(input);
     return rc;
+}
+
+/* ======================================================================
+ * call: http on the I/O thread
+ * ====================================================================== */
+
+/* One `call: http` in flight on the I/O thread: the same steps as
+ * cv__http_call (parse, send_begin, a hop per exchange, call_output), each
+ * exchange handed to the I/O thread and continued there when it ends. */
+struct http_op {
+    struct cv_io_req io; /* first: the I/O thread hands it back */
+    struct cv_io *loop;
+    const cv_effect_env *env;
+    struct cv_http_call c;
+    struct send st;
+    int begun; /* st holds something to release */
+    struct exch xs;
+    struct cv_http_resp rs;
+    int rc; /* a result known before any exchange (io.h == NULL) */
+    jv out;
+    cv_http_done_fn done;
+    void *ud;
+};
+
+static struct cv_io *ctx_io(struct cv_http_ctx *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (!c->io && !c->io_failed) {
+        c->io = cv__io_new();
+        c->io_failed = c->io == NULL;
+    }
+    struct cv_io *io = c->io;
+    pthread_mutex_unlock(&c->mu);
+    return io;
+}
+
+/* OAuth2 and OIDC policies may have to fetch a token first: those calls run
+ * as blocking ones (on a thread of their own). */
+static int auth_needs_exchange(jv auth /* borrowed */)
+{
+    if (jv_get_kind(auth) != JV_KIND_OBJECT)
+        return 0;
+    int r = jv_object_has(jv_copy(auth), jv_string("oauth2")) || jv_object_has(jv_copy(auth), jv_string("oidc"));
+    return r;
+}
+
+static void op_complete(struct http_op *op, int rc, jv out, jv authz)
+{
+    if (op->begun)
+        send_end(&op->st, CV_EFAULT, NULL, NULL);
+    exch_release(&op->xs);
+    cv__http_resp_cleanup(&op->rs);
+    cv__http_call_cleanup(&op->c);
+    cv_http_done_fn done = op->done;
+    void *ud = op->ud;
+    free(op);
+    done(ud, rc, out, authz);
+}
+
+/* A result known now, reported from the I/O thread like any other. */
+static void op_defer(struct http_op *op, int rc, jv out)
+{
+    op->rc = rc;
+    op->out = rc == CV_EFAULT ? out : (jv_free(out), jv_null());
+    op->io.h = NULL;
+    cv__io_submit(op->loop, &op->io);
+}
+
+/* Prepares the current hop and hands it to the I/O thread. */
+static void op_hop(struct http_op *op)
+{
+    jv err = jv_null();
+    send_hop(&op->st);
+    cv__http_resp_cleanup(&op->rs);
+    exch_release(&op->xs);
+    int rc = exch_prepare(op->env, &op->st.rq, &op->xs, &op->rs, &err);
+    if (rc) {
+        op_defer(op, rc, err);
+        return;
+    }
+    op->io.h = op->xs.h;
+    op->io.cancel = op->env->cancel;
+    cv__io_submit(op->loop, &op->io);
+}
+
+static void op_io_done(struct cv_io_req *r, CURLcode res, int cancelled)
+{
+    struct http_op *op = (struct http_op *)r;
+    if (!r->h) {
+        op_complete(op, op->rc, op->out, jv_null());
+        return;
+    }
+    if (cancelled) {
+        op_complete(op, CV_ECANCELED, jv_null(), jv_null());
+        return;
+    }
+    jv err = jv_null();
+    int rc = exch_finish(op->env, &op->st.rq, &op->xs, res, &err);
+    exch_release(&op->xs);
+    op->io.h = NULL;
+    if (rc) {
+        op_complete(op, rc, rc == CV_EFAULT ? err : (jv_free(err), jv_null()), jv_null());
+        return;
+    }
+    jv_free(err);
+    int f = send_follow(&op->st, &op->c, &op->rs);
+    if (f == 1) {
+        op_hop(op);
+        return;
+    }
+    jv sent = jv_null(), az = jv_null(), out = jv_null(), authz = jv_null();
+    if (f < 0) {
+        op_complete(op, CV_ENOMEM, jv_null(), jv_null());
+        return;
+    }
+    send_end(&op->st, CV_OK, &sent, &az);
+    op->begun = 0;
+    rc = call_output(&op->c, CV_OK, &op->rs, sent, az, &out, &authz);
+    op_complete(op, rc, out, authz);
+}
+
+int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_done_fn done, void *ud)
+{
+    struct cv_io *loop = env->http ? ctx_io(env->http) : NULL;
+    if (!loop)
+        return CV_EUNSUPPORTED;
+    struct http_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return CV_ENOMEM;
+    op->loop = loop;
+    op->env = env;
+    op->done = done;
+    op->ud = ud;
+    op->io.done = op_io_done;
+    op->out = jv_null();
+    op->rs.headers = jv_null();
+    cv__http_call_init(&op->c);
+    jv out = jv_null();
+    int rc = call_parse(args, input, &op->c, &out);
+    if (!rc && auth_needs_exchange(op->c.auth)) {
+        cv__http_call_cleanup(&op->c);
+        free(op);
+        return CV_EUNSUPPORTED;
+    }
+    if (!rc) {
+        rc = send_begin(env, &op->c, &op->st, &out);
+        op->begun = 1;
+    }
+    if (rc)
+        op_defer(op, rc, out);
+    else
+        op_hop(op);
+    return CV_OK;
 }
 
 /* ======================================================================

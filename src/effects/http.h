@@ -27,6 +27,22 @@ void cv__http_ctx_free(struct cv_http_ctx *c);
  */
 int cv__http_call(const cv_effect_env *env, jv args, jv input, jv *out, jv *authz);
 
+/* How an asynchronous call reports its end: the same (rc, out, authz) as
+ * cv__http_call, out and authz owned by the callee. */
+typedef void (*cv_http_done_fn)(void *ud, int rc, jv out, jv authz);
+
+/*
+ * Starts `call: http` (args and input borrowed) on the I/O thread of
+ * env->http (started on first use; DESIGN.md decision 5) and returns 0:
+ * `done` is then called exactly once, on the I/O thread, with what
+ * cv__http_call would have returned. `env` (and what it points to) must stay
+ * valid until then. Returns CV_EUNSUPPORTED, having started nothing, when
+ * the call must run as a blocking one instead (no env->http or no I/O thread;
+ * an OAuth2/OIDC policy, whose token may need an exchange of its own), or
+ * CV_ENOMEM.
+ */
+int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_done_fn done, void *ud);
+
 /*
  * Performs `call: openapi`: `args` (consumed) is the evaluated `with`
  * {document: {endpoint|name...}, operationId, parameters, authentication,

@@ -103,10 +103,51 @@ static jv J(const char *text)
     return v;
 }
 
+/* An asynchronous call's end, handed from the I/O thread to the test. */
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, rc, calls;
+    jv out;
+};
+
+static void waiter_done(void *ud, int rc, jv out, jv authz)
+{
+    struct waiter *w = ud;
+    jv_free(authz);
+    pthread_mutex_lock(&w->mu);
+    w->calls++;
+    w->done = 1;
+    w->rc = rc;
+    w->out = out;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Runs call: http as the engine does (effect_run.c): on the I/O thread, or
+ * as a blocking call when cv__http_call_start says it must (OAuth2/OIDC). */
+static int call_http(const cv_effect_env *e, jv args, jv input, jv *out)
+{
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+    int rc = cv__http_call_start(e, args, input, waiter_done, &w);
+    if (rc == CV_EUNSUPPORTED)
+        return cv__http_call(e, args, input, out, NULL);
+    cr_assert_eq(rc, CV_OK);
+    jv_free(args);
+    jv_free(input);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    cr_assert_eq(w.calls, 1);
+    *out = w.out;
+    return w.rc;
+}
+
 /* Runs call: http with `args` JSON and `input` JSON; returns rc, *out. */
 static int http(const char *args, const char *input, jv *out)
 {
-    return cv__http_call(&env, J(args), J(input ? input : "{}"), out, NULL);
+    return call_http(&env, J(args), J(input ? input : "{}"), out);
 }
 
 /* A property path of v (borrowed), e.g. get(v, "request", "uri", NULL). */
@@ -429,6 +470,13 @@ Test(http, connection_refused_is_status_500)
     jv out;
     int rc = cv__http_call(&e, J("{\"method\":\"get\",\"endpoint\":\"https://petstore.swagger.io/v2/pet/1\"}"),
                            jv_object(), &out, NULL);
+    cr_assert_eq(rc, CV_EFAULT);
+    assert_error(out, CV_ERR_COMMUNICATION, 500);
+    jv_free(out);
+    /* the same through an I/O thread */
+    e.http = ctx;
+    rc = call_http(&e, J("{\"method\":\"get\",\"endpoint\":\"https://petstore.swagger.io/v2/pet/1\"}"),
+                   jv_object(), &out);
     cr_assert_eq(rc, CV_EFAULT);
     assert_error(out, CV_ERR_COMMUNICATION, 500);
     cr_assert(strstr(GETS(out, "detail"), "https://petstore.swagger.io/v2/pet/1"), "%s",
@@ -902,4 +950,150 @@ Test(http, fetch_text_http_and_file)
     cr_assert_eq(rc, CV_EFAULT);
     assert_error(out, CV_ERR_COMMUNICATION, 404);
     jv_free(out);
+}
+
+/* ---- the I/O thread ------------------------------------------------------------------ */
+
+/* A keep-alive HTTP/1.1 service on 127.0.0.1 that counts its connections. */
+static atomic_int ka_connections, ka_requests;
+
+static void *ka_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static const char answer[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n"
+                                 "\r\n{\"ok\":true}";
+    char buf[8192];
+    size_t have = 0;
+    for (;;) {
+        char *end = have ? memmem(buf, have, "\r\n\r\n", 4) : NULL;
+        if (!end) {
+            ssize_t n = have < sizeof buf ? read(fd, buf + have, sizeof buf - have) : -1;
+            if (n <= 0)
+                break;
+            have += (size_t)n;
+            continue;
+        }
+        size_t used = (size_t)(end + 4 - buf);
+        memmove(buf, buf + used, have - used);
+        have -= used;
+        atomic_fetch_add(&ka_requests, 1);
+        if (write(fd, answer, sizeof answer - 1) < 0)
+            break;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *ka_accept(void *arg)
+{
+    int ls = (int)(intptr_t)arg;
+    for (int fd; (fd = accept(ls, NULL, NULL)) >= 0;) {
+        atomic_fetch_add(&ka_connections, 1);
+        pthread_t th;
+        if (pthread_create(&th, NULL, ka_conn, (void *)(intptr_t)fd) == 0)
+            pthread_detach(th);
+        else
+            close(fd);
+    }
+    return NULL;
+}
+
+static int ka_start(void)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(ls, 256), 0);
+    cr_assert_eq(getsockname(ls, (struct sockaddr *)&a, &len), 0);
+    atomic_store(&ka_connections, 0);
+    atomic_store(&ka_requests, 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, ka_accept, (void *)(intptr_t)ls), 0);
+    pthread_detach(th);
+    return ntohs(a.sin_port);
+}
+
+Test(http, io_thread_keeps_connections_alive)
+{
+    int port = ka_start();
+    char args[160];
+    snprintf(args, sizeof args, "{\"method\":\"get\",\"endpoint\":\"http://127.0.0.1:%d/x\"}", port);
+    struct cv_http_ctx *c = cv__http_ctx_new();
+    cv_effect_env e = {.http = c, .idempotency_key = "k"};
+    for (int i = 0; i < 20; i++) {
+        jv out;
+        int rc = call_http(&e, J(args), jv_object(), &out);
+        cr_assert_eq(rc, CV_OK, "call %d: %s", i, str_of(jv_copy(out)));
+        cr_assert(jv_equal(out, J("{\"ok\":true}")));
+    }
+    cr_assert_eq(atomic_load(&ka_requests), 20);
+    /* one after the other: one connection, kept alive and reused */
+    cr_assert_eq(atomic_load(&ka_connections), 1, "%d connections", atomic_load(&ka_connections));
+    cv__http_ctx_free(c);
+}
+
+Test(http, io_thread_runs_many_calls_at_once)
+{
+    int port = ka_start();
+    char args[160];
+    snprintf(args, sizeof args, "{\"method\":\"post\",\"endpoint\":\"http://127.0.0.1:%d/y\",\"body\":{\"n\":1}}",
+             port);
+    struct cv_http_ctx *c = cv__http_ctx_new();
+    cv_effect_env e = {.http = c};
+    enum { N = 300 };
+    static struct waiter w[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct waiter){PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+        jv a = J(args), in = jv_object();
+        cr_assert_eq(cv__http_call_start(&e, a, in, waiter_done, &w[i]), CV_OK);
+        jv_free(a);
+        jv_free(in);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&w[i].mu);
+        while (!w[i].done)
+            pthread_cond_wait(&w[i].cv, &w[i].mu);
+        pthread_mutex_unlock(&w[i].mu);
+        cr_assert_eq(w[i].calls, 1);
+        cr_assert_eq(w[i].rc, CV_OK, "call %d: %s", i, str_of(jv_copy(w[i].out)));
+        jv_free(w[i].out);
+    }
+    cr_assert_eq(atomic_load(&ka_requests), N);
+    cr_assert(atomic_load(&ka_connections) <= N);
+    cv__http_ctx_free(c);
+}
+
+Test(http, io_thread_end_cancels_calls_in_flight)
+{
+    struct cv_http_ctx *c = cv__http_ctx_new();
+    cv_effect_env e = {.hosts = hosts, .http = c};
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+    jv a = J("{\"method\":\"get\",\"endpoint\":\"http://slow.test/__slow?ms=5000\"}"), in = jv_object();
+    int64_t t0 = cv__now_ms();
+    cr_assert_eq(cv__http_call_start(&e, a, in, waiter_done, &w), CV_OK);
+    jv_free(a);
+    jv_free(in);
+    usleep(200 * 1000); /* under way */
+    cv__http_ctx_free(c); /* stops the I/O thread: the call ends as cancelled */
+    cr_assert_eq(w.calls, 1);
+    cr_assert_eq(w.rc, CV_ECANCELED);
+    cr_assert(cv__now_ms() - t0 < 4000);
+    jv_free(w.out);
+}
+
+Test(http, io_thread_reports_setup_failures_through_the_callback)
+{
+    jv out;
+    /* a bad template value and a header with a line break: errors before any exchange */
+    int rc = http("{\"method\":\"get\",\"endpoint\":\"http://x.test/{a}\",\"headers\":{\"X\":\"a\\r\\nb\"}}",
+                  "{\"a\":\"p\"}", &out);
+    cr_assert_eq(rc, CV_EFAULT);
+    assert_error(out, CV_ERR_CONFIGURATION, 400);
+    jv_free(out);
+    rc = http("{\"endpoint\":\"http://x.test/\"}", NULL, &out);
+    cr_assert_eq(rc, CV_EFAULT);
+    assert_error(out, CV_ERR_CONFIGURATION, 400);
+    jv_free(out);
+    cr_assert_eq(log_count("x.test", NULL, NULL), 0);
 }
