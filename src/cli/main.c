@@ -8,6 +8,7 @@
  *   conveyor deploy|start|get|list|history|cancel|suspend ... [--server URL]
  *   conveyor resume ID [--server URL]       (no --db: the server's instance)
  *   conveyor events send ... [--server URL] (CloudEvents to a server's bus)
+ *   conveyor model train|eval|predict|list|get ... --db FILE (model.c)
  *
  * Exit codes: 0 success, 1 invalid document or faulted workflow, 2 usage error.
  * The CLI is a thin layer over include/conveyor.h: everything it does, an
@@ -16,6 +17,7 @@
 #include "conveyor.h"
 #include "cli/client.h"
 #include "cli/durable.h"
+#include "cli/model.h"
 #include "common/util.h"
 #include "json/yaml.h"
 #include "server/server.h"
@@ -555,6 +557,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return cv__serve_main(argc - 2, argv + 2);
+    if (!strcmp(cmd, "model"))
+        return cv__cli_model_main(argc - 2, argv + 2);
     if (cv__client_is_command(cmd))
         return cv__client_main(cmd, argc - 2, argv + 2);
     fprintf(stderr, "conveyor: unknown command '%s'\n%s", cmd, usage_main);

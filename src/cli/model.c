@@ -1,0 +1,721 @@
+/*
+ * model.c — `conveyor model ...`: train, evaluate, predict with, list and
+ * read the models a store keeps (issue 4, DESIGN.md decision 8,
+ * docs/models.md).
+ *
+ *   conveyor model train --kind text --data FILE --label FIELD [--text FIELD]
+ *                        --name NAME [--holdout 0.2 --seed N | --all] --db FILE
+ *   conveyor model eval NAME[@VERSION] --data FILE --label FIELD [--text FIELD] [--json] --db FILE
+ *   conveyor model predict NAME[@VERSION] --data FILE [--text FIELD] --db FILE
+ *   conveyor model list [--json] --db FILE
+ *   conveyor model get NAME[@VERSION] --db FILE
+ *
+ * Scripts depend on these forms: `train` prints NAME@VERSION as the last
+ * word of its output, `eval --json` one object with accuracy and macro_f1,
+ * `predict` one JSON line per row. Progress goes to stderr, and only when it
+ * is a terminal. Exit status: 0 done, 1 bad data / unknown model / store
+ * failure (nothing is written then), 2 usage error.
+ *
+ * Only the store interface (store.h) and the ml module are used: no SQL here.
+ */
+#include "cli/model.h"
+
+#include "conveyor.h"
+#include "ml/ml.h"
+#include "store/store.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage_model[] =
+    "usage: conveyor model <command> [options] --db FILE\n"
+    "\n"
+    "Trains, evaluates and runs the text classifiers a store keeps (docs/models.md).\n"
+    "\n"
+    "commands:\n"
+    "  train --kind text --data FILE --label FIELD [--text FIELD] --name NAME\n"
+    "        [--holdout 0.2 --seed N | --all] [--C X] [--hash-bits B] [--solver lr|lr-dual]\n"
+    "                     train a new version of NAME on FILE (JSON lines or CSV with a\n"
+    "                     header); report metrics on a seeded stratified held-out part\n"
+    "                     (default 0.2, seed 42) or train on --all rows; prints\n"
+    "                     NAME@VERSION as the last word\n"
+    "  eval NAME[@VERSION] --data FILE --label FIELD [--text FIELD] [--json]\n"
+    "                     accuracy, macro-F1, per-class precision/recall, confusion\n"
+    "                     matrix and expected calibration error on labeled data\n"
+    "  predict NAME[@VERSION] --data FILE [--text FIELD]\n"
+    "                     one JSON line {label, confidence, scores, model} per row\n"
+    "  list [--json]      every version of every model\n"
+    "  get NAME[@VERSION] a version's model card as JSON\n"
+    "\n"
+    "NAME without @VERSION means the production version, else the newest version\n"
+    "that is not retired. --text defaults to \"text\". --db FILE is a local store\n"
+    "(SQLite file). Exit status: 0 done, 1 bad data or unknown model, 2 usage error.\n";
+
+struct opts {
+    const char *db, *data, *label, *text, *name, *kind, *ref;
+    double holdout;
+    unsigned long long seed;
+    int all, json, holdout_set, seed_set;
+    struct cv_text_params params;
+};
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "conveyor model%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+    fprintf(stderr, fmt, arg ? arg : "");
+    fprintf(stderr, "\n(see conveyor model --help)\n");
+    return 2;
+}
+
+/* Parses the options of one subcommand. Returns 0, or 2 after a message. */
+static int parse(const char *cmd, int argc, char **argv, struct opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->text = "text";
+    o->holdout = 0.2;
+    o->seed = 42;
+    cv_text_params_init(&o->params);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **str = NULL;
+        if (!strcmp(a, "--db"))
+            str = &o->db;
+        else if (!strcmp(a, "--data"))
+            str = &o->data;
+        else if (!strcmp(a, "--label"))
+            str = &o->label;
+        else if (!strcmp(a, "--text"))
+            str = &o->text;
+        else if (!strcmp(a, "--name"))
+            str = &o->name;
+        else if (!strcmp(a, "--kind"))
+            str = &o->kind;
+        if (str) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "%s needs a value", a);
+            *str = argv[++i];
+            continue;
+        }
+        if (!strcmp(a, "--all")) {
+            o->all = 1;
+        } else if (!strcmp(a, "--json")) {
+            o->json = 1;
+        } else if (!strcmp(a, "--holdout") || !strcmp(a, "--seed") || !strcmp(a, "--C") ||
+                   !strcmp(a, "--hash-bits") || !strcmp(a, "--solver")) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "%s needs a value", a);
+            const char *v = argv[++i];
+            char *end = NULL;
+            errno = 0;
+            if (!strcmp(a, "--holdout")) {
+                o->holdout = strtod(v, &end);
+                o->holdout_set = 1;
+                if (*end || !(o->holdout > 0 && o->holdout < 1))
+                    return usage_error(cmd, "--holdout needs a fraction between 0 and 1 (got %s)", v);
+            } else if (!strcmp(a, "--seed")) {
+                o->seed = strtoull(v, &end, 10);
+                o->seed_set = 1;
+                if (*end || !*v || *v == '-' || errno)
+                    return usage_error(cmd, "--seed needs a non-negative integer (got %s)", v);
+            } else if (!strcmp(a, "--C")) {
+                o->params.C = strtod(v, &end);
+                if (*end || !(o->params.C > 0))
+                    return usage_error(cmd, "--C needs a positive number (got %s)", v);
+            } else if (!strcmp(a, "--hash-bits")) {
+                long b = strtol(v, &end, 10);
+                if (*end || b < 16 || b > 24)
+                    return usage_error(cmd, "--hash-bits needs an integer from 16 to 24 (got %s)", v);
+                o->params.dim_bits = (int)b;
+            } else {
+                if (!strcmp(v, "lr"))
+                    o->params.solver = CV_TEXT_SOLVER_LR;
+                else if (!strcmp(v, "lr-dual"))
+                    o->params.solver = CV_TEXT_SOLVER_LR_DUAL;
+                else
+                    return usage_error(cmd, "--solver is lr or lr-dual (got %s)", v);
+            }
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error(cmd, "unknown option %s", a);
+        } else if (!o->ref) {
+            o->ref = a;
+        } else {
+            return usage_error(cmd, "unexpected argument %s", a);
+        }
+    }
+    if (!o->db)
+        return usage_error(cmd, "--db FILE is required (the store that keeps the models)%s", NULL);
+    return 0;
+}
+
+static int open_store(const char *db, cv_store **s)
+{
+    jv err = jv_invalid();
+    int rc = cv_store_open(db, s, &err);
+    if (rc) {
+        fprintf(stderr, "conveyor model: %s\n", jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : db);
+        jv_free(err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Prints *err (consumed) after a prefix. */
+static void print_err(const char *prefix, jv err)
+{
+    fprintf(stderr, "conveyor model %s: %s\n", prefix,
+            jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : "failed");
+    jv_free(err);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void progress(void *ud, const char *stage, size_t done, size_t total)
+{
+    (void)ud;
+    if (!strcmp(stage, "features"))
+        fprintf(stderr, "\rfeatures %zu/%zu rows%s", done, total, done == total ? "\n" : "");
+    else if (done == 0)
+        fprintf(stderr, "training (LIBLINEAR)...\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading a model and printing metrics                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Splits NAME[@VERSION]. Returns 0, or 2 after a message. */
+static int parse_ref(const char *cmd, const char *ref, char *name, size_t n, int64_t *version)
+{
+    if (!ref)
+        return usage_error(cmd, "which model? (NAME or NAME@VERSION)%s", NULL);
+    const char *at = strrchr(ref, '@');
+    size_t len = at ? (size_t)(at - ref) : strlen(ref);
+    if (!len || len >= n)
+        return usage_error(cmd, "bad model reference %s (NAME or NAME@VERSION)", ref);
+    memcpy(name, ref, len);
+    name[len] = 0;
+    *version = 0;
+    if (at) {
+        char *end;
+        long long v = strtoll(at + 1, &end, 10);
+        if (*end || !at[1] || v < 1)
+            return usage_error(cmd, "bad model version in %s (a positive integer)", ref);
+        *version = v;
+    }
+    return 0;
+}
+
+/* Loads a model from the store. Returns 0 with *m and *card, or 1 after a
+ * message. */
+static int load_model(cv_store *s, const char *cmd, const char *name, int64_t version, struct cv_text_model **m,
+                      jv *card)
+{
+    jv err = jv_invalid();
+    void *bytes = NULL;
+    size_t len = 0;
+    int rc = cv_store_get_model(s, name, version, card, &bytes, &len, &err);
+    if (rc) {
+        print_err(cmd, err);
+        return 1;
+    }
+    jv kind = jv_object_get(jv_copy(*card), jv_string("kind"));
+    int text = jv_get_kind(kind) == JV_KIND_STRING && !strcmp(jv_string_value(kind), "text");
+    jv_free(kind);
+    if (!text) {
+        free(bytes);
+        fprintf(stderr, "conveyor model %s: %s is not a text model\n", cmd, name);
+        return 1;
+    }
+    rc = cv_text_model_load(bytes, len, m, &err);
+    free(bytes);
+    if (rc) {
+        print_err(cmd, err);
+        return 1;
+    }
+    return 0;
+}
+
+static double num(jv o, const char *k)
+{
+    jv v = jv_object_get(jv_copy(o), jv_string(k));
+    double d = jv_get_kind(v) == JV_KIND_NUMBER ? jv_number_value(v) : 0;
+    jv_free(v);
+    return d;
+}
+
+/* Prints metrics (cv_ml_evaluate's object, borrowed) for people. */
+static void print_metrics(jv r)
+{
+    printf("  rows       %d\n", (int)num(r, "n"));
+    printf("  accuracy   %.4f\n", num(r, "accuracy"));
+    printf("  macro-F1   %.4f\n", num(r, "macro_f1"));
+    printf("  ECE        %.4f (10 bins)\n", num(r, "ece"));
+    jv labels = jv_object_get(jv_copy(r), jv_string("labels"));
+    jv classes = jv_object_get(jv_copy(r), jv_string("classes"));
+    jv cm = jv_object_get(jv_copy(r), jv_string("confusion"));
+    int w = 10;
+    jv_array_foreach(labels, i, l)
+    {
+        int n = jv_string_length_bytes(l);
+        if (n + 2 > w)
+            w = n + 2 > 40 ? 40 : n + 2;
+    }
+    printf("  %-*s %9s %9s %9s %9s\n", w, "label", "precision", "recall", "f1", "support");
+    jv_array_foreach(labels, i, l)
+    {
+        jv c = jv_object_get(jv_copy(classes), jv_copy(l));
+        printf("  %-*.*s %9.4f %9.4f %9.4f %9d\n", w, w - 1, jv_string_value(l), num(c, "precision"),
+               num(c, "recall"), num(c, "f1"), (int)num(c, "support"));
+        jv_free(c);
+        jv_free(l);
+    }
+    printf("  confusion matrix (rows: true label, columns: predicted)\n  %-*s", w, "");
+    jv_array_foreach(labels, i, l)
+    {
+        printf(" %9.9s", jv_string_value(l));
+        jv_free(l);
+    }
+    printf("\n");
+    jv_array_foreach(cm, i, row)
+    {
+        jv l = jv_array_get(jv_copy(labels), i);
+        printf("  %-*.*s", w, w - 1, jv_string_value(l));
+        jv_free(l);
+        jv_array_foreach(row, j, c)
+        {
+            printf(" %9d", (int)jv_number_value(c));
+            jv_free(c);
+        }
+        printf("\n");
+        jv_free(row);
+    }
+    jv_free(labels);
+    jv_free(classes);
+    jv_free(cm);
+}
+
+/*
+ * Predicts rows[0..n) of d (all when rows is NULL) with m and evaluates
+ * against d's labels. d's label ids are mapped into the model's classes;
+ * labels the model does not know become extra classes (never predicted).
+ * Returns the metrics object, or an invalid jv on out-of-memory.
+ */
+static jv evaluate(const struct cv_text_model *m, const struct cv_dataset *d, const int *rows, int n)
+{
+    int k = cv_text_model_classes(m);
+    int total = k;
+    const char **names = malloc(((size_t)k + (size_t)d->n_labels) * sizeof *names);
+    int *map = malloc(((size_t)d->n_labels + 1) * sizeof *map);
+    int *truth = malloc(((size_t)n + 1) * sizeof *truth), *pred = malloc(((size_t)n + 1) * sizeof *pred);
+    double *conf = malloc(((size_t)n + 1) * sizeof *conf), *probs = malloc((size_t)k * sizeof *probs);
+    struct cv_text_scratch *s = cv_text_scratch_new();
+    jv r = jv_invalid();
+    if (!names || !map || !truth || !pred || !conf || !probs || !s)
+        goto out;
+    for (int c = 0; c < k; c++)
+        names[c] = cv_text_model_label(m, c);
+    for (int l = 0; l < d->n_labels; l++) {
+        map[l] = -1;
+        for (int c = 0; c < k; c++)
+            if (!strcmp(names[c], d->label_names[l]))
+                map[l] = c;
+        if (map[l] < 0) {
+            names[total] = d->label_names[l];
+            map[l] = total++;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int row = rows ? rows[i] : i;
+        const char *t = d->texts[row];
+        int best = cv_text_model_predict(m, t, strlen(t), s, probs);
+        if (best < 0)
+            goto out;
+        truth[i] = map[d->labels[row]];
+        pred[i] = best;
+        conf[i] = probs[best];
+    }
+    r = cv_ml_evaluate(total, names, truth, pred, conf, n);
+out:
+    cv_text_scratch_free(s);
+    free(names);
+    free(map);
+    free(truth);
+    free(pred);
+    free(conf);
+    free(probs);
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Subcommands                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len < 1 || len > 128)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = n[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
+
+static const char *who(void)
+{
+    const char *u = getenv("USER");
+    if (u && *u)
+        return u;
+    struct passwd *pw = getpwuid(getuid());
+    return pw && pw->pw_name ? pw->pw_name : "unknown";
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    struct opts o;
+    int rc = parse("train", argc, argv, &o);
+    if (rc)
+        return rc;
+    if (o.ref)
+        return usage_error("train", "unexpected argument %s (the model is named with --name)", o.ref);
+    if (!o.kind)
+        o.kind = "text";
+    if (!strcmp(o.kind, "tabular")) {
+        fprintf(stderr, "conveyor model train: --kind tabular is not available yet (the XGBoost scorer of "
+                        "issue 4); only --kind text\n");
+        return 1;
+    }
+    if (strcmp(o.kind, "text"))
+        return usage_error("train", "--kind is text (or, later, tabular); got %s", o.kind);
+    if (!o.data || !o.label || !o.name)
+        return usage_error("train", "--data FILE, --label FIELD and --name NAME are required%s", NULL);
+    if (!name_ok(o.name))
+        return usage_error("train",
+                           "bad --name %s (1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit)",
+                           o.name);
+    if (o.all && (o.holdout_set || o.seed_set))
+        return usage_error("train", "--all trains on every row: it takes no --holdout or --seed%s", NULL);
+
+    cv_store *s = NULL;
+    struct cv_dataset d;
+    struct cv_text_model *m = NULL;
+    int *tr = NULL, *te = NULL, ntr = 0, nte = 0;
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    jv err = jv_invalid(), metrics = jv_null();
+    memset(&d, 0, sizeof d);
+    rc = 1;
+    if (open_store(o.db, &s))
+        goto out;
+    if (cv_dataset_read(o.data, o.text, o.label, &d, &err)) {
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    if (d.n_labels < 2) {
+        fprintf(stderr,
+                "conveyor model train: %s: every row has the label \"%s\": a classifier needs at least two labels\n",
+                o.data, d.label_names[0]);
+        goto out;
+    }
+    if (!o.all) {
+        if (cv_dataset_split(&d, o.holdout, o.seed, &tr, &ntr, &te, &nte)) {
+            fprintf(stderr, "conveyor model train: out of memory\n");
+            goto out;
+        }
+        if (nte == 0) {
+            fprintf(stderr,
+                    "conveyor model train: %s: %d rows leave nothing to hold out at %g: use more data, a larger "
+                    "--holdout, or --all\n",
+                    o.data, d.n, o.holdout);
+            goto out;
+        }
+    }
+    printf("data: %s: %d rows, %d labels, sha256 %s\n", o.data, d.n, d.n_labels, d.sha256);
+    if (o.all)
+        printf("training on all %d rows (no held-out metrics)\n", d.n);
+    else
+        printf("split: stratified hold-out %g, seed %llu: %d training rows, %d held out\n", o.holdout, o.seed, ntr,
+               nte);
+    fflush(stdout);
+    int tty = isatty(2);
+    double t0 = now_s();
+    if (cv_text_model_train(&o.params, &d, o.all ? NULL : tr, o.all ? d.n : ntr, tty ? progress : NULL, NULL, &m,
+                            &err)) {
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    double secs = now_s() - t0;
+    printf("trained in %.2f s (LIBLINEAR %s, C=%g, 2^%d hashed features, word 1-%d + char %d-%d n-grams)\n", secs,
+           o.params.solver == CV_TEXT_SOLVER_LR_DUAL ? "L2R_LR_DUAL" : "L2R_LR", o.params.C, o.params.dim_bits,
+           o.params.word_ngram_max, o.params.char_ngram_min, o.params.char_ngram_max);
+    if (!o.all) {
+        jv_free(metrics);
+        metrics = evaluate(m, &d, te, nte);
+        if (!jv_is_valid(metrics)) {
+            fprintf(stderr, "conveyor model train: out of memory\n");
+            goto out;
+        }
+        printf("held-out metrics:\n");
+        print_metrics(metrics);
+    }
+    if (cv_text_model_save(m, &bytes, &len)) {
+        fprintf(stderr, "conveyor model train: out of memory\n");
+        goto out;
+    }
+    char model_sha[65];
+    cv_ml_sha256_hex(bytes, len, model_sha);
+
+    jv counts = jv_object();
+    int *per = calloc((size_t)d.n_labels, sizeof *per);
+    for (int i = 0; per && i < d.n; i++)
+        per[d.labels[i]]++;
+    jv labels = jv_array();
+    for (int c = 0; c < d.n_labels; c++) {
+        counts = jv_object_set(counts, jv_string(d.label_names[c]), jv_number(per ? per[c] : 0));
+        labels = jv_array_append(labels, jv_string(d.label_names[c]));
+    }
+    free(per);
+    jv data = jv_object();
+    data = jv_object_set(data, jv_string("file"), jv_string(o.data));
+    data = jv_object_set(data, jv_string("sha256"), jv_string(d.sha256));
+    data = jv_object_set(data, jv_string("rows"), jv_number(d.n));
+    data = jv_object_set(data, jv_string("textField"), jv_string(o.text));
+    data = jv_object_set(data, jv_string("labelField"), jv_string(o.label));
+    data = jv_object_set(data, jv_string("labelCounts"), counts);
+    jv split = jv_object();
+    if (o.all) {
+        split = jv_object_set(split, jv_string("all"), jv_true());
+    } else {
+        split = jv_object_set(split, jv_string("holdout"), jv_number(o.holdout));
+        split = jv_object_set(split, jv_string("seed"), jv_number((double)o.seed));
+        split = jv_object_set(split, jv_string("stratified"), jv_true());
+    }
+    split = jv_object_set(split, jv_string("trainRows"), jv_number(o.all ? d.n : ntr));
+    split = jv_object_set(split, jv_string("heldOutRows"), jv_number(o.all ? 0 : nte));
+    jv card = jv_object();
+    card = jv_object_set(card, jv_string("kind"), jv_string("text"));
+    card = jv_object_set(card, jv_string("format"),
+                         jv_object_set(jv_object_set(jv_object(), jv_string("name"), jv_string(CV_TEXT_MODEL_MAGIC)),
+                                       jv_string("version"), jv_number(CV_TEXT_MODEL_FORMAT)));
+    card = jv_object_set(card, jv_string("labels"), labels);
+    card = jv_object_set(card, jv_string("data"), data);
+    card = jv_object_set(card, jv_string("split"), split);
+    card = jv_object_set(card, jv_string("parameters"), cv_text_params_json(&o.params));
+    card = jv_object_set(card, jv_string("metrics"), jv_copy(metrics));
+    card = jv_object_set(card, jv_string("trainingSeconds"), jv_number(secs));
+    card = jv_object_set(card, jv_string("modelSha256"), jv_string(model_sha));
+    card = jv_object_set(card, jv_string("createdBy"), jv_string(who()));
+    card = jv_object_set(card, jv_string("conveyor"), jv_string(CV_VERSION));
+    int64_t version = 0;
+    if (cv_store_put_model(s, o.name, "text", card, bytes, len, &version, &err)) {
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    printf("stored as draft (%zu bytes)\n%s@%lld\n", len, o.name, (long long)version);
+    rc = 0;
+out:
+    fflush(stdout);
+    jv_free(err);
+    jv_free(metrics);
+    free(bytes);
+    free(tr);
+    free(te);
+    cv_text_model_free(m);
+    cv_dataset_cleanup(&d);
+    cv_store_close(s);
+    return rc;
+}
+
+/* eval and predict: a model and a data file. */
+static int cmd_apply(const char *cmd, int argc, char **argv)
+{
+    int eval = !strcmp(cmd, "eval");
+    struct opts o;
+    int rc = parse(cmd, argc, argv, &o);
+    if (rc)
+        return rc;
+    char name[256];
+    int64_t version;
+    if ((rc = parse_ref(cmd, o.ref, name, sizeof name, &version)))
+        return rc;
+    if (!o.data || (eval && !o.label))
+        return usage_error(cmd, eval ? "--data FILE and --label FIELD are required%s" : "--data FILE is required%s",
+                           NULL);
+    cv_store *s = NULL;
+    struct cv_text_model *m = NULL;
+    struct cv_dataset d;
+    struct cv_text_scratch *sc = NULL;
+    double *probs = NULL;
+    jv card = jv_invalid(), err = jv_invalid();
+    memset(&d, 0, sizeof d);
+    rc = 1;
+    if (open_store(o.db, &s) || load_model(s, cmd, name, version, &m, &card))
+        goto out;
+    jv v = jv_object_get(jv_copy(card), jv_string("version"));
+    char ref[300];
+    snprintf(ref, sizeof ref, "%s@%lld", name, (long long)jv_number_value(v));
+    jv_free(v);
+    if (cv_dataset_read(o.data, o.text, eval ? o.label : NULL, &d, &err)) {
+        print_err(cmd, err);
+        err = jv_invalid();
+        goto out;
+    }
+    if (eval) {
+        jv r = evaluate(m, &d, NULL, d.n);
+        if (!jv_is_valid(r)) {
+            jv_free(r);
+            fprintf(stderr, "conveyor model eval: out of memory\n");
+            goto out;
+        }
+        if (o.json) {
+            r = jv_object_set(r, jv_string("model"), jv_string(ref));
+            jv_dumpf(r, stdout, 0);
+            printf("\n");
+        } else {
+            printf("model %s on %s:\n", ref, o.data);
+            print_metrics(r);
+            jv_free(r);
+        }
+        rc = 0;
+        goto out;
+    }
+    sc = cv_text_scratch_new();
+    probs = malloc((size_t)cv_text_model_classes(m) * sizeof *probs);
+    if (!sc || !probs) {
+        fprintf(stderr, "conveyor model predict: out of memory\n");
+        goto out;
+    }
+    for (int i = 0; i < d.n; i++) {
+        if (cv_text_model_predict(m, d.texts[i], strlen(d.texts[i]), sc, probs) < 0) {
+            fprintf(stderr, "conveyor model predict: out of memory\n");
+            goto out;
+        }
+        jv p = cv_text_prediction_json(m, probs);
+        p = jv_object_set(p, jv_string("model"), jv_string(ref));
+        jv_dumpf(p, stdout, 0);
+        putchar('\n');
+    }
+    rc = 0;
+out:
+    fflush(stdout);
+    free(probs);
+    cv_text_scratch_free(sc);
+    jv_free(card);
+    jv_free(err);
+    cv_text_model_free(m);
+    cv_dataset_cleanup(&d);
+    cv_store_close(s);
+    return rc;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    struct opts o;
+    int rc = parse("list", argc, argv, &o);
+    if (rc)
+        return rc;
+    if (o.ref)
+        return usage_error("list", "unexpected argument %s", o.ref);
+    cv_store *s = NULL;
+    if (open_store(o.db, &s))
+        return 1;
+    jv list = jv_invalid(), err = jv_invalid();
+    if (cv_store_list_models(s, &list, &err)) {
+        print_err("list", err);
+        cv_store_close(s);
+        return 1;
+    }
+    if (o.json) {
+        jv_dumpf(list, stdout, 0);
+        printf("\n");
+    } else {
+        printf("%-32s %-6s %-10s %-8s %-20s\n", "MODEL", "KIND", "STATUS", "ACCURACY", "CREATED");
+        jv_array_foreach(list, i, c)
+        {
+            jv n = jv_object_get(jv_copy(c), jv_string("name")), k = jv_object_get(jv_copy(c), jv_string("kind"));
+            jv st = jv_object_get(jv_copy(c), jv_string("status"));
+            jv met = jv_object_get(jv_copy(c), jv_string("metrics"));
+            char ref[300], acc[16] = "-", when[32] = "";
+            snprintf(ref, sizeof ref, "%s@%lld", jv_string_value(n), (long long)num(c, "version"));
+            if (jv_get_kind(met) == JV_KIND_OBJECT)
+                snprintf(acc, sizeof acc, "%.4f", num(met, "accuracy"));
+            time_t t = (time_t)(num(c, "createdAt") / 1000);
+            struct tm tm;
+            if (gmtime_r(&t, &tm))
+                strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("%-32s %-6s %-10s %-8s %-20s\n", ref, jv_string_value(k), jv_string_value(st), acc, when);
+            jv_free(n);
+            jv_free(k);
+            jv_free(st);
+            jv_free(met);
+            jv_free(c);
+        }
+        jv_free(list);
+    }
+    cv_store_close(s);
+    return 0;
+}
+
+static int cmd_get(int argc, char **argv)
+{
+    struct opts o;
+    int rc = parse("get", argc, argv, &o);
+    if (rc)
+        return rc;
+    char name[256];
+    int64_t version;
+    if ((rc = parse_ref("get", o.ref, name, sizeof name, &version)))
+        return rc;
+    cv_store *s = NULL;
+    if (open_store(o.db, &s))
+        return 1;
+    jv card = jv_invalid(), err = jv_invalid();
+    if (cv_store_get_model(s, name, version, &card, NULL, NULL, &err)) {
+        print_err("get", err);
+        cv_store_close(s);
+        return 1;
+    }
+    jv_dumpf(card, stdout, JV_PRINT_PRETTY | JV_PRINT_SPACE1);
+    printf("\n");
+    cv_store_close(s);
+    return 0;
+}
+
+int cv__cli_model_main(int argc, char **argv)
+{
+    if (argc < 1) {
+        fputs(usage_model, stderr);
+        return 2;
+    }
+    const char *cmd = argv[0];
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage_model, stdout);
+            return 0;
+        }
+    if (!strcmp(cmd, "train"))
+        return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval") || !strcmp(cmd, "predict"))
+        return cmd_apply(cmd, argc - 1, argv + 1);
+    if (!strcmp(cmd, "list"))
+        return cmd_list(argc - 1, argv + 1);
+    if (!strcmp(cmd, "get"))
+        return cmd_get(argc - 1, argv + 1);
+    fprintf(stderr, "conveyor model: unknown command '%s'\n%s", cmd, usage_model);
+    return 2;
+}
