@@ -9,7 +9,7 @@
 # port) that stands in for the public hosts the conformance kit and the
 # specification's examples call, then runs: the Criterion unit tests, the
 # conformance kit (ctk-features), the specification's runnable examples, the
-# CLI tests, and (unless FUZZ_SECONDS=0) a bounded fuzzing smoke run.
+# model CLI tests (tests/ml, both builds), the CLI tests, and (unless FUZZ_SECONDS=0) a bounded fuzzing smoke run.
 # Every suite's counts are added up into the closing `N passed, N failed`.
 set -u
 BUILDS=${BUILDS:-${BUILD:-build}}
@@ -121,6 +121,9 @@ for B in $BUILDS; do
         "$B/unit-tests" --jobs=2
 
     run_suite "ctk-selftest[$B]" "$B/ctk-runner" selftest
+
+    # `conveyor model ...` on the generated ticket corpus (tests/ml)
+    run_suite "model-cli[$B]" env BUILD="$B" tests/ml/test_model_cli.sh
 
     if [ -d "$SW/ctk-features" ]; then
         run_suite "ctk[$B]" "$B/ctk-runner" features "$SW/ctk-features" --stub "$STUB"

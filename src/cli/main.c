@@ -49,6 +49,10 @@ static const char usage_main[] =
     "                     no --db, or with --server; --wait [SECONDS])\n"
     "  events send        publish CloudEvents to a server (--type T --source S [--data JSON],\n"
     "                     or --file PATH of events); prints `ID SEQ` per event\n"
+    "  model train|eval|predict|list|get --db FILE\n"
+    "                     text classifiers kept in a store: train on labeled JSON lines\n"
+    "                     or CSV (prints NAME@VERSION), evaluate, predict, list, read a\n"
+    "                     model card (`conveyor model --help`)\n"
     "  version            print the version\n"
     "\n"
     "Run `conveyor <command> --help` for a command's options.\n";

@@ -1,0 +1,197 @@
+#!/bin/sh
+# tests/ml/test_model_cli.sh — `conveyor model ...` end to end on the
+# generated ticket corpus (tests/ml/make_corpus.py, committed output).
+#
+#   BUILD=build tests/ml/test_model_cli.sh
+#
+# Trains (JSON lines and CSV, hold-out and --all), checks that the last word
+# is NAME@VERSION with versions increasing, evaluates (text and --json),
+# predicts (one JSON line per row, probabilities summing to 1, the model
+# named), reads the card (data digest = sha256 of the file, metrics, status
+# draft), lists, and checks that bad input — a missing file, a row without
+# the label or text field, malformed JSON, a bad CSV quote, an empty file,
+# one label only, an unknown model or version, usage errors — exits non-zero
+# with a message naming file:line where there is one, and writes nothing to
+# the store. Prints `N passed, N failed`.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 2
+BUILD=${BUILD:-build}
+CV="$ROOT/$BUILD/conveyor"
+case "$BUILD" in /*) CV="$BUILD/conveyor" ;; esac
+if [ ! -x "$CV" ]; then
+    echo "missing $CV: run make first" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+T=$(mktemp -d /tmp/conveyor-model-test.XXXXXX)
+trap 'rm -rf "$T"' EXIT INT TERM
+DB="$T/models.db"
+FIX="$ROOT/tests/ml"
+
+passed=0
+failed=0
+ok() {
+    passed=$((passed + 1))
+    echo "ok   $1"
+}
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    [ -s "$T/out" ] && sed 's/^/     stdout: /' "$T/out" | head -20
+    [ -s "$T/err" ] && sed 's/^/     stderr: /' "$T/err" | head -20
+    return 0
+}
+cv() {
+    timeout 120 "$CV" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+}
+expect_rc() {
+    if [ "$rc" -eq "$2" ]; then ok "$1 (exit $rc)"; else fail "$1: exit $rc, expected $2"; fi
+}
+# py NAME PYTHON — runs a check with `out` (stdout text), `err` and `lines`
+# bound; it passes when the program prints True.
+py() {
+    r=$(python3 -c "
+import json, sys, hashlib
+out = open('$T/out', encoding='utf-8').read()
+err = open('$T/err', encoding='utf-8').read()
+lines = [l for l in out.split('\n') if l]
+print(bool($2))" 2>&1)
+    if [ "$r" = True ]; then ok "$1"; else fail "$1 ($r)"; fi
+}
+# err_has NAME TEXT — stderr contains TEXT.
+err_has() {
+    if grep -qF -- "$2" "$T/err"; then ok "$1"; else fail "$1: stderr lacks '$2'"; fi
+}
+# versions — how many model versions the store holds.
+versions() {
+    timeout 30 "$CV" model list --json --db "$DB" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
+}
+
+# ---- training --------------------------------------------------------------
+cv model train --kind text --data "$FIX/tickets.jsonl" --label label --name tickets --holdout 0.2 --seed 7 --db "$DB"
+expect_rc "train on JSON lines" 0
+py "the last word of train's output is tickets@1" "out.split()[-1] == 'tickets@1'"
+py "train prints held-out accuracy and macro-F1" "'accuracy' in out and 'macro-F1' in out and 'confusion matrix' in out"
+py "train reports the split it made" "'240 training rows, 60 held out' in out"
+py "no progress on stderr when it is not a terminal" "err == ''"
+cv model train --kind text --data "$FIX/tickets.csv" --label label --text text --name tickets --all --db "$DB"
+expect_rc "train on CSV with --all" 0
+py "versions increase per name: tickets@2" "out.split()[-1] == 'tickets@2'"
+cv model train --data "$FIX/tickets.jsonl" --label label --name other --seed 7 --db "$DB"
+expect_rc "train with the default kind and hold-out" 0
+py "another name starts at version 1" "out.split()[-1] == 'other@1'"
+
+# ---- the card ----------------------------------------------------------------
+cv model get tickets@1 --db "$DB"
+expect_rc "get a version's card" 0
+SHA=$(sha256sum "$FIX/tickets.jsonl" | cut -d' ' -f1)
+py "the card names its data by sha256" "json.loads(out)['data']['sha256'] == '$SHA'"
+py "the card holds kind, status draft, version and the split" \
+    "(lambda c: (c['kind'], c['status'], c['version'], c['split']['seed'], c['split']['heldOutRows']) == ('text', 'draft', 1, 7, 60))(json.loads(out))"
+py "the card holds held-out metrics and parameters" \
+    "(lambda c: 0.9 <= c['metrics']['accuracy'] <= 1 and 'macro_f1' in c['metrics'] and 'ece' in c['metrics'] and c['parameters']['C'] > 0)(json.loads(out))"
+py "the card says who and when" "(lambda c: c['createdBy'] != '' and c['createdAt'] > 1.7e12)(json.loads(out))"
+cv model get tickets --db "$DB"
+py "a bare name is the newest version not retired" "json.loads(out)['version'] == 2"
+py "a model trained on --all has no held-out metrics" "json.loads(out)['metrics'] is None"
+cv model list --db "$DB"
+expect_rc "list" 0
+py "list shows every version" "'tickets@1' in out and 'tickets@2' in out and 'other@1' in out and 'draft' in out"
+
+# ---- evaluation ---------------------------------------------------------------
+cv model eval tickets@1 --data "$FIX/tickets.jsonl" --label label --json --db "$DB"
+expect_rc "eval --json" 0
+py "eval --json is one object with accuracy, macro_f1, ece, per-class figures and the confusion matrix" \
+    "(lambda v: len(lines) == 1 and 0.9 <= v['accuracy'] <= 1 and 0.9 <= v['macro_f1'] <= 1 and 0 <= v['ece'] <= 1 and set(v['classes']) == {'billing', 'shipping', 'technical'} and sum(map(sum, v['confusion'])) == 300 and v['model'] == 'tickets@1')(json.loads(out))"
+py "per-class precision and recall are fractions, support adds up" \
+    "(lambda v: all(0 <= c['precision'] <= 1 and 0 <= c['recall'] <= 1 for c in v['classes'].values()) and sum(c['support'] for c in v['classes'].values()) == 300)(json.loads(out))"
+cv model eval tickets --data "$FIX/tickets.csv" --label label --db "$DB"
+expect_rc "eval for people, on CSV" 0
+py "eval prints accuracy, macro-F1, ECE, precision/recall and the matrix" \
+    "all(w in out for w in ('accuracy', 'macro-F1', 'ECE', 'precision', 'recall', 'confusion matrix', 'tickets@2'))"
+
+# ---- prediction ---------------------------------------------------------------
+cv model predict tickets@1 --data "$FIX/tickets.jsonl" --db "$DB"
+expect_rc "predict" 0
+py "predict prints one JSON line per row" "len(lines) == 300"
+py "each line has label, confidence, scores summing to 1, and the model" \
+    "all((lambda p: set(p) == {'label', 'confidence', 'scores', 'model'} and p['model'] == 'tickets@1' and abs(sum(p['scores'].values()) - 1) < 1e-9 and p['scores'][p['label']] == p['confidence'] == max(p['scores'].values()))(json.loads(l)) for l in lines)"
+cp "$T/out" "$T/pred1"
+cv model predict tickets@1 --data "$FIX/tickets.csv" --db "$DB"
+if cmp -s "$T/out" "$T/pred1"; then ok "the same rows as CSV predict byte for byte the same"; else fail "CSV and JSON lines predictions differ"; fi
+printf '{"text": "the parcel never arrived and tracking is stuck"}\n{"text": ""}\n' >"$T/new.jsonl"
+cv model predict tickets@1 --data "$T/new.jsonl" --db "$DB"
+py "an unseen shipping text is classified as shipping; an empty text still gets scores" \
+    "json.loads(lines[0])['label'] == 'shipping' and len(json.loads(lines[1])['scores']) == 3"
+
+# ---- bad input: clear messages, non-zero exit, nothing written ------------------
+N=$(versions)
+cv model train --kind text --data "$T/nope.jsonl" --label label --name bad --db "$DB"
+expect_rc "a missing data file" 1
+err_has "the message names the missing file" "nope.jsonl: No such file or directory"
+printf '{"text": "a", "label": "x"}\n{"text": "b"}\n' >"$T/nolabel.jsonl"
+cv model train --data "$T/nolabel.jsonl" --label label --name bad --db "$DB"
+expect_rc "a row without the label" 1
+err_has "the message names file:line and the field" "nolabel.jsonl:2: no field \"label\""
+printf '{"text": "a", "label": "x"}\n\n{"body": "b", "label": "y"}\n' >"$T/notext.jsonl"
+cv model train --data "$T/notext.jsonl" --label label --name bad --db "$DB"
+expect_rc "a row without the text" 1
+err_has "the line counts blank lines" "notext.jsonl:3: no field \"text\""
+printf '{"text": "a", "label": "x"}\n{"text": "b", "label": \n' >"$T/broken.jsonl"
+cv model train --data "$T/broken.jsonl" --label label --name bad --db "$DB"
+expect_rc "malformed JSON" 1
+err_has "malformed JSON is located" "broken.jsonl:2: not valid JSON"
+printf 'label,text\nx,"an open quote\ny,b\n' >"$T/quote.csv"
+cv model train --data "$T/quote.csv" --label label --name bad --db "$DB"
+expect_rc "an unclosed CSV quote" 1
+err_has "the unclosed quote is located where it opens" "quote.csv:2: a quoted field is not closed"
+printf 'label,text\nx,a,extra\n' >"$T/fields.csv"
+cv model train --data "$T/fields.csv" --label label --name bad --db "$DB"
+expect_rc "a CSV row with too many fields" 1
+err_has "the field count is located" "fields.csv:2: 3 fields where the header has 2"
+printf 'category,text\nx,a\n' >"$T/nocol.csv"
+cv model train --data "$T/nocol.csv" --label label --name bad --db "$DB"
+expect_rc "a CSV without the label column" 1
+err_has "the missing column is named" "no column \"label\""
+: >"$T/empty.jsonl"
+cv model train --data "$T/empty.jsonl" --label label --name bad --db "$DB"
+expect_rc "an empty data set" 1
+err_has "an empty data set is said so" "empty.jsonl: no rows"
+printf '{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n' >"$T/one.jsonl"
+cv model train --data "$T/one.jsonl" --label label --name bad --db "$DB"
+expect_rc "one class only" 1
+err_has "one class only is explained" "a classifier needs at least two labels"
+cv model train --kind tabular --data "$FIX/tickets.jsonl" --label label --name bad --db "$DB"
+expect_rc "--kind tabular is not there yet" 1
+err_has "tabular says not yet" "not available yet"
+if [ "$(versions)" = "$N" ]; then ok "no failed training wrote a model"; else fail "failed trainings wrote models"; fi
+cv model eval nosuch --data "$FIX/tickets.jsonl" --label label --db "$DB"
+expect_rc "an unknown model" 1
+err_has "the unknown model is named" "no model named \"nosuch\""
+cv model predict tickets@9 --data "$FIX/tickets.jsonl" --db "$DB"
+expect_rc "an unknown version" 1
+err_has "the unknown version is named" "tickets@9"
+cv model eval tickets --data "$T/nolabel.jsonl" --label label --db "$DB"
+expect_rc "eval on rows without labels" 1
+cv model train --data "$FIX/tickets.jsonl" --label label --name tickets --all --seed 3 --db "$DB"
+expect_rc "--all with --seed is a usage error" 2
+cv model train --data "$FIX/tickets.jsonl" --label label --name "bad name" --db "$DB"
+expect_rc "a bad model name is a usage error" 2
+cv model train --data "$FIX/tickets.jsonl" --label label --name x
+expect_rc "no --db is a usage error" 2
+cv model train --data "$FIX/tickets.jsonl" --label label --name x --holdout 1.5 --db "$DB"
+expect_rc "a hold-out outside (0, 1) is a usage error" 2
+cv model eval tickets@0 --data "$FIX/tickets.jsonl" --label label --db "$DB"
+expect_rc "version 0 is a usage error" 2
+cv model frobnicate --db "$DB"
+expect_rc "an unknown model command" 2
+cv model --help
+expect_rc "model --help" 0
+py "model --help lists the commands" "all(w in out for w in ('train', 'eval', 'predict', 'list', 'get', '--holdout', '--all'))"
+cv --help
+py "conveyor --help mentions model" "'model train' in out"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
