@@ -21,6 +21,7 @@
  * 1,10,100,500).
  */
 #include "conveyor.h"
+#include "common/util.h"
 #include "store/store.h"
 
 #include <fcntl.h>
@@ -169,6 +170,7 @@ static long file_size(const char *path)
 
 int main(void)
 {
+    cv__malloc_tune(); /* as every conveyor process (cv_runtime_new) */
     double seconds = env_double("BENCH_SECONDS", 3);
     const char *base = getenv("BENCH_STORE_DIR");
     if (!base || !*base)

@@ -13,7 +13,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -564,4 +566,17 @@ int cv__uri_template_expand(const char *tmpl, jv vars, char **out, const char **
     }
     *out = b.p;
     return CV_OK;
+}
+
+static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
+
+static void malloc_tune_once(void)
+{
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
+    mallopt(M_TOP_PAD, 2 << 20);
+}
+
+void cv__malloc_tune(void)
+{
+    pthread_once(&malloc_once, malloc_tune_once);
 }

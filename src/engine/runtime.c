@@ -5,6 +5,8 @@
  */
 #include "engine/engine_int.h"
 
+#include "common/util.h"
+
 #include "effects/hostmap.h"
 #include "effects/http.h"
 #include "json/yaml.h"
@@ -52,6 +54,7 @@ void cv__runtime_task_done(cv_runtime *rt, const char *kind_name, int64_t us)
 int cv_runtime_new(cv_runtime **out)
 {
     *out = NULL;
+    cv__malloc_tune();
     cv_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         return CV_ENOMEM;
