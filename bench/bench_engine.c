@@ -17,7 +17,8 @@
  * machine; never fails on a timing. Environment: BENCH_ENGINE_RUNS (workflows
  * for (a), default 2000), BENCH_ENGINE_SERIAL (default 300), BENCH_ENGINE_WAITING
  * (instances for (b) and (c), default 10000), BENCH_ENGINE_DIR (database
- * directory, default a fresh one under /tmp).
+ * directory, default a fresh one under /tmp), BENCH_ENGINE_BATCH_WAIT_US (the
+ * group commit's wait for company, default 0 as the engine's).
  */
 #include "engine/engine.h"
 
@@ -143,7 +144,7 @@ static int open_bench(struct bench *b, const char *db, int workers)
         return -1;
     }
     jv_free(err);
-    struct cv_engine_options o = {.workers = workers, .batch_max = 512, .batch_wait_us = (int)env_long("BENCH_ENGINE_BATCH_WAIT_US", 1000)};
+    struct cv_engine_options o = {.workers = workers, .batch_max = 512, .batch_wait_us = (int)env_long("BENCH_ENGINE_BATCH_WAIT_US", 0)};
     if (cv__engine_new(b->rt, b->st, &o, &b->e))
         return -1;
     return 0;

@@ -331,8 +331,10 @@ static void *committer(void *arg)
         }
         if (e->cq_len < max && !e->cq_stopping && e->o.batch_wait_us > 0 && last_n > 1) {
             /* group commit under load (the last batch had company): give
-             * other workers a moment to join this one. A lone checkpoint
-             * does not wait: batches also form during the previous fsync. */
+             * other workers a moment to join this one, when asked to
+             * (batch_wait_us; 0 by default: batches form during the
+             * previous fsync anyway, and the wait cost a lone instance
+             * whose two checkpoints once shared a batch a millisecond) */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += (long)e->o.batch_wait_us * 1000L;
@@ -1038,7 +1040,7 @@ int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_optio
     e->store = store;
     e->o.workers = o && o->workers > 0 ? o->workers : 2;
     e->o.batch_max = o && o->batch_max > 0 ? o->batch_max : 512;
-    e->o.batch_wait_us = o && o->batch_wait_us >= 0 && o->batch_max > 0 ? o->batch_wait_us : 1000;
+    e->o.batch_wait_us = o && o->batch_wait_us >= 0 && o->batch_max > 0 ? o->batch_wait_us : 0;
     e->o.event_retention_ms = o && o->event_retention_ms > 0 ? o->event_retention_ms : 24LL * 3600 * 1000;
     e->o.event_sinks = o ? o->event_sinks : NULL;
     e->o.nevent_sinks = o && o->event_sinks ? o->nevent_sinks : 0;

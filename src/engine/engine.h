@@ -28,7 +28,7 @@ struct cv_engine;
 struct cv_engine_options {
     int workers;        /* worker threads (default 2) */
     int batch_max;      /* checkpoints per transaction at most (default 512) */
-    int batch_wait_us;  /* how long a batch waits for company (default 1000) */
+    int batch_wait_us;  /* how long a batch waits for company (default 0) */
     int64_t event_retention_ms; /* how long the bus keeps an event for listens
                                    that start later (default 24 h) */
     char *const *event_sinks;   /* HTTP URLs that receive the events instances
