@@ -163,7 +163,11 @@ int32_t cv_ml_fold(int32_t cp)
             return cp + 1;
         return cp;
     }
-    if (cp < 0x250) { /* Latin Extended-B: the regular pairs */
+    if (cp < 0x250) { /* Latin Extended-B: the digraph triples, then the regular pairs */
+        if (cp == 0x1C4 || cp == 0x1C5 || cp == 0x1C7 || cp == 0x1C8 || cp == 0x1CA || cp == 0x1CB)
+            return cp == 0x1C4 || cp == 0x1C7 || cp == 0x1CA ? cp + 2 : cp + 1;
+        if (cp == 0x1F1 || cp == 0x1F2)
+            return 0x1F3;
         if (pair_upper(cp, 0x1CD, 0x1DC) || pair_upper(cp, 0x1DE, 0x1EF) || pair_upper(cp, 0x1F8, 0x21F) ||
             pair_upper(cp, 0x222, 0x233) || pair_upper(cp, 0x246, 0x24F))
             return cp + 1;

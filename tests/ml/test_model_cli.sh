@@ -42,9 +42,14 @@ fail() {
     [ -s "$T/err" ] && sed 's/^/     stderr: /' "$T/err" | head -20
     return 0
 }
+# cv ARGS... — runs conveyor (stdout in $T/out, stderr in $T/err, $rc); a
+# sanitizer report on stderr (the asan build) is a failure of its own.
 cv() {
     timeout 120 "$CV" "$@" >"$T/out" 2>"$T/err"
     rc=$?
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$T/err"; then
+        fail "sanitizer report from: conveyor $*"
+    fi
 }
 expect_rc() {
     if [ "$rc" -eq "$2" ]; then ok "$1 (exit $rc)"; else fail "$1: exit $rc, expected $2"; fi
