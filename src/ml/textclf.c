@@ -182,10 +182,39 @@ struct fc { /* one (feature, count) of a training row */
     uint32_t idx, cnt;
 };
 
-static int fc_cmp(const void *a, const void *b)
+/*
+ * Sorts a row's features by index (LIBLINEAR wants them ascending): a byte-
+ * wise LSD radix sort over the index's bits (dim_bits <= 24: at most three
+ * passes), insertion sort for short rows. qsort's comparator calls were a
+ * fifth of the training time on the SpamAssassin corpus. tmp holds n items.
+ */
+static void sort_row(struct fc *a, size_t n, int bits, struct fc *tmp)
 {
-    uint32_t x = ((const struct fc *)a)->idx, y = ((const struct fc *)b)->idx;
-    return x < y ? -1 : x > y;
+    if (n < 48) {
+        for (size_t i = 1; i < n; i++) {
+            struct fc x = a[i];
+            size_t j = i;
+            for (; j > 0 && a[j - 1].idx > x.idx; j--)
+                a[j] = a[j - 1];
+            a[j] = x;
+        }
+        return;
+    }
+    struct fc *src = a, *dst = tmp;
+    for (int shift = 0; shift < bits; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[((src[i].idx >> shift) & 255) + 1]++;
+        for (int b = 0; b < 256; b++)
+            count[b + 1] += count[b];
+        for (size_t i = 0; i < n; i++)
+            dst[count[(src[i].idx >> shift) & 255]++] = src[i];
+        struct fc *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, n * sizeof *a);
 }
 
 int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset *d, const int *rows, int nrows,
@@ -205,8 +234,8 @@ int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset 
     int *per_class = calloc((size_t)k, sizeof *per_class);
     size_t *start = malloc(((size_t)nrows + 1) * sizeof *start);
     uint32_t *df = calloc((size_t)1 << p->dim_bits, sizeof *df);
-    struct fc *all = NULL;
-    size_t nall = 0, capall = 0;
+    struct fc *all = NULL, *tmp = NULL;
+    size_t nall = 0, capall = 0, captmp = 0;
     struct feature_node **x = NULL, *nodes = NULL;
     double *y = NULL;
     struct model *lm = NULL;
@@ -253,7 +282,16 @@ int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset 
             df[s->keys[slot]]++;
             nall++;
         }
-        qsort(all + start[i], s->n, sizeof *all, fc_cmp);
+        if (s->n > captmp) {
+            struct fc *nt = realloc(tmp, s->n * sizeof *nt);
+            if (!nt) {
+                code = CV_ENOMEM;
+                goto out;
+            }
+            tmp = nt;
+            captmp = s->n;
+        }
+        sort_row(all + start[i], s->n, p->dim_bits, tmp);
         if (progress && (i % 256 == 0 || i == nrows - 1))
             progress(ud, "features", (size_t)i + 1, (size_t)nrows);
     }
@@ -353,6 +391,7 @@ out:
     free(start);
     free(df);
     free(all);
+    free(tmp);
     free(x);
     free(y);
     free(nodes);

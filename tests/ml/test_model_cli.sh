@@ -88,6 +88,16 @@ cv model train --data "$FIX/tickets.jsonl" --label label --name other --seed 7 -
 expect_rc "train with the default kind and hold-out" 0
 py "another name starts at version 1" "out.split()[-1] == 'other@1'"
 
+# On a terminal (script(1) from util-linux gives one), training shows progress.
+if command -v script >/dev/null 2>&1; then
+    timeout 120 script -qec "'$CV' model train --data '$FIX/tickets.jsonl' --label label --name tty --db '$T/tty.db'" \
+        /dev/null >"$T/out" 2>"$T/err"
+    rc=$?
+    expect_rc "train on a terminal" 0
+    py "progress on a terminal: rows featurized and the training step" \
+        "'features 240/240 rows' in out and 'training (LIBLINEAR)' in out and out.split()[-1] == 'tty@1'"
+fi
+
 # ---- the card ----------------------------------------------------------------
 cv model get tickets@1 --db "$DB"
 expect_rc "get a version's card" 0
