@@ -167,7 +167,7 @@ static jv take_outbox(struct cv_engine *e)
     return out;
 }
 
-/* The checkpoint hook, on a worker thread: queue a deep copy of the position. */
+/* The checkpoint hook, on a worker thread: queue the position (as JSON text). */
 static void on_checkpoint(void *ud, jv state)
 {
     struct cv_engine *e = ud;
@@ -178,7 +178,9 @@ static void on_checkpoint(void *ud, jv state)
     cv_checkpoint_init(&p->cp, jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "");
     jv_free(id);
     p->cp.status = cv__state_status(state);
-    p->cp.state = cv__jv_deep_copy(jv_copy(state));
+    /* as text, made here: the commit thread neither serialises nor frees it */
+    if (cv_checkpoint_set_state(&p->cp, jv_copy(state)))
+        p->cp.state = cv__jv_deep_copy(jv_copy(state)); /* the store will say what is wrong */
     p->cp.events = take_outbox(e);
     p->result = jv_invalid();
     enqueue(e, p);
@@ -261,15 +263,28 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
     if (!cps)
         return CV_ENOMEM;
     for (int attempt = 0;; attempt++) {
+        int oom = 0;
         for (int i = 0; i < n; i++) { /* the store consumes what it is given: hand it copies */
             cps[i] = batch[i]->cp;
             cps[i].state = copy_jv(batch[i]->cp.state);
+            cps[i].state_text = NULL; /* a copy too: the store frees it, and a retry needs it again */
+            if (batch[i]->cp.state_text && (cps[i].state_text = malloc(batch[i]->cp.state_len + 1)))
+                memcpy(cps[i].state_text, batch[i]->cp.state_text, batch[i]->cp.state_len + 1);
+            else if (batch[i]->cp.state_text)
+                oom = 1;
             cps[i].output = copy_jv(batch[i]->cp.output);
             cps[i].error = copy_jv(batch[i]->cp.error);
             cps[i].history = copy_jv(batch[i]->cp.history);
             cps[i].timers_add = copy_jv(batch[i]->cp.timers_add);
             cps[i].timers_del = copy_jv(batch[i]->cp.timers_del);
             cps[i].events = copy_jv(batch[i]->cp.events);
+        }
+        if (oom) {
+            for (int i = 0; i < n; i++)
+                cv_checkpoint_cleanup(&cps[i]);
+            free(cps);
+            fprintf(stderr, "conveyor: checkpoint of %d instance(s) failed: out of memory\n", n);
+            return CV_ENOMEM;
         }
         jv err = jv_invalid();
         pthread_mutex_lock(&e->store_lock);

@@ -1122,7 +1122,16 @@ static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *er
     bind_text(st, 2, cp->status);
     char what[128];
     snprintf(what, sizeof what, "checkpoint of %s: the state", cp->instance);
-    int code = bind_json(st, 3, jv_copy(cp->state), what, err);
+    int code = 0;
+    if (cp->state_text) { /* serialised by the caller (cv_checkpoint_set_state); cp outlives the step */
+        int b = sqlite3_bind_text64(st, 3, cp->state_text, cp->state_len, SQLITE_STATIC, SQLITE_UTF8);
+        if (b != SQLITE_OK) {
+            set_err(err, "%s: %s", what, sqlite3_errstr(b));
+            code = b == SQLITE_NOMEM ? CV_ENOMEM : CV_EINVAL;
+        }
+    } else {
+        code = bind_json(st, 3, jv_copy(cp->state), what, err);
+    }
     snprintf(what, sizeof what, "checkpoint of %s: the output", cp->instance);
     if (!code)
         code = bind_json(st, 4, jv_copy(cp->output), what, err);

@@ -482,6 +482,25 @@ void cv_checkpoint_cleanup(struct cv_checkpoint *cp)
         jv_free(*fields[i]);
         *fields[i] = jv_invalid();
     }
+    free(cp->state_text);
+    cp->state_text = NULL;
+    cp->state_len = 0;
+}
+
+int cv_checkpoint_set_state(struct cv_checkpoint *cp, jv state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int code = cv__store_json_dump(state, &text, &len);
+    jv_free(state);
+    if (code)
+        return code;
+    jv_free(cp->state);
+    cp->state = jv_invalid();
+    free(cp->state_text);
+    cp->state_text = text;
+    cp->state_len = len;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -48,6 +48,9 @@ struct cv_checkpoint {
     int64_t epoch;      /* the instance's epoch this writer holds; 0 = do not check */
     const char *status; /* new status (CV_ST_*), NULL = unchanged */
     jv state;           /* the continuation (cv__instance_state JSON), or invalid */
+    char *state_text;   /* or the same as JSON text (cv_checkpoint_set_state),
+                           written instead of `state` when set; owned */
+    size_t state_len;
     jv output;          /* when completed */
     jv error;           /* when faulted */
     jv history;         /* array of events to append: {type, task?, data?} (time added by the store) */
@@ -224,6 +227,14 @@ int cv_store_set_model_status(cv_store *s, const char *name, int64_t version, co
 void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance);
 /* Frees what a checkpoint still holds (after a failed or skipped commit). */
 void cv_checkpoint_cleanup(struct cv_checkpoint *cp);
+/*
+ * Serialises `state` (consumed) into cp->state_text, the form the store
+ * writes, and drops cp->state: a scheduler calls it on the thread that took
+ * the position, so that the commit thread neither serialises nor frees the
+ * value (and no jv crosses threads). 0, CV_ENOMEM, or CV_EINVAL (nested
+ * deeper than the store accepts).
+ */
+int cv_checkpoint_set_state(struct cv_checkpoint *cp, jv state);
 
 /* The SQLite backend's table (src/store/sqlite.c). */
 extern const struct cv_store_ops cv__store_sqlite;

@@ -1455,6 +1455,38 @@ Test(store, values_round_trip_exactly)
     cv_store_close(s);
 }
 
+Test(store, a_state_given_as_text_reads_back_as_the_value)
+{
+    cv_store *s = open_store();
+    char a[64], m[512], d1[4096], d2[4096];
+    mkinst(s, "wf", 1, a);
+    jv want = P("{\"fibers\":[{\"frames\":[{\"ref\":\"/do/0/a\",\"idx\":3}]}],\"s\":\"\\u00e9 \\\"q\\\"\\n\",\"n\":-2.5}");
+    struct cv_checkpoint cp;
+    cv_checkpoint_init(&cp, a);
+    cr_assert_eq(cv_checkpoint_set_state(&cp, jv_copy(want)), 0);
+    cr_assert_not_null(cp.state_text);
+    cr_assert(!jv_is_valid(cp.state), "the value is dropped once it is text");
+    cp.status = "waiting";
+    cr_assert_eq(commit1(s, &cp, m, sizeof m), 0, "%s", m);
+    jv o = instance(s, a);
+    jv got = get(o, "state");
+    cr_assert(jv_equal(jv_copy(got), jv_copy(want)), "%s\n%s", dump(jv_copy(got), d1, sizeof d1),
+              dump(jv_copy(want), d2, sizeof d2));
+    expect_member(o, "status", "\"waiting\"");
+    jv_free(got);
+    jv_free(o);
+    /* a value the store would refuse is refused here, and nothing is set */
+    jv deep = jv_array();
+    for (int i = 0; i < 300; i++) /* deeper than the store accepts (256) */
+        deep = jv_array_append(jv_array(), deep);
+    cv_checkpoint_init(&cp, a);
+    cr_assert_eq(cv_checkpoint_set_state(&cp, deep), CV_EINVAL);
+    cr_assert_null(cp.state_text);
+    cv_checkpoint_cleanup(&cp);
+    jv_free(want);
+    cv_store_close(s);
+}
+
 Test(store, values_too_deep_to_read_back_are_refused)
 {
     cv_store *s = open_store();
