@@ -105,6 +105,24 @@ static int params_check(const struct cv_text_params *p, jv *err)
     return 0;
 }
 
+/* The in-memory table of a model (2^bits rows of 1 + v floats) is refused
+ * above this size, in training and loading alike: many classes with many
+ * hash bits would otherwise ask for gigabytes (or, from a hostile file,
+ * terabytes). */
+#define MAX_TABLE_BYTES ((size_t)2 << 30)
+
+static int table_size_ok(int dim_bits, int k, jv *err)
+{
+    size_t v = k == 2 ? 1 : (size_t)k;
+    size_t bytes = ((size_t)1 << dim_bits) * (1 + v) * sizeof(float);
+    if (bytes > MAX_TABLE_BYTES || k > 100000) {
+        set_err(err, "%d classes with 2^%d hashed features need %zu MiB of weights (at most %zu): use fewer hash bits",
+                k, dim_bits, bytes >> 20, MAX_TABLE_BYTES >> 20);
+        return CV_EINVAL;
+    }
+    return 0;
+}
+
 static float idf_for(uint64_t ndocs, uint64_t df)
 {
     return (float)(log((1.0 + (double)ndocs) / (1.0 + (double)df)) + 1.0);
@@ -231,6 +249,8 @@ int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset 
         return CV_EINVAL;
     }
     int k = d->n_labels;
+    if ((code = table_size_ok(p->dim_bits, k, err)))
+        return code;
     int *per_class = calloc((size_t)k, sizeof *per_class);
     size_t *start = malloc(((size_t)nrows + 1) * sizeof *start);
     uint32_t *df = calloc((size_t)1 << p->dim_bits, sizeof *df);
@@ -677,7 +697,7 @@ int cv_text_model_load(const void *bytes, size_t len, struct cv_text_model **out
     p.char_ngram_min = shape[2];
     p.char_ngram_max = shape[3];
     jv perr = jv_invalid();
-    if (params_check(&p, &perr) || k < 2 || k > 100000 || v != (k == 2 ? 1 : k)) {
+    if (params_check(&p, &perr) || k < 2 || v != (k == 2 ? 1 : k) || table_size_ok(p.dim_bits, (int)k, &perr)) {
         jv_free(perr);
         set_err(err, "text model file has invalid parameters");
         return CV_EINVAL;

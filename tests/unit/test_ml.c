@@ -440,7 +440,8 @@ static void make_data(struct cv_dataset *d, const int *sizes, int k)
     d->labels = calloc((size_t)n, sizeof *d->labels);
     d->lines = calloc((size_t)n, sizeof *d->lines);
     d->label_names = calloc((size_t)k, sizeof *d->label_names);
-    int left[16];
+    int left[64];
+    cr_assert(k <= 64);
     memcpy(left, sizes, (size_t)k * sizeof *left);
     for (int i = 0, c = 0; i < n; c = (c + 1) % k) {
         if (!left[c])
@@ -656,6 +657,16 @@ Test(ml, training_refuses_what_it_cannot_learn)
     p.dim_bits = 30;
     cr_assert_eq(cv_text_model_train(&p, &d, NULL, 0, NULL, NULL, &m, &err), CV_EINVAL);
     cr_assert_null(m);
+    cv_dataset_cleanup(&d);
+    /* 40 classes x 2^24 features would need 2.6 GiB of weights: refused
+     * before anything is allocated, with the way out in the message */
+    int many[40];
+    for (int i = 0; i < 40; i++)
+        many[i] = 1;
+    make_data(&d, many, 40);
+    p.dim_bits = 24;
+    cr_assert_eq(cv_text_model_train(&p, &d, NULL, 0, NULL, NULL, &m, &err), CV_EINVAL);
+    cr_assert(strstr(jv_string_value(err), "use fewer hash bits"), "%s", jv_string_value(err));
     jv_free(err);
     cv_dataset_cleanup(&d);
 }
