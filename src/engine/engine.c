@@ -38,6 +38,11 @@ struct einst {
     int suspended; /* not advanced until resumed */
     int queued;   /* in the worker's ready queue */
     int64_t wake; /* parked until this monotonic time; 0: woken by effects only */
+    /* eviction (see "eviction" below) */
+    uint64_t cp_seq;  /* the worker's commit-queue number of its latest write; 0: none */
+    int from_store;   /* its position came from the store (durable as loaded) */
+    int candidate;    /* in the worker's list of instances waiting for durability */
+    int no_evict;     /* it missed a read of the bus: keep it */
 };
 
 /* A request to take an instance on a worker (new, or resumed). */
@@ -87,6 +92,16 @@ struct worker {
     int64_t bus_cursor;   /* the last bus event offered to this worker's listens */
     int bus_pending;      /* under lock: the bus has events past the cursor */
     int64_t next_purge;   /* worker 0: when to delete expired events */
+    /* eviction: the commit-queue numbers of this worker's writes (enq_seq:
+     * the worker's own counter), the highest one durable and the highest one
+     * that failed (set by the committer, under lock, with durable_news) */
+    uint64_t enq_seq;
+    uint64_t durable, failed;
+    int durable_news;
+    struct einst *advancing;   /* the instance whose checkpoint is being taken */
+    struct einst **cands;      /* idle instances waiting for their checkpoint to be durable */
+    int ncands, capcands;
+    struct cv_waits *waits;    /* the instances evicted to the store */
 };
 
 /* A start waiting for its creation to be durable (group-committed too). */
@@ -99,6 +114,8 @@ struct createreq {
 
 struct pending {
     struct cv_checkpoint cp;
+    struct worker *w; /* queued by this worker (NULL: by another thread) */
+    uint64_t seq;     /* its number in w's writes */
     int final;
     jv result; /* final: {id, status, output, error} */
     struct createreq *create; /* or a creation */
@@ -129,12 +146,26 @@ struct cv_engine {
     int64_t bus_start;   /* the bus's last seq when the engine started */
     struct cv_schedules *schedules;
     struct cv_sink *sinks;
+    atomic_llong resident, evicted; /* instances held by workers / evicted to the store */
+    atomic_llong reloads;           /* evicted instances loaded again */
+    int64_t evict_min_wait_ms;
 };
 
 /* ---- the commit queue --------------------------------------------------------------- */
 
-static void enqueue(struct cv_engine *e, struct pending *p)
+/* The worker of the calling thread (NULL elsewhere). */
+static __thread struct worker *this_worker;
+
+/* Queues `p` for the committer; returns its number among the writes of the
+ * calling worker (0 on other threads), durable once w->durable reaches it. */
+static uint64_t enqueue(struct cv_engine *e, struct pending *p)
 {
+    struct worker *w = this_worker;
+    uint64_t seq = 0;
+    if (w && w->e == e) {
+        p->w = w;
+        p->seq = seq = ++w->enq_seq;
+    }
     pthread_mutex_lock(&e->cq_lock);
     p->next = NULL;
     if (e->cq_tail)
@@ -145,10 +176,8 @@ static void enqueue(struct cv_engine *e, struct pending *p)
     e->cq_len++;
     pthread_cond_signal(&e->cq_cond);
     pthread_mutex_unlock(&e->cq_lock);
+    return seq;
 }
-
-/* The worker of the calling thread (NULL elsewhere). */
-static __thread struct worker *this_worker;
 
 /* The events the instance being advanced emitted, as checkpoint entries
  * {event, expiresAt} (deep copies), or invalid when none: they are published
@@ -183,7 +212,9 @@ static void on_checkpoint(void *ud, jv state)
         p->cp.state = cv__jv_deep_copy(jv_copy(state)); /* the store will say what is wrong */
     p->cp.events = take_outbox(e);
     p->result = jv_invalid();
-    enqueue(e, p);
+    uint64_t seq = enqueue(e, p);
+    if (this_worker && this_worker->advancing)
+        this_worker->advancing->cp_seq = seq;
 }
 
 static jv history_event(const char *type, jv data)
@@ -235,12 +266,12 @@ static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who
 }
 
 /* Queues a status change (suspended / running) with who asked. */
-static void enqueue_status(struct cv_engine *e, const char *id, const char *status, const char *type, jv who)
+static uint64_t enqueue_status(struct cv_engine *e, const char *id, const char *status, const char *type, jv who)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p) {
         jv_free(who);
-        return;
+        return UINT64_MAX; /* never durable: the instance is not evicted */
     }
     cv_checkpoint_init(&p->cp, id);
     p->cp.status = status;
@@ -251,7 +282,7 @@ static void enqueue_status(struct cv_engine *e, const char *id, const char *stat
         jv_free(who);
     p->cp.history = JV_ARRAY(history_event(type, data));
     p->result = jv_invalid();
-    enqueue(e, p);
+    return enqueue(e, p);
 }
 
 static jv copy_jv(jv v) { return jv_copy(v); }
@@ -323,6 +354,30 @@ static void bus_notify(struct cv_engine *e)
         struct worker *w = &e->workers[i];
         pthread_mutex_lock(&w->lock);
         w->bus_pending = 1;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+    }
+}
+
+/* The writes of workers in a batch are durable (rc 0) or failed: their
+ * workers may evict the instances that wait for it. A worker's writes are
+ * committed in the order it queued them (one FIFO queue). */
+static void tell_durable(struct cv_engine *e, struct pending **batch, int n, int rc)
+{
+    for (int k = 0; k < e->nworkers; k++) {
+        struct worker *w = &e->workers[k];
+        uint64_t max = 0;
+        for (int i = 0; i < n; i++)
+            if (batch[i]->w == w && batch[i]->seq > max)
+                max = batch[i]->seq;
+        if (!max)
+            continue;
+        pthread_mutex_lock(&w->lock);
+        if (rc)
+            w->failed = max > w->failed ? max : w->failed;
+        else
+            w->durable = max > w->durable ? max : w->durable;
+        w->durable_news = 1;
         pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->lock);
     }
@@ -440,6 +495,7 @@ static void *committer(void *arg)
         double took = mono_ms() - t0;
         if (!rc && with_events)
             bus_notify(e);
+        tell_durable(e, batch, n, rc);
         pthread_mutex_lock(&e->res_lock);
         if (!rc) {
             e->stats.checkpoints += n;
@@ -481,6 +537,15 @@ static void *committer(void *arg)
     free(batch);
     return NULL;
 }
+
+void cv__engine_residency(struct cv_engine *e, long long *resident, long long *evicted, long long *reloads)
+{
+    *resident = atomic_load(&e->resident);
+    *evicted = atomic_load(&e->evicted);
+    *reloads = atomic_load(&e->reloads);
+}
+
+void cv__engine_set_evict_min_wait(struct cv_engine *e, int64_t ms) { e->evict_min_wait_ms = ms; }
 
 /* ---- instances on workers ------------------------------------------------------------ */
 
@@ -604,14 +669,31 @@ static void own(struct worker *w, struct einst *x)
         w->capowned = cap;
     }
     w->owned[w->nowned++] = x;
+    atomic_fetch_add(&w->e->resident, 1);
     pthread_mutex_lock(&w->e->res_lock);
     w->e->stats.running++;
     pthread_mutex_unlock(&w->e->res_lock);
 }
 
-static void disown_and_free(struct worker *w, struct einst *x)
+static void drop_candidate(struct worker *w, struct einst *x)
+{
+    if (!x->candidate)
+        return;
+    x->candidate = 0;
+    for (int i = 0; i < w->ncands; i++)
+        if (w->cands[i] == x) {
+            w->cands[i] = w->cands[--w->ncands];
+            break;
+        }
+}
+
+/* Takes x out of the worker's lists and frees it; `running` says whether it
+ * stops counting as a running instance (it ended, or it is dropped to the
+ * store suspended) or goes on (evicted: the index stands for it). */
+static void release(struct worker *w, struct einst *x, int running)
 {
     cv__instance_cleanup(&x->in); /* after this no effect thread can wake it */
+    drop_candidate(w, x);
     pthread_mutex_lock(&w->lock);
     for (int i = 0; i < w->nready; i++)
         if (w->ready[i] == x)
@@ -620,13 +702,18 @@ static void disown_and_free(struct worker *w, struct einst *x)
     for (int i = 0; i < w->nowned; i++)
         if (w->owned[i] == x) {
             w->owned[i] = w->owned[--w->nowned];
-            pthread_mutex_lock(&w->e->res_lock);
-            w->e->stats.running--;
-            pthread_mutex_unlock(&w->e->res_lock);
+            atomic_fetch_sub(&w->e->resident, 1);
+            if (running) {
+                pthread_mutex_lock(&w->e->res_lock);
+                w->e->stats.running--;
+                pthread_mutex_unlock(&w->e->res_lock);
+            }
             break;
         }
     free(x);
 }
+
+static void disown_and_free(struct worker *w, struct einst *x) { release(w, x, 1); }
 
 /* Every event the bus holds after `after` (pages of 1,000; at most 100,000),
  * as {seq, event} values of this worker. Returns 0 or a store code. */
@@ -663,6 +750,8 @@ static int bus_read(struct worker *w, int64_t after, jv *out)
     return 0;
 }
 
+static void mark_candidate(struct worker *w, struct einst *x);
+
 static void run_ready(struct worker *w, struct einst *x)
 {
     if (x->suspended)
@@ -670,25 +759,144 @@ static void run_ready(struct worker *w, struct einst *x)
     for (int round = 0;; round++) {
         cv__instance_collect(&x->in);
         int64_t wake = 0;
-        if (cv__instance_advance(&x->in, &wake)) {
+        w->advancing = x; /* its checkpoint, if any, is numbered in x->cp_seq */
+        int ended = cv__instance_advance(&x->in, &wake);
+        w->advancing = NULL;
+        if (ended) {
             enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), jv_invalid());
             disown_and_free(w, x);
             return;
         }
         x->wake = wake;
         if (!x->in.listen_began)
-            return;
+            break;
         if (round == 8) { /* listen after listen: let others have their turn */
             on_wake(x);
             return;
         }
-        /* a listen began: it is offered every event the bus kept */
+        /* a listen began (or it was loaded listening): it is offered every
+         * event the bus kept after what its listens looked at already */
         x->in.listen_began = 0;
+        int64_t from = cv__instance_listen_cursor(&x->in);
         jv evs;
-        if (bus_read(w, 0, &evs) == 0)
+        if (from < 0)
+            continue;
+        if (bus_read(w, from, &evs) == 0)
             cv__instance_offer(&x->in, evs);
+        else
+            x->no_evict = 1; /* it did not see what the bus holds: keep it in memory */
+    }
+    mark_candidate(w, x);
+}
+
+/* ---- eviction (DESIGN.md decision 5) ---------------------------------------------------
+ *
+ * An instance that waits only on timers and events, with nothing in flight
+ * and its latest position durable in the store, is dropped from memory: an
+ * entry in its worker's index (waits.c: id, wake time, what its listens wait
+ * for) stands for it, and it is loaded again from its last checkpoint when
+ * its timer comes, an event it may consume arrives, or it is cancelled or
+ * suspended. A suspended instance is dropped altogether (as after a
+ * restart: resuming it loads it).
+ *
+ * Events: every event after w->bus_cursor is offered to the resident
+ * listeners and matched against the index (offer_new), so an evicted
+ * instance has looked at every event up to w->bus_cursor, or could not have
+ * consumed it; loaded again, its listens skip those (cv__instance_listen_skip)
+ * and read the bus after them. Instances run after their turn (run_ready)
+ * become candidates; evict_candidates, at the end of each round of the
+ * worker, evicts those idle whose checkpoint the committer has made durable
+ * (tell_durable), and keeps the others until it is.
+ */
+
+static void mark_candidate(struct worker *w, struct einst *x)
+{
+    if (x->candidate || x->no_evict)
+        return;
+    if (w->ncands == w->capcands) {
+        int cap = w->capcands ? w->capcands * 2 : 64;
+        struct einst **c = realloc(w->cands, (size_t)cap * sizeof *c);
+        if (!c)
+            return; /* it stays in memory */
+        w->cands = c;
+        w->capcands = cap;
+    }
+    w->cands[w->ncands++] = x;
+    x->candidate = 1;
+}
+
+/* Is x's latest write (checkpoint or status) durable? */
+static int durable(struct worker *w, struct einst *x)
+{
+    if (!x->cp_seq)
+        return x->from_store; /* as loaded, or never checkpointed (then no) */
+    pthread_mutex_lock(&w->lock);
+    int ok = x->cp_seq <= w->durable && x->cp_seq > w->failed;
+    pthread_mutex_unlock(&w->lock);
+    return ok;
+}
+
+enum { EVICT_NO, EVICT_LATER, EVICT_NOW };
+
+static int evictable(struct worker *w, struct einst *x)
+{
+    pthread_mutex_lock(&w->lock);
+    int queued = x->queued;
+    pthread_mutex_unlock(&w->lock);
+    if (queued || x->no_evict)
+        return EVICT_NO;
+    if (x->suspended) {
+        /* nothing in flight and nothing unsaved; what it was offered is
+         * read again from the bus when it is resumed */
+        pthread_mutex_lock(&x->in.lock);
+        int busy = x->in.in_flight > 0 || x->in.done != NULL;
+        pthread_mutex_unlock(&x->in.lock);
+        if (busy || x->in.dirty)
+            return EVICT_NO;
+    } else {
+        if (!cv__instance_quiescent(&x->in))
+            return EVICT_NO;
+        if (!x->wake && !cv__instance_listening(&x->in))
+            return EVICT_NO; /* waits on nothing an index knows */
+        if (x->wake && x->wake - cv__now_ms() < w->e->evict_min_wait_ms)
+            return EVICT_NO; /* its timer is near: cheaper to keep */
+    }
+    return durable(w, x) ? EVICT_NOW : EVICT_LATER;
+}
+
+/* Drops x from memory (its entry in the index stands for it). 0, or
+ * CV_ENOMEM (it stays). */
+static int evict(struct worker *w, struct einst *x)
+{
+    if (x->suspended) {
+        release(w, x, 1);
+        return 0;
+    }
+    int rc = cv__waits_add(w->waits, x->in.id, x->wake, cv__instance_listening(&x->in) ? &x->in : NULL);
+    if (rc)
+        return rc;
+    atomic_fetch_add(&w->e->evicted, 1);
+    release(w, x, 0);
+    return 0;
+}
+
+static void evict_candidates(struct worker *w)
+{
+    for (int i = 0; i < w->ncands;) {
+        struct einst *x = w->cands[i];
+        int v = evictable(w, x);
+        if (v == EVICT_LATER) {
+            i++;
+            continue;
+        }
+        w->cands[i] = w->cands[--w->ncands];
+        x->candidate = 0;
+        if (v == EVICT_NOW && evict(w, x))
+            x->no_evict = 1; /* out of memory for its entry: keep it */
     }
 }
+
+static struct einst *reload(struct worker *w, const char *id, int64_t skip, int run);
 
 /* New events on the bus: offered to every listening instance of this
  * worker, which then runs. */
@@ -704,6 +912,7 @@ static void offer_new(struct worker *w)
     }
     jv last = jv_array_get(jv_copy(evs), n - 1);
     jv seq = jv_object_get(last, jv_string("seq"));
+    int64_t before = w->bus_cursor;
     w->bus_cursor = (int64_t)jv_number_value(seq);
     jv_free(seq);
     for (int i = 0; i < w->nowned; i++) {
@@ -713,53 +922,27 @@ static void offer_new(struct worker *w)
         cv__instance_offer(&x->in, jv_copy(evs));
         on_wake(x);
     }
+    /* the evicted instances an event may concern are loaded again: they
+     * read the bus after `before` (everything up to it they have looked
+     * at, or could not consume) */
+    int loaded = 0;
+    jv_array_foreach(evs, i, entry)
+    {
+        jv ev = jv_object_get(entry, jv_string("event"));
+        for (;;) {
+            char ids[64][37];
+            int k = cv__waits_match(w->waits, ev, ids, 64);
+            for (int j = 0; j < k; j++) {
+                reload(w, ids[j], before, 1);
+                if (++loaded % 64 == 0)
+                    evict_candidates(w);
+            }
+            if (k < 64)
+                break;
+        }
+        jv_free(ev);
+    }
     jv_free(evs);
-}
-
-static void worker_emit(void *ud, jv event)
-{
-    struct worker *w = ud;
-    w->outbox = jv_array_append(w->outbox, jv_copy(event));
-}
-
-static void take_start(struct worker *w, struct startreq *r)
-{
-    jv err = jv_null();
-    const cv_workflow *wf = worker_def(w, r, &err);
-    if (!wf) {
-        enqueue_final(w->e, r->id,
-                      JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
-                                jv_string("error"), err),
-                      jv_invalid());
-        jv_free(r->input);
-        jv_free(r->state);
-        return;
-    }
-    struct einst *x = calloc(1, sizeof *x);
-    if (!x) {
-        jv_free(err);
-        jv_free(r->input);
-        jv_free(r->state);
-        return; /* stays unfinished in the store: the next start resumes it */
-    }
-    x->w = w;
-    x->wf = wf;
-    jv_free(err);
-    int rc = cv__instance_init(&x->in, w->e->rt, wf, r->id, r->input, r->state, &err);
-    if (rc) {
-        enqueue_final(w->e, r->id,
-                      JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
-                                jv_string("error"), err),
-                      jv_invalid());
-        cv__instance_cleanup(&x->in);
-        free(x);
-        return;
-    }
-    jv_free(err);
-    x->in.wake = on_wake;
-    x->in.wake_ud = x;
-    own(w, x);
-    run_ready(w, x);
 }
 
 static struct einst *find_owned(struct worker *w, const char *id)
@@ -770,9 +953,67 @@ static struct einst *find_owned(struct worker *w, const char *id)
     return NULL;
 }
 
-/* An instance the store has but this worker does not hold (suspended before
- * a restart): load it from its last checkpoint. */
-static struct einst *load_from_store(struct worker *w, const char *id)
+static void worker_emit(void *ud, jv event)
+{
+    struct worker *w = ud;
+    w->outbox = jv_array_append(w->outbox, jv_copy(event));
+}
+
+/* Takes the instance of `r` (its jv fields consumed) on this worker: owned
+ * and, with `run`, run at once. Returns it (NULL when it could not be taken,
+ * or ended in its first run). */
+static struct einst *take_start(struct worker *w, struct startreq *r, int run)
+{
+    jv err = jv_null();
+    const cv_workflow *wf = worker_def(w, r, &err);
+    if (!wf) {
+        enqueue_final(w->e, r->id,
+                      JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
+                                jv_string("error"), err),
+                      jv_invalid());
+        jv_free(r->input);
+        jv_free(r->state);
+        return NULL;
+    }
+    struct einst *x = calloc(1, sizeof *x);
+    if (!x) {
+        jv_free(err);
+        jv_free(r->input);
+        jv_free(r->state);
+        return NULL; /* stays unfinished in the store: the next start resumes it */
+    }
+    x->w = w;
+    x->wf = wf;
+    x->from_store = jv_get_kind(r->state) == JV_KIND_OBJECT;
+    jv_free(err);
+    int rc = cv__instance_init(&x->in, w->e->rt, wf, r->id, r->input, r->state, &err);
+    if (rc) {
+        enqueue_final(w->e, r->id,
+                      JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
+                                jv_string("error"), err),
+                      jv_invalid());
+        cv__instance_cleanup(&x->in);
+        free(x);
+        return NULL;
+    }
+    jv_free(err);
+    x->in.wake = on_wake;
+    x->in.wake_ud = x;
+    own(w, x);
+    if (!run)
+        return x;
+    char id[sizeof x->in.id];
+    memcpy(id, x->in.id, sizeof id);
+    run_ready(w, x);
+    return find_owned(w, id);
+}
+
+
+/* An instance the store has but this worker does not hold (suspended, or
+ * evicted): load it from its last checkpoint, without running it. `live`:
+ * only when the store has it unfinished with a position (an evicted
+ * instance always is; anything else is left alone). */
+static struct einst *load_from_store(struct worker *w, const char *id, int live)
 {
     jv inst, err = jv_invalid();
     pthread_mutex_lock(&w->e->store_lock);
@@ -781,6 +1022,21 @@ static struct einst *load_from_store(struct worker *w, const char *id)
     jv_free(err);
     if (rc)
         return NULL;
+    if (live) {
+        jv st = jv_object_get(jv_copy(inst), jv_string("status"));
+        jv pos = jv_object_get(jv_copy(inst), jv_string("state"));
+        const char *ss = jv_get_kind(st) == JV_KIND_STRING ? jv_string_value(st) : "";
+        int ok = jv_get_kind(pos) == JV_KIND_OBJECT &&
+                 (!strcmp(ss, CV_ST_RUNNING) || !strcmp(ss, CV_ST_WAITING) || !strcmp(ss, CV_ST_PENDING) ||
+                  !strcmp(ss, CV_ST_SUSPENDED));
+        jv_free(st);
+        jv_free(pos);
+        if (!ok) {
+            fprintf(stderr, "conveyor: evicted instance %s is no longer unfinished in the store: dropped\n", id);
+            jv_free(inst);
+            return NULL;
+        }
+    }
     struct startreq *r = calloc(1, sizeof *r);
     if (!r) {
         jv_free(inst);
@@ -804,14 +1060,58 @@ static struct einst *load_from_store(struct worker *w, const char *id)
     jv_free(ns);
     jv_free(name);
     jv_free(ver);
-    take_start(w, r);
+    struct einst *x = take_start(w, r, 0);
     free(r);
-    return find_owned(w, id);
+    return x;
+}
+
+/* Loads an evicted instance again (its entry already taken out of the
+ * index): its listens skip the events up to `skip` (looked at, or matched
+ * by none of its keys) and read the bus after them. With `run` it runs at
+ * once (and NULL is returned); else it is returned, owned, not run. */
+static struct einst *reload(struct worker *w, const char *id, int64_t skip, int run)
+{
+    atomic_fetch_sub(&w->e->evicted, 1);
+    atomic_fetch_add(&w->e->reloads, 1);
+    pthread_mutex_lock(&w->e->res_lock);
+    w->e->stats.running--; /* own() counts it again */
+    pthread_mutex_unlock(&w->e->res_lock);
+    struct einst *x = load_from_store(w, id, 1);
+    if (!x)
+        return NULL;
+    cv__instance_listen_skip(&x->in, skip);
+    if (cv__instance_listening(&x->in))
+        x->in.listen_began = 1;
+    if (!run)
+        return x;
+    run_ready(w, x);
+    return NULL;
+}
+
+/* Timers of evicted instances that came: load them (a bounded number per round). */
+static void reload_due(struct worker *w)
+{
+    char ids[256][37];
+    int n = cv__waits_due(w->waits, cv__now_ms(), ids, 256);
+    for (int i = 0; i < n; i++) {
+        reload(w, ids[i], w->bus_cursor, 1);
+        if (i % 64 == 63)
+            evict_candidates(w);
+    }
+}
+
+/* x when this worker holds it, loaded again when it is evicted, else NULL. */
+static struct einst *held(struct worker *w, const char *id)
+{
+    struct einst *x = find_owned(w, id);
+    if (!x && cv__waits_remove(w->waits, id))
+        x = reload(w, id, w->bus_cursor, 0);
+    return x;
 }
 
 static void take_control(struct worker *w, struct ctlreq *c)
 {
-    struct einst *x = find_owned(w, c->id);
+    struct einst *x = held(w, c->id);
     switch (c->op) {
     case CTL_CANCEL:
         if (x) {
@@ -829,8 +1129,9 @@ static void take_control(struct worker *w, struct ctlreq *c)
     case CTL_SUSPEND:
         if (x && !x->suspended) {
             x->suspended = 1;
-            enqueue_status(w->e, c->id, CV_ST_SUSPENDED, "workflow.suspended", c->who);
+            x->cp_seq = enqueue_status(w->e, c->id, CV_ST_SUSPENDED, "workflow.suspended", c->who);
             c->who = jv_invalid();
+            mark_candidate(w, x); /* dropped once that is durable */
         }
         break;
     case CTL_RESUME: {
@@ -842,17 +1143,23 @@ static void take_control(struct worker *w, struct ctlreq *c)
             status = cv__state_status(state);
             jv_free(state);
         }
-        enqueue_status(w->e, c->id, status, "workflow.resumed", c->who);
+        uint64_t seq = enqueue_status(w->e, c->id, status, "workflow.resumed", c->who);
         c->who = jv_invalid();
         if (!x) {
-            x = load_from_store(w, c->id); /* runs it too */
+            x = load_from_store(w, c->id, 0);
+            if (x) {
+                run_ready(w, x);
+                x = find_owned(w, c->id);
+            }
             if (x) {
                 jv state = cv__instance_state(&x->in);
-                enqueue_status(w->e, c->id, cv__state_status(state), "workflow.status-changed", jv_invalid());
+                x->cp_seq = enqueue_status(w->e, c->id, cv__state_status(state), "workflow.status-changed",
+                                           jv_invalid());
                 jv_free(state);
             }
         } else if (x->suspended) {
             x->suspended = 0;
+            x->cp_seq = seq; /* evicted only once its status is durable */
             run_ready(w, x);
         }
         break;
@@ -878,7 +1185,7 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&w->lock);
         for (;;) {
-            if (w->stopping || w->nready || w->starts || w->ctls || w->bus_pending)
+            if (w->stopping || w->nready || w->starts || w->ctls || w->bus_pending || (w->durable_news && w->ncands))
                 break;
             /* due timers go back in line; otherwise sleep until the next one */
             int64_t now = cv__now_ms(), next = 0;
@@ -903,6 +1210,11 @@ static void *worker_main(void *arg)
             }
             if (w->nready)
                 break;
+            int64_t ev_wake = cv__waits_next_wake(w->waits); /* evicted instances' timers */
+            if (ev_wake && ev_wake <= now)
+                break;
+            if (ev_wake && (!next || ev_wake < next))
+                next = ev_wake;
             int64_t wait_ms = next ? next - now : 1000;
             if (wait_ms > 1000)
                 wait_ms = 1000;
@@ -926,6 +1238,7 @@ static void *worker_main(void *arg)
         w->ctls = NULL;
         int bus = w->bus_pending;
         w->bus_pending = 0;
+        w->durable_news = 0; /* evict_candidates below looks */
         int n = w->nready;
         if (n > capbatch) {
             struct einst **b = realloc(batch, (size_t)n * sizeof *b);
@@ -945,11 +1258,13 @@ static void *worker_main(void *arg)
         w->nready -= n;
         pthread_mutex_unlock(&w->lock);
 
-        while (starts) {
+        for (int k = 1; starts; k++) {
             struct startreq *next = starts->next;
-            take_start(w, starts);
+            take_start(w, starts, 1);
             free(starts);
             starts = next;
+            if (k % 64 == 0) /* a restart loads many: evict as it goes */
+                evict_candidates(w);
         }
         /* controls after starts, in the order they came (the list is LIFO) */
         struct ctlreq *rev = NULL;
@@ -984,11 +1299,19 @@ static void *worker_main(void *arg)
             if (alive)
                 run_ready(w, batch[i]);
         }
+        reload_due(w);
+        evict_candidates(w);
     }
     /* stopping: instances stay unfinished in the store; their last
      * checkpoints are queued already */
     while (w->nowned)
         disown_and_free(w, w->owned[w->nowned - 1]);
+    atomic_fetch_sub(&w->e->evicted, cv__waits_count(w->waits));
+    cv__waits_free(w->waits);
+    w->waits = NULL;
+    free(w->cands);
+    w->cands = NULL;
+    w->ncands = w->capcands = 0;
     while (w->starts) {
         struct startreq *r = w->starts;
         w->starts = r->next;
@@ -1072,10 +1395,22 @@ int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_optio
         free(e);
         return CV_ENOMEM;
     }
+    e->evict_min_wait_ms = 1000;
     for (int i = 0; i < e->nworkers; i++) {
         e->workers[i].e = e;
         pthread_mutex_init(&e->workers[i].lock, NULL);
         pthread_cond_init(&e->workers[i].cond, NULL);
+        if (!(e->workers[i].waits = cv__waits_new())) {
+            for (int k = 0; k <= i; k++) {
+                cv__waits_free(e->workers[k].waits);
+                pthread_mutex_destroy(&e->workers[k].lock);
+                pthread_cond_destroy(&e->workers[k].cond);
+            }
+            free(e->workers);
+            jv_free(e->results);
+            free(e);
+            return CV_ENOMEM;
+        }
     }
     cv_runtime_on_checkpoint(rt, on_checkpoint, e);
     *out = e;
@@ -1227,6 +1562,8 @@ void cv__engine_stop(struct cv_engine *e)
         free(w->remote);
         free(w->ready);
         free(w->owned);
+        cv__waits_free(w->waits); /* a worker that never ran */
+        free(w->cands);
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
     }

@@ -176,6 +176,74 @@ void cv__instance_offer(struct instance *in, jv events);
 int cv__event_matches(const cv_workflow *wf, const struct cv_event_filter *f, jv ev, jv *err);
 /* 1 when some fiber of the instance waits in a listen (its events matter). */
 int cv__instance_listening(const struct instance *in);
+/*
+ * For a scheduler that evicts idle instances to the store (engine.c,
+ * DESIGN.md decision 5).
+ * quiescent: 1 when nothing of the instance is in flight or pending (no
+ * effect, no posted result, no event in its inbox, no listen that has not
+ * read the bus yet, no progress since its last checkpoint): every fiber waits
+ * on a timer, an event or its branches. Its position at the last checkpoint
+ * is then all there is to it.
+ * listen_cursor: the lowest bus seq its waiting listens have looked at (the
+ * bus needs to be read only after it), or -1 when none waits.
+ * listen_skip: marks the events up to `seq` as looked at by its waiting
+ * listens (the caller knows none of them could match).
+ * wait_keys: what its waiting listens may consume, one add() per filter:
+ * type NULL = events of any type (no literal type, a regex, `any: []`);
+ * f NULL = every event of that type; else only the events of that type whose
+ * cv__event_corr_values(wf, f, event) equals `values` (canonical JSON text,
+ * borrowed). Conservative: an event outside every key cannot change the
+ * instance (it would be looked at and left).
+ * corr_values: filter f's `correlate.*.from` on event `ev` (borrowed), as the
+ * canonical JSON text wait_keys gives (malloc'd; the caller frees), or NULL
+ * when an expression fails (then every instance keyed on f must look).
+ */
+int cv__instance_quiescent(struct instance *in);
+int64_t cv__instance_listen_cursor(const struct instance *in);
+void cv__instance_listen_skip(struct instance *in, int64_t seq);
+typedef void (*cv__wait_key_fn)(void *ud, const char *type, const cv_workflow *wf, const struct cv_event_filter *f,
+                                const char *values);
+void cv__instance_wait_keys(struct instance *in, cv__wait_key_fn add, void *ud);
+char *cv__event_corr_values(const cv_workflow *wf, const struct cv_event_filter *f, jv ev);
+
+/*
+ * waits.c: one worker's index of the instances it evicted to the store
+ * (owned by that worker thread alone). An entry is an instance id, its wake
+ * time (monotonic ms, 0 = none; in a heap) and, for a listening instance,
+ * the keys of cv__instance_wait_keys (in a hash table), so that a due timer
+ * or an event finds exactly the instances to load again.
+ * add: 0, or CV_ENOMEM (nothing added). `in` (borrowed) is NULL for an
+ * instance that listens to nothing. remove: 1 when `id` was evicted (it is no
+ * longer), else 0. due: takes up to `max` ids whose wake time has come into
+ * ids; returns how many. next_wake: the earliest wake time, 0 when none.
+ * match: takes up to `max` ids of instances event `ev` (borrowed, a
+ * CloudEvent) may concern into ids (out of the index); returns how many. Call
+ * it again with the same event until it returns less than `max`. Out of
+ * memory, it takes every id (correctness first). take_all: up to `max` ids,
+ * whatever they wait for.
+ */
+struct cv_waits;
+struct cv_waits *cv__waits_new(void);
+void cv__waits_free(struct cv_waits *ws);
+int cv__waits_add(struct cv_waits *ws, const char *id, int64_t wake, struct instance *in);
+int cv__waits_remove(struct cv_waits *ws, const char *id);
+int cv__waits_due(struct cv_waits *ws, int64_t now, char (*ids)[37], int max);
+int64_t cv__waits_next_wake(const struct cv_waits *ws);
+int cv__waits_match(struct cv_waits *ws, jv ev, char (*ids)[37], int max);
+int cv__waits_take_all(struct cv_waits *ws, char (*ids)[37], int max);
+long long cv__waits_count(const struct cv_waits *ws);
+
+/* engine.c, for tests and /metrics: instances held in memory by the workers,
+ * instances evicted to the store (waiting on a timer or an event; `running`
+ * in cv_engine_stats counts both), and how many times an evicted instance
+ * was loaded again (its timer, an event its index entry matched, a control). */
+struct cv_engine;
+void cv__engine_residency(struct cv_engine *e, long long *resident, long long *evicted, long long *reloads);
+/* Evict an idle instance only when its next timer is at least `ms` away (default
+ * 1,000: a timer that comes sooner is cheaper to keep than to reload); 0 for
+ * tests. Call before cv__engine_start. */
+void cv__engine_set_evict_min_wait(struct cv_engine *e, int64_t ms);
+
 /* Cancels every fiber (effects abandoned, timers dropped); result: cancelled. */
 void cv__instance_cancel(struct instance *in);
 void cv__instance_cleanup(struct instance *in);

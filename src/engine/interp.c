@@ -2566,6 +2566,225 @@ int cv__instance_listening(const struct instance *in)
 }
 int cv__instance_collect(struct instance *in) { return instance_collect(in); }
 
+/* ---- what an idle instance waits for (engine.c evicts it to the store) ------------ */
+
+static int listen_waiting(const struct frame *fr)
+{
+    if (fr->type != F_TASK || fr->task->kind != CV_T_LISTEN ||
+        !(fr->phase == P_LISTEN || fr->phase == P_LISTEN_EACH || fr->phase == P_LISTEN_EACH_WAIT))
+        return 0;
+    jv done = jv_get_kind(fr->aux) == JV_KIND_OBJECT ? jv_object_get(jv_copy(fr->aux), jv_string("done"))
+                                                      : jv_invalid();
+    int finished = jv_get_kind(done) == JV_KIND_TRUE;
+    jv_free(done);
+    return !finished;
+}
+
+static double aux_cursor(const struct frame *fr)
+{
+    if (jv_get_kind(fr->aux) != JV_KIND_OBJECT)
+        return 0;
+    jv cur = jv_object_get(jv_copy(fr->aux), jv_string("cursor"));
+    double c = jv_get_kind(cur) == JV_KIND_NUMBER ? jv_number_value(cur) : 0;
+    jv_free(cur);
+    return c;
+}
+
+int64_t cv__instance_listen_cursor(const struct instance *in)
+{
+    double min = -1;
+    for (int i = 0; i < in->nfibers; i++) {
+        const struct fiber *fb = in->fibers[i];
+        if (fb->state == FB_DONE)
+            continue;
+        for (int k = 0; k < fb->nframes; k++)
+            if (listen_waiting(&fb->frames[k])) {
+                double c = aux_cursor(&fb->frames[k]);
+                if (min < 0 || c < min)
+                    min = c;
+            }
+    }
+    return (int64_t)min;
+}
+
+void cv__instance_listen_skip(struct instance *in, int64_t seq)
+{
+    for (int i = 0; i < in->nfibers; i++) {
+        struct fiber *fb = in->fibers[i];
+        if (fb->state == FB_DONE)
+            continue;
+        for (int k = 0; k < fb->nframes; k++) {
+            struct frame *fr = &fb->frames[k];
+            if (listen_waiting(fr) && aux_cursor(fr) < (double)seq)
+                fr->aux = jv_object_set(fr->aux, jv_string("cursor"), jv_number((double)seq));
+        }
+    }
+}
+
+int cv__instance_quiescent(struct instance *in)
+{
+    if (!in->root || in->root->state == FB_DONE || in->dirty || in->listen_began || in->cancelled)
+        return 0;
+    if (jv_get_kind(in->inbox) == JV_KIND_ARRAY && jv_array_length(jv_copy(in->inbox)) > 0)
+        return 0;
+    for (int i = 0; i < in->nfibers; i++) {
+        int st = in->fibers[i]->state;
+        if (st != FB_DONE && st != FB_TIMER && st != FB_EVENT && st != FB_CHILDREN)
+            return 0;
+    }
+    pthread_mutex_lock(&in->lock);
+    int busy = in->in_flight > 0 || in->done != NULL;
+    pthread_mutex_unlock(&in->lock);
+    return !busy;
+}
+
+/* A correlation value in the form both sides of the index compare: JSON with
+ * sorted keys (jv_equal ignores key order), -0 as 0 (jv_equal(-0, 0)). */
+static jv corr_canonical(jv v)
+{
+    if (jv_get_kind(v) == JV_KIND_NUMBER && jv_number_value(v) == 0) {
+        jv_free(v);
+        return jv_number(0);
+    }
+    return v;
+}
+
+static char *dump_values(jv vals /* consumed */)
+{
+    jv text = jv_dump_string(vals, JV_PRINT_SORTED);
+    char *s = jv_is_valid(text) ? strdup(jv_string_value(text)) : NULL;
+    jv_free(text);
+    return s;
+}
+
+/* May filter `f` be keyed precisely by its correlation values? Only when
+ * nothing else about an event of its type can change the outcome: no `${ }`
+ * attribute predicate (which could fail on any event of the type), and every
+ * `from` a function of the event alone (no `$` variable). */
+static int corr_indexable(const cv_workflow *wf, const struct cv_event_filter *f)
+{
+    if (f->nexprs > 0 || f->ncorr == 0)
+        return 0;
+    for (int i = 0; i < f->ncorr; i++) {
+        const char *text = cv__expr_text(wf->exprs, f->corr[i].from);
+        if (!text || strchr(text, '$'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The values filter `f` of listen frame `fr` expects (its `expect`s on the
+ * task input, or what the first matching event fixed), as canonical JSON text
+ * (malloc'd), or NULL when some value is open or cannot be computed. */
+static char *corr_expected(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_event_filter *f,
+                           jv st /* borrowed */)
+{
+    if (!corr_indexable(fr->wfc->wf, f))
+        return NULL;
+    jv corr = jv_get_kind(st) == JV_KIND_OBJECT ? jv_object_get(jv_copy(st), jv_string("corr")) : jv_invalid();
+    jv vals = jv_array();
+    for (int i = 0; i < f->ncorr; i++) {
+        const struct cv_correlation *c = &f->corr[i];
+        jv want;
+        if (c->has_expect) {
+            if (eval_tmpl(in, fb, fr, &c->expect, jv_copy(fr->input), &want)) {
+                jv_free(want);
+                want = jv_invalid();
+            }
+        } else {
+            want = jv_get_kind(corr) == JV_KIND_OBJECT ? jv_object_get(jv_copy(corr), jv_string(c->key))
+                                                       : jv_invalid();
+        }
+        if (!jv_is_valid(want)) {
+            jv_free(want);
+            jv_free(corr);
+            jv_free(vals);
+            return NULL;
+        }
+        vals = jv_array_append(vals, corr_canonical(want));
+    }
+    jv_free(corr);
+    return dump_values(vals);
+}
+
+static const char regex_chars[] = "*+?[](){}|^$\\"; /* as literal_matches */
+
+static void strategy_keys(struct instance *in, struct fiber *fb, struct frame *fr, const struct cv_strategy *s,
+                          const char *which, cv__wait_key_fn add, void *ud)
+{
+    jv st = jv_get_kind(fr->aux) == JV_KIND_OBJECT ? jv_object_get(jv_copy(fr->aux), jv_string(which)) : jv_invalid();
+    jv matched = jv_get_kind(st) == JV_KIND_OBJECT ? jv_object_get(jv_copy(st), jv_string("matched")) : jv_invalid();
+    if (s->mode == CV_LISTEN_ANY && s->n == 0)
+        add(ud, NULL, NULL, NULL, NULL); /* `any: []`: every event */
+    for (int i = 0; i < s->n; i++) {
+        if (s->mode == CV_LISTEN_ALL && jv_get_kind(matched) == JV_KIND_ARRAY) {
+            jv m = jv_array_get(jv_copy(matched), i);
+            int done = jv_get_kind(m) == JV_KIND_TRUE;
+            jv_free(m);
+            if (done)
+                continue; /* an `all` filter matched already is not offered again */
+        }
+        const struct cv_event_filter *f = &s->filters[i];
+        jv type = jv_get_kind(f->with) == JV_KIND_OBJECT ? jv_object_get(jv_copy(f->with), jv_string("type"))
+                                                         : jv_invalid();
+        if (jv_get_kind(type) != JV_KIND_STRING || strpbrk(jv_string_value(type), regex_chars)) {
+            add(ud, NULL, NULL, NULL, NULL); /* no literal type: any event may match */
+        } else {
+            char *vals = corr_expected(in, fb, fr, f, st);
+            add(ud, jv_string_value(type), fr->wfc->wf, vals ? f : NULL, vals);
+            free(vals);
+        }
+        jv_free(type);
+    }
+    jv_free(matched);
+    jv_free(st);
+    if (s->until)
+        strategy_keys(in, fb, fr, s->until, "until", add, ud);
+}
+
+void cv__instance_wait_keys(struct instance *in, cv__wait_key_fn add, void *ud)
+{
+    for (int i = 0; i < in->nfibers; i++) {
+        struct fiber *fb = in->fibers[i];
+        if (fb->state == FB_DONE)
+            continue;
+        for (int k = 0; k < fb->nframes; k++) {
+            struct frame *fr = &fb->frames[k];
+            if (listen_waiting(fr))
+                strategy_keys(in, fb, fr, &fr->task->u.listen.to, "main", add, ud);
+        }
+    }
+}
+
+char *cv__event_corr_values(const cv_workflow *wf, const struct cv_event_filter *f, jv ev)
+{
+    struct cv_evalenv env;
+    for (int v = 0; v < CV_VAR_COUNT; v++)
+        env.vars[v] = jv_invalid();
+    env.scope = jv_object();
+    env.materialize = no_var;
+    env.ud = NULL;
+    jv vals = jv_array();
+    int ok = 1;
+    for (int i = 0; ok && i < f->ncorr; i++) {
+        jv got;
+        if (cv__expr_eval(wf->exprs, f->corr[i].from, jv_copy(ev), &env, &got)) {
+            jv_free(got);
+            ok = 0;
+        } else {
+            vals = jv_array_append(vals, corr_canonical(got));
+        }
+    }
+    for (int v = 0; v < CV_VAR_COUNT; v++)
+        jv_free(env.vars[v]);
+    jv_free(env.scope);
+    if (!ok) {
+        jv_free(vals);
+        return NULL;
+    }
+    return dump_values(vals);
+}
+
 void cv__instance_cancel(struct instance *in)
 {
     if (!in->root || in->root->state == FB_DONE)
