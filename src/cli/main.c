@@ -8,7 +8,7 @@
  *   conveyor deploy|start|get|list|history|cancel|suspend ... [--server URL]
  *   conveyor resume ID [--server URL]       (no --db: the server's instance)
  *   conveyor events send ... [--server URL] (CloudEvents to a server's bus)
- *   conveyor model train|eval|predict|list|get ... --db FILE (model.c)
+ *   conveyor model train|eval|predict|list|get|approve|promote|retire ... --db FILE (model.c)
  *
  * Exit codes: 0 success, 1 invalid document or faulted workflow, 2 usage error.
  * The CLI is a thin layer over include/conveyor.h: everything it does, an
@@ -52,7 +52,8 @@ static const char usage_main[] =
     "  model train|eval|predict|list|get --db FILE\n"
     "                     text classifiers kept in a store: train on labeled JSON lines\n"
     "                     or CSV (prints NAME@VERSION), evaluate, predict, list, read a\n"
-    "                     model card (`conveyor model --help`)\n"
+    "                     model card, approve/promote/retire a version\n"
+    "                     (`conveyor model --help`)\n"
     "  version            print the version\n"
     "\n"
     "Run `conveyor <command> --help` for a command's options.\n";

@@ -9,6 +9,7 @@
  *   conveyor model predict NAME[@VERSION] --data FILE [--text FIELD] --db FILE
  *   conveyor model list [--json] --db FILE
  *   conveyor model get NAME[@VERSION] --db FILE
+ *   conveyor model approve|promote|retire NAME@VERSION --db FILE
  *
  * Scripts depend on these forms: `train` prints NAME@VERSION as the last
  * word of its output, `eval --json` one object with accuracy and macro_f1,
@@ -51,6 +52,10 @@ static const char usage_model[] =
     "                     one JSON line {label, confidence, scores, model} per row\n"
     "  list [--json]      every version of every model\n"
     "  get NAME[@VERSION] a version's model card as JSON\n"
+    "  approve NAME@VERSION   draft -> approved (or production -> approved)\n"
+    "  promote NAME@VERSION   approved -> production; the previous production version\n"
+    "                         goes back to approved\n"
+    "  retire NAME@VERSION    -> retired, for good\n"
     "\n"
     "NAME without @VERSION means the production version, else the newest version\n"
     "that is not retired. --text defaults to \"text\". --db FILE is a local store\n"
@@ -696,6 +701,36 @@ static int cmd_get(int argc, char **argv)
     return 0;
 }
 
+/* approve, promote, retire: one status move of one explicit version. */
+static int cmd_move(const char *cmd, int argc, char **argv)
+{
+    struct opts o;
+    int rc = parse(cmd, argc, argv, &o);
+    if (rc)
+        return rc;
+    char name[256];
+    int64_t version;
+    if ((rc = parse_ref(cmd, o.ref, name, sizeof name, &version)))
+        return rc;
+    if (!version)
+        return usage_error(cmd, "name the version: %s@VERSION", o.ref);
+    const char *to = !strcmp(cmd, "approve")   ? CV_MODEL_APPROVED
+                     : !strcmp(cmd, "promote") ? CV_MODEL_PRODUCTION
+                                               : CV_MODEL_RETIRED;
+    cv_store *s = NULL;
+    if (open_store(o.db, &s))
+        return 1;
+    jv err = jv_invalid();
+    if (cv_store_set_model_status(s, name, version, to, &err)) {
+        print_err(cmd, err);
+        cv_store_close(s);
+        return 1;
+    }
+    printf("%s@%lld %s\n", name, (long long)version, to);
+    cv_store_close(s);
+    return 0;
+}
+
 int cv__cli_model_main(int argc, char **argv)
 {
     if (argc < 1) {
@@ -716,6 +751,8 @@ int cv__cli_model_main(int argc, char **argv)
         return cmd_list(argc - 1, argv + 1);
     if (!strcmp(cmd, "get"))
         return cmd_get(argc - 1, argv + 1);
+    if (!strcmp(cmd, "approve") || !strcmp(cmd, "promote") || !strcmp(cmd, "retire"))
+        return cmd_move(cmd, argc - 1, argv + 1);
     fprintf(stderr, "conveyor model: unknown command '%s'\n%s", cmd, usage_model);
     return 2;
 }

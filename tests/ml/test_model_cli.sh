@@ -8,7 +8,8 @@
 # is NAME@VERSION with versions increasing, evaluates (text and --json),
 # predicts (one JSON line per row, probabilities summing to 1, the model
 # named), reads the card (data digest = sha256 of the file, metrics, status
-# draft), lists, and checks that bad input — a missing file, a row without
+# draft), lists, moves versions through approve/promote/retire (what a bare
+# name then means), and checks that bad input — a missing file, a row without
 # the label or text field, malformed JSON, a bad CSV quote, an empty file,
 # one label only, an unknown model or version, usage errors — exits non-zero
 # with a message naming file:line where there is one, and writes nothing to
@@ -141,6 +142,34 @@ cv model predict tickets@1 --data "$T/new.jsonl" --db "$DB"
 py "an unseen shipping text is classified as shipping; an empty text still gets scores" \
     "json.loads(lines[0])['label'] == 'shipping' and len(json.loads(lines[1])['scores']) == 3"
 
+# ---- status moves ------------------------------------------------------------------
+cv model promote tickets@1 --db "$DB"
+expect_rc "a draft cannot be promoted without an approval" 1
+err_has "the refusal says why" "tickets@1 is draft: it cannot become production"
+cv model approve tickets@1 --db "$DB"
+expect_rc "approve" 0
+py "approve says what it did" "out.strip() == 'tickets@1 approved'"
+cv model promote tickets@1 --db "$DB"
+expect_rc "promote an approved version" 0
+cv model get tickets --db "$DB"
+py "a bare name now means the production version (1, not the newer 2)" \
+    "(lambda c: (c['version'], c['status']) == (1, 'production'))(json.loads(out))"
+cv model predict tickets --data "$T/new.jsonl" --db "$DB"
+py "predictions name the production version" "json.loads(lines[0])['model'] == 'tickets@1'"
+cv model approve tickets@2 --db "$DB"
+cv model promote tickets@2 --db "$DB"
+expect_rc "promote another version" 0
+cv model get tickets@1 --db "$DB"
+py "the previous production version went back to approved" "json.loads(out)['status'] == 'approved'"
+cv model retire tickets@2 --db "$DB"
+expect_rc "retire" 0
+cv model approve tickets@2 --db "$DB"
+expect_rc "a retired version stays retired" 1
+cv model get tickets --db "$DB"
+py "a bare name skips the retired version" "json.loads(out)['version'] == 1"
+cv model approve tickets --db "$DB"
+expect_rc "a move needs an explicit version" 2
+
 # ---- bad input: clear messages, non-zero exit, nothing written ------------------
 N=$(versions)
 cv model train --kind text --data "$T/nope.jsonl" --label label --name bad --db "$DB"
@@ -204,7 +233,7 @@ cv model frobnicate --db "$DB"
 expect_rc "an unknown model command" 2
 cv model --help
 expect_rc "model --help" 0
-py "model --help lists the commands" "all(w in out for w in ('train', 'eval', 'predict', 'list', 'get', '--holdout', '--all'))"
+py "model --help lists the commands" "all(w in out for w in ('train', 'eval', 'predict', 'list', 'get', 'approve', 'promote', 'retire', '--holdout', '--all'))"
 cv --help
 py "conveyor --help mentions model" "'model train' in out"
 
