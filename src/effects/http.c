@@ -1328,7 +1328,7 @@ struct http_op {
     void *ud;
 };
 
-static struct cv_io *ctx_io(struct cv_http_ctx *c)
+struct cv_io *cv__http_ctx_io(struct cv_http_ctx *c)
 {
     pthread_mutex_lock(&c->mu);
     if (!c->io && !c->io_failed) {
@@ -1427,7 +1427,7 @@ static void op_io_done(struct cv_io_req *r, CURLcode res, int cancelled)
 
 int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_done_fn done, void *ud)
 {
-    struct cv_io *loop = env->http ? ctx_io(env->http) : NULL;
+    struct cv_io *loop = env->http ? cv__http_ctx_io(env->http) : NULL;
     if (!loop)
         return CV_EUNSUPPORTED;
     struct http_op *op = calloc(1, sizeof *op);

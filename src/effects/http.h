@@ -6,9 +6,12 @@
 
 #include "effects/effects.h"
 
-/* Shared, thread-safe caches (OAuth2 tokens, OIDC discovery, OpenAPI documents). */
+/* Shared, thread-safe caches (OAuth2 tokens, OIDC discovery, OpenAPI
+ * documents), and the runtime's I/O thread (effects/io.h). */
 struct cv_http_ctx *cv__http_ctx_new(void);
 void cv__http_ctx_free(struct cv_http_ctx *c);
+/* The I/O thread of `c`, started on first use; NULL when it cannot start. */
+struct cv_io *cv__http_ctx_io(struct cv_http_ctx *c);
 
 /*
  * Performs `call: http`. `args` (consumed) is the task's evaluated `with`:

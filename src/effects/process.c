@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "conveyor.h"
 #include "effects/http.h"
+#include "effects/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -807,34 +808,33 @@ static jv as_string(struct obuf *b)
     return jv_string_sized(b->p ? b->p : "", (int)b->len); /* invalid UTF-8 → U+FFFD */
 }
 
-int cv__process_run(const cv_effect_env *env, jv args, jv input, jv *out)
+/*
+ * Starts the child of `args` (borrowed). Returns 0 with *pid > 0 and o/e
+ * reading its pipes while an awaited child runs; 0 with *pid == 0 and *out =
+ * *input (taken) when a detached one was started; otherwise the code with
+ * *out (CV_EFAULT: the error). Whatever happens, release with child_release.
+ */
+static int child_start(const cv_effect_env *env, jv args, jv *input, struct spec *sp, struct obuf *o,
+                       struct obuf *e, pid_t *pid, jv *out)
 {
-    struct spec sp;
-    memset(&sp, 0, sizeof sp);
-    sp.stdin_data = jv_null();
-    struct obuf o = {.fd = -1}, e = {.fd = -1};
     int pout[2] = {-1, -1}, perr[2] = {-1, -1}, in_fd = -1;
     int rc;
-
+    *pid = 0;
     *out = jv_null();
-    if (env && env->cancel && atomic_load(env->cancel)) {
-        rc = CV_ECANCELED;
-        goto out;
-    }
-    rc = prepare(env, args, &sp, out);
+    if (env && env->cancel && atomic_load(env->cancel))
+        return CV_ECANCELED;
+    rc = prepare(env, args, sp, out);
     if (rc)
-        goto out;
-    in_fd = stdin_fd(sp.stdin_data);
-    if (in_fd < 0) {
-        rc = runtime_error(out, "Cannot start the process", "cannot prepare stdin");
-        goto out;
-    }
+        return rc;
+    in_fd = stdin_fd(sp->stdin_data);
+    if (in_fd < 0)
+        return runtime_error(out, "Cannot start the process", "cannot prepare stdin");
 
-    if (!sp.await) {
-        rc = spawn_detached(&sp, in_fd, out);
+    if (!sp->await) {
+        rc = spawn_detached(sp, in_fd, out);
         if (rc == CV_OK) {
-            *out = input;
-            input = jv_invalid();
+            *out = *input;
+            *input = jv_invalid();
         }
         goto out;
     }
@@ -852,84 +852,23 @@ int cv__process_run(const cv_effect_env *env, jv args, jv input, jv *out)
     fcntl(pout[0], F_SETFL, O_NONBLOCK);
     fcntl(perr[0], F_SETFL, O_NONBLOCK);
 
-    pid_t pid;
-    int serr = spawn_awaited(&sp, in_fd, pout[1], perr[1], &pid);
+    int serr = spawn_awaited(sp, in_fd, pout[1], perr[1], pid);
     close(pout[1]);
     close(perr[1]);
     close(in_fd);
     pout[1] = perr[1] = in_fd = -1;
     if (serr) {
+        *pid = 0;
         *out = cv__error_newf(CV_ERR_RUNTIME, 500, "Cannot start the process", "%s: %s",
-                              sp.argv.v[0], strerror(serr));
+                              sp->argv.v[0], strerror(serr));
         rc = CV_EFAULT;
         goto out;
     }
-    o.fd = pout[0];
-    e.fd = perr[0];
+    o->fd = pout[0];
+    e->fd = perr[0];
     pout[0] = perr[0] = -1;
-
-    int code = -1;
-    switch (watch(env, pid, &o, &e, &code)) {
-    case DONE:
-        break;
-    case CANCELLED:
-        rc = CV_ECANCELED;
-        goto out;
-    case TIMED_OUT:
-        *out = cv__error_new(CV_ERR_TIMEOUT, 408, "Timeout",
-                             "the process did not finish before the task's deadline");
-        rc = CV_EFAULT;
-        goto out;
-    case TOO_LARGE:
-        rc = runtime_error(out, "Process output too large",
-                           "stdout or stderr exceeded 16 MiB; the process was killed");
-        goto out;
-    case FAILED:
-        rc = runtime_error(out, "Process failed", "reading the process's output failed");
-        goto out;
-    }
-
-    if (code != 0 && (sp.ret == RET_STDOUT || sp.ret == RET_STDERR)) {
-        jv detail = as_string(&e);
-        char title[64];
-        snprintf(title, sizeof title, "Process exited with code %d", code);
-        if (jv_string_length_bytes(jv_copy(detail)) == 0) {
-            jv_free(detail);
-            detail = jv_string("the process wrote nothing to stderr");
-        }
-        *out = cv__error_new(CV_ERR_RUNTIME, 500, title, jv_string_value(detail));
-        jv_free(detail);
-        rc = CV_EFAULT;
-        goto out;
-    }
-    switch (sp.ret) {
-    case RET_STDOUT:
-        *out = as_string(&o);
-        break;
-    case RET_STDERR:
-        *out = as_string(&e);
-        break;
-    case RET_CODE:
-        *out = jv_number(code);
-        break;
-    case RET_ALL:
-        *out = jv_object();
-        *out = jv_object_set(*out, jv_string("code"), jv_number(code));
-        *out = jv_object_set(*out, jv_string("stdout"), as_string(&o));
-        *out = jv_object_set(*out, jv_string("stderr"), as_string(&e));
-        break;
-    case RET_NONE:
-        *out = jv_null();
-        break;
-    }
     rc = CV_OK;
 out:
-    if (rc == CV_ENOMEM)
-        *out = jv_null();
-    remove_script(&sp);
-    strv_free(&sp.argv);
-    strv_free(&sp.envp);
-    jv_free(sp.stdin_data);
     for (int i = 0; i < 2; i++) {
         if (pout[i] >= 0)
             close(pout[i]);
@@ -938,13 +877,252 @@ out:
     }
     if (in_fd >= 0)
         close(in_fd);
-    if (o.fd >= 0)
-        close(o.fd);
-    if (e.fd >= 0)
-        close(e.fd);
-    free(o.p);
-    free(e.p);
+    return rc;
+}
+
+/* The effect's result once an awaited child ended (`res`, exit `code`). */
+static int child_result(const struct spec *sp, struct obuf *o, struct obuf *e, enum outcome res, int code,
+                        jv *out)
+{
+    *out = jv_null();
+    switch (res) {
+    case DONE:
+        break;
+    case CANCELLED:
+        return CV_ECANCELED;
+    case TIMED_OUT:
+        *out = cv__error_new(CV_ERR_TIMEOUT, 408, "Timeout",
+                             "the process did not finish before the task's deadline");
+        return CV_EFAULT;
+    case TOO_LARGE:
+        return runtime_error(out, "Process output too large",
+                             "stdout or stderr exceeded 16 MiB; the process was killed");
+    case FAILED:
+        return runtime_error(out, "Process failed", "reading the process's output failed");
+    }
+
+    if (code != 0 && (sp->ret == RET_STDOUT || sp->ret == RET_STDERR)) {
+        jv detail = as_string(e);
+        char title[64];
+        snprintf(title, sizeof title, "Process exited with code %d", code);
+        if (jv_string_length_bytes(jv_copy(detail)) == 0) {
+            jv_free(detail);
+            detail = jv_string("the process wrote nothing to stderr");
+        }
+        *out = cv__error_new(CV_ERR_RUNTIME, 500, title, jv_string_value(detail));
+        jv_free(detail);
+        return CV_EFAULT;
+    }
+    switch (sp->ret) {
+    case RET_STDOUT:
+        *out = as_string(o);
+        break;
+    case RET_STDERR:
+        *out = as_string(e);
+        break;
+    case RET_CODE:
+        *out = jv_number(code);
+        break;
+    case RET_ALL:
+        *out = jv_object();
+        *out = jv_object_set(*out, jv_string("code"), jv_number(code));
+        *out = jv_object_set(*out, jv_string("stdout"), as_string(o));
+        *out = jv_object_set(*out, jv_string("stderr"), as_string(e));
+        break;
+    case RET_NONE:
+        *out = jv_null();
+        break;
+    }
+    return CV_OK;
+}
+
+static void child_release(struct spec *sp, struct obuf *o, struct obuf *e)
+{
+    remove_script(sp);
+    strv_free(&sp->argv);
+    strv_free(&sp->envp);
+    jv_free(sp->stdin_data);
+    sp->stdin_data = jv_null();
+    if (o->fd >= 0)
+        close(o->fd);
+    if (e->fd >= 0)
+        close(e->fd);
+    o->fd = e->fd = -1;
+    free(o->p);
+    free(e->p);
+    o->p = e->p = NULL;
+}
+
+int cv__process_run(const cv_effect_env *env, jv args, jv input, jv *out)
+{
+    struct spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.stdin_data = jv_null();
+    struct obuf o = {.fd = -1}, e = {.fd = -1};
+    pid_t pid = 0;
+    int rc = child_start(env, args, &input, &sp, &o, &e, &pid, out);
+    if (!rc && pid > 0) {
+        int code = -1;
+        enum outcome res = watch(env, pid, &o, &e, &code);
+        rc = child_result(&sp, &o, &e, res, code, out);
+    }
+    if (rc == CV_ENOMEM || rc == CV_ECANCELED) {
+        jv_free(*out);
+        *out = jv_null();
+    }
+    child_release(&sp, &o, &e);
     jv_free(args);
     jv_free(input);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The effect on the I/O thread                                              */
+/* ------------------------------------------------------------------------ */
+
+/* An awaited child watched by the I/O thread: the steps of watch() as a
+ * state machine, without ever blocking (the grace before SIGKILL included). */
+struct proc_op {
+    struct cv_io_watch w; /* first: the I/O thread hands it back */
+    const cv_effect_env *env;
+    struct spec sp;
+    struct obuf o, e;
+    pid_t pid;
+    int pidfd;
+    int exited;
+    int64_t exited_at;
+    int killing; /* SIGTERM sent: SIGKILL at kill_at unless it ended */
+    int64_t kill_at;
+    enum outcome res;
+    int rc; /* a result known at the start (pid == 0) */
+    jv out;
+    cv_process_done_fn done;
+    void *ud;
+};
+
+static int proc_fds(struct cv_io_watch *w, struct curl_waitfd *fds, int max)
+{
+    struct proc_op *op = (struct proc_op *)w;
+    int n = 0;
+    if (op->killing) { /* not read any more: only its end matters */
+        if (op->pidfd >= 0 && n < max)
+            fds[n++] = (struct curl_waitfd){.fd = op->pidfd, .events = CURL_WAIT_POLLIN};
+        return n;
+    }
+    if (op->o.fd >= 0 && n < max)
+        fds[n++] = (struct curl_waitfd){.fd = op->o.fd, .events = CURL_WAIT_POLLIN};
+    if (op->e.fd >= 0 && n < max)
+        fds[n++] = (struct curl_waitfd){.fd = op->e.fd, .events = CURL_WAIT_POLLIN};
+    if (op->pidfd >= 0 && !op->exited && n < max)
+        fds[n++] = (struct curl_waitfd){.fd = op->pidfd, .events = CURL_WAIT_POLLIN};
+    return n;
+}
+
+static void proc_end(struct proc_op *op, int rc, jv out)
+{
+    if (op->pidfd >= 0)
+        close(op->pidfd);
+    child_release(&op->sp, &op->o, &op->e);
+    cv_process_done_fn done = op->done;
+    void *ud = op->ud;
+    free(op);
+    done(ud, rc, out);
+}
+
+static void proc_kill(struct proc_op *op, enum outcome res, int64_t now)
+{
+    op->res = res;
+    op->killing = 1;
+    op->kill_at = now + TERM_GRACE_MS;
+    kill(-op->pid, SIGTERM);
+}
+
+static int proc_step(struct cv_io_watch *w, int64_t now, int stopping, int64_t *wake)
+{
+    struct proc_op *op = (struct proc_op *)w;
+    if (!op->pid) { /* known at the start */
+        proc_end(op, op->rc, op->out);
+        return 1;
+    }
+    if (op->killing) {
+        if (stopping || now >= op->kill_at || has_exited(op->pid)) {
+            kill(-op->pid, SIGKILL); /* the rest of the group, or a leader ignoring SIGTERM */
+            reap(op->pid);
+            jv out;
+            int rc = child_result(&op->sp, &op->o, &op->e, op->res, -1, &out);
+            proc_end(op, rc, out);
+            return 1;
+        }
+        *wake = now + 10 < op->kill_at ? now + 10 : op->kill_at;
+        return 0;
+    }
+    int d = op->o.fd >= 0 ? drain(&op->o) : 0;
+    if (!d && op->e.fd >= 0)
+        d = drain(&op->e);
+    const cv_effect_env *env = op->env;
+    if (stopping || (env->cancel && atomic_load(env->cancel))) {
+        proc_kill(op, CANCELLED, now);
+        if (stopping)
+            return proc_step(w, now, stopping, wake);
+    } else if (d) {
+        proc_kill(op, d == 1 ? TOO_LARGE : FAILED, now);
+    } else if (env->deadline_ms && now >= env->deadline_ms) {
+        proc_kill(op, TIMED_OUT, now);
+    }
+    if (op->killing) {
+        *wake = now + 10;
+        return 0;
+    }
+    if (!op->exited && has_exited(op->pid)) {
+        op->exited = 1;
+        op->exited_at = now;
+    }
+    if (op->exited && ((op->o.fd < 0 && op->e.fd < 0) || now - op->exited_at >= EOF_GRACE_MS)) {
+        int code = reap(op->pid);
+        jv out;
+        int rc = child_result(&op->sp, &op->o, &op->e, DONE, code, &out);
+        proc_end(op, rc, out);
+        return 1;
+    }
+    /* the next look without a descriptor ready: cancel checks, the deadline,
+     * the end of the grace after its exit, or its status when there is no pidfd */
+    int64_t next = now + TICK_MS;
+    if (!op->exited && op->pidfd < 0)
+        next = now + 10;
+    if (env->deadline_ms && env->deadline_ms < next)
+        next = env->deadline_ms;
+    if (op->exited && op->exited_at + EOF_GRACE_MS < next)
+        next = op->exited_at + EOF_GRACE_MS;
+    *wake = next;
+    return 0;
+}
+
+int cv__process_start(const cv_effect_env *env, jv args, jv input, cv_process_done_fn done, void *ud)
+{
+    struct cv_io *loop = env->http ? cv__http_ctx_io(env->http) : NULL;
+    if (!loop)
+        return CV_EUNSUPPORTED;
+    struct proc_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return CV_ENOMEM;
+    op->env = env;
+    op->done = done;
+    op->ud = ud;
+    op->w.fds = proc_fds;
+    op->w.step = proc_step;
+    op->sp.stdin_data = jv_null();
+    op->o.fd = op->e.fd = op->pidfd = -1;
+    jv in = jv_copy(input);
+    op->rc = child_start(env, args, &in, &op->sp, &op->o, &op->e, &op->pid, &op->out);
+    jv_free(in);
+    if (op->rc == CV_ENOMEM || op->rc == CV_ECANCELED) {
+        jv_free(op->out);
+        op->out = jv_null();
+    }
+    if (!op->rc && op->pid > 0)
+        op->pidfd = open_pidfd(op->pid);
+    else
+        op->pid = 0; /* ended already: reported at the first step */
+    cv__io_watch(loop, &op->w);
+    return CV_OK;
 }

@@ -26,4 +26,17 @@
  */
 int cv__process_run(const cv_effect_env *env, jv args, jv input, jv *out);
 
+/* How cv__process_start reports: what cv__process_run returns (out owned by the callee). */
+typedef void (*cv_process_done_fn)(void *ud, int rc, jv out);
+
+/*
+ * The same child started now (args and input borrowed) and watched by the
+ * I/O thread of env->http (no thread waits for it; the grace between
+ * SIGTERM and SIGKILL does not block either): returns 0 and `done` is called
+ * exactly once, on the I/O thread, with cv__process_run's result. `env` must
+ * stay valid until then. CV_EUNSUPPORTED (nothing started) when there is no
+ * I/O thread; CV_ENOMEM.
+ */
+int cv__process_start(const cv_effect_env *env, jv args, jv input, cv_process_done_fn done, void *ud);
+
 #endif

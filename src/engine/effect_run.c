@@ -2,11 +2,13 @@
  * effect_run.c — where an effect runs once the interpreter has prepared it
  * (struct effect, engine_int.h), and how its result reaches its instance.
  *
- * `call: http` runs on the runtime's I/O thread (src/effects/io.c: one
- * libcurl multi handle, connections kept alive): no thread waits for it.
- * Other effects (child processes, OpenAPI calls, which may first fetch their
- * document, remote definitions, HTTP calls whose OAuth2/OIDC token may need
- * an exchange of its own) still run to their end on a detached thread each.
+ * `call: http` and the child processes of `run: shell` / `run: script` run on
+ * the runtime's I/O thread (src/effects/io.c: one libcurl multi handle,
+ * connections kept alive; the children's pipes and pidfds in the same poll):
+ * no thread waits for them. The rest (OpenAPI calls, which may first fetch
+ * their document, remote definitions, HTTP calls whose OAuth2/OIDC token may
+ * need an exchange of its own) still run to their end on a detached thread
+ * each.
  * Either way the result is posted to the instance's queue of finished
  * effects and the instance is woken (cv__effect_post).
  */
@@ -63,9 +65,17 @@ static void http_done(void *ud, int rc, jv out, jv authz)
     cv__effect_post(ud, rc, out, authz);
 }
 
+static void process_done(void *ud, int rc, jv out)
+{
+    cv__effect_post(ud, rc, out, jv_null());
+}
+
 int cv__effect_launch(struct effect *e)
 {
     if (e->kind == CV_T_CALL_HTTP && cv__http_call_start(&e->env, e->args, e->input, http_done, e) == CV_OK)
+        return 0;
+    if (e->kind == CV_T_RUN_PROCESS &&
+        cv__process_start(&e->env, e->args, e->input, process_done, e) == CV_OK)
         return 0;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

@@ -19,11 +19,13 @@
 
 #include "common/util.h"
 #include "conveyor.h"
+#include "effects/http.h"
 #include "effects/process.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
 static char tmpdir[256];
+static struct cv_http_ctx *ioctx; /* its I/O thread watches the children of run_env */
 
 /* Every test runs with TMPDIR pointing at a private, initially empty directory. */
 static void setup(void)
@@ -31,6 +33,8 @@ static void setup(void)
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cv-test-process-XXXXXX");
     cr_assert_not_null(mkdtemp(tmpdir));
     setenv("TMPDIR", tmpdir, 1);
+    ioctx = cv__http_ctx_new();
+    cr_assert_not_null(cv__http_ctx_io(ioctx)); /* started now: its descriptors are there before any count */
 }
 
 static int count_entries(const char *dir)
@@ -54,6 +58,8 @@ static int count_fds(void)
 
 static void teardown(void)
 {
+    cv__http_ctx_free(ioctx);
+    ioctx = NULL;
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
@@ -68,12 +74,51 @@ static void assert_no_children(void)
     cr_assert(r == -1 && errno == ECHILD, "a child process was left behind (waitpid → %d)", (int)r);
 }
 
-/* Runs `args_json` with input {"in": true}; returns the code and sets *out. */
+/* A child's end, reported by the I/O thread. */
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, rc, calls;
+    jv out;
+};
+
+static void waiter_done(void *ud, int rc, jv out)
+{
+    struct waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->calls++;
+    w->done = 1;
+    w->rc = rc;
+    w->out = out;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void waiter_wait(struct waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    cr_assert_eq(w->calls, 1);
+}
+
+/* Runs `args_json` with input {"in": true} as the engine does: watched by
+ * the I/O thread (cv__process_start); returns the code and sets *out.
+ * (cv__process_run, the blocking form, is called directly by a few tests.) */
 static int run_env(const cv_effect_env *env, const char *args_json, jv *out)
 {
-    jv args = jv_parse(args_json);
+    jv args = jv_parse(args_json), input = jv_parse("{\"in\": true}");
     cr_assert(jv_is_valid(args), "bad test JSON: %s", args_json);
-    return cv__process_run(env, args, jv_parse("{\"in\": true}"), out);
+    cv_effect_env e = *env;
+    e.http = ioctx;
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+    cr_assert_eq(cv__process_start(&e, args, input, waiter_done, &w), CV_OK);
+    jv_free(args);
+    jv_free(input);
+    waiter_wait(&w);
+    *out = w.out;
+    return w.rc;
 }
 
 static int run(const char *args_json, jv *out)
@@ -581,4 +626,55 @@ Test(process, detached_script_removes_its_file)
     for (int i = 0; i < 250 && count_entries(tmpdir) != 0; i++)
         usleep(20000);
     cr_assert_eq(count_entries(tmpdir), 0, "the detached script's file was not removed");
+}
+
+/* ---- children on the I/O thread ------------------------------------------------ */
+
+static int count_threads(void)
+{
+    return count_entries("/proc/self/task");
+}
+
+Test(process, children_on_the_io_thread_hold_no_thread)
+{
+    enum { N = 12 };
+    static struct waiter w[N];
+    cv_effect_env env = {.http = ioctx};
+    int before = count_threads();
+    for (int i = 0; i < N; i++) {
+        char args[200];
+        snprintf(args, sizeof args, "{\"shell\": {\"command\": \"sleep 0.3; echo child %d\"}}", i);
+        w[i] = (struct waiter){PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+        jv a = jv_parse(args), in = jv_null();
+        cr_assert_eq(cv__process_start(&env, a, in, waiter_done, &w[i]), CV_OK);
+        jv_free(a);
+    }
+    /* all twelve are running (each sleeps 0.3 s): no thread was started for them */
+    cr_assert_eq(count_threads(), before, "%d threads while %d children run, %d before", count_threads(), N,
+                 before);
+    for (int i = 0; i < N; i++) {
+        waiter_wait(&w[i]);
+        cr_assert_eq(w[i].rc, CV_OK);
+        char want[40];
+        snprintf(want, sizeof want, "child %d\n", i);
+        cr_assert_str_eq(jv_string_value(w[i].out), want);
+        jv_free(w[i].out);
+    }
+    assert_no_children();
+}
+
+Test(process, stopping_the_io_thread_kills_running_children)
+{
+    struct cv_http_ctx *c = cv__http_ctx_new();
+    cv_effect_env env = {.http = c};
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+    jv a = jv_parse("{\"shell\": {\"command\": \"trap '' TERM; sleep 100\"}}");
+    cr_assert_eq(cv__process_start(&env, a, jv_null(), waiter_done, &w), CV_OK);
+    jv_free(a);
+    usleep(200 * 1000);
+    cv__http_ctx_free(c); /* the child is killed at once (no grace at the end), and reaped */
+    cr_assert_eq(w.calls, 1);
+    cr_assert_eq(w.rc, CV_ECANCELED);
+    jv_free(w.out);
+    assert_no_children();
 }
