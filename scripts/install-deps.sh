@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
       libjq-dev libonig-dev libfyaml-dev libcurl4-openssl-dev libsqlite3-dev
       libcriterion-dev libmicrohttpd-dev python3 ca-certificates curl
-      liblinear-dev libssl-dev python3-sklearn"
+      liblinear-dev libssl-dev python3-sklearn libpcre2-dev libxgboost-dev weka"
 
 missing=""
 for p in $PKGS; do
