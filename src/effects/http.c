@@ -1425,14 +1425,11 @@ static void op_io_done(struct cv_io_req *r, CURLcode res, int cancelled)
     op_complete(op, rc, out, authz);
 }
 
-int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_done_fn done, void *ud)
+static struct http_op *op_new(struct cv_io *loop, const cv_effect_env *env, cv_http_done_fn done, void *ud)
 {
-    struct cv_io *loop = env->http ? cv__http_ctx_io(env->http) : NULL;
-    if (!loop)
-        return CV_EUNSUPPORTED;
     struct http_op *op = calloc(1, sizeof *op);
     if (!op)
-        return CV_ENOMEM;
+        return NULL;
     op->loop = loop;
     op->env = env;
     op->done = done;
@@ -1441,6 +1438,58 @@ int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_don
     op->out = jv_null();
     op->rs.headers = jv_null();
     cv__http_call_init(&op->c);
+    return op;
+}
+
+/* Sends op->c (prepared): authentication without an exchange, headers, body,
+ * then the first hop; failures are reported through the I/O thread. */
+static void op_send(struct http_op *op)
+{
+    jv out = jv_null();
+    int rc = send_begin(op->env, &op->c, &op->st, &out);
+    op->begun = 1;
+    if (rc)
+        op_defer(op, rc, out);
+    else
+        op_hop(op);
+}
+
+int cv__http_call_report(const cv_effect_env *env, int rc, jv out, cv_http_done_fn done, void *ud)
+{
+    struct cv_io *loop = env->http ? cv__http_ctx_io(env->http) : NULL;
+    struct http_op *op = loop ? op_new(loop, env, done, ud) : NULL;
+    if (!op) {
+        jv_free(out);
+        return loop ? CV_ENOMEM : CV_EUNSUPPORTED;
+    }
+    op_defer(op, rc, out);
+    return CV_OK;
+}
+
+int cv__http_call_start_prepared(const cv_effect_env *env, struct cv_http_call *c, cv_http_done_fn done,
+                                 void *ud)
+{
+    struct cv_io *loop = env->http ? cv__http_ctx_io(env->http) : NULL;
+    if (!loop || auth_needs_exchange(c->auth))
+        return CV_EUNSUPPORTED;
+    struct http_op *op = op_new(loop, env, done, ud);
+    if (!op)
+        return CV_ENOMEM;
+    cv__http_call_cleanup(&op->c);
+    op->c = *c; /* taken over */
+    cv__http_call_init(c);
+    op_send(op);
+    return CV_OK;
+}
+
+int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_done_fn done, void *ud)
+{
+    struct cv_io *loop = env->http ? cv__http_ctx_io(env->http) : NULL;
+    if (!loop)
+        return CV_EUNSUPPORTED;
+    struct http_op *op = op_new(loop, env, done, ud);
+    if (!op)
+        return CV_ENOMEM;
     jv out = jv_null();
     int rc = call_parse(args, input, &op->c, &out);
     if (!rc && auth_needs_exchange(op->c.auth)) {
@@ -1448,14 +1497,10 @@ int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_don
         free(op);
         return CV_EUNSUPPORTED;
     }
-    if (!rc) {
-        rc = send_begin(env, &op->c, &op->st, &out);
-        op->begun = 1;
-    }
     if (rc)
         op_defer(op, rc, out);
     else
-        op_hop(op);
+        op_send(op);
     return CV_OK;
 }
 

@@ -52,6 +52,10 @@ int cv__http_call_start(const cv_effect_env *env, jv args, jv input, cv_http_don
  *  output, redirect}. Same results and errors as cv__http_call.
  */
 int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz);
+/* The same on the I/O thread (args borrowed), as cv__http_call_start; also
+ * CV_EUNSUPPORTED when the document is not cached yet (fetching it would
+ * block: the first call of a document runs as a blocking one). */
+int cv__openapi_call_start(const cv_effect_env *env, jv args, cv_http_done_fn done, void *ud);
 
 /*
  * GETs `uri` (an external resource) and returns its body as a jv string in

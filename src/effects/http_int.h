@@ -13,6 +13,7 @@
 
 #include "effects/effects.h"
 #include "effects/hostmap.h"
+#include "effects/http.h"
 
 #include <curl/curl.h>
 #include <jv.h>
@@ -139,6 +140,19 @@ int cv__http_call_options(jv args, struct cv_http_call *c, jv *err);
  * as cv__http_call (http.h). `c` stays owned by the caller.
  */
 int cv__http_call_perform(const cv_effect_env *env, struct cv_http_call *c, jv *out, jv *authz);
+
+/*
+ * cv__http_call_start (http.h) for a call already prepared: on 0 the call's
+ * fields are taken over (c is left empty) and `done` is called once on the
+ * I/O thread. CV_EUNSUPPORTED (nothing taken) when there is no I/O thread or
+ * the policy may need a token exchange; CV_ENOMEM.
+ */
+int cv__http_call_start_prepared(const cv_effect_env *env, struct cv_http_call *c, cv_http_done_fn done,
+                                 void *ud);
+/* Reports (rc, out: consumed) through `done` on the I/O thread, as an
+ * asynchronous call's end: 0, CV_EUNSUPPORTED (no I/O thread) or CV_ENOMEM
+ * (out freed then, done not called). */
+int cv__http_call_report(const cv_effect_env *env, int rc, jv out, cv_http_done_fn done, void *ud);
 
 /*
  * Appends `query` (borrowed object) to *url (malloc'd, replaced): strings

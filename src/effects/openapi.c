@@ -87,8 +87,9 @@ static int parse_doc(const char *text, size_t len, const char *uri, jv *doc, jv 
     return CV_EFAULT;
 }
 
-/* Fetches (or takes from the cache) and parses the document at `endpoint` (borrowed). */
-static int load_doc(const cv_effect_env *env, jv endpoint, const char *uri, jv *doc, jv *err)
+/* Fetches (or takes from the cache) and parses the document at `endpoint`
+ * (borrowed). cached_only: CV_EUNSUPPORTED when it is not in the cache. */
+static int load_doc(const cv_effect_env *env, jv endpoint, const char *uri, int cached_only, jv *doc, jv *err)
 {
     char *key = NULL;
     if (asprintf(&key, "doc\n%s", uri) < 0)
@@ -103,6 +104,10 @@ static int load_doc(const cv_effect_env *env, jv endpoint, const char *uri, jv *
             return CV_OK;
         }
         jv_free(v);
+    }
+    if (cached_only) { /* fetching it would block: the caller runs the call as a blocking one */
+        free(key);
+        return CV_EUNSUPPORTED;
     }
     char *text = NULL;
     size_t len = 0;
@@ -564,18 +569,22 @@ static char *pick_media_type(jv rb)
 
 /* ---- call: openapi ------------------------------------------------------- */
 
-int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
+/*
+ * Turns a `call: openapi`'s `with` (args borrowed) into the HTTP call `c`
+ * (initialised by the caller, cleaned up by it): document, operation, base,
+ * parameters, body, authentication, options. 0, CV_ENOMEM, CV_EFAULT with
+ * *out, or (cached_only) CV_EUNSUPPORTED when the document would have to be
+ * fetched first.
+ */
+static int openapi_prepare(const cv_effect_env *env, jv args, int cached_only, struct cv_http_call *c,
+                           jv *out)
 {
     int rc = CV_OK;
-    struct cv_http_call c;
     struct op o = {jv_null(), jv_null(), NULL, NULL};
     jv doc = jv_null(), endpoint = jv_null(), params = jv_null(), decl = jv_null();
     jv form = jv_object(), cookies = jv_array();
     char *uri = NULL, *base = NULL, *path = NULL, *op_id = NULL;
     int swagger2 = 0;
-    cv__http_call_init(&c);
-    if (authz)
-        *authz = jv_null();
     *out = jv_null();
 
     if (jv_get_kind(args) != JV_KIND_OBJECT) {
@@ -602,7 +611,7 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
         goto out;
     }
     jv_free(*out);
-    rc = load_doc(env, endpoint, uri, &doc, out);
+    rc = load_doc(env, endpoint, uri, cached_only, &doc, out);
     if (rc) {
         if (rc != CV_EFAULT)
             *out = jv_null();
@@ -677,7 +686,7 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
             } else if (strcmp(in, "header") == 0) {
                 char *t = value_text(v, ",");
                 if (t)
-                    c.headers = jv_object_set(c.headers, jv_string(name), jv_string(t));
+                    c->headers = jv_object_set(c->headers, jv_string(name), jv_string(t));
                 else
                     rc = CV_ENOMEM;
                 free(t);
@@ -691,8 +700,8 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
                 free(t);
                 free(et);
             } else if (strcmp(in, "body") == 0) {
-                jv_free(c.body);
-                c.body = jv_copy(v);
+                jv_free(c->body);
+                c->body = jv_copy(v);
             } else if (strcmp(in, "formData") == 0) {
                 form = jv_object_set(form, jv_string(name), jv_copy(v));
             }
@@ -709,8 +718,8 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
         goto out;
     }
 
-    if (asprintf(&c.url, "%s%s%s", base, path[0] == '/' ? "" : "/", path) < 0) {
-        c.url = NULL;
+    if (asprintf(&c->url, "%s%s%s", base, path[0] == '/' ? "" : "/", path) < 0) {
+        c->url = NULL;
         jv_free(query_pairs);
         rc = CV_ENOMEM;
         goto out;
@@ -720,7 +729,7 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
         if (rc == CV_OK) {
             jv name = jv_array_get(jv_copy(qp), 0), v = jv_array_get(jv_copy(qp), 1);
             jv rep = jv_array_get(jv_copy(qp), 2), sep = jv_array_get(jv_copy(qp), 3);
-            rc = add_query(&c.url, jv_string_value(name), v, jv_get_kind(rep) == JV_KIND_TRUE,
+            rc = add_query(&c->url, jv_string_value(name), v, jv_get_kind(rep) == JV_KIND_TRUE,
                            jv_string_value(sep));
             jv_free(name);
             jv_free(v);
@@ -738,15 +747,15 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
             rc = CV_ENOMEM;
             goto out;
         }
-        c.headers = jv_object_set(c.headers, jv_string("Cookie"), jv_string(ck));
+        c->headers = jv_object_set(c->headers, jv_string("Cookie"), jv_string(ck));
         free(ck);
     }
 
     /* Bodies. */
-    if (jv_object_length(jv_copy(form)) > 0 && !jv_is_valid(c.body)) {
-        jv_free(c.body);
-        c.body = jv_copy(form);
-        c.headers = jv_object_set(c.headers, jv_string("Content-Type"),
+    if (jv_object_length(jv_copy(form)) > 0 && !jv_is_valid(c->body)) {
+        jv_free(c->body);
+        c->body = jv_copy(form);
+        c->headers = jv_object_set(c->headers, jv_string("Content-Type"),
                                   jv_string("application/x-www-form-urlencoded"));
     }
     jv rb = deref(doc, jv_object_get(jv_copy(o.op), jv_string("requestBody")));
@@ -794,9 +803,9 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
                 rc = CV_ENOMEM;
                 goto out;
             }
-            jv_free(c.body);
-            c.body = body;
-            c.headers = jv_object_set(c.headers, jv_string("Content-Type"), jv_string(mt));
+            jv_free(c->body);
+            c->body = body;
+            c->headers = jv_object_set(c->headers, jv_string("Content-Type"), jv_string(mt));
             free(mt);
         } else {
             jv_free(body);
@@ -804,28 +813,24 @@ int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
     }
     jv_free(rb);
 
-    c.method = strdup(o.method);
-    if (!c.method) {
+    c->method = strdup(o.method);
+    if (!c->method) {
         rc = CV_ENOMEM;
         goto out;
     }
     jv au = jv_object_get(jv_copy(args), jv_string("authentication"));
     if (jv_is_valid(au)) {
-        jv_free(c.auth);
-        c.auth = au;
+        jv_free(c->auth);
+        c->auth = au;
     } else {
         jv_free(au);
     }
-    rc = cv__http_call_options(args, &c, out);
-    if (rc)
-        goto out;
-    rc = cv__http_call_perform(env, &c, out, authz);
+    rc = cv__http_call_options(args, c, out);
 out:
     if (rc && rc != CV_EFAULT) {
         jv_free(*out);
         *out = jv_null();
     }
-    cv__http_call_cleanup(&c);
     jv_free(o.path_item);
     jv_free(o.op);
     free(o.path);
@@ -835,10 +840,45 @@ out:
     jv_free(decl);
     jv_free(form);
     jv_free(cookies);
-    jv_free(args);
     free(uri);
     free(base);
     free(path);
     free(op_id);
+    return rc;
+}
+
+int cv__openapi_call(const cv_effect_env *env, jv args, jv *out, jv *authz)
+{
+    struct cv_http_call c;
+    cv__http_call_init(&c);
+    if (authz)
+        *authz = jv_null();
+    int rc = openapi_prepare(env, args, 0, &c, out);
+    if (!rc)
+        rc = cv__http_call_perform(env, &c, out, authz);
+    cv__http_call_cleanup(&c);
+    jv_free(args);
+    return rc;
+}
+
+int cv__openapi_call_start(const cv_effect_env *env, jv args, cv_http_done_fn done, void *ud)
+{
+    if (!env->http || !cv__http_ctx_io(env->http))
+        return CV_EUNSUPPORTED;
+    struct cv_http_call c;
+    cv__http_call_init(&c);
+    jv out = jv_null();
+    int rc = openapi_prepare(env, args, 1, &c, &out);
+    if (rc == CV_EUNSUPPORTED || rc == CV_ENOMEM) {
+        cv__http_call_cleanup(&c);
+        jv_free(out);
+        return rc;
+    }
+    if (rc) {
+        cv__http_call_cleanup(&c);
+        return cv__http_call_report(env, rc, out, done, ud);
+    }
+    rc = cv__http_call_start_prepared(env, &c, done, ud);
+    cv__http_call_cleanup(&c);
     return rc;
 }

@@ -2,13 +2,14 @@
  * effect_run.c — where an effect runs once the interpreter has prepared it
  * (struct effect, engine_int.h), and how its result reaches its instance.
  *
- * `call: http` and the child processes of `run: shell` / `run: script` run on
- * the runtime's I/O thread (src/effects/io.c: one libcurl multi handle,
- * connections kept alive; the children's pipes and pidfds in the same poll):
- * no thread waits for them. The rest (OpenAPI calls, which may first fetch
- * their document, remote definitions, HTTP calls whose OAuth2/OIDC token may
- * need an exchange of its own) still run to their end on a detached thread
- * each.
+ * `call: http`, `call: openapi` and the child processes of `run: shell` /
+ * `run: script` run on the runtime's I/O thread (src/effects/io.c: one libcurl
+ * multi handle, connections kept alive; the children's pipes and pidfds in
+ * the same poll): no thread waits for them. What would block before its
+ * exchange still runs to its end on a detached thread: the first call of an
+ * OpenAPI document (it fetches the document, which is then cached), HTTP and
+ * OpenAPI calls whose OAuth2/OIDC token may need an exchange of its own, and
+ * the fetch of a remote definition.
  * Either way the result is posted to the instance's queue of finished
  * effects and the instance is woken (cv__effect_post).
  */
@@ -73,6 +74,8 @@ static void process_done(void *ud, int rc, jv out)
 int cv__effect_launch(struct effect *e)
 {
     if (e->kind == CV_T_CALL_HTTP && cv__http_call_start(&e->env, e->args, e->input, http_done, e) == CV_OK)
+        return 0;
+    if (e->kind == CV_T_CALL_OPENAPI && cv__openapi_call_start(&e->env, e->args, http_done, e) == CV_OK)
         return 0;
     if (e->kind == CV_T_RUN_PROCESS &&
         cv__process_start(&e->env, e->args, e->input, process_done, e) == CV_OK)

@@ -108,14 +108,14 @@ struct waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done, rc, calls;
-    jv out;
+    jv out, authz;
 };
 
 static void waiter_done(void *ud, int rc, jv out, jv authz)
 {
     struct waiter *w = ud;
-    jv_free(authz);
     pthread_mutex_lock(&w->mu);
+    w->authz = authz;
     w->calls++;
     w->done = 1;
     w->rc = rc;
@@ -128,7 +128,7 @@ static void waiter_done(void *ud, int rc, jv out, jv authz)
  * as a blocking call when cv__http_call_start says it must (OAuth2/OIDC). */
 static int call_http(const cv_effect_env *e, jv args, jv input, jv *out)
 {
-    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null(), jv_null()};
     int rc = cv__http_call_start(e, args, input, waiter_done, &w);
     if (rc == CV_EUNSUPPORTED)
         return cv__http_call(e, args, input, out, NULL);
@@ -140,6 +140,30 @@ static int call_http(const cv_effect_env *e, jv args, jv input, jv *out)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
     cr_assert_eq(w.calls, 1);
+    jv_free(w.authz);
+    *out = w.out;
+    return w.rc;
+}
+
+/* call: openapi as the engine runs it: on the I/O thread once the document
+ * is cached, else blocking (the first call of a document fetches it). */
+static int call_openapi(const cv_effect_env *e, jv args, jv *out, jv *authz)
+{
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null(), jv_null()};
+    int rc = cv__openapi_call_start(e, args, waiter_done, &w);
+    if (rc == CV_EUNSUPPORTED)
+        return cv__openapi_call(e, args, out, authz);
+    cr_assert_eq(rc, CV_OK);
+    jv_free(args);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    cr_assert_eq(w.calls, 1);
+    if (authz)
+        *authz = w.authz;
+    else
+        jv_free(w.authz);
     *out = w.out;
     return w.rc;
 }
@@ -731,7 +755,7 @@ Test(http, openapi_swagger2_find_by_status)
 {
     jv out;
     for (int i = 0; i < 2; i++) {
-        int rc = cv__openapi_call(
+        int rc = call_openapi(
             &env,
             J("{\"document\":{\"endpoint\":\"https://petstore.swagger.io/v2/swagger.json\"},"
               "\"operationId\":\"findPetsByStatus\",\"parameters\":{\"status\":\"available\"}}"),
@@ -745,9 +769,27 @@ Test(http, openapi_swagger2_find_by_status)
     jv req = log_last("/v2/pet/findByStatus");
     cr_assert_str_eq(GETS(req, "query", "status"), "[\"available\"]");
     jv_free(req);
+    /* with the document cached, the call runs on the I/O thread */
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null(), jv_null()};
+    jv a = J("{\"document\":{\"endpoint\":\"https://petstore.swagger.io/v2/swagger.json\"},"
+             "\"operationId\":\"findPetsByStatus\",\"parameters\":{\"status\":\"sold\"}}");
+    cr_assert_eq(cv__openapi_call_start(&env, a, waiter_done, &w), CV_OK);
+    jv_free(a);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    cr_assert_eq(w.rc, CV_OK, "%s", str_of(jv_copy(w.out)));
+    cr_assert_eq(jv_get_kind(w.out), JV_KIND_ARRAY);
+    jv_free(w.out);
+    jv_free(w.authz);
+    cr_assert_eq(log_count("petstore.swagger.io", "GET", "/v2/swagger.json"), 1);
+    req = log_last("/v2/pet/findByStatus");
+    cr_assert_str_eq(GETS(req, "query", "status"), "[\"sold\"]");
+    jv_free(req);
 
     /* collectionFormat multi: an array becomes repeated keys. */
-    int rc = cv__openapi_call(
+    int rc = call_openapi(
         &env,
         J("{\"document\":{\"endpoint\":{\"uri\":\"https://petstore.swagger.io/v2/swagger.json\"}},"
           "\"operationId\":\"findPetsByStatus\",\"parameters\":{\"status\":[\"available\",\"pending\"]}}"),
@@ -760,7 +802,7 @@ Test(http, openapi_swagger2_find_by_status)
 Test(http, openapi_swagger2_get_by_id_and_body)
 {
     jv out;
-    int rc = cv__openapi_call(&env,
+    int rc = call_openapi(&env,
                               J("{\"document\":{\"endpoint\":\"https://petstore.swagger.io/v2/swagger.json\"},"
                                 "\"operationId\":\"getPetById\",\"parameters\":{\"petId\":1},"
                                 "\"output\":\"response\"}"),
@@ -772,7 +814,7 @@ Test(http, openapi_swagger2_get_by_id_and_body)
     cr_assert_eq(GETN(out, "content", "id"), 1);
     jv_free(out);
 
-    rc = cv__openapi_call(&env,
+    rc = call_openapi(&env,
                           J("{\"document\":{\"endpoint\":\"https://petstore.swagger.io/v2/swagger.json\"},"
                             "\"operationId\":\"addPet\",\"parameters\":{\"body\":{\"id\":9,\"name\":\"Rex\"}}}"),
                           &out, NULL);
@@ -782,7 +824,7 @@ Test(http, openapi_swagger2_get_by_id_and_body)
     jv_free(out);
 
     /* 404 through openapi is the same communication error as call: http. */
-    rc = cv__openapi_call(&env,
+    rc = call_openapi(&env,
                           J("{\"document\":{\"endpoint\":\"https://petstore.swagger.io/v2/swagger.json\"},"
                             "\"operationId\":\"getPetById\",\"parameters\":{\"petId\":77}}"),
                           &out, NULL);
@@ -795,7 +837,7 @@ Test(http, openapi_swagger2_get_by_id_and_body)
 Test(http, openapi_missing_parameter_and_unknown_operation)
 {
     jv out;
-    int rc = cv__openapi_call(&env,
+    int rc = call_openapi(&env,
                               J("{\"document\":{\"endpoint\":\"https://petstore.swagger.io/v2/swagger.json\"},"
                                 "\"operationId\":\"getPetById\",\"parameters\":{}}"),
                               &out, NULL);
@@ -804,7 +846,7 @@ Test(http, openapi_missing_parameter_and_unknown_operation)
     cr_assert(strstr(GETS(out, "detail"), "'petId'"), "%s", GETS(out, "detail"));
     jv_free(out);
 
-    rc = cv__openapi_call(&env,
+    rc = call_openapi(&env,
                           J("{\"document\":{\"endpoint\":\"https://petstore.swagger.io/v2/swagger.json\"},"
                             "\"operationId\":\"noSuchOperation\"}"),
                           &out, NULL);
@@ -817,7 +859,7 @@ Test(http, openapi_missing_parameter_and_unknown_operation)
 Test(http, openapi3_parameters_by_location)
 {
     jv out;
-    int rc = cv__openapi_call(
+    int rc = call_openapi(
         &env,
         J("{\"document\":{\"endpoint\":\"http://echo.test/__openapi.json\"},\"operationId\":\"getItem\","
           "\"parameters\":{\"itemId\":\"a b\",\"tag\":[\"x\",\"y\"],\"limit\":5,"
@@ -833,7 +875,7 @@ Test(http, openapi3_parameters_by_location)
     cr_assert_str_eq(GETS(out, "headers", "Cookie"), "session=s1");
     jv_free(out);
 
-    rc = cv__openapi_call(&env,
+    rc = call_openapi(&env,
                           J("{\"document\":{\"endpoint\":\"http://echo.test/__openapi.json\"},"
                             "\"operationId\":\"getItem\",\"parameters\":{\"itemId\":\"i\"}}"),
                           &out, NULL);
@@ -846,7 +888,7 @@ Test(http, openapi3_parameters_by_location)
 Test(http, openapi3_request_body)
 {
     jv out;
-    int rc = cv__openapi_call(&env,
+    int rc = call_openapi(&env,
                               J("{\"document\":{\"endpoint\":\"http://echo.test/__openapi.json\"},"
                                 "\"operationId\":\"createItem\",\"parameters\":{\"name\":\"n\",\"qty\":2}}"),
                               &out, NULL);
@@ -858,7 +900,7 @@ Test(http, openapi3_request_body)
     cr_assert_eq(GETN(out, "json", "qty"), 2);
     jv_free(out);
 
-    rc = cv__openapi_call(&env,
+    rc = call_openapi(&env,
                           J("{\"document\":{\"endpoint\":\"http://echo.test/__openapi.json\"},"
                             "\"operationId\":\"createItem\",\"parameters\":{\"body\":[1,2]}}"),
                           &out, NULL);
@@ -866,7 +908,7 @@ Test(http, openapi3_request_body)
     cr_assert_str_eq(GETS(out, "body"), "[1,2]");
     jv_free(out);
 
-    rc = cv__openapi_call(&env,
+    rc = call_openapi(&env,
                           J("{\"document\":{\"endpoint\":\"http://echo.test/__openapi.json\"},"
                             "\"operationId\":\"createItem\"}"),
                           &out, NULL);
@@ -901,7 +943,7 @@ Test(http, openapi3_yaml_document_from_file)
              "\"parameters\":{\"id\":7,\"mode\":[\"soft\",\"fast\"]}}",
              path);
     jv out;
-    int rc = cv__openapi_call(&env, J(args), &out, NULL);
+    int rc = call_openapi(&env, J(args), &out, NULL);
     cr_assert_eq(rc, CV_OK, "%s", str_of(jv_copy(out)));
     cr_assert_str_eq(GETS(out, "method"), "DELETE");
     cr_assert_str_eq(GETS(out, "host"), "yaml.test");
@@ -1044,7 +1086,7 @@ Test(http, io_thread_runs_many_calls_at_once)
     enum { N = 300 };
     static struct waiter w[N];
     for (int i = 0; i < N; i++) {
-        w[i] = (struct waiter){PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+        w[i] = (struct waiter){PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null(), jv_null()};
         jv a = J(args), in = jv_object();
         cr_assert_eq(cv__http_call_start(&e, a, in, waiter_done, &w[i]), CV_OK);
         jv_free(a);
@@ -1068,7 +1110,7 @@ Test(http, io_thread_end_cancels_calls_in_flight)
 {
     struct cv_http_ctx *c = cv__http_ctx_new();
     cv_effect_env e = {.hosts = hosts, .http = c};
-    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null()};
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, jv_null(), jv_null()};
     jv a = J("{\"method\":\"get\",\"endpoint\":\"http://slow.test/__slow?ms=5000\"}"), in = jv_object();
     int64_t t0 = cv__now_ms();
     cr_assert_eq(cv__http_call_start(&e, a, in, waiter_done, &w), CV_OK);
