@@ -201,8 +201,11 @@ static void on_checkpoint(void *ud, jv state)
 {
     struct cv_engine *e = ud;
     struct pending *p = calloc(1, sizeof *p);
-    if (!p)
-        return; /* the next checkpoint will carry the position */
+    if (!p) { /* the next checkpoint will carry the position */
+        if (this_worker && this_worker->advancing)
+            this_worker->advancing->no_evict = 1; /* the store's is behind: keep it */
+        return;
+    }
     jv id = jv_object_get(jv_copy(state), jv_string("id"));
     cv_checkpoint_init(&p->cp, jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "");
     jv_free(id);
