@@ -22,9 +22,11 @@
  * `after` schedule starts `after` its deployment. `on` starts an instance
  * with the array of events that satisfied the strategy as its input, for
  * events received after the deployment: `one` and `any` per matching event,
- * `all` once every filter matched an event (that progress is kept in memory
- * only: a restart forgets a half-matched `all`). Correlations of `on`
- * filters are not applied.
+ * `all` once every filter matched an event. The store keeps, per `on`
+ * schedule, a cursor at the event that completed its last start: a restart
+ * (or a reload) reads the bus after it, so a half-matched `all` is matched
+ * again from its retained events, to the same idempotency keys. Correlations
+ * of `on` filters are not applied.
  *
  * The thread owns its own copy of each definition (jq values are not shared
  * across threads) and talks to the engine through engine.h only.
@@ -47,6 +49,7 @@ struct entry {
     char last_id[64];   /* after: the run being waited for ("" = none) */
     int after_ready;    /* after: next_at is the start time of the next run */
     int64_t bus_cursor; /* on: the last bus event looked at */
+    int64_t saved_cursor; /* on: the store's cursor (the event that completed the last start) */
     jv all_matched;     /* on + all: the events matched so far, by filter (array) */
 };
 
@@ -73,7 +76,7 @@ static void entries_free(struct cv_schedules *s)
 }
 
 /* Starts an instance for an occasion; `key` names it. */
-static void fire(struct cv_schedules *s, struct entry *x, const char *key, jv input, char *id_out)
+static int fire(struct cv_schedules *s, struct entry *x, const char *key, jv input, char *id_out)
 {
     char id[64] = "";
     int existed = 0;
@@ -87,6 +90,13 @@ static void fire(struct cv_schedules *s, struct entry *x, const char *key, jv in
     jv_free(err);
     if (id_out)
         snprintf(id_out, 64, "%s", rc ? "" : id);
+    return rc;
+}
+
+/* The store cursor of an `on` schedule. */
+static void on_cursor_name(const struct entry *x, char *buf, size_t n)
+{
+    snprintf(buf, n, "schedule:%s/%s:%s", x->ns, x->name, x->version);
 }
 
 /* The latest cron occasion at or before `now` and after `since`, or 0. */
@@ -182,6 +192,16 @@ static void load(struct cv_schedules *s)
                 x->deployed_at = jv_get_kind(at) == JV_KIND_NUMBER ? (int64_t)jv_number_value(at) : now;
                 x->all_matched = jv_null();
                 const struct cv_schedule *sc = &x->wf->schedule;
+                x->saved_cursor = -1;
+                if (sc->has_on) { /* read the bus after the event that completed the last start */
+                    char cname[600];
+                    int64_t seq = -1;
+                    jv cerr = jv_invalid();
+                    on_cursor_name(x, cname, sizeof cname);
+                    if (!cv__engine_get_cursor(s->e, cname, &seq, &cerr) && seq >= 0)
+                        x->bus_cursor = x->saved_cursor = seq;
+                    jv_free(cerr);
+                }
                 if (sc->every_ms) {
                     int64_t k = (now - x->deployed_at) / sc->every_ms;
                     if (k >= 1) { /* the latest occasion, if it was missed */
@@ -257,6 +277,8 @@ static void after_check(struct cv_schedules *s, struct entry *x)
 static void on_events(struct cv_schedules *s, struct entry *x)
 {
     const struct cv_strategy *st = &x->wf->schedule.on;
+    int64_t fired_upto = -1; /* the event that completed the last start (of this call) */
+    int failed = 0;
     for (int pages = 0; pages < 100; pages++) {
         jv page, err = jv_invalid();
         if (cv__engine_list_events(s->e, x->bus_cursor, 1000, &page, &err)) {
@@ -294,7 +316,10 @@ static void on_events(struct cv_schedules *s, struct entry *x)
                 if (which >= 0 && st->mode != CV_LISTEN_ALL) {
                     snprintf(key, sizeof key, "schedule:%s/%s:%s:on:%lld", x->ns, x->name, x->version,
                              (long long)seq);
-                    fire(s, x, key, JV_ARRAY(jv_copy(ev)), NULL);
+                    if (fire(s, x, key, JV_ARRAY(jv_copy(ev)), NULL))
+                        failed = 1;
+                    else if (!failed)
+                        fired_upto = seq;
                 } else if (which >= 0) {
                     if (jv_get_kind(x->all_matched) != JV_KIND_ARRAY) {
                         jv_free(x->all_matched);
@@ -326,7 +351,10 @@ static void on_events(struct cv_schedules *s, struct entry *x)
                         }
                         jv_free(x->all_matched);
                         x->all_matched = jv_null();
-                        fire(s, x, key, input, NULL);
+                        if (fire(s, x, key, input, NULL))
+                            failed = 1;
+                        else if (!failed)
+                            fired_upto = seq;
                     }
                 }
             }
@@ -337,6 +365,19 @@ static void on_events(struct cv_schedules *s, struct entry *x)
         jv_free(page);
         if (n < 1000)
             break;
+    }
+    /* Events up to the one that completed the last start are done with: a
+     * restart reads the bus after it. Whatever was half-matched then (an
+     * `all` missing a filter) came after it, and is matched again the same
+     * way, to the same idempotency keys. A start that failed holds the cursor
+     * back, so that a restart tries it again. */
+    if (fired_upto > x->saved_cursor) {
+        char name[600];
+        jv err = jv_invalid();
+        on_cursor_name(x, name, sizeof name);
+        if (!cv__engine_set_cursor(s->e, name, fired_upto, &err))
+            x->saved_cursor = fired_upto;
+        jv_free(err);
     }
 }
 

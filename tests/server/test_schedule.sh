@@ -174,11 +174,20 @@ is "after: each run starts at least PT1S after the previous one ended" 1 "$gap_o
 is "after: at most one run at a time" True "$(count_of after running | python3 -c 'import sys; print(int(sys.stdin.read()) <= 1)')"
 
 # ---- restart: no occasion fires twice
+post pa-2 com.example.part-a '{}' # half of an `all`, left waiting across the kill
+sleep 0.5
+is "on all: a second part-a alone starts nothing" 1 "$(count_of onall)"
+on_before=$(count_of on)
 before=$(count_of every)
 kill -9 "$SPID"
 wait "$SPID" 2>/dev/null
 sleep 1.5
 if serve two --db "$DB"; then ok "the server restarts"; else fail "the server restarts"; fi
+post pb-2 com.example.part-b '{}'
+check "on all: the part-a received before the kill pairs with a part-b after it" at_least onall 2 10
+sleep 0.5
+is "on all: and only once (the first pair does not start again)" 2 "$(count_of onall)"
+is "on: no event starts an instance again after the restart" "$on_before" "$(count_of on)"
 check "every goes on after the restart" at_least every $((before + 2)) 10
 o=$(occasions every)
 is "every: each occasion started one instance (distinct occasions = notes)" "$(echo "$o" | cut -d' ' -f1)" "$(echo "$o" | cut -d' ' -f2)"
