@@ -718,13 +718,13 @@ static void release(struct worker *w, struct einst *x, int running)
 
 static void disown_and_free(struct worker *w, struct einst *x) { release(w, x, 1); }
 
-/* Every event the bus holds after `after` (pages of 1,000; at most 100,000),
+/* Every event the bus holds after `after` (pages of 1,000; at most `max`),
  * as {seq, event} values of this worker. Returns 0 or a store code. */
-static int bus_read(struct worker *w, int64_t after, jv *out)
+static int bus_read(struct worker *w, int64_t after, int max, jv *out)
 {
     *out = jv_array();
     int64_t now = cv__wall_ms();
-    for (int total = 0; total < 100000;) {
+    for (int total = 0; total < max;) {
         jv page, err = jv_invalid();
         pthread_mutex_lock(&w->e->store_lock);
         int rc = cv_store_list_events(w->e->store, after, now, 1000, &page, &err);
@@ -784,7 +784,7 @@ static void run_ready(struct worker *w, struct einst *x)
         jv evs;
         if (from < 0)
             continue;
-        if (bus_read(w, from, &evs) == 0)
+        if (bus_read(w, from, 100000, &evs) == 0)
             cv__instance_offer(&x->in, evs);
         else
             x->no_evict = 1; /* it did not see what the bus holds: keep it in memory */
@@ -903,19 +903,43 @@ static struct einst *reload(struct worker *w, const char *id, int64_t skip, int 
 
 /* New events on the bus: offered to every listening instance of this
  * worker, which then runs. */
+static struct einst *find_owned(struct worker *w, const char *id);
+
+/* Offers `entry` ({seq, event}, borrowed) to x alone and runs it; while it
+ * still listens, its keys go into `pass` (replacing what they were), so the
+ * rest of the page reaches it as the index would have. */
+static void offer_one(struct worker *w, struct cv_waits *pass, struct einst *x, jv entry)
+{
+    char id[sizeof x->in.id];
+    memcpy(id, x->in.id, sizeof id);
+    cv__instance_offer(&x->in, JV_ARRAY(jv_copy(entry)));
+    run_ready(w, x);
+    cv__waits_remove(pass, id);
+    x = find_owned(w, id);
+    if (x && cv__instance_listening(&x->in) && cv__waits_add(pass, id, 0, &x->in))
+        x->no_evict = 1; /* out of memory: it would miss the rest of the page */
+}
+
+/* New events on the bus (a page of them; more make another round): offered
+ * to every resident listening instance of this worker, which then runs, and
+ * matched against the index of evicted ones. */
 static void offer_new(struct worker *w)
 {
     jv evs;
-    if (bus_read(w, w->bus_cursor, &evs))
+    if (bus_read(w, w->bus_cursor, 1000, &evs))
         return;
     int n = jv_array_length(jv_copy(evs));
     if (n == 0) {
         jv_free(evs);
         return;
     }
+    if (n >= 1000) { /* the rest in the next round */
+        pthread_mutex_lock(&w->lock);
+        w->bus_pending = 1;
+        pthread_mutex_unlock(&w->lock);
+    }
     jv last = jv_array_get(jv_copy(evs), n - 1);
     jv seq = jv_object_get(last, jv_string("seq"));
-    int64_t before = w->bus_cursor;
     w->bus_cursor = (int64_t)jv_number_value(seq);
     jv_free(seq);
     for (int i = 0; i < w->nowned; i++) {
@@ -925,18 +949,47 @@ static void offer_new(struct worker *w)
         cv__instance_offer(&x->in, jv_copy(evs));
         on_wake(x);
     }
-    /* the evicted instances an event may concern are loaded again: they
-     * read the bus after `before` (everything up to it they have looked
-     * at, or could not consume) */
+    /*
+     * An evicted instance an event may concern is loaded again, its listens
+     * past every event before it (each matched none of its keys), and offered
+     * that event alone; while it stays in memory, listening, a page-long
+     * index of its keys (`pass`) finds the later events of the page it must
+     * see. Without that it would read the bus itself, and a page of events
+     * for as many instances would cost pages x instances.
+     */
+    struct cv_waits *pass = cv__waits_new();
     int loaded = 0;
     jv_array_foreach(evs, i, entry)
     {
-        jv ev = jv_object_get(entry, jv_string("event"));
+        jv ev = jv_object_get(jv_copy(entry), jv_string("event"));
+        jv sq = jv_object_get(jv_copy(entry), jv_string("seq"));
+        int64_t at = (int64_t)jv_number_value(sq);
+        jv_free(sq);
+        for (;;) {
+            char ids[64][37];
+            int k = pass ? cv__waits_match(pass, ev, ids, 64) : 0;
+            for (int j = 0; j < k; j++) {
+                struct einst *x = find_owned(w, ids[j]);
+                if (x)
+                    offer_one(w, pass, x, entry);
+            }
+            if (k < 64)
+                break;
+        }
         for (;;) {
             char ids[64][37];
             int k = cv__waits_match(w->waits, ev, ids, 64);
             for (int j = 0; j < k; j++) {
-                reload(w, ids[j], before, 1);
+                struct einst *x = reload(w, ids[j], at - 1, 0);
+                if (!x)
+                    continue;
+                x->in.listen_began = 0; /* offered below: it needs no read of the bus */
+                if (pass)
+                    offer_one(w, pass, x, entry);
+                else { /* out of memory for the page index: it reads the bus itself */
+                    x->in.listen_began = 1;
+                    run_ready(w, x);
+                }
                 if (++loaded % 64 == 0)
                     evict_candidates(w);
             }
@@ -944,7 +997,9 @@ static void offer_new(struct worker *w)
                 break;
         }
         jv_free(ev);
+        jv_free(entry);
     }
+    cv__waits_free(pass);
     jv_free(evs);
 }
 

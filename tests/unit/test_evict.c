@@ -430,3 +430,76 @@ Test(evict, a_restart_evicts_the_waiters_it_resumes)
     jv_free(r);
     close_engine(&s);
 }
+
+Test(evict, one_batch_of_events_reaches_an_evicted_listener_in_order)
+{
+    struct setup s;
+    open_engine(&s, NULL);
+    deploy(&s, "document: {dsl: '1.0.0', namespace: test, name: three, version: '1.0.0'}\n"
+               "do:\n"
+               "  - gather:\n"
+               "      listen:\n"
+               "        to:\n"
+               "          any:\n"
+               "            - with: {type: com.example.tick}\n"
+               "          until: '${ length >= 3 }'\n"
+               "  - answer:\n"
+               "      set:\n"
+               "        got: ${ map(.n) }\n");
+    deploy(&s, "document: {dsl: '1.0.0', namespace: test, name: both, version: '1.0.0'}\n"
+               "do:\n"
+               "  - pair:\n"
+               "      listen:\n"
+               "        to:\n"
+               "          all:\n"
+               "            - with: {type: com.example.left}\n"
+               "              correlate:\n"
+               "                k: {from: '${ .data.k }', expect: '${ .k }'}\n"
+               "            - with: {type: com.example.right}\n"
+               "              correlate:\n"
+               "                k: {from: '${ .data.k }', expect: '${ .k }'}\n"
+               "  - answer:\n"
+               "      set:\n"
+               "        got: ${ map(.n) }\n");
+    char a[64], p1[64], p2[64], b[32];
+    start(&s, "three", jv_object(), a);
+    start(&s, "both", JV_OBJECT(jv_string("k"), jv_number(1)), p1);
+    start(&s, "both", JV_OBJECT(jv_string("k"), jv_number(2)), p2);
+    await_evicted(&s, 3);
+    long long before = reloads(&s);
+    jv page = jv_array();
+    page = jv_array_append(page, event("com.example.tick", JV_OBJECT(jv_string("n"), jv_number(1))));
+    page = jv_array_append(page, event("com.example.right", JV_OBJECT(jv_string("k"), jv_number(2), jv_string("n"), jv_number(20))));
+    page = jv_array_append(page, event("com.example.other", JV_OBJECT(jv_string("n"), jv_number(0))));
+    page = jv_array_append(page, event("com.example.tick", JV_OBJECT(jv_string("n"), jv_number(2))));
+    page = jv_array_append(page, event("com.example.left", JV_OBJECT(jv_string("k"), jv_number(1), jv_string("n"), jv_number(10))));
+    page = jv_array_append(page, event("com.example.right", JV_OBJECT(jv_string("k"), jv_number(2), jv_string("n"), jv_number(21))));
+    page = jv_array_append(page, event("com.example.tick", JV_OBJECT(jv_string("n"), jv_number(3))));
+    page = jv_array_append(page, event("com.example.left", JV_OBJECT(jv_string("k"), jv_number(2), jv_string("n"), jv_number(22))));
+    page = jv_array_append(page, event("com.example.tick", JV_OBJECT(jv_string("n"), jv_number(4))));
+    publish(&s, page);
+    jv r = await_end(&s, a);
+    cr_assert_str_eq(status_of(r, b), "completed");
+    jv got = jv_dump_string(jv_getpath(jv_copy(r), JV_ARRAY(jv_string("output"), jv_string("got"))), 0);
+    cr_assert_str_eq(jv_string_value(got), "[1,2,3]");
+    jv_free(got);
+    jv_free(r);
+    r = await_end(&s, p2);
+    cr_assert_str_eq(status_of(r, b), "completed");
+    got = jv_dump_string(jv_getpath(jv_copy(r), JV_ARRAY(jv_string("output"), jv_string("got"))), 0);
+    cr_assert_str_eq(jv_string_value(got), "[20,22]", "the first right, then its left");
+    jv_free(got);
+    jv_free(r);
+    /* p1 has its left, not its right: loaded once, back in the store */
+    await_evicted(&s, 1);
+    cr_assert_str_eq(stored_status(&s, p1, b), "waiting");
+    cr_assert_leq(reloads(&s) - before, 3, "a, p1 and p2 loaded once each: %lld", reloads(&s) - before);
+    publish(&s, JV_ARRAY(event("com.example.right", JV_OBJECT(jv_string("k"), jv_number(1), jv_string("n"), jv_number(11)))));
+    r = await_end(&s, p1);
+    cr_assert_str_eq(status_of(r, b), "completed");
+    got = jv_dump_string(jv_getpath(jv_copy(r), JV_ARRAY(jv_string("output"), jv_string("got"))), 0);
+    cr_assert_str_eq(jv_string_value(got), "[10,11]");
+    jv_free(got);
+    jv_free(r);
+    close_engine(&s);
+}
