@@ -70,6 +70,12 @@ struct ctlreq {
     struct ctlreq *next;
 };
 
+/* an evicted instance to load again (reload_due) */
+struct retry {
+    char id[37];
+    int64_t skip;
+};
+
 struct worker {
     struct cv_engine *e;
     pthread_t th;
@@ -102,6 +108,9 @@ struct worker {
     struct einst **cands;      /* idle instances waiting for their checkpoint to be durable */
     int ncands, capcands;
     struct cv_waits *waits;    /* the instances evicted to the store */
+    struct retry *retries;     /* evicted instances the store failed to load */
+    int nretries;
+    int64_t next_retry;
 };
 
 /* A start waiting for its creation to be durable (group-committed too). */
@@ -901,6 +910,39 @@ static void evict_candidates(struct worker *w)
 
 static struct einst *reload(struct worker *w, const char *id, int64_t skip, int run);
 
+/* An evicted instance the store could not load (busy, failing): out of the
+ * index already, it is loaded again a second later (reload_due). */
+static void retry_later(struct worker *w, const char *id, int64_t skip)
+{
+    struct retry *r = realloc(w->retries, (size_t)(w->nretries + 1) * sizeof *r);
+    if (!r) {
+        fprintf(stderr, "conveyor: instance %s could not be loaded and is left until a restart\n", id);
+        return;
+    }
+    w->retries = r;
+    snprintf(r[w->nretries].id, sizeof r[w->nretries].id, "%s", id);
+    r[w->nretries].skip = skip;
+    w->nretries++;
+    atomic_fetch_add(&w->e->evicted, 1); /* still evicted */
+    pthread_mutex_lock(&w->e->res_lock);
+    w->e->stats.running++;
+    pthread_mutex_unlock(&w->e->res_lock);
+}
+
+/* A retry of `id` is dropped (it was cancelled meanwhile). */
+static void forget_retry(struct worker *w, const char *id)
+{
+    for (int i = 0; i < w->nretries; i++)
+        if (!strcmp(w->retries[i].id, id)) {
+            w->retries[i] = w->retries[--w->nretries];
+            atomic_fetch_sub(&w->e->evicted, 1);
+            pthread_mutex_lock(&w->e->res_lock);
+            w->e->stats.running--;
+            pthread_mutex_unlock(&w->e->res_lock);
+            return;
+        }
+}
+
 /* New events on the bus: offered to every listening instance of this
  * worker, which then runs. */
 static struct einst *find_owned(struct worker *w, const char *id);
@@ -1071,13 +1113,15 @@ static struct einst *take_start(struct worker *w, struct startreq *r, int run)
  * evicted): load it from its last checkpoint, without running it. `live`:
  * only when the store has it unfinished with a position (an evicted
  * instance always is; anything else is left alone). */
-static struct einst *load_from_store(struct worker *w, const char *id, int live)
+static struct einst *load_from_store(struct worker *w, const char *id, int live, int *failed)
 {
     jv inst, err = jv_invalid();
     pthread_mutex_lock(&w->e->store_lock);
     int rc = cv_store_get_instance(w->e->store, id, &inst, &err);
     pthread_mutex_unlock(&w->e->store_lock);
     jv_free(err);
+    if (failed)
+        *failed = rc && rc != CV_ENOTFOUND; /* the store could not say: try again */
     if (rc)
         return NULL;
     if (live) {
@@ -1134,9 +1178,13 @@ static struct einst *reload(struct worker *w, const char *id, int64_t skip, int 
     pthread_mutex_lock(&w->e->res_lock);
     w->e->stats.running--; /* own() counts it again */
     pthread_mutex_unlock(&w->e->res_lock);
-    struct einst *x = load_from_store(w, id, 1);
-    if (!x)
+    int failed = 0;
+    struct einst *x = load_from_store(w, id, 1, &failed);
+    if (!x) {
+        if (failed)
+            retry_later(w, id, skip);
         return NULL;
+    }
     cv__instance_listen_skip(&x->in, skip);
     if (cv__instance_listening(&x->in))
         x->in.listen_began = 1;
@@ -1146,7 +1194,9 @@ static struct einst *reload(struct worker *w, const char *id, int64_t skip, int 
     return NULL;
 }
 
-/* Timers of evicted instances that came: load them (a bounded number per round). */
+/* Timers of evicted instances that came: load them (a bounded number per
+ * round); then the loads the store failed, again (their listens skip only
+ * what they skipped then, and read the bus after it). */
 static void reload_due(struct worker *w)
 {
     char ids[256][37];
@@ -1156,6 +1206,16 @@ static void reload_due(struct worker *w)
         if (i % 64 == 63)
             evict_candidates(w);
     }
+    if (!w->nretries || cv__now_ms() < w->next_retry)
+        return;
+    struct retry *r = w->retries;
+    int nr = w->nretries;
+    w->retries = NULL;
+    w->nretries = 0;
+    for (int i = 0; i < nr; i++)
+        reload(w, r[i].id, r[i].skip, 1); /* counted as evicted until then; may come back here */
+    free(r);
+    w->next_retry = cv__now_ms() + 1000;
 }
 
 /* x when this worker holds it, loaded again when it is evicted, else NULL. */
@@ -1177,6 +1237,7 @@ static void take_control(struct worker *w, struct ctlreq *c)
             enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), c->who);
             disown_and_free(w, x);
         } else { /* not running here (suspended before a restart): its end, straight */
+            forget_retry(w, c->id);
             enqueue_final(w->e, c->id,
                           JV_OBJECT(jv_string("status"), jv_string("cancelled"), jv_string("output"), jv_null(),
                                     jv_string("error"), jv_null()),
@@ -1204,7 +1265,7 @@ static void take_control(struct worker *w, struct ctlreq *c)
         uint64_t seq = enqueue_status(w->e, c->id, status, "workflow.resumed", c->who);
         c->who = jv_invalid();
         if (!x) {
-            x = load_from_store(w, c->id, 0);
+            x = load_from_store(w, c->id, 0, NULL);
             if (x) {
                 run_ready(w, x);
                 x = find_owned(w, c->id);
@@ -1370,6 +1431,10 @@ static void *worker_main(void *arg)
     free(w->cands);
     w->cands = NULL;
     w->ncands = w->capcands = 0;
+    atomic_fetch_sub(&w->e->evicted, w->nretries);
+    free(w->retries);
+    w->retries = NULL;
+    w->nretries = 0;
     while (w->starts) {
         struct startreq *r = w->starts;
         w->starts = r->next;
