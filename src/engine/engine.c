@@ -12,7 +12,14 @@
  * Lock order: an instance's lock, then its worker's lock. Nobody holds a
  * worker's lock while taking an instance's.
  *
- * Sections: instances on workers, the commit thread, the public calls.
+ * A worker holds in memory only the instances that have something to do or
+ * wait for an effect; one that waits only on timers and events is evicted
+ * to the store once its checkpoint is durable, and an entry in the worker's
+ * index (waits.c) stands for it until it is loaded again (section
+ * "eviction"; docs/engine.md).
+ *
+ * Sections: the commit queue and thread, instances on workers, eviction,
+ * the public calls.
  */
 #include "engine/engine.h"
 
