@@ -23,6 +23,7 @@
 
 #include "conveyor.h"
 #include "ml/ml.h"
+#include "ml/tabular.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -36,7 +37,8 @@
 static const char usage_model[] =
     "usage: conveyor model <command> [options] --db FILE\n"
     "\n"
-    "Trains, evaluates and runs the text classifiers a store keeps (docs/models.md).\n"
+    "Trains, evaluates and runs the text classifiers and tabular scorers a store keeps\n"
+    "(docs/models.md).\n"
     "\n"
     "commands:\n"
     "  train --kind text --data FILE --label FIELD [--text FIELD] --name NAME\n"
@@ -45,11 +47,20 @@ static const char usage_model[] =
     "                     header); report metrics on a seeded stratified held-out part\n"
     "                     (default 0.2, seed 42) or train on --all rows; prints\n"
     "                     NAME@VERSION as the last word\n"
+    "  train --kind tabular --data FILE --label FIELD --name NAME\n"
+    "        [--holdout 0.2 --seed N | --all] [--positive LABEL] [--schema FILE]\n"
+    "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50]\n"
+    "                     train an XGBoost binary scorer: every column but the label is a\n"
+    "                     feature (numeric or categorical, inferred) unless --schema FILE\n"
+    "                     declares them ([{\"name\", \"type\", \"categories\"?}...])\n"
     "  eval NAME[@VERSION] --data FILE --label FIELD [--text FIELD] [--json]\n"
     "                     accuracy, macro-F1, per-class precision/recall, confusion\n"
-    "                     matrix and expected calibration error on labeled data\n"
+    "                     matrix and expected calibration error on labeled data (scorers:\n"
+    "                     AUC, log-loss, accuracy at 0.5)\n"
     "  predict NAME[@VERSION] --data FILE [--text FIELD]\n"
     "                     one JSON line {label, confidence, scores, model} per row\n"
+    "                     (scorers: {score, label, model, explanation, bias}; --top N\n"
+    "                     features in the explanation, default 5, 0 for all)\n"
     "  list [--json]      every version of every model\n"
     "  get NAME[@VERSION] a version's model card as JSON\n"
     "  approve NAME@VERSION   draft -> approved (or production -> approved)\n"
@@ -65,8 +76,10 @@ struct opts {
     const char *db, *data, *label, *text, *name, *kind, *ref;
     double holdout;
     unsigned long long seed;
-    int all, json, holdout_set, seed_set;
+    const char *positive, *schema;
+    int all, json, holdout_set, seed_set, top, tab_set;
     struct cv_text_params params;
+    struct cv_tab_params tab;
 };
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
@@ -84,7 +97,9 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
     o->text = "text";
     o->holdout = 0.2;
     o->seed = 42;
+    o->top = 5;
     cv_text_params_init(&o->params);
+    cv_tab_params_init(&o->tab);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **str = NULL;
@@ -100,6 +115,10 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
             str = &o->name;
         else if (!strcmp(a, "--kind"))
             str = &o->kind;
+        else if (!strcmp(a, "--positive"))
+            str = &o->positive;
+        else if (!strcmp(a, "--schema"))
+            str = &o->schema;
         if (str) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", a);
@@ -110,6 +129,35 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
             o->all = 1;
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
+        } else if (!strcmp(a, "--depth") || !strcmp(a, "--eta") || !strcmp(a, "--rounds") ||
+                   !strcmp(a, "--early-stopping") || !strcmp(a, "--top")) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "%s needs a value", a);
+            const char *v = argv[++i];
+            char *end = NULL;
+            if (!strcmp(a, "--eta")) {
+                o->tab.eta = strtod(v, &end);
+                if (*end || !(o->tab.eta > 0 && o->tab.eta <= 1))
+                    return usage_error(cmd, "--eta needs a number in (0, 1] (got %s)", v);
+            } else {
+                long n = strtol(v, &end, 10);
+                int lo = !strcmp(a, "--depth") || !strcmp(a, "--rounds") ? 1 : 0;
+                if (*end || !*v || n < lo || n > 100000 || (!strcmp(a, "--depth") && n > 16))
+                    return usage_error(cmd,
+                                       "bad whole number %s (--depth 1-16, --rounds 1-100000, "
+                                       "--early-stopping and --top 0-100000)",
+                                       v);
+                if (!strcmp(a, "--depth"))
+                    o->tab.max_depth = (int)n;
+                else if (!strcmp(a, "--rounds"))
+                    o->tab.rounds = (int)n;
+                else if (!strcmp(a, "--early-stopping"))
+                    o->tab.early_stopping = (int)n;
+                else
+                    o->top = (int)n;
+            }
+            if (strcmp(a, "--top"))
+                o->tab_set = 1;
         } else if (!strcmp(a, "--holdout") || !strcmp(a, "--seed") || !strcmp(a, "--C") ||
                    !strcmp(a, "--hash-bits") || !strcmp(a, "--solver")) {
             if (i + 1 >= argc)
@@ -219,28 +267,32 @@ static int parse_ref(const char *cmd, const char *ref, char *name, size_t n, int
     return 0;
 }
 
-/* Loads a model from the store. Returns 0 with *m and *card, or 1 after a
+/* Loads a model from the store: a text model into *m, or a tabular one into
+ * *tm (the other left NULL). Returns 0 with the model and *card, or 1 after a
  * message. */
 static int load_model(cv_store *s, const char *cmd, const char *name, int64_t version, struct cv_text_model **m,
-                      jv *card)
+                      struct cv_tab_model **tm, jv *card)
 {
     jv err = jv_invalid();
     void *bytes = NULL;
     size_t len = 0;
+    *m = NULL;
+    *tm = NULL;
     int rc = cv_store_get_model(s, name, version, card, &bytes, &len, &err);
     if (rc) {
         print_err(cmd, err);
         return 1;
     }
     jv kind = jv_object_get(jv_copy(*card), jv_string("kind"));
-    int text = jv_get_kind(kind) == JV_KIND_STRING && !strcmp(jv_string_value(kind), "text");
+    const char *k = jv_get_kind(kind) == JV_KIND_STRING ? jv_string_value(kind) : "";
+    int text = !strcmp(k, "text"), tabular = !strcmp(k, "tabular");
     jv_free(kind);
-    if (!text) {
+    if (!text && !tabular) {
         free(bytes);
-        fprintf(stderr, "conveyor model %s: %s is not a text model\n", cmd, name);
+        fprintf(stderr, "conveyor model %s: %s is neither a text nor a tabular model\n", cmd, name);
         return 1;
     }
-    rc = cv_text_model_load(bytes, len, m, &err);
+    rc = text ? cv_text_model_load(bytes, len, m, &err) : cv_tab_model_load(bytes, len, tm, &err);
     free(bytes);
     if (rc) {
         print_err(cmd, err);
@@ -387,6 +439,374 @@ static const char *who(void)
     return pw && pw->pw_name ? pw->pw_name : "unknown";
 }
 
+/* ------------------------------------------------------------------------ */
+/* Tabular scorers                                                           */
+/* ------------------------------------------------------------------------ */
+
+static void tab_progress(void *ud, const char *stage, size_t done, size_t total)
+{
+    (void)ud;
+    (void)stage;
+    fprintf(stderr, "\rboosting round %zu/%zu", done, total);
+    if (done == total)
+        fprintf(stderr, "\n");
+}
+
+/* Prints a scorer's metrics (cv_tab_evaluate's object, borrowed). */
+static void print_tab_metrics(jv r)
+{
+    jv auc = jv_object_get(jv_copy(r), jv_string("auc"));
+    jv labels = jv_object_get(jv_copy(r), jv_string("labels"));
+    jv neg = jv_array_get(jv_copy(labels), 0), pos = jv_array_get(jv_copy(labels), 1);
+    printf("  rows       %d (%d \"%s\", the positive label)\n", (int)num(r, "n"), (int)num(r, "positives"),
+           jv_string_value(pos));
+    if (jv_get_kind(auc) == JV_KIND_NUMBER)
+        printf("  AUC        %.4f\n", jv_number_value(auc));
+    else
+        printf("  AUC        - (one label only)\n");
+    printf("  log-loss   %.4f\n", num(r, "logloss"));
+    printf("  accuracy   %.4f (positive at score >= 0.5)\n", num(r, "accuracy"));
+    printf("  Brier      %.4f\n", num(r, "brier"));
+    jv cm = jv_object_get(jv_copy(r), jv_string("confusion"));
+    int c[2][2];
+    for (int i = 0; i < 2; i++) {
+        jv row = jv_array_get(jv_copy(cm), i);
+        for (int j = 0; j < 2; j++) {
+            jv v = jv_array_get(jv_copy(row), j);
+            c[i][j] = jv_get_kind(v) == JV_KIND_NUMBER ? (int)jv_number_value(v) : 0;
+            jv_free(v);
+        }
+        jv_free(row);
+    }
+    printf("  confusion (rows: true, columns: predicted)\n  %-12s %9.9s %9.9s\n", "", jv_string_value(neg),
+           jv_string_value(pos));
+    printf("  %-12.12s %9d %9d\n  %-12.12s %9d %9d\n", jv_string_value(neg), c[0][0], c[0][1], jv_string_value(pos),
+           c[1][0], c[1][1]);
+    if (num(r, "unknownCategories") > 0)
+        printf("  %d unknown categories (treated as missing)\n", (int)num(r, "unknownCategories"));
+    jv_free(cm);
+    jv_free(auc);
+    jv_free(neg);
+    jv_free(pos);
+    jv_free(labels);
+}
+
+/* Encodes every row of t with schema sc into *x (malloc'ed, t->n * ncols).
+ * Returns 0, or 1 after a message naming file:line. */
+static int encode_all(const char *cmd, const struct cv_table *t, const char *path, const struct cv_tab_schema *sc,
+                      float **x, int *unknown)
+{
+    *x = malloc(((size_t)t->n * (size_t)sc->ncols + 1) * sizeof **x);
+    if (!*x) {
+        fprintf(stderr, "conveyor model %s: out of memory\n", cmd);
+        return 1;
+    }
+    for (int i = 0; i < t->n; i++) {
+        jv err = jv_invalid();
+        if (cv_tab_encode(sc, t->rows[i], t->csv, *x + (size_t)i * sc->ncols, unknown, &err)) {
+            fprintf(stderr, "conveyor model %s: %s:%d: %s\n", cmd, path, t->lines[i],
+                    jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : "bad row");
+            jv_free(err);
+            free(*x);
+            *x = NULL;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Reads a --schema file: a JSON array. Returns 0 with *out, or 1 after a
+ * message. */
+static int read_schema(const char *path, jv *out)
+{
+    jv v = jv_load_file(path, 1);
+    if (!jv_is_valid(v)) {
+        jv msg = jv_invalid_get_msg(v);
+        fprintf(stderr, "conveyor model train: --schema %s: %s\n", path,
+                jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "cannot be read");
+        jv_free(msg);
+        return 1;
+    }
+    /* jv_load_file in raw=0 mode gives an array of the file's JSON texts */
+    jv first = jv_array_length(jv_copy(v)) == 1 ? jv_array_get(jv_copy(v), 0) : jv_invalid();
+    jv_free(v);
+    if (jv_get_kind(first) != JV_KIND_ARRAY) {
+        jv_free(first);
+        fprintf(stderr, "conveyor model train: --schema %s: one JSON array of {\"name\", \"type\"} objects\n", path);
+        return 1;
+    }
+    *out = first;
+    return 0;
+}
+
+static int train_tabular(struct opts *o)
+{
+    cv_store *s = NULL;
+    struct cv_table t;
+    struct cv_tab_schema sc = {0};
+    struct cv_tab_model *m = NULL;
+    char *names[2] = {NULL, NULL};
+    int *y = NULL, *tr = NULL, *te = NULL, *ytr = NULL, *yte = NULL, ntr = 0, nte = 0, rc = 1;
+    float *x = NULL, *xtr = NULL, *xte = NULL;
+    double *score = NULL;
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    jv err = jv_invalid(), metrics = jv_null(), declared = jv_null();
+    memset(&t, 0, sizeof t);
+    if (o->schema && read_schema(o->schema, &declared))
+        goto out;
+    if (open_store(o->db, &s))
+        goto out;
+    if (cv_table_read(o->data, &t, &err)) {
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    y = malloc(((size_t)t.n + 1) * sizeof *y);
+    if (!y)
+        goto oom;
+    if (cv_tab_labels(&t, o->data, NULL, 0, o->label, o->positive, names, y, &err)) {
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    struct cv_dataset d = {.n = t.n, .labels = y, .n_labels = 2};
+    if (!o->all) {
+        if (cv_dataset_split(&d, o->holdout, o->seed, &tr, &ntr, &te, &nte))
+            goto oom;
+        if (nte == 0) {
+            fprintf(stderr,
+                    "conveyor model train: %s: %d rows leave nothing to hold out at %g: use more data, a larger "
+                    "--holdout, or --all\n",
+                    o->data, t.n, o->holdout);
+            goto out;
+        }
+    }
+    /* the schema (inferred categories included) comes from the training rows only */
+    if (cv_tab_schema_infer(&t, o->all ? NULL : tr, o->all ? t.n : ntr, o->label, declared, &sc, &err)) {
+        declared = jv_invalid();
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    declared = jv_invalid();
+    int unknown = 0;
+    if (encode_all("train", &t, o->data, &sc, &x, &unknown))
+        goto out;
+    int nnum = 0;
+    for (int i = 0; i < sc.n; i++)
+        nnum += sc.f[i].type == CV_TAB_NUMERIC;
+    printf("data: %s: %d rows, labels \"%s\" / \"%s\" (positive), sha256 %s\n", o->data, t.n, names[0], names[1],
+           t.sha256);
+    printf("features: %d (%d numeric, %d categorical; %d columns one-hot encoded)\n", sc.n, nnum, sc.n - nnum,
+           sc.ncols);
+    if (o->all)
+        printf("training on all %d rows (no held-out metrics)\n", t.n);
+    else
+        printf("split: stratified hold-out %g, seed %llu: %d training rows, %d held out\n", o->holdout, o->seed, ntr,
+               nte);
+    fflush(stdout);
+    int n = o->all ? t.n : ntr;
+    xtr = o->all ? x : malloc(((size_t)n * (size_t)sc.ncols + 1) * sizeof *xtr);
+    ytr = o->all ? y : malloc(((size_t)n + 1) * sizeof *ytr);
+    if (!xtr || !ytr)
+        goto oom;
+    if (!o->all)
+        for (int i = 0; i < ntr; i++) {
+            memcpy(xtr + (size_t)i * sc.ncols, x + (size_t)tr[i] * sc.ncols, (size_t)sc.ncols * sizeof *xtr);
+            ytr[i] = y[tr[i]];
+        }
+    o->tab.seed = o->seed; /* the split's seed seeds XGBoost too */
+    double t0 = now_s();
+    if (cv_tab_model_train(&o->tab, &sc, (const char *const *)names, xtr, ytr, n, isatty(2) ? tab_progress : NULL,
+                           NULL, &m, &err)) {
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    double secs = now_s() - t0;
+    printf("trained in %.2f s (XGBoost, %d rounds of depth-%d trees, eta %g%s)\n", secs, cv_tab_model_rounds(m),
+           o->tab.max_depth, o->tab.eta, o->tab.early_stopping ? ", rounds chosen by early stopping on an inner split" : "");
+    if (!o->all) {
+        xte = malloc(((size_t)nte * (size_t)sc.ncols + 1) * sizeof *xte);
+        yte = malloc(((size_t)nte + 1) * sizeof *yte);
+        score = malloc(((size_t)nte + 1) * sizeof *score);
+        if (!xte || !yte || !score)
+            goto oom;
+        for (int i = 0; i < nte; i++) {
+            memcpy(xte + (size_t)i * sc.ncols, x + (size_t)te[i] * sc.ncols, (size_t)sc.ncols * sizeof *xte);
+            yte[i] = y[te[i]];
+        }
+        if (cv_tab_model_predict(m, xte, nte, score, NULL, NULL, &err)) {
+            print_err("train", err);
+            err = jv_invalid();
+            goto out;
+        }
+        jv_free(metrics);
+        metrics = cv_tab_evaluate((const char *const *)names, yte, score, nte);
+        if (!jv_is_valid(metrics))
+            goto oom;
+        printf("held-out metrics:\n");
+        print_tab_metrics(metrics);
+    }
+    if (cv_tab_model_save(m, &bytes, &len))
+        goto oom;
+    char model_sha[65];
+    cv_ml_sha256_hex(bytes, len, model_sha);
+    int per[2] = {0, 0};
+    for (int i = 0; i < t.n; i++)
+        per[y[i]]++;
+    jv counts = jv_object_set(jv_object_set(jv_object(), jv_string(names[0]), jv_number(per[0])),
+                              jv_string(names[1]), jv_number(per[1]));
+    jv data = jv_object();
+    data = jv_object_set(data, jv_string("file"), jv_string(o->data));
+    data = jv_object_set(data, jv_string("sha256"), jv_string(t.sha256));
+    data = jv_object_set(data, jv_string("rows"), jv_number(t.n));
+    data = jv_object_set(data, jv_string("labelField"), jv_string(o->label));
+    data = jv_object_set(data, jv_string("labelCounts"), counts);
+    jv split = jv_object();
+    if (o->all) {
+        split = jv_object_set(split, jv_string("all"), jv_true());
+    } else {
+        split = jv_object_set(split, jv_string("holdout"), jv_number(o->holdout));
+        split = jv_object_set(split, jv_string("seed"), jv_number((double)o->seed));
+        split = jv_object_set(split, jv_string("stratified"), jv_true());
+    }
+    split = jv_object_set(split, jv_string("trainRows"), jv_number(n));
+    split = jv_object_set(split, jv_string("heldOutRows"), jv_number(o->all ? 0 : nte));
+    jv card = jv_object();
+    card = jv_object_set(card, jv_string("kind"), jv_string("tabular"));
+    card = jv_object_set(card, jv_string("format"),
+                         jv_object_set(jv_object_set(jv_object(), jv_string("name"), jv_string(CV_TAB_MODEL_MAGIC)),
+                                       jv_string("version"), jv_number(CV_TAB_MODEL_FORMAT)));
+    card = jv_object_set(card, jv_string("labels"),
+                         jv_array_append(jv_array_append(jv_array(), jv_string(names[0])), jv_string(names[1])));
+    card = jv_object_set(card, jv_string("positive"), jv_string(names[1]));
+    card = jv_object_set(card, jv_string("features"), cv_tab_schema_json(&sc));
+    card = jv_object_set(card, jv_string("data"), data);
+    card = jv_object_set(card, jv_string("split"), split);
+    card = jv_object_set(card, jv_string("parameters"), cv_tab_params_json(&o->tab, cv_tab_model_rounds(m)));
+    card = jv_object_set(card, jv_string("metrics"), jv_copy(metrics));
+    card = jv_object_set(card, jv_string("trainingSeconds"), jv_number(secs));
+    card = jv_object_set(card, jv_string("modelSha256"), jv_string(model_sha));
+    card = jv_object_set(card, jv_string("createdBy"), jv_string(who()));
+    card = jv_object_set(card, jv_string("conveyor"), jv_string(CV_VERSION));
+    int64_t version = 0;
+    if (cv_store_put_model(s, o->name, "tabular", card, bytes, len, &version, &err)) {
+        print_err("train", err);
+        err = jv_invalid();
+        goto out;
+    }
+    printf("stored as draft (%zu bytes)\n%s@%lld\n", len, o->name, (long long)version);
+    rc = 0;
+    goto out;
+oom:
+    fprintf(stderr, "conveyor model train: out of memory\n");
+out:
+    fflush(stdout);
+    jv_free(err);
+    jv_free(metrics);
+    jv_free(declared);
+    free(bytes);
+    free(score);
+    if (xtr != x)
+        free(xtr);
+    if (ytr != y)
+        free(ytr);
+    free(xte);
+    free(yte);
+    free(x);
+    free(y);
+    free(tr);
+    free(te);
+    free(names[0]);
+    free(names[1]);
+    cv_tab_model_free(m);
+    cv_tab_schema_cleanup(&sc);
+    cv_table_cleanup(&t);
+    cv_store_close(s);
+    return rc;
+}
+
+/* eval and predict with a tabular model (borrowed). Returns 0 or 1. */
+static int apply_tabular(const char *cmd, const struct opts *o, struct cv_tab_model *m, const char *ref)
+{
+    int eval = !strcmp(cmd, "eval"), rc = 1, unknown = 0;
+    const struct cv_tab_schema *sc = cv_tab_model_schema(m);
+    struct cv_table t;
+    char *names[2] = {(char *)cv_tab_model_label(m, 0), (char *)cv_tab_model_label(m, 1)};
+    int *y = NULL;
+    float *x = NULL;
+    double *score = NULL, *contribs = NULL;
+    jv err = jv_invalid();
+    if (cv_table_read(o->data, &t, &err)) {
+        print_err(cmd, err);
+        return 1;
+    }
+    y = malloc(((size_t)t.n + 1) * sizeof *y);
+    score = malloc(((size_t)t.n + 1) * sizeof *score);
+    if (!eval)
+        contribs = malloc(((size_t)t.n * ((size_t)sc->n + 1) + 1) * sizeof *contribs);
+    if (!y || !score || (!eval && !contribs)) {
+        fprintf(stderr, "conveyor model %s: out of memory\n", cmd);
+        goto out;
+    }
+    if (eval && cv_tab_labels(&t, o->data, NULL, 0, o->label, NULL, names, y, &err)) {
+        print_err(cmd, err);
+        err = jv_invalid();
+        goto out;
+    }
+    if (encode_all(cmd, &t, o->data, sc, &x, &unknown))
+        goto out;
+    if (cv_tab_model_predict(m, x, t.n, score, NULL, contribs, &err)) {
+        print_err(cmd, err);
+        err = jv_invalid();
+        goto out;
+    }
+    if (eval) {
+        jv r = cv_tab_evaluate((const char *const *)names, y, score, t.n);
+        if (!jv_is_valid(r)) {
+            jv_free(r);
+            fprintf(stderr, "conveyor model eval: out of memory\n");
+            goto out;
+        }
+        r = jv_object_set(r, jv_string("unknownCategories"), jv_number(unknown));
+        if (o->json) {
+            r = jv_object_set(r, jv_string("model"), jv_string(ref));
+            jv_dumpf(r, stdout, 0);
+            printf("\n");
+        } else {
+            printf("model %s on %s:\n", ref, o->data);
+            print_tab_metrics(r);
+            jv_free(r);
+        }
+    } else {
+        for (int i = 0; i < t.n; i++) {
+            jv p = cv_tab_prediction_json(m, t.rows[i], score[i], contribs + (size_t)i * ((size_t)sc->n + 1), o->top);
+            if (!jv_is_valid(p)) {
+                jv_free(p);
+                fprintf(stderr, "conveyor model predict: out of memory\n");
+                goto out;
+            }
+            p = jv_object_set(p, jv_string("model"), jv_string(ref));
+            jv_dumpf(p, stdout, 0);
+            putchar('\n');
+        }
+        if (unknown)
+            fprintf(stderr, "conveyor model predict: %d unknown categories (treated as missing)\n", unknown);
+    }
+    rc = 0;
+out:
+    fflush(stdout);
+    jv_free(err);
+    free(y);
+    free(x);
+    free(score);
+    free(contribs);
+    cv_table_cleanup(&t);
+    return rc;
+}
+
 static int cmd_train(int argc, char **argv)
 {
     struct opts o;
@@ -397,13 +817,8 @@ static int cmd_train(int argc, char **argv)
         return usage_error("train", "unexpected argument %s (the model is named with --name)", o.ref);
     if (!o.kind)
         o.kind = "text";
-    if (!strcmp(o.kind, "tabular")) {
-        fprintf(stderr, "conveyor model train: --kind tabular is not available yet (the XGBoost scorer of "
-                        "issue 4); only --kind text\n");
-        return 1;
-    }
-    if (strcmp(o.kind, "text"))
-        return usage_error("train", "--kind is text (or, later, tabular); got %s", o.kind);
+    if (strcmp(o.kind, "text") && strcmp(o.kind, "tabular"))
+        return usage_error("train", "--kind is text or tabular; got %s", o.kind);
     if (!o.data || !o.label || !o.name)
         return usage_error("train", "--data FILE, --label FIELD and --name NAME are required%s", NULL);
     if (!name_ok(o.name))
@@ -412,6 +827,8 @@ static int cmd_train(int argc, char **argv)
                            o.name);
     if (o.all && (o.holdout_set || o.seed_set))
         return usage_error("train", "--all trains on every row: it takes no --holdout or --seed%s", NULL);
+    if (!strcmp(o.kind, "tabular"))
+        return train_tabular(&o);
 
     cv_store *s = NULL;
     struct cv_dataset d;
@@ -563,18 +980,23 @@ static int cmd_apply(const char *cmd, int argc, char **argv)
                            NULL);
     cv_store *s = NULL;
     struct cv_text_model *m = NULL;
+    struct cv_tab_model *tm = NULL;
     struct cv_dataset d;
     struct cv_text_scratch *sc = NULL;
     double *probs = NULL;
     jv card = jv_invalid(), err = jv_invalid();
     memset(&d, 0, sizeof d);
     rc = 1;
-    if (open_store(o.db, &s) || load_model(s, cmd, name, version, &m, &card))
+    if (open_store(o.db, &s) || load_model(s, cmd, name, version, &m, &tm, &card))
         goto out;
     jv v = jv_object_get(jv_copy(card), jv_string("version"));
     char ref[300];
     snprintf(ref, sizeof ref, "%s@%lld", name, (long long)jv_number_value(v));
     jv_free(v);
+    if (tm) {
+        rc = apply_tabular(cmd, &o, tm, ref);
+        goto out;
+    }
     if (cv_dataset_read(o.data, o.text, eval ? o.label : NULL, &d, &err)) {
         print_err(cmd, err);
         err = jv_invalid();
@@ -623,6 +1045,7 @@ out:
     jv_free(card);
     jv_free(err);
     cv_text_model_free(m);
+    cv_tab_model_free(tm);
     cv_dataset_cleanup(&d);
     cv_store_close(s);
     return rc;

@@ -1,0 +1,935 @@
+/*
+ * tabular.c — the tabular scorer's model (tabular.h): training an XGBoost
+ * binary classifier through its C API, scoring with SHAP explanations, the
+ * model file format, and the scorer's metrics.
+ *
+ * Categorical features are one-hot encoded (tabdata.c) rather than given to
+ * XGBoost's native categorical support: in XGBoost 1.7 (Debian's) native
+ * categories are still marked experimental, need the caller to map texts to
+ * codes anyway, and their SHAP values go through a separate code path; with
+ * one-hot columns the trees, the contributions and the file are plain, and
+ * summing a feature's columns gives its exact SHAP value (SHAP is additive).
+ * The data sets this scorer is for have few categories per feature
+ * (CV_TAB_MAX_CATEGORIES caps them).
+ *
+ * XGBoost is used with one thread (nthread 1: conveyor's workers are the
+ * parallelism, and one thread makes training deterministic for a seed) and
+ * silenced (verbosity 0, and a log callback that drops everything). Every
+ * call into a model's booster holds the model's lock: XGBoost keeps its
+ * prediction buffers per booster and thread, and its prediction cache is not
+ * documented as safe for concurrent DMatrix predictions.
+ */
+#include "ml/tabular.h"
+
+#include "conveyor.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xgboost/c_api.h>
+
+static void set_err(jv *err, const char *fmt, ...) JV_PRINTF_LIKE(2, 3);
+static void set_err(jv *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    jv_free(*err);
+    *err = jv_string_vfmt(fmt, ap);
+    va_end(ap);
+}
+
+/* XGBoost's last error as *err; CV_EINVAL. */
+static int xgb_fail(jv *err, const char *what)
+{
+    const char *m = XGBGetLastError();
+    set_err(err, "XGBoost %s failed: %s", what, m && *m ? m : "unknown error");
+    return CV_EINVAL;
+}
+
+static void quiet(const char *msg)
+{
+    (void)msg;
+}
+
+static pthread_once_t silence_once = PTHREAD_ONCE_INIT;
+static void silence_xgboost(void)
+{
+    XGBRegisterLogCallback(quiet);
+    XGBSetGlobalConfig("{\"verbosity\": 0}");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parameters and the model object                                           */
+/* ------------------------------------------------------------------------ */
+
+struct cv_tab_model {
+    struct cv_tab_params p;
+    struct cv_tab_schema s;
+    char *labels[2];
+    int rounds;           /* rounds trained (trees) */
+    BoosterHandle b;
+    unsigned char *raw;   /* the booster as XGBoost serialised it (UBJSON), kept for save */
+    size_t rawlen;
+    pthread_mutex_t lock; /* held around every call into b */
+};
+
+void cv_tab_params_init(struct cv_tab_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_depth = 3;
+    p->eta = 0.02;
+    p->rounds = 1000;
+    p->early_stopping = 50;
+    p->inner_holdout = 0.2;
+    p->subsample = 0.8;
+    p->colsample = 0.8;
+    p->min_child_weight = 1;
+    p->lambda = 1;
+    p->seed = 42;
+}
+
+jv cv_tab_params_json(const struct cv_tab_params *p, int rounds_trained)
+{
+    jv o = jv_object();
+    o = jv_object_set(o, jv_string("booster"), jv_string("xgboost gbtree"));
+    int major = 0, minor = 0, patch = 0;
+    XGBoostVersion(&major, &minor, &patch);
+    o = jv_object_set(o, jv_string("xgboost"), jv_string_fmt("%d.%d.%d", major, minor, patch));
+    o = jv_object_set(o, jv_string("objective"), jv_string("binary:logistic"));
+    o = jv_object_set(o, jv_string("treeMethod"), jv_string("hist"));
+    o = jv_object_set(o, jv_string("categorical"), jv_string("one-hot"));
+    o = jv_object_set(o, jv_string("maxDepth"), jv_number(p->max_depth));
+    o = jv_object_set(o, jv_string("eta"), jv_number(p->eta));
+    o = jv_object_set(o, jv_string("maxRounds"), jv_number(p->rounds));
+    o = jv_object_set(o, jv_string("earlyStopping"), jv_number(p->early_stopping));
+    o = jv_object_set(o, jv_string("innerHoldout"), jv_number(p->early_stopping ? p->inner_holdout : 0));
+    o = jv_object_set(o, jv_string("subsample"), jv_number(p->subsample));
+    o = jv_object_set(o, jv_string("colsample"), jv_number(p->colsample));
+    o = jv_object_set(o, jv_string("minChildWeight"), jv_number(p->min_child_weight));
+    o = jv_object_set(o, jv_string("lambda"), jv_number(p->lambda));
+    o = jv_object_set(o, jv_string("seed"), jv_number((double)p->seed));
+    o = jv_object_set(o, jv_string("nthread"), jv_number(1));
+    return jv_object_set(o, jv_string("rounds"), jv_number(rounds_trained));
+}
+
+static int params_check(const struct cv_tab_params *p, jv *err)
+{
+    if (p->max_depth < 1 || p->max_depth > 16) {
+        set_err(err, "depth must be 1 to 16 (got %d)", p->max_depth);
+        return CV_EINVAL;
+    }
+    if (!(p->eta > 0 && p->eta <= 1)) {
+        set_err(err, "eta must be in (0, 1]");
+        return CV_EINVAL;
+    }
+    if (p->rounds < 1 || p->rounds > 100000) {
+        set_err(err, "rounds must be 1 to 100000 (got %d)", p->rounds);
+        return CV_EINVAL;
+    }
+    if (p->early_stopping < 0 || (p->early_stopping && !(p->inner_holdout > 0 && p->inner_holdout < 1))) {
+        set_err(err, "early stopping needs a number of rounds >= 0 and an inner hold-out in (0, 1)");
+        return CV_EINVAL;
+    }
+    if (!(p->subsample > 0 && p->subsample <= 1) || !(p->colsample > 0 && p->colsample <= 1)) {
+        set_err(err, "subsample and colsample must be in (0, 1]");
+        return CV_EINVAL;
+    }
+    if (!(p->min_child_weight >= 0) || !(p->lambda >= 0) || !isfinite(p->min_child_weight) || !isfinite(p->lambda)) {
+        set_err(err, "min child weight and lambda must be >= 0");
+        return CV_EINVAL;
+    }
+    return 0;
+}
+
+static int schema_copy(struct cv_tab_schema *dst, const struct cv_tab_schema *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->f = calloc((size_t)src->n + 1, sizeof *dst->f);
+    if (!dst->f)
+        return CV_ENOMEM;
+    for (int i = 0; i < src->n; i++) {
+        const struct cv_tab_feature *a = &src->f[i];
+        struct cv_tab_feature *b = &dst->f[i];
+        dst->n = i + 1;
+        *b = (struct cv_tab_feature){.type = a->type, .col = a->col};
+        b->name = strdup(a->name);
+        b->cats = calloc((size_t)a->ncats + 1, sizeof *b->cats);
+        if (!b->name || !b->cats)
+            return CV_ENOMEM;
+        for (int c = 0; c < a->ncats; c++) {
+            b->cats[c] = strdup(a->cats[c]);
+            if (!b->cats[c])
+                return CV_ENOMEM;
+            b->ncats = c + 1;
+        }
+    }
+    dst->ncols = src->ncols;
+    return 0;
+}
+
+static struct cv_tab_model *model_new(const struct cv_tab_params *p, const struct cv_tab_schema *s,
+                                      const char *const names[2])
+{
+    struct cv_tab_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    pthread_mutex_init(&m->lock, NULL);
+    m->p = *p;
+    m->labels[0] = strdup(names[0]);
+    m->labels[1] = strdup(names[1]);
+    if (!m->labels[0] || !m->labels[1] || schema_copy(&m->s, s)) {
+        cv_tab_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void cv_tab_model_free(struct cv_tab_model *m)
+{
+    if (!m)
+        return;
+    if (m->b)
+        XGBoosterFree(m->b);
+    cv_tab_schema_cleanup(&m->s);
+    free(m->labels[0]);
+    free(m->labels[1]);
+    free(m->raw);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+const struct cv_tab_schema *cv_tab_model_schema(const struct cv_tab_model *m)
+{
+    return &m->s;
+}
+
+const char *cv_tab_model_label(const struct cv_tab_model *m, int k)
+{
+    return k == 0 || k == 1 ? m->labels[k] : NULL;
+}
+
+const struct cv_tab_params *cv_tab_model_params(const struct cv_tab_model *m)
+{
+    return &m->p;
+}
+
+int cv_tab_model_rounds(const struct cv_tab_model *m)
+{
+    return m->rounds;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A DMatrix of rows[0..n) of x (all n when rows is NULL) with labels. */
+static int make_dmatrix(const float *x, const int *y, const int *rows, int n, int ncols, DMatrixHandle *out, jv *err)
+{
+    *out = NULL;
+    float *buf = NULL, *lab = malloc(((size_t)n + 1) * sizeof *lab);
+    const float *data = x;
+    if (!lab)
+        return CV_ENOMEM;
+    if (rows) {
+        buf = malloc(((size_t)n * (size_t)ncols + 1) * sizeof *buf);
+        if (!buf) {
+            free(lab);
+            return CV_ENOMEM;
+        }
+        for (int i = 0; i < n; i++)
+            memcpy(buf + (size_t)i * ncols, x + (size_t)rows[i] * ncols, (size_t)ncols * sizeof *buf);
+        data = buf;
+    }
+    for (int i = 0; i < n && y; i++)
+        lab[i] = (float)y[rows ? rows[i] : i];
+    int code = 0;
+    if (XGDMatrixCreateFromMat(data, (bst_ulong)n, (bst_ulong)ncols, NAN, out))
+        code = xgb_fail(err, "creating a matrix");
+    else if (y && XGDMatrixSetFloatInfo(*out, "label", lab, (bst_ulong)n))
+        code = xgb_fail(err, "setting labels");
+    free(buf);
+    free(lab);
+    if (code && *out) {
+        XGDMatrixFree(*out);
+        *out = NULL;
+    }
+    return code;
+}
+
+static int set_params(BoosterHandle b, const struct cv_tab_params *p, jv *err)
+{
+    char v[9][64];
+    snprintf(v[0], sizeof v[0], "%d", p->max_depth);
+    snprintf(v[1], sizeof v[1], "%.17g", p->eta);
+    snprintf(v[2], sizeof v[2], "%.17g", p->subsample);
+    snprintf(v[3], sizeof v[3], "%.17g", p->colsample);
+    snprintf(v[4], sizeof v[4], "%.17g", p->min_child_weight);
+    snprintf(v[5], sizeof v[5], "%.17g", p->lambda);
+    /* XGBoost's seed is an int parameter */
+    snprintf(v[6], sizeof v[6], "%d", (int)(p->seed & 0x7fffffff));
+    const char *kv[][2] = {
+        {"verbosity", "0"},        {"nthread", "1"},          {"objective", "binary:logistic"},
+        {"booster", "gbtree"},     {"tree_method", "hist"},   {"eval_metric", "logloss"},
+        {"max_depth", v[0]},       {"eta", v[1]},             {"subsample", v[2]},
+        {"colsample_bytree", v[3]}, {"min_child_weight", v[4]}, {"lambda", v[5]},
+        {"seed", v[6]},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (XGBoosterSetParam(b, kv[i][0], kv[i][1]))
+            return xgb_fail(err, "setting a parameter");
+    return 0;
+}
+
+/* Trains `rounds` rounds on dtrain; with dval, stops early and sets *best to
+ * the best round count. */
+static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, DMatrixHandle dval, int rounds,
+                 cv_ml_progress_fn progress, void *ud, size_t done0, size_t total, BoosterHandle *out, int *best,
+                 jv *err)
+{
+    BoosterHandle b = NULL;
+    DMatrixHandle cache[2] = {dtrain, dval};
+    if (XGBoosterCreate(cache, dval ? 2 : 1, &b))
+        return xgb_fail(err, "creating a booster");
+    int code = set_params(b, p, err);
+    double best_loss = INFINITY;
+    *best = rounds;
+    for (int i = 0; i < rounds && !code; i++) {
+        if (XGBoosterUpdateOneIter(b, i, dtrain)) {
+            code = xgb_fail(err, "training");
+            break;
+        }
+        if (progress && (i % 10 == 0 || i == rounds - 1))
+            progress(ud, "rounds", done0 + (size_t)i + 1, total);
+        if (!dval)
+            continue;
+        const char *names[1] = {"val"}, *res = NULL;
+        DMatrixHandle dm[1] = {dval};
+        if (XGBoosterEvalOneIter(b, i, dm, names, 1, &res)) {
+            code = xgb_fail(err, "evaluating");
+            break;
+        }
+        const char *at = res ? strstr(res, "val-logloss:") : NULL;
+        double loss = at ? strtod(at + 12, NULL) : NAN;
+        if (loss < best_loss) {
+            best_loss = loss;
+            *best = i + 1;
+        } else if (i + 1 - *best >= p->early_stopping) {
+            break;
+        }
+    }
+    if (code) {
+        XGBoosterFree(b);
+        return code;
+    }
+    *out = b;
+    return 0;
+}
+
+int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema *s, const char *const names[2],
+                       const float *x, const int *y, int n, cv_ml_progress_fn progress, void *ud,
+                       struct cv_tab_model **out, jv *err)
+{
+    *out = NULL;
+    pthread_once(&silence_once, silence_xgboost);
+    int code = params_check(p, err);
+    if (code)
+        return code;
+    int pos = 0;
+    for (int i = 0; i < n; i++)
+        pos += y[i] == 1;
+    if (n < 2 || pos == 0 || pos == n) {
+        set_err(err, n < 1 ? "no rows to train on" : "training needs rows of both labels");
+        return CV_EINVAL;
+    }
+    struct cv_tab_model *m = model_new(p, s, names);
+    DMatrixHandle dall = NULL, dtr = NULL, dval = NULL;
+    BoosterHandle b = NULL;
+    int *tr = NULL, *te = NULL, ntr = 0, nte = 0;
+    int rounds = p->rounds;
+    if (!m) {
+        code = CV_ENOMEM;
+        goto out;
+    }
+    size_t total = (size_t)p->rounds * (p->early_stopping ? 2 : 1);
+    if (p->early_stopping) {
+        /* choose the number of rounds on an inner split of the training rows */
+        struct cv_dataset d = {.n = n, .labels = (int *)y, .n_labels = 2};
+        if ((code = cv_dataset_split(&d, p->inner_holdout, p->seed, &tr, &ntr, &te, &nte)))
+            goto out;
+        if (nte > 0 && ntr > 0) {
+            if ((code = make_dmatrix(x, y, tr, ntr, s->ncols, &dtr, err)) ||
+                (code = make_dmatrix(x, y, te, nte, s->ncols, &dval, err)) ||
+                (code = boost(p, dtr, dval, p->rounds, progress, ud, 0, total, &b, &rounds, err)))
+                goto out;
+            XGBoosterFree(b);
+            b = NULL;
+        }
+        total = (size_t)p->rounds + (size_t)rounds;
+    }
+    if ((code = make_dmatrix(x, y, NULL, n, s->ncols, &dall, err)))
+        goto out;
+    int unused;
+    if ((code = boost(p, dall, NULL, rounds, progress, ud, total - (size_t)rounds, total, &b, &unused, err)))
+        goto out;
+    bst_ulong len = 0;
+    const char *raw = NULL;
+    if (XGBoosterSaveModelToBuffer(b, "{\"format\": \"ubj\"}", &len, &raw)) {
+        code = xgb_fail(err, "saving the model");
+        goto out;
+    }
+    m->raw = malloc((size_t)len + 1);
+    if (!m->raw) {
+        code = CV_ENOMEM;
+        goto out;
+    }
+    memcpy(m->raw, raw, (size_t)len);
+    m->rawlen = (size_t)len;
+    /* Predict with the booster loaded from those bytes, exactly as a model
+     * loaded from a file does: the trained booster's in-memory state (its
+     * caches, its training configuration) cannot then make a difference. */
+    XGBoosterFree(b);
+    b = NULL;
+    if (XGBoosterCreate(NULL, 0, &m->b) || XGBoosterLoadModelFromBuffer(m->b, m->raw, (bst_ulong)m->rawlen) ||
+        XGBoosterSetParam(m->b, "nthread", "1") || XGBoosterSetParam(m->b, "verbosity", "0")) {
+        code = xgb_fail(err, "loading the trained model");
+        goto out;
+    }
+    m->rounds = rounds;
+    *out = m;
+    m = NULL;
+out:
+    if (b)
+        XGBoosterFree(b);
+    if (dall)
+        XGDMatrixFree(dall);
+    if (dtr)
+        XGDMatrixFree(dtr);
+    if (dval)
+        XGDMatrixFree(dval);
+    free(tr);
+    free(te);
+    cv_tab_model_free(m);
+    if (code == CV_ENOMEM)
+        set_err(err, "out of memory");
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prediction                                                                */
+/* ------------------------------------------------------------------------ */
+
+static const char *const PREDICT_VALUE = "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, "
+                                         "\"iteration_end\": 0, \"strict_shape\": false}";
+static const char *const PREDICT_MARGIN = "{\"type\": 1, \"training\": false, \"iteration_begin\": 0, "
+                                          "\"iteration_end\": 0, \"strict_shape\": false}";
+static const char *const PREDICT_CONTRIB = "{\"type\": 2, \"training\": false, \"iteration_begin\": 0, "
+                                           "\"iteration_end\": 0, \"strict_shape\": false}";
+
+/* One prediction call; copies `want` floats out of XGBoost's buffer as
+ * doubles into dst. Lock held by the caller. */
+static int predict_into(struct cv_tab_model *m, DMatrixHandle dm, const char *config, size_t want, double *dst,
+                        jv *err)
+{
+    const bst_ulong *shape = NULL;
+    bst_ulong dim = 0;
+    const float *res = NULL;
+    if (XGBoosterPredictFromDMatrix(m->b, dm, config, &shape, &dim, &res))
+        return xgb_fail(err, "predicting");
+    size_t got = 1;
+    for (bst_ulong i = 0; i < dim; i++)
+        got *= (size_t)shape[i];
+    if (got != want) {
+        set_err(err, "XGBoost returned %zu values where %zu were expected", got, want);
+        return CV_EINVAL;
+    }
+    for (size_t i = 0; i < want; i++)
+        dst[i] = (double)res[i];
+    return 0;
+}
+
+int cv_tab_model_predict(struct cv_tab_model *m, const float *x, int n, double *score, double *margin,
+                         double *contribs, jv *err)
+{
+    if (n <= 0)
+        return 0;
+    const struct cv_tab_schema *s = &m->s;
+    size_t width = (size_t)s->ncols + 1;
+    double *raw = contribs ? malloc((size_t)n * width * sizeof *raw) : NULL;
+    if (contribs && !raw)
+        return CV_ENOMEM;
+    DMatrixHandle dm = NULL;
+    int code = 0;
+    pthread_mutex_lock(&m->lock);
+    if (XGDMatrixCreateFromMat(x, (bst_ulong)n, (bst_ulong)s->ncols, NAN, &dm))
+        code = xgb_fail(err, "creating a matrix");
+    if (!code)
+        code = predict_into(m, dm, PREDICT_VALUE, (size_t)n, score, err);
+    if (!code && margin)
+        code = predict_into(m, dm, PREDICT_MARGIN, (size_t)n, margin, err);
+    if (!code && contribs)
+        code = predict_into(m, dm, PREDICT_CONTRIB, (size_t)n * width, raw, err);
+    if (dm)
+        XGDMatrixFree(dm);
+    pthread_mutex_unlock(&m->lock);
+    if (!code && contribs) {
+        /* one-hot columns back to their feature; the bias last */
+        size_t fw = (size_t)s->n + 1;
+        for (int i = 0; i < n; i++) {
+            const double *r = raw + (size_t)i * width;
+            double *c = contribs + (size_t)i * fw;
+            for (int j = 0; j < s->n; j++) {
+                const struct cv_tab_feature *f = &s->f[j];
+                int w = f->type == CV_TAB_NUMERIC ? 1 : f->ncats;
+                double sum = 0;
+                for (int k = 0; k < w; k++)
+                    sum += r[f->col + k];
+                c[j] = sum;
+            }
+            c[s->n] = r[s->ncols];
+        }
+    }
+    free(raw);
+    return code;
+}
+
+struct contrib {
+    int feature;
+    double value;
+};
+
+static int by_magnitude(const void *a, const void *b)
+{
+    const struct contrib *x = a, *y = b;
+    double ax = fabs(x->value), ay = fabs(y->value);
+    if (ax != ay)
+        return ax < ay ? 1 : -1;
+    return (x->feature > y->feature) - (x->feature < y->feature);
+}
+
+jv cv_tab_prediction_json(const struct cv_tab_model *m, jv row, double score, const double *contribs, int top)
+{
+    const struct cv_tab_schema *s = &m->s;
+    jv o = jv_object();
+    o = jv_object_set(o, jv_string("score"), jv_number(score));
+    o = jv_object_set(o, jv_string("label"), jv_string(m->labels[score >= 0.5 ? 1 : 0]));
+    struct contrib *c = malloc(((size_t)s->n + 1) * sizeof *c);
+    if (!c) {
+        jv_free(o);
+        return jv_invalid_with_msg(jv_string("out of memory"));
+    }
+    for (int j = 0; j < s->n; j++)
+        c[j] = (struct contrib){.feature = j, .value = contribs[j]};
+    qsort(c, (size_t)s->n, sizeof *c, by_magnitude);
+    int k = top > 0 && top < s->n ? top : s->n;
+    jv ex = jv_array();
+    for (int i = 0; i < k; i++) {
+        const char *name = s->f[c[i].feature].name;
+        jv v = jv_object_get(jv_copy(row), jv_string(name));
+        if (s->f[c[i].feature].type == CV_TAB_NUMERIC && jv_get_kind(v) == JV_KIND_STRING) {
+            /* a CSV text that encoding read as a number: quote the number */
+            char *end = NULL;
+            double d = strtod(jv_string_value(v), &end);
+            if (end != jv_string_value(v) && isfinite(d)) {
+                jv_free(v);
+                v = jv_number(d);
+            }
+        }
+        jv e = jv_object_set(jv_object(), jv_string("feature"), jv_string(name));
+        e = jv_object_set(e, jv_string("value"), jv_is_valid(v) ? v : jv_null());
+        e = jv_object_set(e, jv_string("contribution"), jv_number(c[i].value));
+        ex = jv_array_append(ex, e);
+    }
+    free(c);
+    o = jv_object_set(o, jv_string("explanation"), ex);
+    return jv_object_set(o, jv_string("bias"), jv_number(contribs[s->n]));
+}
+
+int cv_tab_model_score(struct cv_tab_model *m, jv features, int top, jv *out, int *unknown, jv *err)
+{
+    *out = jv_invalid();
+    const struct cv_tab_schema *s = &m->s;
+    float *x = malloc(((size_t)s->ncols + 1) * sizeof *x);
+    double *contribs = malloc(((size_t)s->n + 1) * sizeof *contribs);
+    double score = 0;
+    int code = x && contribs ? 0 : CV_ENOMEM;
+    if (!code)
+        code = cv_tab_encode(s, features, 0, x, unknown, err);
+    if (!code)
+        code = cv_tab_model_predict(m, x, 1, &score, NULL, contribs, err);
+    if (!code) {
+        *out = cv_tab_prediction_json(m, features, score, contribs, top);
+        if (!jv_is_valid(*out))
+            code = CV_ENOMEM;
+    }
+    if (code == CV_ENOMEM)
+        set_err(err, "out of memory");
+    jv_free(features);
+    free(x);
+    free(contribs);
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The file format (docs/models.md, "Tabular file format"): little-endian    */
+/* ------------------------------------------------------------------------ */
+
+struct wbuf {
+    unsigned char *b;
+    size_t len, cap;
+    int oom;
+};
+
+static void put(struct wbuf *w, const void *p, size_t n)
+{
+    if (w->oom)
+        return;
+    if (w->len + n > w->cap) {
+        size_t nc = w->cap ? w->cap : 4096;
+        while (nc < w->len + n)
+            nc *= 2;
+        unsigned char *nb = realloc(w->b, nc);
+        if (!nb) {
+            w->oom = 1;
+            return;
+        }
+        w->b = nb;
+        w->cap = nc;
+    }
+    memcpy(w->b + w->len, p, n);
+    w->len += n;
+}
+
+static void put_u32(struct wbuf *w, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    put(w, b, 4);
+}
+
+static void put_u64(struct wbuf *w, uint64_t v)
+{
+    put_u32(w, (uint32_t)v);
+    put_u32(w, (uint32_t)(v >> 32));
+}
+
+static void put_f64(struct wbuf *w, double f)
+{
+    uint64_t u;
+    memcpy(&u, &f, 8);
+    put_u64(w, u);
+}
+
+static void put_str(struct wbuf *w, const char *s)
+{
+    size_t n = strlen(s);
+    put_u32(w, (uint32_t)n);
+    put(w, s, n);
+}
+
+/* Seed of the file checksum (cv_ml_hash64 of every byte before it). */
+#define FILE_SEED 0x74616263686b73ULL
+
+int cv_tab_model_save(const struct cv_tab_model *m, unsigned char **out, size_t *len)
+{
+    struct wbuf w = {0};
+    const struct cv_tab_params *p = &m->p;
+    put(&w, CV_TAB_MODEL_MAGIC, 8);
+    put_u32(&w, CV_TAB_MODEL_FORMAT);
+    put_u32(&w, (uint32_t)p->max_depth);
+    put_f64(&w, p->eta);
+    put_u32(&w, (uint32_t)p->rounds);
+    put_u32(&w, (uint32_t)p->early_stopping);
+    put_f64(&w, p->inner_holdout);
+    put_f64(&w, p->subsample);
+    put_f64(&w, p->colsample);
+    put_f64(&w, p->min_child_weight);
+    put_f64(&w, p->lambda);
+    put_u64(&w, p->seed);
+    put_u32(&w, (uint32_t)m->rounds);
+    put_str(&w, m->labels[0]);
+    put_str(&w, m->labels[1]);
+    put_u32(&w, (uint32_t)m->s.n);
+    put_u32(&w, (uint32_t)m->s.ncols);
+    for (int i = 0; i < m->s.n; i++) {
+        const struct cv_tab_feature *f = &m->s.f[i];
+        unsigned char t = (unsigned char)f->type;
+        put(&w, &t, 1);
+        put_str(&w, f->name);
+        put_u32(&w, (uint32_t)f->ncats);
+        for (int c = 0; c < f->ncats; c++)
+            put_str(&w, f->cats[c]);
+    }
+    put_u64(&w, (uint64_t)m->rawlen);
+    put(&w, m->raw, m->rawlen);
+    if (!w.oom)
+        put_u64(&w, cv_ml_hash64(w.b, w.len, FILE_SEED));
+    if (w.oom) {
+        free(w.b);
+        return CV_ENOMEM;
+    }
+    *out = w.b;
+    *len = w.len;
+    return 0;
+}
+
+struct rbuf {
+    const unsigned char *b;
+    size_t len, pos;
+    int bad;
+};
+
+static const unsigned char *take(struct rbuf *r, size_t n)
+{
+    if (r->bad || r->len - r->pos < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    const unsigned char *p = r->b + r->pos;
+    r->pos += n;
+    return p;
+}
+
+static uint32_t get_u32(struct rbuf *r)
+{
+    const unsigned char *p = take(r, 4);
+    return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24 : 0;
+}
+
+static uint64_t get_u64(struct rbuf *r)
+{
+    uint64_t lo = get_u32(r);
+    return lo | (uint64_t)get_u32(r) << 32;
+}
+
+static double get_f64(struct rbuf *r)
+{
+    uint64_t u = get_u64(r);
+    double f;
+    memcpy(&f, &u, 8);
+    return f;
+}
+
+/* A length-prefixed text without NUL bytes; NULL (r->bad set) otherwise. */
+static char *get_str(struct rbuf *r)
+{
+    uint32_t n = get_u32(r);
+    const unsigned char *s = take(r, n);
+    if (!s)
+        return NULL;
+    if (memchr(s, 0, n)) {
+        r->bad = 1;
+        return NULL;
+    }
+    char *t = strndup((const char *)s, n);
+    if (!t)
+        r->bad = 2;
+    return t;
+}
+
+int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, jv *err)
+{
+    *out = NULL;
+    pthread_once(&silence_once, silence_xgboost);
+    struct rbuf r = {.b = bytes, .len = len};
+    const unsigned char *magic = take(&r, 8);
+    if (!magic || memcmp(magic, CV_TAB_MODEL_MAGIC, 8)) {
+        set_err(err, "not a conveyor tabular model (wrong magic)");
+        return CV_EINVAL;
+    }
+    uint32_t format = get_u32(&r);
+    if (!r.bad && format > CV_TAB_MODEL_FORMAT) {
+        set_err(err, "tabular model format %u is newer than this conveyor's (%d)", format, CV_TAB_MODEL_FORMAT);
+        return CV_EUNSUPPORTED;
+    }
+    if (r.bad || format < 1 || len < 8 + 4 + 8) {
+        set_err(err, "tabular model file truncated or of an unknown format version");
+        return CV_EINVAL;
+    }
+    uint64_t sum = 0;
+    for (int i = 0; i < 8; i++)
+        sum |= (uint64_t)((const unsigned char *)bytes)[len - 8 + (size_t)i] << (8 * i);
+    if (sum != cv_ml_hash64(bytes, len - 8, FILE_SEED)) {
+        set_err(err, "tabular model file corrupt (checksum mismatch)");
+        return CV_EINVAL;
+    }
+    r.len = len - 8;
+    struct cv_tab_params p;
+    cv_tab_params_init(&p);
+    p.max_depth = (int)get_u32(&r);
+    p.eta = get_f64(&r);
+    p.rounds = (int)get_u32(&r);
+    p.early_stopping = (int)get_u32(&r);
+    p.inner_holdout = get_f64(&r);
+    p.subsample = get_f64(&r);
+    p.colsample = get_f64(&r);
+    p.min_child_weight = get_f64(&r);
+    p.lambda = get_f64(&r);
+    p.seed = get_u64(&r);
+    uint32_t rounds = get_u32(&r);
+    char *names[2] = {get_str(&r), get_str(&r)};
+    uint32_t nf = get_u32(&r), ncols = get_u32(&r);
+    struct cv_tab_schema s = {0};
+    struct cv_tab_model *m = NULL;
+    int code = 0;
+    jv perr = jv_invalid();
+    if (r.bad || params_check(&p, &perr) || nf == 0 || nf > 1000000 || ncols > 100000000 ||
+        nf > r.len - r.pos) {
+        code = r.bad == 2 ? CV_ENOMEM : CV_EINVAL;
+        goto out;
+    }
+    s.f = calloc(nf, sizeof *s.f);
+    if (!s.f) {
+        code = CV_ENOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; i < nf && !r.bad; i++) {
+        struct cv_tab_feature *f = &s.f[i];
+        s.n = (int)i + 1;
+        const unsigned char *t = take(&r, 1);
+        f->type = t ? *t : -1;
+        f->name = get_str(&r);
+        uint32_t nc = get_u32(&r);
+        if (r.bad || (f->type != CV_TAB_NUMERIC && f->type != CV_TAB_CATEGORICAL) ||
+            (f->type == CV_TAB_NUMERIC) != (nc == 0) || nc > CV_TAB_MAX_CATEGORIES) {
+            r.bad = r.bad ? r.bad : 1;
+            break;
+        }
+        f->cats = calloc((size_t)nc + 1, sizeof *f->cats);
+        if (!f->cats) {
+            r.bad = 2;
+            break;
+        }
+        for (uint32_t c = 0; c < nc && !r.bad; c++) {
+            f->cats[c] = get_str(&r);
+            f->ncats = (int)c + 1;
+            if (c > 0 && f->cats[c] && strcmp(f->cats[c - 1], f->cats[c]) >= 0)
+                r.bad = 1; /* categories are sorted and distinct: encoding searches them */
+        }
+    }
+    if (!r.bad) {
+        int col = 0;
+        for (int i = 0; i < s.n; i++) {
+            s.f[i].col = col;
+            col += s.f[i].type == CV_TAB_NUMERIC ? 1 : s.f[i].ncats;
+        }
+        s.ncols = col;
+        if ((uint32_t)col != ncols)
+            r.bad = 1;
+    }
+    uint64_t blen = get_u64(&r);
+    const unsigned char *braw = r.bad || blen != r.len - r.pos ? NULL : take(&r, (size_t)blen);
+    if (r.bad || !braw) {
+        code = r.bad == 2 ? CV_ENOMEM : CV_EINVAL;
+        goto out;
+    }
+    m = model_new(&p, &s, (const char *const *)names);
+    if (!m || !(m->raw = malloc((size_t)blen + 1))) {
+        code = CV_ENOMEM;
+        goto out;
+    }
+    memcpy(m->raw, braw, (size_t)blen);
+    m->rawlen = (size_t)blen;
+    m->rounds = (int)rounds;
+    if (XGBoosterCreate(NULL, 0, &m->b) || XGBoosterLoadModelFromBuffer(m->b, m->raw, (bst_ulong)m->rawlen) ||
+        XGBoosterSetParam(m->b, "nthread", "1") || XGBoosterSetParam(m->b, "verbosity", "0")) {
+        code = xgb_fail(err, "loading the booster");
+        goto out;
+    }
+    bst_ulong nfeat = 0;
+    if (XGBoosterGetNumFeature(m->b, &nfeat) || nfeat > (bst_ulong)s.ncols) {
+        set_err(err, "tabular model file: the booster expects %llu columns, the schema gives %d",
+                (unsigned long long)nfeat, s.ncols);
+        code = CV_EINVAL;
+        goto out;
+    }
+    *out = m;
+    m = NULL;
+out:
+    jv_free(perr);
+    if (code && code != CV_ENOMEM && !(err && jv_get_kind(*err) == JV_KIND_STRING))
+        set_err(err, "tabular model file is malformed");
+    if (code == CV_ENOMEM)
+        set_err(err, "out of memory");
+    cv_tab_model_free(m);
+    cv_tab_schema_cleanup(&s);
+    free(names[0]);
+    free(names[1]);
+    return code;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                   */
+/* ------------------------------------------------------------------------ */
+
+struct ranked {
+    double score;
+    int truth;
+};
+
+static int by_score(const void *a, const void *b)
+{
+    double x = ((const struct ranked *)a)->score, y = ((const struct ranked *)b)->score;
+    return (x > y) - (x < y);
+}
+
+jv cv_tab_evaluate(const char *const names[2], const int *truth, const double *score, int n)
+{
+    jv o = jv_object_set(jv_object(), jv_string("n"), jv_number(n));
+    if (n <= 0)
+        return o;
+    struct ranked *r = malloc((size_t)n * sizeof *r);
+    if (!r) {
+        jv_free(o);
+        return jv_invalid_with_msg(jv_string("out of memory"));
+    }
+    long pos = 0, tp = 0, tn = 0, fp = 0, fn = 0;
+    double loss = 0, brier = 0;
+    const double lo = 1e-15, hi = 1 - 1e-15;
+    for (int i = 0; i < n; i++) {
+        r[i] = (struct ranked){.score = score[i], .truth = truth[i]};
+        pos += truth[i];
+        double q = score[i] < lo ? lo : score[i] > hi ? hi : score[i];
+        loss -= truth[i] ? log(q) : log(1 - q);
+        brier += (score[i] - truth[i]) * (score[i] - truth[i]);
+        int pred = score[i] >= 0.5;
+        tp += pred && truth[i];
+        tn += !pred && !truth[i];
+        fp += pred && !truth[i];
+        fn += !pred && truth[i];
+    }
+    jv auc = jv_null();
+    if (pos > 0 && pos < n) {
+        /* Mann-Whitney: the rank sum of the positives, ties at their mean rank */
+        qsort(r, (size_t)n, sizeof *r, by_score);
+        double rank_sum = 0;
+        for (int i = 0; i < n;) {
+            int j = i;
+            while (j < n && r[j].score == r[i].score)
+                j++;
+            double mean_rank = (i + 1 + j) / 2.0; /* ranks i+1..j */
+            for (int k = i; k < j; k++)
+                if (r[k].truth)
+                    rank_sum += mean_rank;
+            i = j;
+        }
+        double np = (double)pos, nn = (double)(n - pos);
+        auc = jv_number((rank_sum - np * (np + 1) / 2) / (np * nn));
+    }
+    free(r);
+    o = jv_object_set(o, jv_string("positives"), jv_number((double)pos));
+    o = jv_object_set(o, jv_string("auc"), auc);
+    o = jv_object_set(o, jv_string("logloss"), jv_number(loss / n));
+    o = jv_object_set(o, jv_string("accuracy"), jv_number((double)(tp + tn) / n));
+    o = jv_object_set(o, jv_string("brier"), jv_number(brier / n));
+    jv labels = jv_array_append(jv_array_append(jv_array(), jv_string(names[0])), jv_string(names[1]));
+    o = jv_object_set(o, jv_string("labels"), labels);
+    jv cm = jv_array();
+    cm = jv_array_append(cm, jv_array_append(jv_array_append(jv_array(), jv_number((double)tn)), jv_number((double)fp)));
+    cm = jv_array_append(cm, jv_array_append(jv_array_append(jv_array(), jv_number((double)fn)), jv_number((double)tp)));
+    return jv_object_set(o, jv_string("confusion"), cm);
+}
