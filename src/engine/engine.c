@@ -4,7 +4,8 @@
  * Threads and what each may touch:
  *   workers      their own instances and definitions (all jv values of an
  *                instance live on its worker);
- *   effect threads  deep copies only (interp.c), then wake the worker;
+ *   the I/O thread and effect threads (effect_run.c)  deep copies only
+ *                (interp.c), then wake the worker;
  *   the committer   pending checkpoints, which are deep copies made by the
  *                worker that queued them, and the results map;
  *   callers      the store (under store_lock) and the results map (under

@@ -6,8 +6,10 @@
  * Worker threads own instances: an instance stays on one worker for its life
  * in this process, because jq 1.6's jv reference counts are not atomic and
  * each worker loads its own copy of every definition it runs. A blocked
- * instance is parked (no thread); an effect thread that posts a result, or a
- * due timer, puts it back in its worker's queue. Checkpoints from all workers
+ * instance is parked (no thread); the effect result posted by the runtime's
+ * I/O thread (HTTP and OpenAPI calls, child processes) or by an effect's own
+ * thread (what would block before its exchange: effect_run.c), or a due
+ * timer, puts it back in its worker's queue. Checkpoints from all workers
  * go to one commit thread that writes them in batches (group commit, one
  * transaction and one fsync per batch); an instance's end is reported to
  * waiters only once its last checkpoint is durable. On start, every

@@ -130,7 +130,7 @@ struct instance {
     struct fiber *root;
     jv trace;
     int tracing;
-    /* completed effects, posted by effect threads */
+    /* completed effects, posted by the I/O thread or effect threads (effect_run.c) */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct effect *done;
@@ -145,7 +145,7 @@ struct instance {
     jv inbox;
     jv consumed;
     int listen_began;
-    /* called by effect threads (holding `lock`) when a result is posted */
+    /* called by whoever posts an effect's result (holding `lock`) */
     void (*wake)(void *ud);
     void *wake_ud;
 };

@@ -7,8 +7,9 @@
  * error, or `end`) to the frame below through the fiber's return register —
  * no C recursion, so a continuation can be stored and resumed (next issue).
  *
- * Effects (HTTP, OpenAPI, child processes) run on helper threads and post
- * their result to the instance's queue; waits and retry delays are timers; a
+ * Effects (HTTP, OpenAPI, child processes) run on the runtime's I/O thread
+ * or, when they would block before their exchange, on a thread of their own
+ * (effect_run.c), and post their result to the instance's queue; waits and retry delays are timers; a
  * fork runs its branches as child fibers. Deadlines (task and workflow
  * `timeout`, retry attempt limits) live on frames: when one passes, every
  * frame above it is abandoned (effects cancelled, child fibers cancelled) and
@@ -512,7 +513,7 @@ static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr,
         return CV_EFAULT;
     }
     e->kind = fr->task->kind;
-    /* the effect thread must own values no other thread can reach (jv
+    /* the I/O or effect thread must own values no other thread can reach (jv
      * reference counts are not atomic): hand it deep copies */
     e->args = cv__jv_deep_copy(args);
     e->input = cv__jv_deep_copy(jv_copy(fr->input));
@@ -2187,7 +2188,8 @@ static int run_instance(struct instance *in)
     }
 }
 
-/* Cancels what still runs and waits for effect threads to let go of `in`. */
+/* Cancels what still runs and waits for every effect to post its end (no
+ * thread may hold `in` after this). */
 static void instance_drain(struct instance *in)
 {
     for (int i = 0; i < in->nfibers; i++)
