@@ -124,6 +124,8 @@ for B in $BUILDS; do
 
     # `conveyor model ...` on the generated ticket corpus (tests/ml)
     run_suite "model-cli[$B]" env BUILD="$B" tests/ml/test_model_cli.sh
+    # `conveyor model ... --kind tabular` on the generated loans fixture (tests/ml)
+    run_suite "tabular-cli[$B]" env BUILD="$B" tests/ml/test_tabular_cli.sh
 
     if [ -d "$SW/ctk-features" ]; then
         run_suite "ctk[$B]" "$B/ctk-runner" features "$SW/ctk-features" --stub "$STUB"

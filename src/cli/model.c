@@ -519,7 +519,7 @@ static int encode_all(const char *cmd, const struct cv_table *t, const char *pat
  * message. */
 static int read_schema(const char *path, jv *out)
 {
-    jv v = jv_load_file(path, 1);
+    jv v = jv_load_file(path, 0);
     if (!jv_is_valid(v)) {
         jv msg = jv_invalid_get_msg(v);
         fprintf(stderr, "conveyor model train: --schema %s: %s\n", path,
