@@ -105,7 +105,7 @@ def main():
     write(f"{out}/short.csv", header[:label], [r[:label] for r in test])
     print(f"credit-g: {len(rows)} rows, {len(header) - 1} features "
           f"({sum(1 for a in attrs[:-1] if a[1] == 'nominal')} nominal); "
-          f"split seed {seed}: {len(train)} train / {len(test)} test", file=sys.stderr)
+          f"split seed {seed}: {len(train)} train / {len(test)} test")
 
 
 if __name__ == "__main__":

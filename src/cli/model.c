@@ -50,6 +50,7 @@ static const char usage_model[] =
     "  train --kind tabular --data FILE --label FIELD --name NAME\n"
     "        [--holdout 0.2 --seed N | --all] [--positive LABEL] [--schema FILE]\n"
     "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50]\n"
+    "        [--subsample 0.8] [--colsample 0.8] [--min-child-weight 1] [--lambda 1]\n"
     "                     train an XGBoost binary scorer: every column but the label is a\n"
     "                     feature (numeric or categorical, inferred) unless --schema FILE\n"
     "                     declares them ([{\"name\", \"type\", \"categories\"?}...])\n"
@@ -130,15 +131,24 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
         } else if (!strcmp(a, "--depth") || !strcmp(a, "--eta") || !strcmp(a, "--rounds") ||
-                   !strcmp(a, "--early-stopping") || !strcmp(a, "--top")) {
+                   !strcmp(a, "--early-stopping") || !strcmp(a, "--top") || !strcmp(a, "--subsample") ||
+                   !strcmp(a, "--colsample") || !strcmp(a, "--min-child-weight") || !strcmp(a, "--lambda")) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", a);
             const char *v = argv[++i];
             char *end = NULL;
-            if (!strcmp(a, "--eta")) {
-                o->tab.eta = strtod(v, &end);
-                if (*end || !(o->tab.eta > 0 && o->tab.eta <= 1))
-                    return usage_error(cmd, "--eta needs a number in (0, 1] (got %s)", v);
+            if (!strcmp(a, "--eta") || !strcmp(a, "--subsample") || !strcmp(a, "--colsample")) {
+                double d = strtod(v, &end);
+                if (*end || !(d > 0 && d <= 1))
+                    return usage_error(cmd, "--eta, --subsample and --colsample need a number in (0, 1] (got %s)",
+                                       v);
+                *(!strcmp(a, "--eta") ? &o->tab.eta : !strcmp(a, "--subsample") ? &o->tab.subsample
+                                                                                 : &o->tab.colsample) = d;
+            } else if (!strcmp(a, "--min-child-weight") || !strcmp(a, "--lambda")) {
+                double d = strtod(v, &end);
+                if (*end || !(d >= 0) || d > 1e6)
+                    return usage_error(cmd, "--min-child-weight and --lambda need a number >= 0 (got %s)", v);
+                *(!strcmp(a, "--lambda") ? &o->tab.lambda : &o->tab.min_child_weight) = d;
             } else {
                 long n = strtol(v, &end, 10);
                 int lo = !strcmp(a, "--depth") || !strcmp(a, "--rounds") ? 1 : 0;
