@@ -126,6 +126,8 @@ for B in $BUILDS; do
     run_suite "model-cli[$B]" env BUILD="$B" tests/ml/test_model_cli.sh
     # `conveyor model ... --kind tabular` on the generated loans fixture (tests/ml)
     run_suite "tabular-cli[$B]" env BUILD="$B" tests/ml/test_tabular_cli.sh
+    # `call: classify` in workflows run with `conveyor run --db`, the model trained in the test
+    run_suite "catalog[$B]" env BUILD="$B" tests/ml/test_catalog.sh
 
     if [ -d "$SW/ctk-features" ]; then
         run_suite "ctk[$B]" "$B/ctk-runner" features "$SW/ctk-features" --stub "$STUB"

@@ -164,9 +164,11 @@ int cv__cli_run_durable(cv_runtime *rt, const char *db, const char *file, const 
     fprintf(stderr, "conveyor: instance %s in %s\n", id, db);
     struct ckctx c = {st, db};
     cv_runtime_on_checkpoint(rt, on_checkpoint, &c);
+    cv__runtime_set_model_store(rt, st); /* `call: classify` reads models from it */
     cv_run_options o = {.id = id, .resume = jv_invalid()};
     rc = cv_run_ex(rt, wf, input, &o, report);
     cv_runtime_on_checkpoint(rt, NULL, NULL);
+    cv__runtime_set_model_store(rt, NULL);
     if (finish(st, db, id, *report))
         rc = -1;
 out:
@@ -223,11 +225,13 @@ static int resume_one(cv_runtime *rt, cv_store *st, const char *db, const char *
     jv input = jv_object_get(jv_copy(inst), jv_string("input"));
     struct ckctx c = {st, db};
     cv_runtime_on_checkpoint(rt, on_checkpoint, &c);
+    cv__runtime_set_model_store(rt, st); /* `call: classify` reads models from it */
     /* never checkpointed (killed before its first block): start from its input */
     cv_run_options o = {.id = id, .resume = jv_get_kind(state) == JV_KIND_OBJECT ? state : (jv_free(state), jv_invalid())};
     jv report;
     int r = cv_run_ex(rt, wf, jv_is_valid(input) ? input : (jv_free(input), jv_null()), &o, &report);
     cv_runtime_on_checkpoint(rt, NULL, NULL);
+    cv__runtime_set_model_store(rt, NULL);
     if (r == CV_EINVAL || r == CV_ENOMEM) {
         jv e = jv_object_get(report, jv_string("error"));
         jv d = jv_dump_string(e, 0);

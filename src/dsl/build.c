@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "conveyor.h"
 #include "effects/effects.h"
+#include "ml/catalog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -653,11 +654,14 @@ static void build_call(struct builder *b, struct cv_task *t, jv def, const char 
     } else if (strstr(c, "://") || strchr(c, '@')) {
         t->kind = CV_T_CALL_REMOTE;
         t->u.effect.locator = remote_locator(b, c, ref);
+    } else if (!find_function(b, c) && cv__catalog_function(c)) {
+        t->kind = CV_T_CALL_CATALOG; /* the default catalog's, unless use.functions has its own */
+        t->u.effect.catalog = cv__catalog_function(c);
     } else {
         t->kind = CV_T_CALL_FUNCTION;
         t->u.effect.function = find_function(b, c);
         if (!t->u.effect.function)
-            berr(b, ref, "function '%s' is not defined in use.functions", c);
+            berr(b, ref, "function '%s' is not defined in use.functions (nor in the default catalog)", c);
     }
     with = inline_auth(b, with, p ? p : ref);
     if (t->kind == CV_T_CALL_UNSUPPORTED) {
@@ -1326,6 +1330,7 @@ static void free_task(struct cv_task *t)
         tmpl_release(&t->u.effect.args);
         break;
     case CV_T_CALL_UNSUPPORTED:
+    case CV_T_CALL_CATALOG:
     case CV_T_RUN_PROCESS:
     case CV_T_RUN_WORKFLOW:
     case CV_T_RUN_CONTAINER:

@@ -38,6 +38,7 @@ enum cv_task_kind {
     CV_T_CALL_FUNCTION, /* a use.functions entry */
     CV_T_CALL_REMOTE,   /* a function loaded at run time: a URL or name:version@catalog */
     CV_T_CALL_UNSUPPORTED, /* grpc, asyncapi, a2a, mcp */
+    CV_T_CALL_CATALOG,  /* a function of the runtime's default catalog (classify...) */
     CV_T_DO,
     CV_T_FORK,
     CV_T_EMIT,
@@ -175,6 +176,7 @@ struct cv_task {
             struct cv_tmpl args;              /* evaluated `with` / `run` object */
             const struct cv_task *function;   /* CV_T_CALL_FUNCTION */
             char *locator;                    /* CV_T_CALL_REMOTE: the function's URL */
+            const char *catalog;              /* CV_T_CALL_CATALOG: its name (static) */
         } effect;
     } u;
 };

@@ -21,6 +21,7 @@
  * Runtime expressions may span lines (the schema's `.` would not match "\n").
  */
 #include "dsl/validate.h"
+#include "ml/catalog.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -1706,6 +1707,11 @@ static void check_function_ref(struct vctx *c, const char *name)
         report(c, "call: empty function name");
         return;
     }
+    jv fns = field(c->use, "functions");
+    int defined = is_object(fns) && has(fns, name);
+    jv_free(fns);
+    if (!defined && cv__catalog_function(name))
+        return; /* the runtime's default catalog (classify...) */
     check_use_ref(c, "functions", name, "call");
 }
 

@@ -19,6 +19,7 @@
 
 struct cv_hostmap;  /* src/effects/hostmap.h */
 struct cv_http_ctx; /* src/effects/http.h: token and document caches */
+struct cv_models;   /* src/ml/catalog.h: loaded models */
 
 typedef struct cv_effect_env {
     const struct cv_hostmap *hosts; /* host overrides; may be NULL */
@@ -26,6 +27,7 @@ typedef struct cv_effect_env {
     const atomic_int *cancel;       /* becomes non-zero when the effect must stop */
     int64_t deadline_ms;            /* absolute, cv__now_ms() clock; 0 = none */
     const char *idempotency_key;    /* sent as Idempotency-Key; may be NULL */
+    struct cv_models *models;       /* the default catalog's models (ml/catalog.h); may be NULL */
 } cv_effect_env;
 
 /* Standard error types (the specification's URIs). */

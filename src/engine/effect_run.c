@@ -17,6 +17,7 @@
 
 #include "effects/http.h"
 #include "effects/process.h"
+#include "ml/catalog.h"
 
 #include <pthread.h>
 
@@ -53,6 +54,14 @@ static void *effect_thread(void *arg)
     case CV_T_CALL_REMOTE:
         rc = cv__fetch_text(&e->env, jv_string_value(e->args), &out);
         break;
+    case CV_T_CALL_CATALOG: {
+        jv fn = jv_object_get(jv_copy(e->args), jv_string("function"));
+        jv with = jv_object_get(jv_copy(e->args), jv_string("with"));
+        rc = cv__catalog_call(e->env.models, jv_string_value(fn), with, &out);
+        jv_free(fn);
+        jv_free(with);
+        break;
+    }
     default:
         rc = cv__process_run(&e->env, jv_copy(e->args), jv_copy(e->input), &out);
         break;

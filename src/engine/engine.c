@@ -1507,6 +1507,10 @@ int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_optio
         return CV_ENOMEM;
     e->rt = rt;
     e->store = store;
+    if (cv__runtime_set_model_store(rt, store)) { /* the default catalog reads models from it */
+        free(e);
+        return CV_ENOMEM;
+    }
     e->o.workers = o && o->workers > 0 ? o->workers : 2;
     e->o.batch_max = o && o->batch_max > 0 ? o->batch_max : 512;
     e->o.batch_wait_us = o && o->batch_wait_us >= 0 && o->batch_max > 0 ? o->batch_wait_us : 0;
@@ -1679,6 +1683,7 @@ void cv__engine_stop(struct cv_engine *e)
         pthread_join(e->committer, NULL);
     }
     cv_runtime_on_checkpoint(e->rt, NULL, NULL);
+    cv__runtime_set_model_store(e->rt, NULL); /* the store may be closed next */
     for (int i = 0; i < e->nworkers; i++) {
         struct worker *w = &e->workers[i];
         for (int k = 0; k < w->ndefs; k++) {

@@ -46,9 +46,16 @@ struct cv_runtime {
     int nremote;
     /* counters for /metrics, updated by every thread */
     atomic_llong effects_in_flight;
+    /* the default catalog's models, over the process's store (cv__runtime_set_model_store) */
+    struct cv_models *models;
     atomic_llong task_count[CV_TASK_KINDS][CV_TASK_BUCKETS + 1];
     atomic_llong task_sum_us[CV_TASK_KINDS];
 };
+
+/* The store the default catalog reads models from (borrowed: it must
+ * outlive the runtime's use of it; NULL: none). Call before running. */
+struct cv_store;
+int cv__runtime_set_model_store(cv_runtime *rt, struct cv_store *st);
 
 /* Records a task of kind `kind_name` that took `us` microseconds. */
 void cv__runtime_task_done(cv_runtime *rt, const char *kind_name, int64_t us);

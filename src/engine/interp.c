@@ -525,6 +525,7 @@ static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr,
     idempotency_key(in, fb, fr, e->idem, sizeof e->idem);
     e->env.hosts = in->rt->hosts;
     e->env.http = in->rt->http;
+    e->env.models = in->rt->models;
     e->env.cancel = &e->cancel;
     int64_t d = fiber_deadline(in, fb);
     if (d)
@@ -1536,6 +1537,18 @@ static void step_task(struct instance *in, struct fiber *fb)
                 task_fail(in, fb, err);
                 return;
             }
+            return;
+        }
+        case CV_T_CALL_CATALOG: {
+            if (eval_tmpl(in, fb, fr, &t->u.effect.args, jv_copy(fr->input), &v)) {
+                task_fail(in, fb, v);
+                return;
+            }
+            fr->phase = P_EFFECT_WAIT;
+            if (start_effect(in, fb, fr,
+                             JV_OBJECT(jv_string("function"), jv_string(t->u.effect.catalog), jv_string("with"), v),
+                             &err))
+                task_fail(in, fb, err);
             return;
         }
         case CV_T_CALL_FUNCTION: {

@@ -10,6 +10,7 @@
 #include "effects/hostmap.h"
 #include "effects/http.h"
 #include "json/yaml.h"
+#include "ml/catalog.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ void cv_runtime_free(cv_runtime *rt)
         return;
     cv__hostmap_free(rt->hosts);
     cv__http_ctx_free(rt->http);
+    cv__models_free(rt->models);
     jv_free(rt->secrets);
     for (int i = 0; i < rt->nsubflows; i++)
         cv_workflow_free(rt->subflows[i]);
@@ -286,4 +288,14 @@ const cv_workflow *cv__runtime_remote_put(cv_runtime *rt, const char *url, cv_wo
     rt->nremote++;
     pthread_mutex_unlock(&rt->remote_lock);
     return wf;
+}
+
+int cv__runtime_set_model_store(cv_runtime *rt, struct cv_store *st)
+{
+    struct cv_models *m = st ? cv__models_new(st) : NULL;
+    if (st && !m)
+        return CV_ENOMEM;
+    cv__models_free(rt->models);
+    rt->models = m;
+    return CV_OK;
 }

@@ -1,0 +1,235 @@
+/*
+ * catalog.c — the default catalog's model functions (catalog.h).
+ */
+#include "ml/catalog.h"
+
+#include "common/util.h"
+#include "conveyor.h"
+#include "effects/effects.h"
+#include "ml/ml.h"
+#include "store/store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct loaded {
+    char *name;
+    int64_t version;
+    struct cv_text_model *text;
+};
+
+struct cv_models {
+    struct cv_store *st;
+    pthread_mutex_t mu;
+    struct loaded *v;
+    int n, cap;
+};
+
+static const char *const functions[] = {"classify"};
+
+const char *cv__catalog_function(const char *name)
+{
+    for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++)
+        if (!strcmp(name, functions[i]))
+            return functions[i];
+    return NULL;
+}
+
+struct cv_models *cv__models_new(struct cv_store *st)
+{
+    struct cv_models *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    if (pthread_mutex_init(&m->mu, NULL)) {
+        free(m);
+        return NULL;
+    }
+    m->st = st;
+    return m;
+}
+
+void cv__models_free(struct cv_models *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n; i++) {
+        free(m->v[i].name);
+        cv_text_model_free(m->v[i].text);
+    }
+    free(m->v);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+static int fail(jv *out, const char *type, int status, const char *title, const char *fmt, const char *arg)
+{
+    *out = cv__error_newf(type, status, title, fmt, arg ? arg : "");
+    return CV_EFAULT;
+}
+
+/* The text model `ref` (NAME or NAME@VERSION): *version = the resolved one. */
+static int text_model(struct cv_models *m, const char *ref, const struct cv_text_model **model, int64_t *version,
+                      jv *out)
+{
+    char name[256];
+    int64_t want = 0;
+    const char *at = strchr(ref, '@');
+    snprintf(name, sizeof name, "%.*s", at ? (int)(at - ref) : (int)strlen(ref), ref);
+    if (at) {
+        char *end;
+        long long v = strtoll(at + 1, &end, 10);
+        if (*end || v < 1)
+            return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Model Reference",
+                        "'%s' is not NAME or NAME@VERSION (a positive version)", ref);
+        want = v;
+    }
+    if (!name[0])
+        return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Model Reference", "a model needs a name%s", "");
+    /* which version: the store says (a bare name is its production version) */
+    jv card = jv_invalid(), err = jv_invalid();
+    void *bytes = NULL;
+    size_t len = 0;
+    int rc = cv_store_get_model(m->st, name, want, &card, NULL, NULL, &err);
+    if (rc) {
+        jv_free(err);
+        return fail(out, CV_ERR_CONFIGURATION, 404, "Model Not Found", "no model '%s' in the store", ref);
+    }
+    jv_free(err);
+    jv ver = jv_object_get(jv_copy(card), jv_string("version"));
+    jv status = jv_object_get(jv_copy(card), jv_string("status"));
+    jv kind = jv_object_get(card, jv_string("kind"));
+    int64_t v = jv_get_kind(ver) == JV_KIND_NUMBER ? (int64_t)jv_number_value(ver) : 0;
+    int retired = jv_get_kind(status) == JV_KIND_STRING && !strcmp(jv_string_value(status), "retired");
+    int text = jv_get_kind(kind) == JV_KIND_STRING && !strcmp(jv_string_value(kind), "text");
+    jv_free(ver);
+    jv_free(status);
+    jv_free(kind);
+    if (retired)
+        return fail(out, CV_ERR_CONFIGURATION, 404, "Model Retired",
+                    "model '%s' is retired: name another version, or promote one", ref);
+    if (!text)
+        return fail(out, CV_ERR_CONFIGURATION, 400, "Wrong Model Kind", "model '%s' is not a text classifier",
+                    ref);
+    *version = v;
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < m->n; i++)
+        if (m->v[i].version == v && !strcmp(m->v[i].name, name)) {
+            *model = m->v[i].text;
+            pthread_mutex_unlock(&m->mu);
+            return 0;
+        }
+    pthread_mutex_unlock(&m->mu);
+    /* not loaded yet: read and load it (outside the lock), then keep it */
+    err = jv_invalid();
+    card = jv_invalid();
+    rc = cv_store_get_model(m->st, name, v, &card, &bytes, &len, &err);
+    jv_free(card);
+    struct cv_text_model *tm = NULL;
+    if (!rc)
+        rc = cv_text_model_load(bytes, len, &tm, &err);
+    free(bytes);
+    if (rc) {
+        jv d = jv_get_kind(err) == JV_KIND_STRING ? err : (jv_free(err), jv_string("cannot be read"));
+        char msg[512];
+        snprintf(msg, sizeof msg, "model '%s@%lld': %s", name, (long long)v, jv_string_value(d));
+        jv_free(d);
+        return fail(out, CV_ERR_RUNTIME, 500, "Model Not Loaded", "%s", msg);
+    }
+    jv_free(err);
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < m->n; i++)
+        if (m->v[i].version == v && !strcmp(m->v[i].name, name)) { /* another thread was first */
+            cv_text_model_free(tm);
+            *model = m->v[i].text;
+            pthread_mutex_unlock(&m->mu);
+            return 0;
+        }
+    if (m->n == m->cap) {
+        int cap = m->cap ? m->cap * 2 : 8;
+        struct loaded *nv = realloc(m->v, (size_t)cap * sizeof *nv);
+        if (!nv) {
+            pthread_mutex_unlock(&m->mu);
+            cv_text_model_free(tm);
+            return CV_ENOMEM;
+        }
+        m->v = nv;
+        m->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) {
+        pthread_mutex_unlock(&m->mu);
+        cv_text_model_free(tm);
+        return CV_ENOMEM;
+    }
+    m->v[m->n++] = (struct loaded){copy, v, tm};
+    *model = tm;
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+static int classify(struct cv_models *m, jv args, jv *out)
+{
+    jv model = jv_object_get(jv_copy(args), jv_string("model"));
+    jv text = jv_object_get(jv_copy(args), jv_string("text"));
+    int rc;
+    if (jv_get_kind(model) != JV_KIND_STRING) {
+        rc = fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments", "classify needs `model`: a model name%s",
+                  "");
+        goto out;
+    }
+    if (jv_get_kind(text) != JV_KIND_STRING) {
+        rc = fail(out, CV_ERR_VALIDATION, 400, "Invalid Arguments", "classify needs `text`: a string%s", "");
+        goto out;
+    }
+    const char *t = jv_string_value(text);
+    size_t len = (size_t)jv_string_length_bytes(jv_copy(text));
+    size_t k = 0;
+    while (k < len && (t[k] == ' ' || t[k] == '\t' || t[k] == '\n' || t[k] == '\r'))
+        k++;
+    if (k == len) {
+        rc = fail(out, CV_ERR_VALIDATION, 400, "Empty Text", "classify was given an empty text%s", "");
+        goto out;
+    }
+    const struct cv_text_model *tm = NULL;
+    int64_t version = 0;
+    rc = text_model(m, jv_string_value(model), &tm, &version, out);
+    if (rc)
+        goto out;
+    int nc = cv_text_model_classes(tm);
+    double *probs = calloc((size_t)nc, sizeof *probs);
+    struct cv_text_scratch *s = cv_text_scratch_new();
+    if (!probs || !s || cv_text_model_predict(tm, t, len, s, probs) < 0) {
+        free(probs);
+        cv_text_scratch_free(s);
+        rc = CV_ENOMEM;
+        goto out;
+    }
+    jv r = cv_text_prediction_json(tm, probs);
+    free(probs);
+    cv_text_scratch_free(s);
+    const char *ref = jv_string_value(model);
+    const char *at = strchr(ref, '@');
+    char full[300];
+    snprintf(full, sizeof full, "%.*s@%lld", at ? (int)(at - ref) : (int)strlen(ref), ref, (long long)version);
+    *out = jv_object_set(r, jv_string("model"), jv_string(full));
+    rc = 0;
+out:
+    jv_free(model);
+    jv_free(text);
+    return rc;
+}
+
+int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out)
+{
+    *out = jv_null();
+    if (jv_get_kind(args) != JV_KIND_OBJECT)
+        return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments", "%s needs a `with` object", fn);
+    if (!m)
+        return fail(out, CV_ERR_CONFIGURATION, 404, "No Model Store",
+                    "%s needs models, and this process has no store to read them from", fn);
+    if (!strcmp(fn, "classify"))
+        return classify(m, args, out);
+    return fail(out, CV_ERR_CONFIGURATION, 400, "Unknown Function", "'%s' is not in the default catalog", fn);
+}

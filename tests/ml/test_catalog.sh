@@ -1,0 +1,171 @@
+#!/bin/sh
+# tests/ml/test_catalog.sh — the default catalog's `call: classify` in
+# workflows run by `conveyor run --db`, with a model trained in the test
+# (`conveyor model train`) into the same store.
+#
+#   BUILD=build tests/ml/test_catalog.sh
+#
+# Checks: a document calling `classify` validates (it is not in use.functions);
+# the output is {label, confidence, scores, model: NAME@VERSION} and a switch
+# routes on the confidence; `NAME` means the production version once one is
+# promoted, `NAME@VERSION` that version; an empty text is a validation error
+# (400) and an unknown or retired model a configuration error (404), located
+# at the task, which `try`/`catch` can turn into a fallback. Prints
+# `N passed, N failed`.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 2
+BUILD=${BUILD:-build}
+CV="$ROOT/$BUILD/conveyor"
+case "$BUILD" in /*) CV="$BUILD/conveyor" ;; esac
+if [ ! -x "$CV" ]; then
+    echo "missing $CV: run make first" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+T=$(mktemp -d /tmp/conveyor-catalog-test.XXXXXX)
+trap 'rm -rf "$T"' EXIT INT TERM
+DB="$T/store.db"
+FIX="$ROOT/tests/ml"
+
+passed=0
+failed=0
+ok() {
+    passed=$((passed + 1))
+    echo "ok   $1"
+}
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    [ -s "$T/out" ] && sed 's/^/     stdout: /' "$T/out" | head -20
+    [ -s "$T/err" ] && sed 's/^/     stderr: /' "$T/err" | head -20
+    return 0
+}
+cv() {
+    timeout 120 "$CV" "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$T/err"; then
+        fail "sanitizer report from: conveyor $*"
+    fi
+}
+expect_rc() {
+    if [ "$rc" -eq "$2" ]; then ok "$1 (exit $rc)"; else fail "$1: exit $rc, expected $2"; fi
+}
+# py NAME EXPR — EXPR over `out` (stdout parsed as JSON, or None) and `err`
+# (the last JSON line of stderr, or None) prints True.
+py() {
+    r=$(python3 -c "
+import json
+def last_json(path):
+    for line in reversed(open(path, encoding='utf-8').read().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            pass
+    return None
+try:
+    out = json.load(open('$T/out', encoding='utf-8'))
+except ValueError:
+    out = None
+err = last_json('$T/err')
+print(bool($2))" 2>&1)
+    if [ "$r" = True ]; then ok "$1"; else fail "$1 ($r)"; fi
+}
+
+cv model train --kind text --data "$FIX/tickets.jsonl" --label label --name tickets --all --db "$DB"
+expect_rc "a text model is trained into the store" 0
+
+# version V of the triage document calling `classify` on MODEL
+triage() {
+    cat >"$T/triage-$1.yaml" <<DOC
+document: {dsl: '1.0.0', namespace: test, name: triage, version: '$1'}
+do:
+  - classify:
+      call: classify
+      with:
+        model: $2
+        text: \${ .text }
+  - route:
+      switch:
+        - sure:
+            when: \${ .confidence >= 0.5 }
+            then: auto
+        - unsure:
+            then: person
+  - person:
+      set:
+        routed: person
+        label: \${ .label }
+        model: \${ .model }
+      then: end
+  - auto:
+      set:
+        routed: auto
+        label: \${ .label }
+        model: \${ .model }
+        confidence: \${ .confidence }
+DOC
+}
+
+triage 1.0.0 tickets
+cv validate "$T/triage-1.0.0.yaml"
+expect_rc "a document calling classify (default catalog) validates" 0
+
+cv run "$T/triage-1.0.0.yaml" --db "$DB" --input '{"text": "I was charged twice on my invoice, please refund the payment"}'
+expect_rc "classify runs in a workflow" 0
+py "it labels a billing text billing, names the model, and the switch routes on the confidence" \
+    "out['label'] == 'billing' and out['model'] == 'tickets@1' and out['routed'] == ('auto' if out.get('confidence', 0) >= 0.5 else 'person')"
+cv run "$T/triage-1.0.0.yaml" --db "$DB" --input '{"text": "the app crashes at start with an error message"}'
+py "a technical text is labelled technical" "out['label'] == 'technical'"
+
+# a second version; a bare name then means the production one
+cv model train --kind text --data "$FIX/tickets.csv" --label label --name tickets --all --db "$DB"
+expect_rc "a second version is trained" 0
+cv model approve tickets@1 --db "$DB"
+cv model promote tickets@1 --db "$DB"
+expect_rc "version 1 is promoted to production" 0
+triage 1.1.0 tickets
+cv run "$T/triage-1.1.0.yaml" --db "$DB" --input '{"text": "refund my invoice"}'
+py "a bare name is the production version (1, not the newer draft 2)" "out['model'] == 'tickets@1'"
+triage 1.2.0 tickets@2
+cv run "$T/triage-1.2.0.yaml" --db "$DB" --input '{"text": "refund my invoice"}'
+py "NAME@VERSION is that version" "out['model'] == 'tickets@2'"
+
+# errors: located at the task, of the specification's types
+cv run "$T/triage-1.0.0.yaml" --db "$DB" --input '{"text": "   "}'
+expect_rc "an empty text faults the instance" 1
+py "an empty text is a validation error (400) at /do/0/classify" \
+    "err['type'].endswith('/validation') and err['status'] == 400 and err['instance'] == '/do/0/classify'"
+triage 1.3.0 no-such-model
+cv run "$T/triage-1.3.0.yaml" --db "$DB" --input '{"text": "hello"}'
+expect_rc "an unknown model faults the instance" 1
+py "an unknown model is a configuration error (404) naming it" \
+    "err['type'].endswith('/configuration') and err['status'] == 404 and 'no-such-model' in err['detail']"
+cv model retire tickets@2 --db "$DB"
+cv run "$T/triage-1.2.0.yaml" --db "$DB" --input '{"text": "refund my invoice"}'
+py "a retired version is a configuration error (404) that says so" \
+    "err['type'].endswith('/configuration') and err['status'] == 404 and 'retired' in err['detail']"
+
+# a workflow can catch it and fall back to a rule
+cat >"$T/fallback.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: fallback, version: '1.0.0'}
+do:
+  - guarded:
+      try:
+        - classify:
+            call: classify
+            with: {model: no-such-model, text: '${ .text }'}
+      catch:
+        errors:
+          with: {type: https://serverlessworkflow.io/spec/1.0.0/errors/configuration}
+        as: problem
+        do:
+          - rule:
+              set: {label: '${ if (.text | test("refund")) then "billing" else "other" end }', by: rule}
+DOC
+cv run "$T/fallback.yaml" --db "$DB" --input '{"text": "please refund"}'
+expect_rc "try/catch turns a missing model into a fallback" 0
+py "the rule decided" "out == {'label': 'billing', 'by': 'rule'}"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
