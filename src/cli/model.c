@@ -456,10 +456,16 @@ static const char *who(void)
 static void tab_progress(void *ud, const char *stage, size_t done, size_t total)
 {
     (void)ud;
-    (void)stage;
-    fprintf(stderr, "\rboosting round %zu/%zu", done, total);
-    if (done == total)
-        fprintf(stderr, "\n");
+    if (!strcmp(stage, "early-stopping")) {
+        if (done == total)
+            fprintf(stderr, "\rchoosing the rounds on an inner split: %zu rounds            \n", done);
+        else
+            fprintf(stderr, "\rchoosing the rounds on an inner split: round %zu (at most %zu)", done, total);
+    } else {
+        fprintf(stderr, "\rboosting round %zu/%zu", done, total);
+        if (done == total)
+            fprintf(stderr, "\n");
+    }
 }
 
 /* Prints a scorer's metrics (cv_tab_evaluate's object, borrowed). */

@@ -288,8 +288,7 @@ static int set_params(BoosterHandle b, const struct cv_tab_params *p, jv *err)
 /* Trains `rounds` rounds on dtrain; with dval, stops early and sets *best to
  * the best round count. */
 static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, DMatrixHandle dval, int rounds,
-                 cv_ml_progress_fn progress, void *ud, size_t done0, size_t total, BoosterHandle *out, int *best,
-                 jv *err)
+                 cv_ml_progress_fn progress, void *ud, BoosterHandle *out, int *best, jv *err)
 {
     BoosterHandle b = NULL;
     DMatrixHandle cache[2] = {dtrain, dval};
@@ -304,7 +303,7 @@ static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, DMatrixHan
             break;
         }
         if (progress && (i % 10 == 0 || i == rounds - 1))
-            progress(ud, "rounds", done0 + (size_t)i + 1, total);
+            progress(ud, dval ? "early-stopping" : "rounds", (size_t)i + 1, (size_t)rounds);
         if (!dval)
             continue;
         const char *names[1] = {"val"}, *res = NULL;
@@ -355,7 +354,6 @@ int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema
         code = CV_ENOMEM;
         goto out;
     }
-    size_t total = (size_t)p->rounds * (p->early_stopping ? 2 : 1);
     if (p->early_stopping) {
         /* choose the number of rounds on an inner split of the training rows */
         struct cv_dataset d = {.n = n, .labels = (int *)y, .n_labels = 2};
@@ -364,17 +362,18 @@ int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema
         if (nte > 0 && ntr > 0) {
             if ((code = make_dmatrix(x, y, tr, ntr, s->ncols, &dtr, err)) ||
                 (code = make_dmatrix(x, y, te, nte, s->ncols, &dval, err)) ||
-                (code = boost(p, dtr, dval, p->rounds, progress, ud, 0, total, &b, &rounds, err)))
+                (code = boost(p, dtr, dval, p->rounds, progress, ud, &b, &rounds, err)))
                 goto out;
             XGBoosterFree(b);
             b = NULL;
+            if (progress)
+                progress(ud, "early-stopping", (size_t)rounds, (size_t)rounds); /* the choice */
         }
-        total = (size_t)p->rounds + (size_t)rounds;
     }
     if ((code = make_dmatrix(x, y, NULL, n, s->ncols, &dall, err)))
         goto out;
     int unused;
-    if ((code = boost(p, dall, NULL, rounds, progress, ud, total - (size_t)rounds, total, &b, &unused, err)))
+    if ((code = boost(p, dall, NULL, rounds, progress, ud, &b, &unused, err)))
         goto out;
     bst_ulong len = 0;
     const char *raw = NULL;

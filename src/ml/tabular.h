@@ -166,7 +166,9 @@ struct cv_tab_model;
  * an inner training and validation part; the number of rounds is the one with
  * the lowest validation log-loss, and the model is then trained again on all
  * n rows with that many rounds. `progress` (may be NULL) is called with stage
- * "rounds". Needs both classes among y. Returns 0 with *out, CV_EINVAL with
+ * "early-stopping" (rounds on the inner split, done of the cap; done == total
+ * once with the rounds chosen) and then "rounds" (done of the rounds of the
+ * final model). Needs both classes among y. Returns 0 with *out, CV_EINVAL with
  * *err, or CV_ENOMEM.
  */
 int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema *s, const char *const names[2],
