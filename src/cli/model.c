@@ -49,7 +49,7 @@ static const char usage_model[] =
     "                     NAME@VERSION as the last word\n"
     "  train --kind tabular --data FILE --label FIELD --name NAME\n"
     "        [--holdout 0.2 --seed N | --all] [--positive LABEL] [--schema FILE]\n"
-    "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50]\n"
+    "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50] [--folds 5]\n"
     "        [--subsample 0.8] [--colsample 0.8] [--min-child-weight 1] [--lambda 1]\n"
     "                     train an XGBoost binary scorer: every column but the label is a\n"
     "                     feature (numeric or categorical, inferred) unless --schema FILE\n"
@@ -131,7 +131,8 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
         } else if (!strcmp(a, "--depth") || !strcmp(a, "--eta") || !strcmp(a, "--rounds") ||
-                   !strcmp(a, "--early-stopping") || !strcmp(a, "--top") || !strcmp(a, "--subsample") ||
+                   !strcmp(a, "--early-stopping") || !strcmp(a, "--top") || !strcmp(a, "--folds") ||
+                   !strcmp(a, "--subsample") ||
                    !strcmp(a, "--colsample") || !strcmp(a, "--min-child-weight") || !strcmp(a, "--lambda")) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", a);
@@ -163,6 +164,11 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
                     o->tab.rounds = (int)n;
                 else if (!strcmp(a, "--early-stopping"))
                     o->tab.early_stopping = (int)n;
+                else if (!strcmp(a, "--folds")) {
+                    if (n < 2 || n > 20)
+                        return usage_error(cmd, "--folds needs 2 to 20 (got %s)", v);
+                    o->tab.folds = (int)n;
+                }
                 else
                     o->top = (int)n;
             }
@@ -458,9 +464,9 @@ static void tab_progress(void *ud, const char *stage, size_t done, size_t total)
     (void)ud;
     if (!strcmp(stage, "early-stopping")) {
         if (done == total)
-            fprintf(stderr, "\rchoosing the rounds on an inner split: %zu rounds            \n", done);
+            fprintf(stderr, "\rchoosing the rounds by cross-validation: %zu rounds            \n", done);
         else
-            fprintf(stderr, "\rchoosing the rounds on an inner split: round %zu (at most %zu)", done, total);
+            fprintf(stderr, "\rchoosing the rounds by cross-validation: round %zu (at most %zu)", done, total);
     } else {
         fprintf(stderr, "\rboosting round %zu/%zu", done, total);
         if (done == total)
@@ -642,7 +648,7 @@ static int train_tabular(struct opts *o)
     }
     double secs = now_s() - t0;
     printf("trained in %.2f s (XGBoost, %d rounds of depth-%d trees, eta %g%s)\n", secs, cv_tab_model_rounds(m),
-           o->tab.max_depth, o->tab.eta, o->tab.early_stopping ? ", rounds chosen by early stopping on an inner split" : "");
+           o->tab.max_depth, o->tab.eta, o->tab.early_stopping ? ", rounds chosen by cross-validation on the training rows" : "");
     if (!o->all) {
         xte = malloc(((size_t)nte * (size_t)sc.ncols + 1) * sizeof *xte);
         yte = malloc(((size_t)nte + 1) * sizeof *yte);

@@ -85,7 +85,7 @@ void cv_tab_params_init(struct cv_tab_params *p)
     p->eta = 0.02;
     p->rounds = 1000;
     p->early_stopping = 50;
-    p->inner_holdout = 0.2;
+    p->folds = 5;
     p->subsample = 0.8;
     p->colsample = 0.8;
     p->min_child_weight = 1;
@@ -107,7 +107,7 @@ jv cv_tab_params_json(const struct cv_tab_params *p, int rounds_trained)
     o = jv_object_set(o, jv_string("eta"), jv_number(p->eta));
     o = jv_object_set(o, jv_string("maxRounds"), jv_number(p->rounds));
     o = jv_object_set(o, jv_string("earlyStopping"), jv_number(p->early_stopping));
-    o = jv_object_set(o, jv_string("innerHoldout"), jv_number(p->early_stopping ? p->inner_holdout : 0));
+    o = jv_object_set(o, jv_string("cvFolds"), jv_number(p->early_stopping ? p->folds : 0));
     o = jv_object_set(o, jv_string("subsample"), jv_number(p->subsample));
     o = jv_object_set(o, jv_string("colsample"), jv_number(p->colsample));
     o = jv_object_set(o, jv_string("minChildWeight"), jv_number(p->min_child_weight));
@@ -131,8 +131,8 @@ static int params_check(const struct cv_tab_params *p, jv *err)
         set_err(err, "rounds must be 1 to 100000 (got %d)", p->rounds);
         return CV_EINVAL;
     }
-    if (p->early_stopping < 0 || (p->early_stopping && !(p->inner_holdout > 0 && p->inner_holdout < 1))) {
-        set_err(err, "early stopping needs a number of rounds >= 0 and an inner hold-out in (0, 1)");
+    if (p->early_stopping < 0 || p->early_stopping > 100000 || (p->early_stopping && (p->folds < 2 || p->folds > 20))) {
+        set_err(err, "early stopping needs a number of rounds >= 0 and 2 to 20 cross-validation folds");
         return CV_EINVAL;
     }
     if (!(p->subsample > 0 && p->subsample <= 1) || !(p->colsample > 0 && p->colsample <= 1)) {
@@ -285,41 +285,19 @@ static int set_params(BoosterHandle b, const struct cv_tab_params *p, jv *err)
     return 0;
 }
 
-/* Trains `rounds` rounds on dtrain; with dval, stops early and sets *best to
- * the best round count. */
-static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, DMatrixHandle dval, int rounds,
-                 cv_ml_progress_fn progress, void *ud, BoosterHandle *out, int *best, jv *err)
+/* Trains `rounds` rounds on dtrain into *out. */
+static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, int rounds, cv_ml_progress_fn progress,
+                 void *ud, BoosterHandle *out, jv *err)
 {
     BoosterHandle b = NULL;
-    DMatrixHandle cache[2] = {dtrain, dval};
-    if (XGBoosterCreate(cache, dval ? 2 : 1, &b))
+    if (XGBoosterCreate(&dtrain, 1, &b))
         return xgb_fail(err, "creating a booster");
     int code = set_params(b, p, err);
-    double best_loss = INFINITY;
-    *best = rounds;
     for (int i = 0; i < rounds && !code; i++) {
-        if (XGBoosterUpdateOneIter(b, i, dtrain)) {
+        if (XGBoosterUpdateOneIter(b, i, dtrain))
             code = xgb_fail(err, "training");
-            break;
-        }
-        if (progress && (i % 10 == 0 || i == rounds - 1))
-            progress(ud, dval ? "early-stopping" : "rounds", (size_t)i + 1, (size_t)rounds);
-        if (!dval)
-            continue;
-        const char *names[1] = {"val"}, *res = NULL;
-        DMatrixHandle dm[1] = {dval};
-        if (XGBoosterEvalOneIter(b, i, dm, names, 1, &res)) {
-            code = xgb_fail(err, "evaluating");
-            break;
-        }
-        const char *at = res ? strstr(res, "val-logloss:") : NULL;
-        double loss = at ? strtod(at + 12, NULL) : NAN;
-        if (loss < best_loss) {
-            best_loss = loss;
-            *best = i + 1;
-        } else if (i + 1 - *best >= p->early_stopping) {
-            break;
-        }
+        else if (progress && (i % 10 == 0 || i == rounds - 1))
+            progress(ud, "rounds", (size_t)i + 1, (size_t)rounds);
     }
     if (code) {
         XGBoosterFree(b);
@@ -327,6 +305,126 @@ static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, DMatrixHan
     }
     *out = b;
     return 0;
+}
+
+/* splitmix64 (as dataset.c's split): the fold assignment depends on its exact output. */
+static uint64_t next_u64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/*
+ * Chooses the number of rounds by stratified k-fold cross-validation on the
+ * training rows (what xgboost.cv does): each class's rows are shuffled
+ * (seeded) and dealt round-robin into k folds; k boosters, one per fold
+ * left out, are trained in lockstep, and after each round the mean of their
+ * log-losses on their left-out folds is taken. *rounds is the round count
+ * with the lowest mean; boosting stops after p->early_stopping rounds
+ * without a new lowest, or at p->rounds. With fewer rows of a class than
+ * folds, k is reduced to that count; below 2, *rounds = p->rounds.
+ */
+static int choose_rounds(const struct cv_tab_params *p, const struct cv_tab_schema *s, const float *x, const int *y,
+                         int n, cv_ml_progress_fn progress, void *ud, int *rounds, jv *err)
+{
+    int count[2] = {0, 0};
+    for (int i = 0; i < n; i++)
+        count[y[i]]++;
+    int k = p->folds;
+    if (count[0] < k)
+        k = count[0];
+    if (count[1] < k)
+        k = count[1];
+    *rounds = p->rounds;
+    if (k < 2)
+        return 0;
+    int *fold = malloc(((size_t)n + 1) * sizeof *fold), *order = malloc(((size_t)n + 1) * sizeof *order);
+    int *rows = malloc(((size_t)n + 1) * sizeof *rows);
+    DMatrixHandle *dtr = calloc((size_t)k, sizeof *dtr), *dval = calloc((size_t)k, sizeof *dval);
+    BoosterHandle *b = calloc((size_t)k, sizeof *b);
+    int code = 0;
+    if (!fold || !order || !rows || !dtr || !dval || !b) {
+        code = CV_ENOMEM;
+        goto out;
+    }
+    uint64_t state = p->seed;
+    for (int c = 0; c < 2; c++) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (y[i] == c)
+                order[m++] = i;
+        for (int i = m - 1; i > 0; i--) {
+            int j = (int)(next_u64(&state) % (uint64_t)(i + 1));
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (int i = 0; i < m; i++)
+            fold[order[i]] = i % k;
+    }
+    for (int f = 0; f < k && !code; f++) {
+        int ntr = 0, nval = 0;
+        for (int i = 0; i < n; i++)
+            if (fold[i] != f)
+                rows[ntr++] = i;
+        code = make_dmatrix(x, y, rows, ntr, s->ncols, &dtr[f], err);
+        for (int i = 0; i < n; i++)
+            if (fold[i] == f)
+                rows[nval++] = i;
+        if (!code)
+            code = make_dmatrix(x, y, rows, nval, s->ncols, &dval[f], err);
+        DMatrixHandle cache[2] = {dtr[f], dval[f]};
+        if (!code && XGBoosterCreate(cache, 2, &b[f]))
+            code = xgb_fail(err, "creating a booster");
+        if (!code)
+            code = set_params(b[f], p, err);
+    }
+    double best_loss = INFINITY;
+    int best = p->rounds;
+    for (int i = 0; i < p->rounds && !code; i++) {
+        double sum = 0;
+        for (int f = 0; f < k && !code; f++) {
+            const char *names[1] = {"val"}, *res = NULL;
+            if (XGBoosterUpdateOneIter(b[f], i, dtr[f]))
+                code = xgb_fail(err, "training");
+            else if (XGBoosterEvalOneIter(b[f], i, &dval[f], names, 1, &res))
+                code = xgb_fail(err, "evaluating");
+            const char *at = res ? strstr(res, "val-logloss:") : NULL;
+            sum += at ? strtod(at + 12, NULL) : NAN;
+        }
+        if (progress && (i % 10 == 0))
+            progress(ud, "early-stopping", (size_t)i + 1, (size_t)p->rounds);
+        if (sum / k < best_loss) {
+            best_loss = sum / k;
+            best = i + 1;
+        } else if (i + 1 - best >= p->early_stopping) {
+            break;
+        }
+    }
+    if (!code) {
+        *rounds = best;
+        if (progress)
+            progress(ud, "early-stopping", (size_t)best, (size_t)best); /* the choice */
+    }
+out:
+    for (int f = 0; b && f < k; f++)
+        if (b[f])
+            XGBoosterFree(b[f]);
+    for (int f = 0; dtr && f < k; f++)
+        if (dtr[f])
+            XGDMatrixFree(dtr[f]);
+    for (int f = 0; dval && f < k; f++)
+        if (dval[f])
+            XGDMatrixFree(dval[f]);
+    free(b);
+    free(dtr);
+    free(dval);
+    free(fold);
+    free(order);
+    free(rows);
+    return code;
 }
 
 int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema *s, const char *const names[2],
@@ -346,34 +444,18 @@ int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema
         return CV_EINVAL;
     }
     struct cv_tab_model *m = model_new(p, s, names);
-    DMatrixHandle dall = NULL, dtr = NULL, dval = NULL;
+    DMatrixHandle dall = NULL;
     BoosterHandle b = NULL;
-    int *tr = NULL, *te = NULL, ntr = 0, nte = 0;
     int rounds = p->rounds;
     if (!m) {
         code = CV_ENOMEM;
         goto out;
     }
-    if (p->early_stopping) {
-        /* choose the number of rounds on an inner split of the training rows */
-        struct cv_dataset d = {.n = n, .labels = (int *)y, .n_labels = 2};
-        if ((code = cv_dataset_split(&d, p->inner_holdout, p->seed, &tr, &ntr, &te, &nte)))
-            goto out;
-        if (nte > 0 && ntr > 0) {
-            if ((code = make_dmatrix(x, y, tr, ntr, s->ncols, &dtr, err)) ||
-                (code = make_dmatrix(x, y, te, nte, s->ncols, &dval, err)) ||
-                (code = boost(p, dtr, dval, p->rounds, progress, ud, &b, &rounds, err)))
-                goto out;
-            XGBoosterFree(b);
-            b = NULL;
-            if (progress)
-                progress(ud, "early-stopping", (size_t)rounds, (size_t)rounds); /* the choice */
-        }
-    }
+    if (p->early_stopping && (code = choose_rounds(p, s, x, y, n, progress, ud, &rounds, err)))
+        goto out;
     if ((code = make_dmatrix(x, y, NULL, n, s->ncols, &dall, err)))
         goto out;
-    int unused;
-    if ((code = boost(p, dall, NULL, rounds, progress, ud, &b, &unused, err)))
+    if ((code = boost(p, dall, rounds, progress, ud, &b, err)))
         goto out;
     bst_ulong len = 0;
     const char *raw = NULL;
@@ -406,12 +488,6 @@ out:
         XGBoosterFree(b);
     if (dall)
         XGDMatrixFree(dall);
-    if (dtr)
-        XGDMatrixFree(dtr);
-    if (dval)
-        XGDMatrixFree(dval);
-    free(tr);
-    free(te);
     cv_tab_model_free(m);
     if (code == CV_ENOMEM)
         set_err(err, "out of memory");
@@ -643,7 +719,7 @@ int cv_tab_model_save(const struct cv_tab_model *m, unsigned char **out, size_t 
     put_f64(&w, p->eta);
     put_u32(&w, (uint32_t)p->rounds);
     put_u32(&w, (uint32_t)p->early_stopping);
-    put_f64(&w, p->inner_holdout);
+    put_u32(&w, (uint32_t)p->folds);
     put_f64(&w, p->subsample);
     put_f64(&w, p->colsample);
     put_f64(&w, p->min_child_weight);
@@ -763,7 +839,7 @@ int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, 
     p.eta = get_f64(&r);
     p.rounds = (int)get_u32(&r);
     p.early_stopping = (int)get_u32(&r);
-    p.inner_holdout = get_f64(&r);
+    p.folds = (int)get_u32(&r);
     p.subsample = get_f64(&r);
     p.colsample = get_f64(&r);
     p.min_child_weight = get_f64(&r);

@@ -140,15 +140,16 @@ struct cv_tab_params {
     int max_depth;          /* tree depth (default 3) */
     double eta;             /* learning rate (default 0.02) */
     int rounds;             /* boosting rounds, or their cap with early stopping (default 1000) */
-    int early_stopping;     /* rounds without improvement of the inner validation log-loss
-                               before stopping (default 50; 0: no early stopping, train `rounds`) */
-    double inner_holdout;   /* share of the training rows held out to choose the number of rounds
-                               (default 0.2); the final model is then trained on all training rows */
+    int early_stopping;     /* rounds without improvement of the cross-validated log-loss before
+                               stopping (default 50; 0: no early stopping, train `rounds`) */
+    int folds;              /* stratified cross-validation folds of the training rows that choose
+                               the number of rounds (default 5, 2..20); the final model is then
+                               trained on all training rows */
     double subsample;       /* row subsampling per tree (default 0.8) */
     double colsample;       /* column subsampling per tree (default 0.8) */
     double min_child_weight; /* default 1 */
     double lambda;          /* L2 regularisation of leaf weights (default 1) */
-    uint64_t seed;          /* XGBoost's seed and the inner split's (default 42) */
+    uint64_t seed;          /* XGBoost's seed and the folds' (default 42) */
 };
 
 void cv_tab_params_init(struct cv_tab_params *p);
@@ -162,12 +163,12 @@ struct cv_tab_model;
  * Trains a binary classifier on the encoded rows x[0..n * s->ncols) with
  * labels y[0..n) (0/1), under schema s (copied) and label names (copied):
  * XGBoost gbtree, binary:logistic, tree_method hist, one thread, verbosity 0.
- * With early stopping, the training rows are split (stratified, seeded) into
- * an inner training and validation part; the number of rounds is the one with
- * the lowest validation log-loss, and the model is then trained again on all
- * n rows with that many rounds. `progress` (may be NULL) is called with stage
- * "early-stopping" (rounds on the inner split, done of the cap; done == total
- * once with the rounds chosen) and then "rounds" (done of the rounds of the
+ * With early stopping, the number of rounds is chosen by stratified k-fold
+ * cross-validation on these rows (k boosters in lockstep; the round with the
+ * lowest mean left-out log-loss), and the model is then trained on all n
+ * rows with that many rounds. `progress` (may be NULL) is called with stage
+ * "early-stopping" (rounds tried, of the cap; done == total once with the
+ * rounds chosen) and then "rounds" (done of the rounds of the
  * final model). Needs both classes among y. Returns 0 with *out, CV_EINVAL with
  * *err, or CV_ENOMEM.
  */

@@ -103,13 +103,17 @@ SHA=$(sha256sum "$FIX/loans.csv" | cut -d' ' -f1)
 py "card: kind, format, labels, positive" "(lambda c: c['kind'] == 'tabular' and c['format'] == {'name': 'CVTABMDL', 'version': 1} and c['labels'] == ['no', 'yes'] and c['positive'] == 'yes')(json.loads(out))"
 py "card: the training data digest" "json.loads(out)['data']['sha256'] == '$SHA'"
 py "card: the feature schema" "[(f['name'], f['type']) for f in json.loads(out)['features']] == [('income', 'numeric'), ('age', 'numeric'), ('region', 'categorical'), ('purpose', 'categorical')] and json.loads(out)['features'][2]['categories'] == ['east', 'north', 'south', 'west']"
-py "card: held-out metrics with auc, parameters with rounds" "(lambda c: 0.5 < c['metrics']['auc'] <= 1 and c['metrics']['n'] == 75 and c['parameters']['rounds'] >= 1 and c['parameters']['nthread'] == 1 and c['status'] == 'draft')(json.loads(out))"
+py "card: held-out metrics with auc, parameters with rounds" "(lambda c: 0.5 < c['metrics']['auc'] <= 1 and c['metrics']['n'] == 75 and c['parameters']['rounds'] >= 1 and c['parameters']['nthread'] == 1 and c['parameters']['cvFolds'] == 5 and c['status'] == 'draft')(json.loads(out))"
 
 echo '[{"name": "income", "type": "numeric"}, {"name": "region", "type": "categorical", "categories": ["north", "south", "east", "west"]}]' >"$T/schema.json"
 cv model train --kind tabular --data "$FIX/loans.csv" --label default --name declared --schema "$T/schema.json" --db "$DB"
 expect_rc "train with a declared schema" 0
 cv model get declared --db "$DB"
 py "the declared features are the model's" "[f['name'] for f in json.loads(out)['features']] == ['income', 'region']"
+
+printf 'x,c,y\n1,a,p\n2,b,p\n3,a,q\n4,b,q\n5,a,q\n' >"$T/tiny.csv"
+cv model train --kind tabular --data "$T/tiny.csv" --label y --name tiny --all --db "$DB"
+expect_rc "a tiny data set trains (fewer folds than asked: as many as the smaller class has rows)" 0
 
 # ---- evaluation and prediction ---------------------------------------------
 cv model eval loans@1 --data "$FIX/loans.csv" --label default --json --db "$DB"
