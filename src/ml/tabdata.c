@@ -453,9 +453,9 @@ static int set_cats(struct cv_tab_feature *f, jv list, jv *err)
     int n = jv_array_length(jv_copy(list));
     if (n > CV_TAB_MAX_CATEGORIES) {
         set_err(err,
-                "feature \"%s\" has %d categories (at most %d): an id-like column? leave it out with a declared "
-                "schema",
-                f->name, n, CV_TAB_MAX_CATEGORIES);
+                "feature \"%s\" has more than %d categories: an id-like column? leave it out with a declared "
+                "schema (--schema)",
+                f->name, CV_TAB_MAX_CATEGORIES);
         jv_free(list);
         return CV_EINVAL;
     }
@@ -525,10 +525,11 @@ static int scan(const struct cv_table *t, const int *rows, int nrows, const char
             *texts = jv_object_set(*texts, text, jv_true());
         else
             jv_free(text);
-        if (jv_get_kind(*texts) == JV_KIND_OBJECT && jv_object_length(jv_copy(*texts)) > 4 * CV_TAB_MAX_CATEGORIES &&
-            !*all_numeric) {
-            break; /* already too many to be a category; set_cats says so */
-        }
+        /* an id-like text column: stop collecting once it is clearly too many to
+         * be a category (set_cats says so); checked now and then, as counting
+         * a jv object's members walks it */
+        if (!*all_numeric && i % 1024 == 1023 && jv_object_length(jv_copy(*texts)) > CV_TAB_MAX_CATEGORIES)
+            break;
     }
     return 0;
 }

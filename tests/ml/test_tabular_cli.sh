@@ -196,6 +196,12 @@ err_has "the missing feature is named" "declared feature \"nope\" is not in the 
 cv model train --kind tabular --data "$FIX/loans.csv" --label default --name bad --positive maybe --db "$DB"
 expect_rc "a --positive that is not a label" 1
 err_has "the bad --positive is named" "--positive \"maybe\" is not a label"
+python3 -c "
+print('id,x,y')
+for i in range(3000): print(f'id{i},{i % 7},{\"a\" if i % 3 else \"b\"}')" >"$T/ids.csv"
+cv model train --kind tabular --data "$T/ids.csv" --label y --name bad --db "$DB"
+expect_rc "an id-like text column" 1
+err_has "the id-like column is named" "feature \"id\" has more than 1000 categories"
 if [ "$(versions)" = "$N" ]; then ok "no failed training wrote a model"; else fail "failed trainings wrote models"; fi
 cv model train --kind tabular --data "$FIX/loans.csv" --label default --name bad --depth 0 --db "$DB"
 expect_rc "--depth 0 is a usage error" 2
