@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 #include <ftw.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,6 +541,56 @@ Test(tabular, score_explains_with_the_top_features)
     cr_assert(strstr(errmsg(err), "\"income\" is an object"), "%s", errmsg(err));
     cr_assert(!jv_is_valid(out));
     jv_free(err);
+    cv_tab_model_free(m);
+    free_fixture(&f);
+}
+
+/* Threads sharing one model (as the engine's workers will) get the scores
+ * one thread gets: the model's lock serialises the booster. */
+struct scorer {
+    struct cv_tab_model *m;
+    double got[64];
+    int bad;
+};
+
+static void *score_many(void *arg)
+{
+    struct scorer *sc = arg;
+    for (int rep = 0; rep < 5; rep++)
+        for (int i = 0; i < 64; i++) {
+            jv f = jv_object_set(jv_object(), jv_string("income"), jv_number(i * 1.5));
+            f = jv_object_set(f, jv_string("age"), jv_number(20 + i % 50));
+            f = jv_object_set(f, jv_string("color"), jv_string(i % 3 ? "red" : "blue"));
+            jv out, err = jv_invalid();
+            if (cv_tab_model_score(sc->m, f, 3, &out, NULL, &err)) {
+                sc->bad++;
+            } else {
+                jv v = jv_object_get(out, jv_string("score"));
+                sc->got[i] = jv_number_value(v);
+                jv_free(v);
+            }
+            jv_free(err);
+        }
+    return NULL;
+}
+
+Test(tabular, threads_share_a_model)
+{
+    struct fixture f;
+    load_fixture(&f, 200);
+    struct cv_tab_model *m = train(&f, 5);
+    struct scorer one = {.m = m}, many[4];
+    score_many(&one);
+    pthread_t t[4];
+    for (int k = 0; k < 4; k++) {
+        many[k] = (struct scorer){.m = m};
+        cr_assert_eq(pthread_create(&t[k], NULL, score_many, &many[k]), 0);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(t[k], NULL);
+        cr_assert_eq(many[k].bad, 0);
+        cr_assert(!memcmp(many[k].got, one.got, sizeof one.got), "thread %d scored differently", k);
+    }
     cv_tab_model_free(m);
     free_fixture(&f);
 }
