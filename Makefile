@@ -22,7 +22,10 @@ LDLIBS  += -ljq $(shell pkg-config --libs $(PKGS)) $(NOPC_LIBS) -lpthread -lm
 
 LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The reviewer's web inbox (web/*) is compiled in: scripts/embed-web.sh
+# writes $(BUILD)/gen/web_files.c from it (src/server/web.h).
+WEB_FILES := $(sort $(wildcard web/*))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_files.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
@@ -35,6 +38,13 @@ all: $(BUILD)/conveyor $(BUILD)/libconveyor.a
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/web_files.c: scripts/embed-web.sh $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	scripts/embed-web.sh $@ $(WEB_FILES)
+
+$(BUILD)/gen/web_files.o: $(BUILD)/gen/web_files.c src/server/web.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libconveyor.a: $(LIB_OBJ)
 	@rm -f $@

@@ -50,6 +50,7 @@ static const char usage_client[] =
     "      continues local runs (see `conveyor resume --help`).\n"
     "  conveyor events send --type TYPE --source SOURCE [--data JSON] [--server URL]\n"
     "  conveyor events send --file PATH [--server URL]\n"
+    "  conveyor tasks list|get|claim|release|complete|reassign|create ... (conveyor tasks --help)\n"
     "      publish CloudEvents to the server's bus; prints `ID SEQ` per event (see\n"
     "      `conveyor events --help`)\n"
     "\n"
@@ -809,12 +810,255 @@ static int events_main(struct client *c, int argc, char **argv)
     return rc;
 }
 
+/* ------------------------------------------------------------------------
+ * tasks: the reviewer's inbox (docs/tasks.md)
+ * ---------------------------------------------------------------------- */
+
+static const char usage_tasks[] =
+    "usage:\n"
+    "  conveyor tasks list [--status open|claimed|completed|cancelled|escalated] [--role R]\n"
+    "                      [--assignee U] [--limit N] [--json] [--server URL]\n"
+    "      the queue, most urgent first (priority, then due time); --json prints\n"
+    "      a JSON array of task objects (id, instance, title, status, form, data...)\n"
+    "  conveyor tasks get ID [--server URL]          the task as JSON\n"
+    "  conveyor tasks claim ID --as USER [--server URL]\n"
+    "      take the task (one reviewer at a time; the claim lasts 30 minutes)\n"
+    "  conveyor tasks release ID --as USER [--server URL]\n"
+    "  conveyor tasks complete ID --as USER --data JSON [--server URL]\n"
+    "      JSON is {\"decision\": ..., \"fields\": {...}, \"comment\": ...}, checked\n"
+    "      against the task's form; each refused field is printed on stderr\n"
+    "  conveyor tasks reassign ID [--assignee U] [--role R] [--as USER] [--server URL]\n"
+    "  conveyor tasks create --data JSON [--server URL]\n"
+    "      raise a task that belongs to no instance (POST /v1/tasks); prints its id\n"
+    "--as names the person acting (sent as X-Conveyor-User) until the server\n"
+    "authenticates its callers.\n"
+    "--server defaults to $CONVEYOR_SERVER, else http://127.0.0.1:8080.\n"
+    "Exit status: 0 success, 1 failure (the server refused: 409 conflict, 422\n"
+    "form errors...), 2 usage error.\n";
+
+static int tasks_usage_error(const char *msg, const char *arg)
+{
+    fprintf(stderr, "conveyor tasks: %s%s\n%s", msg, arg ? arg : "", usage_tasks);
+    return 2;
+}
+
+static int tasks_list(struct client *c, const char *status, const char *role, const char *assignee, long limit,
+                      int json)
+{
+    jv all = jv_array();
+    char *after = NULL;
+    int rc = 0;
+    long got = 0;
+    while (got < limit) {
+        long page = limit - got > 1000 ? 1000 : limit - got;
+        char path[2048];
+        size_t n = (size_t)snprintf(path, sizeof path, "/v1/tasks?limit=%ld", page);
+        const char *keys[] = {"status", "role", "assignee", "after"};
+        const char *vals[] = {status, role, assignee, after};
+        for (int i = 0; i < 4 && n < sizeof path; i++) {
+            if (!vals[i])
+                continue;
+            char *e = escape(vals[i]);
+            if (e)
+                n += (size_t)snprintf(path + n, sizeof path - n, "&%s=%s", keys[i], e);
+            free(e);
+        }
+        long st = 0;
+        jv resp = jv_invalid();
+        if (request(c, "GET", path, NULL, 0, NULL, NULL, REQUEST_TIMEOUT_S, &st, &resp)) {
+            rc = 1;
+            break;
+        }
+        if (st != 200) {
+            rc = report_failure(c, st, resp);
+            break;
+        }
+        jv items = jv_object_get(jv_copy(resp), jv_string("items"));
+        jv next = jv_object_get(resp, jv_string("next"));
+        if (jv_get_kind(items) == JV_KIND_ARRAY) {
+            got += jv_array_length(jv_copy(items));
+            all = jv_array_concat(all, items);
+        } else {
+            jv_free(items);
+        }
+        free(after);
+        after = jv_get_kind(next) == JV_KIND_STRING ? strdup(jv_string_value(next)) : NULL;
+        jv_free(next);
+        if (!after)
+            break;
+    }
+    free(after);
+    if (!rc) {
+        if (json) {
+            print_json(jv_copy(all), stdout);
+        } else {
+            jv_array_foreach(all, i, t)
+            {
+                char id[128], st[32], title[256], who[128], due[64];
+                jv claimed = jv_object_get(jv_copy(t), jv_string("claimedBy"));
+                str_field(t, jv_get_kind(claimed) == JV_KIND_STRING ? "claimedBy" : "role", who, sizeof who);
+                jv_free(claimed);
+                printf("%s  %-9s  %-12s  due %-24s  %s\n", str_field(t, "id", id, sizeof id),
+                       str_field(t, "status", st, sizeof st), who, str_field(t, "due", due, sizeof due),
+                       str_field(t, "title", title, sizeof title));
+                jv_free(t);
+            }
+        }
+    }
+    jv_free(all);
+    return rc;
+}
+
+/* POST PATH with `body` (consumed) as user `as` (may be NULL); prints the
+ * answer (the task) on success. */
+static int tasks_post(struct client *c, const char *path, jv body, const char *as, int print_id)
+{
+    jv text = jv_dump_string(body, 0);
+    char hdr[512];
+    if (as)
+        snprintf(hdr, sizeof hdr, "X-Conveyor-User: %s", as);
+    long st = 0;
+    jv resp = jv_invalid();
+    int rc = request(c, "POST", path, jv_string_value(text), strlen(jv_string_value(text)), "application/json",
+                     as ? hdr : NULL, REQUEST_TIMEOUT_S, &st, &resp);
+    jv_free(text);
+    if (rc)
+        return 1;
+    if (st != 200 && st != 201)
+        return report_failure(c, st, resp);
+    if (print_id) {
+        char id[128];
+        printf("%s\n", str_field(resp, "id", id, sizeof id));
+        jv_free(resp);
+    } else {
+        print_json(resp, stdout);
+    }
+    return 0;
+}
+
+static int tasks_main(struct client *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return tasks_usage_error("a subcommand is required: list, get, claim, release, complete, reassign, create",
+                                 NULL);
+    const char *sub = argv[0];
+    if (!strcmp(sub, "-h") || !strcmp(sub, "--help")) {
+        fputs(usage_tasks, stdout);
+        return 0;
+    }
+    static const char *const subs[] = {"list", "get", "claim", "release", "complete", "reassign", "create"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
+        known |= !strcmp(sub, subs[i]);
+    if (!known)
+        return tasks_usage_error("unknown subcommand ", sub);
+    const char *id = NULL, *as = NULL, *data = NULL, *status = NULL, *role = NULL, *assignee = NULL;
+    long limit = 1000;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_tasks, stdout);
+            return 0;
+        } else if (!strcmp(a, "--server") || !strcmp(a, "--as") || !strcmp(a, "--data") || !strcmp(a, "--status") ||
+                   !strcmp(a, "--role") || !strcmp(a, "--assignee") || !strcmp(a, "--limit")) {
+            if (!has)
+                return tasks_usage_error("a value is needed after ", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--server"))
+                c->server = v;
+            else if (!strcmp(a, "--as"))
+                as = v;
+            else if (!strcmp(a, "--data"))
+                data = v;
+            else if (!strcmp(a, "--status"))
+                status = v;
+            else if (!strcmp(a, "--role"))
+                role = v;
+            else if (!strcmp(a, "--assignee"))
+                assignee = v;
+            else {
+                char *end;
+                limit = strtol(v, &end, 10);
+                if (*end || limit < 1 || limit > 100000)
+                    return tasks_usage_error("--limit takes 1 to 100000, not ", v);
+            }
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return tasks_usage_error("unknown option ", a);
+        } else if (!id && strcmp(sub, "list") && strcmp(sub, "create")) {
+            id = a;
+        } else {
+            return tasks_usage_error("unexpected argument ", a);
+        }
+    }
+    if (!id && strcmp(sub, "list") && strcmp(sub, "create"))
+        return tasks_usage_error("ID is required", NULL);
+    if (!as && (!strcmp(sub, "claim") || !strcmp(sub, "release") || !strcmp(sub, "complete")))
+        return tasks_usage_error("--as USER is required: who acts", NULL);
+    if (status && strcmp(sub, "list"))
+        return tasks_usage_error("--status is an option of list", NULL);
+    jv body = jv_object();
+    if (!strcmp(sub, "complete") || !strcmp(sub, "create")) {
+        if (!data) {
+            jv_free(body);
+            return tasks_usage_error("--data JSON is required", NULL);
+        }
+        jv_free(body);
+        body = jv_parse(data);
+        if (jv_get_kind(body) != JV_KIND_OBJECT) {
+            jv_free(body);
+            return tasks_usage_error("--data must be a JSON object, not ", data);
+        }
+    } else if (data) {
+        jv_free(body);
+        return tasks_usage_error("--data is an option of complete and create", NULL);
+    }
+    if (!strcmp(sub, "reassign")) {
+        if (!role && !assignee) {
+            jv_free(body);
+            return tasks_usage_error("reassign needs --assignee U and/or --role R", NULL);
+        }
+        if (assignee)
+            body = jv_object_set(body, jv_string("assignee"), jv_string(assignee));
+        if (role)
+            body = jv_object_set(body, jv_string("role"), jv_string(role));
+    }
+    char path[1024];
+    char *eid = id ? escape(id) : NULL;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc;
+    if (!strcmp(sub, "list")) {
+        jv_free(body);
+        rc = tasks_list(c, status, role, assignee, limit, json);
+    } else if (!strcmp(sub, "get")) {
+        jv_free(body);
+        snprintf(path, sizeof path, "/v1/tasks/%s", eid ? eid : "");
+        long st = 0;
+        jv resp = jv_invalid();
+        rc = request(c, "GET", path, NULL, 0, NULL, NULL, REQUEST_TIMEOUT_S, &st, &resp);
+        if (!rc)
+            rc = st == 200 ? (print_json(resp, stdout), 0) : report_failure(c, st, resp);
+    } else if (!strcmp(sub, "create")) {
+        rc = tasks_post(c, "/v1/tasks", body, as, 1);
+    } else {
+        snprintf(path, sizeof path, "/v1/tasks/%s/%s", eid ? eid : "", sub);
+        rc = tasks_post(c, path, body, as, 0);
+    }
+    free(eid);
+    curl_global_cleanup();
+    fflush(stdout);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 
 int cv__client_is_command(const char *cmd)
 {
     return !strcmp(cmd, "deploy") || !strcmp(cmd, "start") || !strcmp(cmd, "get") || !strcmp(cmd, "list") ||
-           !strcmp(cmd, "history") || !strcmp(cmd, "events") || is_control(cmd);
+           !strcmp(cmd, "history") || !strcmp(cmd, "events") || !strcmp(cmd, "tasks") || is_control(cmd);
 }
 
 static int usage_error(const char *cmd, const char *msg, const char *arg)
@@ -830,6 +1074,8 @@ int cv__client_main(const char *cmd, int argc, char **argv)
         c.server = "http://127.0.0.1:8080";
     if (!strcmp(cmd, "events"))
         return events_main(&c, argc, argv);
+    if (!strcmp(cmd, "tasks"))
+        return tasks_main(&c, argc, argv);
     const char *pos = NULL, *input = NULL, *key = NULL, *status = NULL, *ns = NULL, *name = NULL;
     long wait_s = -1, limit = 1000;
     int json = 0;

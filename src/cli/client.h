@@ -1,6 +1,7 @@
 /*
  * client.h — the CLI as a client of `conveyor serve` (docs/api.md): deploy,
- * start, get, list, history, cancel, suspend, resume and `events send` over
+ * start, get, list, history, cancel, suspend, resume, `events send` and
+ * `tasks` (the review inbox) over
  * HTTP with libcurl.
  */
 #ifndef CV_CLI_CLIENT_H

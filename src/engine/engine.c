@@ -166,6 +166,9 @@ struct cv_engine {
     atomic_llong resident, evicted; /* instances held by workers / evicted to the store */
     atomic_llong reloads;           /* evicted instances loaded again */
     int64_t evict_min_wait_ms;
+    /* the commit thread's: the store could not write the last attempt */
+    int io_failing;
+    int64_t io_failing_said;
 };
 
 /* ---- the commit queue --------------------------------------------------------------- */
@@ -307,6 +310,93 @@ static uint64_t enqueue_status(struct cv_engine *e, const char *id, const char *
 
 static jv copy_jv(jv v) { return jv_copy(v); }
 
+/* Writes the creations among batch[0..n) in one transaction and tells their
+ * callers (the pending entries stay; the caller frees them). */
+static void run_creates(struct cv_engine *e, struct pending **batch, int n)
+{
+    struct cv_create *creates = NULL;
+    int nc = 0;
+    for (int i = 0; i < n; i++)
+        if (batch[i]->create)
+            nc++;
+    if (nc && (creates = calloc((size_t)nc, sizeof *creates))) {
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (batch[i]->create) {
+                creates[k] = batch[i]->create->c;
+                batch[i]->create->c.input = jv_invalid();
+                batch[i]->create->c.history = jv_invalid();
+                k++;
+            }
+        /* one attempt: the store consumes the inputs, so a busy database
+         * is reported to those callers (CV_EBUSY: retry the start) */
+        pthread_mutex_lock(&e->store_lock);
+        cv_store_create_instances(e->store, creates, nc);
+        pthread_mutex_unlock(&e->store_lock);
+        pthread_mutex_lock(&e->res_lock);
+        k = 0;
+        for (int i = 0; i < n; i++)
+            if (batch[i]->create) {
+                struct createreq *r = batch[i]->create;
+                snprintf(r->c.id, sizeof r->c.id, "%s", creates[k].id);
+                r->c.existed = creates[k].existed;
+                r->c.rc = creates[k].rc;
+                r->c.err = creates[k].err;
+                r->done = 1;
+                k++;
+            }
+        pthread_cond_broadcast(&e->res_cond);
+        pthread_mutex_unlock(&e->res_lock);
+        free(creates);
+    } else if (nc) { /* out of memory: fail those starts */
+        pthread_mutex_lock(&e->res_lock);
+        for (int i = 0; i < n; i++)
+            if (batch[i]->create) {
+                batch[i]->create->c.rc = CV_ENOMEM;
+                jv_free(batch[i]->create->c.input);
+                batch[i]->create->c.input = jv_invalid();
+                jv_free(batch[i]->create->c.history);
+                batch[i]->create->c.history = jv_invalid();
+                batch[i]->create->done = 1;
+            }
+        pthread_cond_broadcast(&e->res_cond);
+        pthread_mutex_unlock(&e->res_lock);
+    }
+}
+
+/* While a batch waits for the store to write again: the starts queued
+ * meanwhile are tried at once (and answered, most likely with the store's
+ * error), instead of waiting behind the batch. */
+static void creates_meanwhile(struct cv_engine *e)
+{
+    struct pending *taken[64];
+    int n = 0;
+    pthread_mutex_lock(&e->cq_lock);
+    struct pending **link = &e->cq_head, *last = NULL;
+    while (*link && n < 64) {
+        struct pending *p = *link;
+        if (p->create) {
+            *link = p->next;
+            e->cq_len--;
+            taken[n++] = p;
+        } else {
+            last = p;
+            link = &p->next;
+        }
+    }
+    /* the tail is the last entry still in the list */
+    if (!e->cq_head)
+        e->cq_tail = NULL;
+    else if (!*link)
+        e->cq_tail = last;
+    pthread_mutex_unlock(&e->cq_lock);
+    if (!n)
+        return;
+    run_creates(e, taken, n);
+    for (int i = 0; i < n; i++)
+        free(taken[i]); /* the caller owns the createreq */
+}
+
 /* Writes a batch; retries while the database is busy. Returns 0 or a code. */
 static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
 {
@@ -347,9 +437,37 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
             nanosleep(&ts, NULL);
             continue;
         }
+        /* The store cannot write (a full disk, an I/O error): nothing of the
+         * batch was written (one transaction). Keep trying, with a growing
+         * pause, until it can or the engine stops; the instances wait (their
+         * ends are not reported before they are durable) and lose nothing. */
+        pthread_mutex_lock(&e->cq_lock);
+        int stopping = e->cq_stopping;
+        pthread_mutex_unlock(&e->cq_lock);
+        if (rc == CV_EIO && !stopping) {
+            int64_t now = cv__now_ms();
+            if (!e->io_failing || now - e->io_failing_said >= 10000) {
+                fprintf(stderr,
+                        "conveyor: the store cannot write (%s): %d checkpoint(s) wait; retrying until it can "
+                        "(free space, or stop the server: instances resume from their last checkpoint)\n",
+                        jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc), n);
+                e->io_failing_said = now;
+            }
+            e->io_failing = 1;
+            jv_free(err);
+            long pause_ms = 10L << (attempt < 7 ? attempt : 7); /* 10 ms .. 1.28 s */
+            struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            creates_meanwhile(e);
+            continue;
+        }
         if (rc)
             fprintf(stderr, "conveyor: checkpoint of %d instance(s) failed: %s\n", n,
                     jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc));
+        else if (e->io_failing) {
+            fprintf(stderr, "conveyor: the store writes again\n");
+            e->io_failing = 0;
+        }
         jv_free(err);
         free(cps);
         return rc;
@@ -447,54 +565,7 @@ static void *committer(void *arg)
         last_n = n;
         /* creations first, all in one transaction, then the checkpoints
          * (a creation's first checkpoint can only come after it) */
-        struct cv_create *creates = NULL;
-        int nc = 0;
-        for (int i = 0; i < n; i++)
-            if (batch[i]->create)
-                nc++;
-        if (nc && (creates = calloc((size_t)nc, sizeof *creates))) {
-            int k = 0;
-            for (int i = 0; i < n; i++)
-                if (batch[i]->create) {
-                    creates[k] = batch[i]->create->c;
-                    batch[i]->create->c.input = jv_invalid();
-                    batch[i]->create->c.history = jv_invalid();
-                    k++;
-                }
-            /* one attempt: the store consumes the inputs, so a busy database
-             * is reported to those callers (CV_EBUSY: retry the start) */
-            pthread_mutex_lock(&e->store_lock);
-            cv_store_create_instances(e->store, creates, nc);
-            pthread_mutex_unlock(&e->store_lock);
-            pthread_mutex_lock(&e->res_lock);
-            k = 0;
-            for (int i = 0; i < n; i++)
-                if (batch[i]->create) {
-                    struct createreq *r = batch[i]->create;
-                    snprintf(r->c.id, sizeof r->c.id, "%s", creates[k].id);
-                    r->c.existed = creates[k].existed;
-                    r->c.rc = creates[k].rc;
-                    r->c.err = creates[k].err;
-                    r->done = 1;
-                    k++;
-                }
-            pthread_cond_broadcast(&e->res_cond);
-            pthread_mutex_unlock(&e->res_lock);
-            free(creates);
-        } else if (nc) { /* out of memory: fail those starts */
-            pthread_mutex_lock(&e->res_lock);
-            for (int i = 0; i < n; i++)
-                if (batch[i]->create) {
-                    batch[i]->create->c.rc = CV_ENOMEM;
-                    jv_free(batch[i]->create->c.input);
-                    batch[i]->create->c.input = jv_invalid();
-                    jv_free(batch[i]->create->c.history);
-                    batch[i]->create->c.history = jv_invalid();
-                    batch[i]->create->done = 1;
-                }
-            pthread_cond_broadcast(&e->res_cond);
-            pthread_mutex_unlock(&e->res_lock);
-        }
+        run_creates(e, batch, n);
         /* the checkpoints of this batch (creations carry none) */
         int m = 0;
         for (int i = 0; i < n; i++) {
@@ -1996,6 +2067,23 @@ void cv__engine_task_stats(struct cv_engine *e, struct cv_task_stats *out)
             out->count[k][b] = atomic_load(&e->rt->task_count[k][b]);
         out->sum_s[k] = (double)atomic_load(&e->rt->task_sum_us[k]) / 1e6;
     }
+}
+
+/* ---- review tasks: the API's path to the task store (docs/tasks.md) --------------------------- */
+
+int cv__engine_with_store(struct cv_engine *e, int (*fn)(cv_store *st, void *ctx), void *ctx, int published)
+{
+    pthread_mutex_lock(&e->store_lock);
+    int rc = fn(e->store, ctx);
+    pthread_mutex_unlock(&e->store_lock);
+    if (!rc && published && e->started)
+        bus_notify(e);
+    return rc;
+}
+
+int64_t cv__engine_event_retention_ms(struct cv_engine *e)
+{
+    return e->o.event_retention_ms;
 }
 
 /* ---- read paths for the API ---------------------------------------------------------------- */

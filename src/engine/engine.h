@@ -112,6 +112,17 @@ int cv__engine_note(struct cv_engine *e, const char *id, jv events, jv *err);
  */
 int cv__engine_control(struct cv_engine *e, const char *id, const char *action, jv who, jv *err);
 
+/* ---- review tasks (docs/tasks.md): the API's path to the task store -------------------------- */
+/*
+ * Runs fn(store, ctx) inside the engine's serialised use of the store and
+ * returns its code. When fn returns 0 and `published` is set (fn put events
+ * on the bus, e.g. a task's completion event), the bus's new events are
+ * offered to every waiting listen, as after cv__engine_publish.
+ */
+int cv__engine_with_store(struct cv_engine *e, int (*fn)(cv_store *st, void *ctx), void *ctx, int published);
+/* How long the bus keeps a published event (ms): the engine's retention. */
+int64_t cv__engine_event_retention_ms(struct cv_engine *e);
+
 /* Counters for tests and metrics. */
 #define CV_BATCH_BUCKETS 10   /* batch sizes <= 1, 2, 4, ... 512, then +Inf */
 #define CV_COMMIT_BUCKETS 10  /* commit latencies <= 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000 ms, then +Inf */

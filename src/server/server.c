@@ -14,6 +14,7 @@
 #include "server/server.h"
 #include "engine/engine_int.h"
 #include "common/util.h"
+#include "server/web.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -52,6 +53,10 @@ enum route {
     R_HISTORY,
     R_CONTROL,
     R_EVENTS,
+    R_TASKS,
+    R_TASK,
+    R_TASK_ACTION,
+    R_INBOX,
     R_UNKNOWN,
     R_COUNT
 };
@@ -69,6 +74,10 @@ static const char *const route_names[R_COUNT] = {
     "/v1/instances/{id}/history",
     "/v1/instances/{id}/{action}",
     "/v1/events",
+    "/v1/tasks",
+    "/v1/tasks/{id}",
+    "/v1/tasks/{id}/{action}",
+    "/inbox/",
     "unknown",
 };
 
@@ -141,6 +150,7 @@ static const char *status_phrase(int code)
     case 409: return "Conflict";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
@@ -536,6 +546,8 @@ static enum MHD_Result post_events(struct call *k)
     return send_json(k, 202, JV_OBJECT(jv_string("accepted"), jv_number(n), jv_string("events"), items));
 }
 
+static char *task_metrics(struct call *k);
+
 static enum MHD_Result get_metrics(struct call *k)
 {
     struct cv_engine_stats st;
@@ -638,6 +650,13 @@ static enum MHD_Result get_metrics(struct call *k)
                  "conveyor_task_duration_seconds_sum{type=\"%s\"} %.6f\n"
                  "conveyor_task_duration_seconds_count{type=\"%s\"} %lld\n",
                  cv__task_kind_names[t], cum, cv__task_kind_names[t], ts.sum_s[t], cv__task_kind_names[t], cum);
+        }
+    }
+    {
+        char *tm = task_metrics(k);
+        if (tm) {
+            EMIT("%s", tm);
+            free(tm);
         }
     }
     EMIT("# HELP conveyor_http_requests_in_flight Requests being handled.\n"
@@ -934,6 +953,377 @@ static enum MHD_Result get_history(struct call *k, const char *id)
     return send_json(k, 200, JV_OBJECT(jv_string("id"), jv_string(id), jv_string("items"), out));
 }
 
+/* ------------------------------------------------------------------------
+ * Review tasks (docs/tasks.md): the inbox API. The rules (who may claim,
+ * complete...) are the store's (src/store/tasks.c); these routes find the
+ * acting user, ask the seam, and map the store's answers to HTTP.
+ * ---------------------------------------------------------------------- */
+
+#define CLAIM_MS (30LL * 60 * 1000) /* a claim lasts 30 minutes, renewed by claiming again */
+
+/* Who acts: the authenticated caller once tokens exist; until then the
+ * X-Conveyor-User header, else the body's "user" (borrowed). NULL when
+ * nobody is named. The result lives as long as k and body. */
+static const char *task_user(struct call *k, jv body, char *buf, size_t n)
+{
+    if (k->caller.principal && *k->caller.principal)
+        return k->caller.principal;
+    const char *h = header(k, "X-Conveyor-User");
+    if (h && *h) {
+        snprintf(buf, n, "%s", h);
+        return buf;
+    }
+    if (jv_get_kind(body) == JV_KIND_OBJECT) {
+        jv u = jv_object_get(jv_copy(body), jv_string("user"));
+        int ok = jv_get_kind(u) == JV_KIND_STRING && *jv_string_value(u);
+        if (ok)
+            snprintf(buf, n, "%s", jv_string_value(u));
+        jv_free(u);
+        if (ok)
+            return buf;
+    }
+    return NULL;
+}
+
+/* A store answer for a task as a problem: field errors (err an object
+ * {detail, errors}) are 422 with the `errors` array. err consumed. */
+static enum MHD_Result send_task_error(struct call *k, int rc, jv err, const char *what)
+{
+    if (jv_get_kind(err) == JV_KIND_OBJECT) {
+        jv detail = jv_object_get(jv_copy(err), jv_string("detail"));
+        jv errors = jv_object_get(err, jv_string("errors"));
+        char d[512];
+        snprintf(d, sizeof d, "%s", jv_get_kind(detail) == JV_KIND_STRING ? jv_string_value(detail) : what);
+        jv_free(detail);
+        return send_problem_ex(k, 422, NULL, NULL, d, JV_OBJECT(jv_string("errors"), errors), 0, NULL);
+    }
+    if (rc == CV_EINVAL) {
+        char d[512];
+        snprintf(d, sizeof d, "%s: %s", what, jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : "invalid");
+        jv_free(err);
+        return send_problem(k, 422, d);
+    }
+    return send_engine_error(k, rc, err, what);
+}
+
+/* The body as a JSON object (an empty body is {}); answers 400 itself. */
+static int body_object(struct call *k, jv *out, enum MHD_Result *ret)
+{
+    if (!k->r->len) {
+        *out = jv_object();
+        return 1;
+    }
+    jv v = jv_parse_sized(k->r->body, (int)k->r->len);
+    if (jv_get_kind(v) != JV_KIND_OBJECT) {
+        jv_free(v);
+        *ret = send_problem(k, 400, "the body must be a JSON object");
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* One store operation on tasks, run under the engine's store lock. */
+struct task_op {
+    int what; /* TOP_* */
+    const char *id, *user;
+    jv arg;      /* consumed by the op (body, filter, task) */
+    int limit;
+    const char *after;
+    int64_t now, retention_ms;
+    jv out, next, err;
+    int existed;
+};
+
+enum { TOP_GET, TOP_LIST, TOP_PUT, TOP_CLAIM, TOP_RELEASE, TOP_COMPLETE, TOP_REASSIGN, TOP_STATS };
+
+static int task_op_run(cv_store *st, void *ctx)
+{
+    struct task_op *o = ctx;
+    switch (o->what) {
+    case TOP_GET: return cv_store_get_task(st, o->id, &o->out, &o->err);
+    case TOP_LIST: return cv_store_list_tasks(st, o->arg, o->limit, o->after, &o->out, &o->next, &o->err);
+    case TOP_PUT: {
+        jv t = jv_copy(o->arg);
+        int rc = cv_store_put_task(st, o->arg, &o->existed, &o->err);
+        if (!rc && o->existed) {
+            jv id = jv_object_get(t, jv_string("id"));
+            rc = cv_store_get_task(st, jv_string_value(id), &o->out, &o->err);
+            jv_free(id);
+        } else if (!rc) {
+            o->out = t;
+        } else {
+            jv_free(t);
+        }
+        return rc;
+    }
+    case TOP_CLAIM: return cv_store_task_claim(st, o->id, o->user, o->now, CLAIM_MS, &o->out, &o->err);
+    case TOP_RELEASE: return cv_store_task_release(st, o->id, o->user, o->now, &o->out, &o->err);
+    case TOP_COMPLETE:
+        return cv_store_task_complete(st, o->id, o->user, o->arg, o->now, o->retention_ms, &o->out, &o->err);
+    case TOP_REASSIGN: return cv_store_task_reassign(st, o->id, o->user, o->arg, o->now, &o->out, &o->err);
+    case TOP_STATS: return cv_store_task_stats(st, &o->out, &o->err);
+    }
+    return CV_EINVAL;
+}
+
+static int task_op(struct call *k, struct task_op *o)
+{
+    o->out = jv_invalid();
+    o->next = jv_invalid();
+    o->err = jv_invalid();
+    o->now = cv__wall_ms();
+    o->retention_ms = cv__engine_event_retention_ms(k->s->e);
+    return cv__engine_with_store(k->s->e, task_op_run, o, o->what == TOP_COMPLETE);
+}
+
+/* The namespace of a task's workflow into buf ("" for standalone tasks). */
+static const char *task_ns(jv task, char *buf, size_t n)
+{
+    jv wf = jv_object_get(jv_copy(task), jv_string("workflow"));
+    jv ns = jv_get_kind(wf) == JV_KIND_OBJECT ? jv_object_get(wf, jv_string("namespace")) : (jv_free(wf), jv_null());
+    snprintf(buf, n, "%s", jv_get_kind(ns) == JV_KIND_STRING ? jv_string_value(ns) : "");
+    jv_free(ns);
+    return buf;
+}
+
+static enum MHD_Result list_tasks(struct call *k)
+{
+    enum MHD_Result ret;
+    static const char *const keys[] = {"status", "role", "assignee", "namespace", "name", "instance"};
+    if (!allowed(k, "task.read", query(k, "namespace"), &ret))
+        return ret;
+    long limit = LIST_DEFAULT;
+    const char *lim = query(k, "limit"), *status = query(k, "status");
+    if (lim && parse_int(lim, 1, LIST_MAX, &limit))
+        return send_problem(k, 400, "limit must be a whole number from 1 to 1000");
+    if (status && *status && strcmp(status, CV_TASK_OPEN) && strcmp(status, CV_TASK_CLAIMED) &&
+        strcmp(status, CV_TASK_COMPLETED) && strcmp(status, CV_TASK_CANCELLED) && strcmp(status, CV_TASK_ESCALATED))
+        return send_problem(k, 400, "status must be one of open, claimed, completed, cancelled, escalated");
+    jv filter = jv_object();
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const char *v = query(k, keys[i]);
+        if (v && *v)
+            filter = jv_object_set(filter, jv_string(keys[i]), jv_string(v));
+    }
+    struct task_op o = {.what = TOP_LIST, .arg = filter, .limit = (int)limit, .after = query(k, "after")};
+    int rc = task_op(k, &o);
+    if (rc)
+        return send_task_error(k, rc, o.err, "list tasks");
+    jv_free(o.err);
+    return send_json(k, 200, JV_OBJECT(jv_string("items"), o.out, jv_string("next"), o.next));
+}
+
+static enum MHD_Result post_task(struct call *k)
+{
+    enum MHD_Result ret;
+    jv body;
+    if (!body_object(k, &body, &ret))
+        return ret;
+    char ns[256];
+    if (!allowed(k, "task.create", *task_ns(body, ns, sizeof ns) ? ns : NULL, &ret)) {
+        jv_free(body);
+        return ret;
+    }
+    jv inst = jv_object_get(jv_copy(body), jv_string("instance"));
+    int has_inst = jv_get_kind(inst) != JV_KIND_INVALID && jv_get_kind(inst) != JV_KIND_NULL;
+    jv_free(inst);
+    if (has_inst) {
+        jv_free(body);
+        return send_problem(k, 422,
+                            "a task raised through the API belongs to no instance (tasks of instances are "
+                            "opened by their workflow's `call: review`)");
+    }
+    jv task, err = jv_invalid();
+    int rc = cv_task_new(body, cv__wall_ms(), &task, &err);
+    if (rc)
+        return send_task_error(k, rc, err, "task");
+    struct task_op o = {.what = TOP_PUT, .arg = task};
+    rc = task_op(k, &o);
+    if (rc)
+        return send_task_error(k, rc, o.err, "task");
+    jv_free(o.err);
+    return send_json(k, o.existed ? 200 : 201, o.out);
+}
+
+static enum MHD_Result get_task(struct call *k, const char *id)
+{
+    enum MHD_Result ret;
+    struct task_op o = {.what = TOP_GET, .id = id};
+    int rc = task_op(k, &o);
+    if (rc)
+        return send_task_error(k, rc, o.err, "task");
+    jv_free(o.err);
+    char ns[256];
+    if (!allowed(k, "task.read", *task_ns(o.out, ns, sizeof ns) ? ns : NULL, &ret)) {
+        jv_free(o.out);
+        return ret;
+    }
+    return send_json(k, 200, o.out);
+}
+
+/* POST /v1/tasks/{id}/claim|release|complete|reassign */
+static enum MHD_Result task_action(struct call *k, const char *id, const char *action)
+{
+    enum MHD_Result ret;
+    int what = !strcmp(action, "claim")      ? TOP_CLAIM
+               : !strcmp(action, "release")  ? TOP_RELEASE
+               : !strcmp(action, "complete") ? TOP_COMPLETE
+                                             : TOP_REASSIGN;
+    jv body;
+    if (!body_object(k, &body, &ret))
+        return ret;
+    struct task_op g = {.what = TOP_GET, .id = id};
+    int rc = task_op(k, &g);
+    if (rc) {
+        jv_free(body);
+        return send_task_error(k, rc, g.err, "task");
+    }
+    jv_free(g.err);
+    char ns[256], act[32], ubuf[256];
+    snprintf(act, sizeof act, "task.%s", action);
+    task_ns(g.out, ns, sizeof ns);
+    jv_free(g.out);
+    if (!allowed(k, act, *ns ? ns : NULL, &ret)) {
+        jv_free(body);
+        return ret;
+    }
+    const char *user = task_user(k, body, ubuf, sizeof ubuf);
+    if (!user && what != TOP_REASSIGN) {
+        jv_free(body);
+        return send_problem(k, 400, "who acts? name the user in the X-Conveyor-User header or the body's \"user\"");
+    }
+    if (jv_get_kind(body) == JV_KIND_OBJECT)
+        body = jv_object_delete(body, jv_string("user"));
+    if (what == TOP_CLAIM || what == TOP_RELEASE) {
+        jv_free(body);
+        body = jv_null();
+    }
+    struct task_op o = {.what = what, .id = id, .user = user, .arg = body};
+    rc = task_op(k, &o);
+    if (rc)
+        return send_task_error(k, rc, o.err, action);
+    jv_free(o.err);
+    return send_json(k, 200, o.out);
+}
+
+/* Writes a Prometheus label value (escaped) into buf. */
+static const char *label(const char *v, char *buf, size_t n)
+{
+    size_t j = 0;
+    for (; *v && j + 3 < n; v++) {
+        if (*v == '"' || *v == '\\') {
+            buf[j++] = '\\';
+            buf[j++] = *v;
+        } else if (*v == '\n') {
+            buf[j++] = '\\';
+            buf[j++] = 'n';
+        } else {
+            buf[j++] = *v;
+        }
+    }
+    buf[j] = 0;
+    return buf;
+}
+
+/* The task metrics as Prometheus text (malloc'd), or NULL. */
+static char *task_metrics(struct call *k)
+{
+    struct task_op o = {.what = TOP_STATS};
+    if (task_op(k, &o)) {
+        jv_free(o.err);
+        return NULL;
+    }
+    jv_free(o.err);
+    jv st = o.out;
+    jv text = jv_string("");
+    char l[512];
+    text = jv_string_append_str(text, "# HELP conveyor_review_tasks_open Review tasks open (open, claimed or "
+                                      "escalated), by role.\n# TYPE conveyor_review_tasks_open gauge\n");
+    jv open = jv_object_get(jv_copy(st), jv_string("open"));
+    jv_object_foreach(open, key, n)
+    {
+        text = jv_string_concat(text, jv_string_fmt("conveyor_review_tasks_open{role=\"%s\"} %g\n",
+                                                    label(jv_string_value(key), l, sizeof l), jv_number_value(n)));
+        jv_free(key);
+        jv_free(n);
+    }
+    jv_free(open);
+    text = jv_string_append_str(text, "# HELP conveyor_review_tasks_completed_total Review tasks completed, by "
+                                      "workflow (\"\" for tasks raised through the API).\n"
+                                      "# TYPE conveyor_review_tasks_completed_total counter\n");
+    jv done = jv_object_get(jv_copy(st), jv_string("completed"));
+    jv_object_foreach(done, key, n)
+    {
+        text = jv_string_concat(text, jv_string_fmt("conveyor_review_tasks_completed_total{workflow=\"%s\"} %g\n",
+                                                    label(jv_string_value(key), l, sizeof l), jv_number_value(n)));
+        jv_free(key);
+        jv_free(n);
+    }
+    jv_free(done);
+    text = jv_string_append_str(text, "# HELP conveyor_review_ratio Instances that opened a review task, over the "
+                                      "instances of the workflow.\n# TYPE conveyor_review_ratio gauge\n");
+    jv rev = jv_object_get(jv_copy(st), jv_string("reviewed")), all = jv_object_get(jv_copy(st), jv_string("instances"));
+    jv_object_foreach(rev, key, n)
+    {
+        jv total = jv_object_get(jv_copy(all), jv_copy(key));
+        double t = jv_get_kind(total) == JV_KIND_NUMBER ? jv_number_value(total) : 0;
+        if (t > 0)
+            text = jv_string_concat(text, jv_string_fmt("conveyor_review_ratio{workflow=\"%s\"} %g\n",
+                                                        label(jv_string_value(key), l, sizeof l),
+                                                        jv_number_value(n) / t));
+        jv_free(total);
+        jv_free(key);
+        jv_free(n);
+    }
+    jv_free(rev);
+    jv_free(all);
+    text = jv_string_append_str(
+        text, "# HELP conveyor_model_reviews_total Model predictions a reviewer confirmed or changed, by model.\n"
+              "# TYPE conveyor_model_reviews_total counter\n"
+              "# HELP conveyor_model_overrides_total Model predictions a reviewer changed, by model.\n"
+              "# TYPE conveyor_model_overrides_total counter\n"
+              "# HELP conveyor_model_override_ratio Overrides over reviews, by model.\n"
+              "# TYPE conveyor_model_override_ratio gauge\n");
+    jv models = jv_object_get(st, jv_string("models"));
+    jv_object_foreach(models, key, m)
+    {
+        jv r = jv_object_get(jv_copy(m), jv_string("reviewed")), ov = jv_object_get(m, jv_string("overridden"));
+        double rn = jv_number_value(r), on = jv_number_value(ov);
+        label(jv_string_value(key), l, sizeof l);
+        text = jv_string_concat(text, jv_string_fmt("conveyor_model_reviews_total{model=\"%s\"} %g\n"
+                                                    "conveyor_model_overrides_total{model=\"%s\"} %g\n"
+                                                    "conveyor_model_override_ratio{model=\"%s\"} %g\n",
+                                                    l, rn, l, on, l, rn > 0 ? on / rn : 0));
+        jv_free(r);
+        jv_free(ov);
+        jv_free(key);
+    }
+    jv_free(models);
+    char *out = strdup(jv_string_value(text));
+    jv_free(text);
+    return out;
+}
+
+/* GET /inbox/...: the reviewer's web inbox, built into the binary (web.h). */
+static enum MHD_Result get_inbox(struct call *k, const char *rest)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "inbox.read", NULL, &ret))
+        return ret;
+    const struct cv_web_file *f = cv__web_find(rest && *rest ? rest : "index.html");
+    if (!f)
+        return send_problem(k, 404, "no such file in the inbox");
+    char *b = malloc(f->len + 1);
+    if (!b)
+        return MHD_NO;
+    memcpy(b, f->data, f->len);
+    return send_body(k, 200, f->type, b, f->len, "Content-Security-Policy",
+                     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                     "connect-src 'self'; frame-ancestors 'none'",
+                     "X-Content-Type-Options", "nosniff", "Cache-Control", "no-cache", NULL);
+}
+
 /* Splits the path into at most `max` segments; returns how many, or -1
  * when there are more (or an empty one inside). */
 static int split_path(char *path, char **seg, int max)
@@ -1070,6 +1460,29 @@ static enum MHD_Result route(struct call *k)
                 return control_instance(k, seg[2], seg[3], action);
             }
         }
+        if (!strcmp(seg[1], "tasks")) {
+            if (n == 2) {
+                k->route = R_TASKS;
+                if (post)
+                    return post_task(k);
+                if (get)
+                    return list_tasks(k);
+                return method_not_allowed(k, "GET, POST");
+            }
+            if (n == 3) {
+                k->route = R_TASK;
+                if (!get)
+                    return method_not_allowed(k, "GET");
+                return get_task(k, seg[2]);
+            }
+            if (n == 4 && (!strcmp(seg[3], "claim") || !strcmp(seg[3], "release") || !strcmp(seg[3], "complete") ||
+                           !strcmp(seg[3], "reassign"))) {
+                k->route = R_TASK_ACTION;
+                if (!post)
+                    return method_not_allowed(k, "POST");
+                return task_action(k, seg[2], seg[3]);
+            }
+        }
         if (n == 2 && !strcmp(seg[1], "events")) {
             k->route = R_EVENTS;
             if (!post)
@@ -1078,6 +1491,22 @@ static enum MHD_Result route(struct call *k)
                 return ret;
             return post_events(k);
         }
+    }
+    if (!strcmp(k->url, "/inbox") || !strncmp(k->url, "/inbox/", 7)) {
+        k->route = R_INBOX;
+        if (!get)
+            return method_not_allowed(k, "GET");
+        if (!strcmp(k->url, "/inbox")) {
+            count_request(k->s, k->route, 308);
+            struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+            if (!resp)
+                return MHD_NO;
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, "/inbox/");
+            ret = MHD_queue_response(k->c, 308, resp);
+            MHD_destroy_response(resp);
+            return ret;
+        }
+        return get_inbox(k, k->url + 7);
     }
     k->route = R_UNKNOWN;
     return send_problem(k, 404, "no such route");

@@ -78,6 +78,13 @@ enum {
     S_MODEL_STATUS,
     S_MODEL_DEMOTE,
     S_MODEL_SET,
+    S_TASK_INSERT,
+    S_TASK_GET,
+    S_TASK_UPDATE,
+    S_TASK_LIST,
+    S_TASK_OPEN_OF,
+    S_FEEDBACK_INSERT,
+    S_FEEDBACK_LIST,
     S_COUNT
 };
 
@@ -137,6 +144,28 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_MODEL_STATUS] = "SELECT status FROM models WHERE name = ?1 AND version = ?2",
     [S_MODEL_DEMOTE] = "UPDATE models SET status = 'approved', updated_at = ?2 WHERE name = ?1 AND status = 'production'",
     [S_MODEL_SET] = "UPDATE models SET status = ?3, updated_at = ?4 WHERE name = ?1 AND version = ?2",
+    /* tasks: the columns ?1..?17 are bound by bind_task from the doc */
+    [S_TASK_INSERT] = "INSERT INTO tasks (id, instance, task_ref, namespace, name, version, title, status, role,"
+                      " assignee, priority, due_at, claimed_by, claim_expires_at, opened_at, completed_at, doc)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                      " ON CONFLICT (id) DO NOTHING",
+    [S_TASK_GET] = "SELECT doc FROM tasks WHERE id = ?1",
+    [S_TASK_UPDATE] = "UPDATE tasks SET instance = ?2, task_ref = ?3, namespace = ?4, name = ?5, version = ?6,"
+                      " title = ?7, status = ?8, role = ?9, assignee = ?10, priority = ?11, due_at = ?12,"
+                      " claimed_by = ?13, claim_expires_at = ?14, opened_at = ?15, completed_at = ?16, doc = ?17"
+                      " WHERE id = ?1",
+    /* the queue order; ?7..?9 the cursor (priority, due or max, seq) of the last row seen */
+    [S_TASK_LIST] = "SELECT doc, priority, coalesce(due_at, 9223372036854775807), seq FROM tasks"
+                    " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR role = ?2)"
+                    " AND (?3 IS NULL OR assignee = ?3) AND (?4 IS NULL OR namespace = ?4)"
+                    " AND (?5 IS NULL OR name = ?5) AND (?6 IS NULL OR instance = ?6)"
+                    " AND (?9 IS NULL OR (-priority, coalesce(due_at, 9223372036854775807), seq) > (-?7, ?8, ?9))"
+                    " ORDER BY priority DESC, coalesce(due_at, 9223372036854775807), seq LIMIT ?10",
+    [S_TASK_OPEN_OF] = "SELECT id FROM tasks WHERE instance = ?1 AND status IN ('open', 'claimed', 'escalated')",
+    [S_FEEDBACK_INSERT] = "INSERT INTO feedback (task, instance, field, model, overridden, reviewer, at, example)"
+                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (task, field) DO NOTHING",
+    [S_FEEDBACK_LIST] = "SELECT example FROM feedback WHERE ?1 IS NULL OR model = ?1 OR model LIKE ?1 || '@%'"
+                        " ORDER BY seq",
 };
 
 /* list_instances: one statement per combination of filters, so that each can
@@ -724,6 +753,8 @@ static int sq_list_workflows(void *impl, jv *out, jv *err)
  * Returns 0, a per-request code (CV_ENOTFOUND, CV_EINVAL) or a database
  * failure (anything else: the transaction must be rolled back). */
 static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *err);
+static int task_insert(struct sq *q, jv task, int *existed, jv *err);
+static int tasks_cancel(struct sq *q, const char *instance, jv which, int64_t now, jv *err);
 
 /* Creates one instance inside the caller's transaction; `history` (consumed;
  * invalid = none) becomes its first history events. */
@@ -1247,7 +1278,28 @@ static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *er
         if (code)
             return code;
     }
-    return 0;
+    /* review tasks: opened with the checkpoint (a redone checkpoint finds
+     * them there), cancelled on request or when the instance ends */
+    if (jv_get_kind(cp->tasks_add) == JV_KIND_ARRAY) {
+        jv_array_foreach(cp->tasks_add, i, t)
+        {
+            if (!code) {
+                jv inst = jv_object_get(jv_copy(t), jv_string("instance"));
+                if (jv_get_kind(inst) != JV_KIND_STRING)
+                    t = jv_object_set(t, jv_string("instance"), jv_string(cp->instance));
+                jv_free(inst);
+                code = task_insert(q, jv_copy(t), NULL, err);
+            }
+            jv_free(t);
+        }
+        if (code)
+            return code;
+    }
+    int ends = cp->status && (!strcmp(cp->status, CV_ST_COMPLETED) || !strcmp(cp->status, CV_ST_FAULTED) ||
+                              !strcmp(cp->status, CV_ST_CANCELLED));
+    if (ends || jv_get_kind(cp->tasks_cancel) == JV_KIND_TRUE || jv_get_kind(cp->tasks_cancel) == JV_KIND_ARRAY)
+        code = tasks_cancel(q, cp->instance, ends ? jv_true() : cp->tasks_cancel, now, err);
+    return code;
 }
 
 static int sq_checkpoint(void *impl, struct cv_checkpoint *cps, int n, jv *err)
@@ -1799,6 +1851,418 @@ out:
     return code;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Review tasks                                                              */
+/* ------------------------------------------------------------------------ */
+
+static jv tmember(jv o, const char *key)
+{
+    return jv_get_kind(o) == JV_KIND_OBJECT ? jv_object_get(jv_copy(o), jv_string(key)) : jv_invalid();
+}
+
+/* Binds a string member of `o` (borrowed) at i, or NULL when not a string. */
+static void bind_member(sqlite3_stmt *st, int i, jv o, const char *key)
+{
+    jv v = tmember(o, key);
+    bind_text(st, i, jv_get_kind(v) == JV_KIND_STRING ? jv_string_value(v) : NULL);
+    jv_free(v);
+}
+
+static void bind_time(sqlite3_stmt *st, int i, jv o, const char *key)
+{
+    jv v = tmember(o, key);
+    int64_t ms;
+    if (jv_get_kind(v) == JV_KIND_STRING && !cv__task_parse_time(jv_string_value(v), &ms))
+        sqlite3_bind_int64(st, i, ms);
+    else
+        sqlite3_bind_null(st, i);
+    jv_free(v);
+}
+
+/* Binds the columns ?1..?17 of S_TASK_INSERT / S_TASK_UPDATE from `task`
+ * (consumed: ?17 is its JSON). */
+static int bind_task(sqlite3_stmt *st, jv task, jv *err)
+{
+    bind_member(st, 1, task, "id");
+    bind_member(st, 2, task, "instance");
+    bind_member(st, 3, task, "task");
+    jv wf = tmember(task, "workflow");
+    bind_member(st, 4, wf, "namespace");
+    bind_member(st, 5, wf, "name");
+    bind_member(st, 6, wf, "version");
+    jv_free(wf);
+    bind_member(st, 7, task, "title");
+    bind_member(st, 8, task, "status");
+    bind_member(st, 9, task, "role");
+    bind_member(st, 10, task, "assignee");
+    jv p = tmember(task, "priority");
+    sqlite3_bind_int64(st, 11, jv_get_kind(p) == JV_KIND_NUMBER ? (int64_t)jv_number_value(p) : 0);
+    jv_free(p);
+    bind_time(st, 12, task, "due");
+    bind_member(st, 13, task, "claimedBy");
+    bind_time(st, 14, task, "claimExpiresAt");
+    bind_time(st, 15, task, "openedAt");
+    bind_time(st, 16, task, "completedAt");
+    jv opened = tmember(task, "openedAt");
+    if (jv_get_kind(opened) != JV_KIND_STRING) /* opened_at is NOT NULL */
+        sqlite3_bind_int64(st, 15, cv__wall_ms());
+    jv_free(opened);
+    return bind_json(st, 17, task, "a task", err);
+}
+
+/* Inserts a task inside the caller's transaction; *existed when its id is taken. */
+static int task_insert(struct sq *q, jv task, int *existed, jv *err)
+{
+    int rc;
+    sqlite3_stmt *st = stmt_get(q, S_TASK_INSERT, &rc);
+    if (!st) {
+        jv_free(task);
+        return sq_fail(q, rc, "storing a task", err);
+    }
+    jv title = tmember(task, "title");
+    int ok = jv_get_kind(title) == JV_KIND_STRING;
+    jv_free(title);
+    if (!ok) {
+        jv_free(task);
+        set_err(err, "a task needs a title");
+        return CV_EINVAL;
+    }
+    int code = bind_task(st, task, err);
+    rc = code ? SQLITE_DONE : sqlite3_step(st);
+    stmt_done(st);
+    if (code)
+        return code;
+    if (rc != SQLITE_DONE)
+        return sq_fail(q, rc, "storing a task", err);
+    if (existed)
+        *existed = sqlite3_changes(q->db) == 0;
+    return 0;
+}
+
+/* Reads task `id` (inside a transaction or not): CV_ENOTFOUND. */
+static int task_read(struct sq *q, const char *id, jv *out, jv *err)
+{
+    int rc, code = 0;
+    sqlite3_stmt *st = stmt_get(q, S_TASK_GET, &rc);
+    if (!st)
+        return sq_fail(q, rc, "reading a task", err);
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        code = col_json(st, 0, out, err);
+    stmt_done(st);
+    if (rc == SQLITE_DONE) {
+        set_err(err, "no task %s", id);
+        return CV_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW)
+        return sq_fail(q, rc, "reading a task", err);
+    return code;
+}
+
+static int task_write(struct sq *q, jv task, jv *err)
+{
+    int rc;
+    sqlite3_stmt *st = stmt_get(q, S_TASK_UPDATE, &rc);
+    if (!st) {
+        jv_free(task);
+        return sq_fail(q, rc, "storing a task", err);
+    }
+    int code = bind_task(st, task, err);
+    rc = code ? SQLITE_DONE : sqlite3_step(st);
+    stmt_done(st);
+    if (code)
+        return code;
+    return rc == SQLITE_DONE ? 0 : sq_fail(q, rc, "storing a task", err);
+}
+
+/* Cancels the open tasks of `instance` inside the caller's transaction:
+ * all of them when `which` is true or invalid, else those whose id is in
+ * the array `which` (borrowed). */
+static int tasks_cancel(struct sq *q, const char *instance, jv which, int64_t now, jv *err)
+{
+    int rc, code = 0;
+    sqlite3_stmt *st = stmt_get(q, S_TASK_OPEN_OF, &rc);
+    if (!st)
+        return sq_fail(q, rc, "cancelling tasks", err);
+    jv ids = jv_array();
+    bind_text(st, 1, instance);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ids = jv_array_append(ids, col_text(st, 0));
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        jv_free(ids);
+        return sq_fail(q, rc, "cancelling tasks", err);
+    }
+    jv_array_foreach(ids, i, id)
+    {
+        int pick = jv_get_kind(which) != JV_KIND_ARRAY;
+        if (!pick)
+            jv_array_foreach(which, j, w)
+            {
+                pick |= jv_equal(w, jv_copy(id));
+            }
+        if (pick && !code) {
+            jv task;
+            code = task_read(q, jv_string_value(id), &task, err);
+            if (!code)
+                code = task_write(q, cv__task_cancelled(task, now), err);
+        }
+        jv_free(id);
+    }
+    jv_free(ids);
+    return code;
+}
+
+static int sq_put_task(void *impl, jv task, int *existed, jv *err)
+{
+    struct sq *q = impl;
+    int code = 0;
+    pthread_mutex_lock(&q->lock);
+    int rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK) {
+        jv_free(task);
+        code = sq_fail(q, rc, "storing a task", err);
+    } else {
+        code = task_insert(q, task, existed, err);
+    }
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_get_task(void *impl, const char *id, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    pthread_mutex_lock(&q->lock);
+    int code = task_read(q, id, out, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+/* The cursor of a list page: "PRIORITY.DUE.SEQ" (decimal). */
+static int sq_list_tasks(void *impl, jv filter, int limit, const char *after, jv *out, jv *next, jv *err)
+{
+    struct sq *q = impl;
+    long long cp = 0, cd = 0, cs = 0;
+    if (after) {
+        char tail;
+        if (sscanf(after, "%lld.%lld.%lld%c", &cp, &cd, &cs, &tail) != 3) {
+            jv_free(filter);
+            set_err(err, "after: not a cursor this server gave (%s)", after);
+            return CV_EINVAL;
+        }
+    }
+    int rc, code = 0;
+    jv list = jv_array();
+    jv last = jv_null();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_TASK_LIST, &rc);
+    if (st) {
+        bind_member(st, 1, filter, "status");
+        bind_member(st, 2, filter, "role");
+        bind_member(st, 3, filter, "assignee");
+        bind_member(st, 4, filter, "namespace");
+        bind_member(st, 5, filter, "name");
+        bind_member(st, 6, filter, "instance");
+        if (after) {
+            sqlite3_bind_int64(st, 7, cp);
+            sqlite3_bind_int64(st, 8, cd);
+            sqlite3_bind_int64(st, 9, cs);
+        }
+        sqlite3_bind_int(st, 10, limit + 1);
+        int n = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n++ == limit) { /* one more exists: the cursor is the last returned */
+                break;
+            }
+            jv t;
+            code = col_json(st, 0, &t, err);
+            if (code)
+                break;
+            list = jv_array_append(list, t);
+            jv_free(last);
+            last = jv_string_fmt("%lld.%lld.%lld", (long long)sqlite3_column_int64(st, 1),
+                                 (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3));
+        }
+        if (rc == SQLITE_ROW && n > limit)
+            rc = SQLITE_DONE;
+        else if (jv_get_kind(last) == JV_KIND_STRING) { /* no more rows */
+            jv_free(last);
+            last = jv_null();
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "listing tasks", err);
+    pthread_mutex_unlock(&q->lock);
+    jv_free(filter);
+    if (code) {
+        jv_free(list);
+        jv_free(last);
+        return code;
+    }
+    *out = list;
+    *next = last;
+    return 0;
+}
+
+static int feedback_insert(struct sq *q, jv examples, jv *err)
+{
+    int rc, code = 0;
+    sqlite3_stmt *st = stmt_get(q, S_FEEDBACK_INSERT, &rc);
+    if (!st) {
+        jv_free(examples);
+        return sq_fail(q, rc, "storing feedback", err);
+    }
+    jv_array_foreach(examples, i, ex)
+    {
+        if (!code) {
+            bind_member(st, 1, ex, "task");
+            bind_member(st, 2, ex, "instance");
+            bind_member(st, 3, ex, "field");
+            bind_member(st, 4, ex, "model");
+            jv o = tmember(ex, "overridden");
+            sqlite3_bind_int(st, 5, jv_get_kind(o) == JV_KIND_TRUE);
+            jv_free(o);
+            bind_member(st, 6, ex, "reviewer");
+            bind_time(st, 7, ex, "at");
+            code = bind_json(st, 8, jv_copy(ex), "a feedback example", err);
+            rc = code ? SQLITE_DONE : sqlite3_step(st);
+            stmt_done(st);
+            if (!code && rc != SQLITE_DONE)
+                code = sq_fail(q, rc, "storing feedback", err);
+        }
+        jv_free(ex);
+    }
+    jv_free(examples);
+    return code;
+}
+
+static int sq_update_task(void *impl, const char *id, cv_task_change_fn change, void *ctx, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int code = 0;
+    jv result = jv_invalid();
+    pthread_mutex_lock(&q->lock);
+    int rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK)
+        code = sq_fail(q, rc, "updating a task", err);
+    jv cur = jv_invalid();
+    if (!code)
+        code = task_read(q, id, &cur, err);
+    if (!code) {
+        jv events = jv_invalid(), fb = jv_invalid();
+        code = change(cur, ctx, &result, &events, &fb, err);
+        if (!code)
+            code = task_write(q, jv_copy(result), err);
+        if (!code && jv_get_kind(events) == JV_KIND_ARRAY) {
+            jv seqs = jv_invalid();
+            code = insert_events(q, jv_copy(events), cv__wall_ms(), "api", &seqs, err);
+            jv_free(seqs);
+        }
+        if (!code && jv_get_kind(fb) == JV_KIND_ARRAY)
+            code = feedback_insert(q, jv_copy(fb), err);
+        jv_free(events);
+        jv_free(fb);
+    }
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    if (code) {
+        jv_free(result);
+        return code;
+    }
+    *out = result;
+    return 0;
+}
+
+/* Runs `sql` (no parameters) and folds rows (key TEXT, n INTEGER) into an object. */
+static int count_by(struct sq *q, const char *sql, jv *out, jv *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sq_fail(q, rc, "task statistics", err);
+    jv o = jv_object();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        if (sqlite3_column_count(st) > 2)
+            o = jv_object_set(o, jv_string(k ? k : ""),
+                              JV_OBJECT(jv_string("reviewed"), jv_number((double)sqlite3_column_int64(st, 1)),
+                                        jv_string("overridden"), jv_number((double)sqlite3_column_int64(st, 2))));
+        else
+            o = jv_object_set(o, jv_string(k ? k : ""), jv_number((double)sqlite3_column_int64(st, 1)));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        jv_free(o);
+        return sq_fail(q, rc, "task statistics", err);
+    }
+    *out = o;
+    return 0;
+}
+
+static int sq_task_stats(void *impl, jv *out, jv *err)
+{
+    static const char *const names[] = {"open", "completed", "reviewed", "instances", "models"};
+    static const char *const sqls[] = {
+        "SELECT coalesce(role, ''), count(*) FROM tasks WHERE status IN ('open', 'claimed', 'escalated')"
+        " GROUP BY 1",
+        "SELECT coalesce(namespace || '/' || name, ''), count(*) FROM tasks WHERE status = 'completed' GROUP BY 1",
+        "SELECT namespace || '/' || name, count(DISTINCT instance) FROM tasks WHERE instance IS NOT NULL"
+        " AND namespace IS NOT NULL GROUP BY 1",
+        "SELECT namespace || '/' || name, count(*) FROM instances WHERE (namespace, name) IN"
+        " (SELECT namespace, name FROM tasks WHERE instance IS NOT NULL) GROUP BY 1",
+        "SELECT model, count(*), sum(overridden) FROM feedback GROUP BY 1",
+    };
+    struct sq *q = impl;
+    int code = 0;
+    jv o = jv_object();
+    pthread_mutex_lock(&q->lock);
+    for (size_t i = 0; i < sizeof sqls / sizeof *sqls && !code; i++) {
+        jv v;
+        code = count_by(q, sqls[i], &v, err);
+        if (!code)
+            o = jv_object_set(o, jv_string(names[i]), v);
+    }
+    pthread_mutex_unlock(&q->lock);
+    if (code) {
+        jv_free(o);
+        return code;
+    }
+    *out = o;
+    return 0;
+}
+
+static int sq_list_feedback(void *impl, const char *model, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_FEEDBACK_LIST, &rc);
+    if (st) {
+        bind_text(st, 1, model);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            jv ex;
+            code = col_json(st, 0, &ex, err);
+            if (code)
+                break;
+            list = jv_array_append(list, ex);
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading feedback", err);
+    pthread_mutex_unlock(&q->lock);
+    if (code) {
+        jv_free(list);
+        return code;
+    }
+    *out = list;
+    return 0;
+}
+
 const struct cv_store_ops cv__store_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -1826,4 +2290,10 @@ const struct cv_store_ops cv__store_sqlite = {
     .get_model = sq_get_model,
     .list_models = sq_list_models,
     .set_model_status = sq_set_model_status,
+    .put_task = sq_put_task,
+    .get_task = sq_get_task,
+    .list_tasks = sq_list_tasks,
+    .update_task = sq_update_task,
+    .task_stats = sq_task_stats,
+    .list_feedback = sq_list_feedback,
 };

@@ -115,8 +115,54 @@ static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
      "  UNIQUE (name, version)"
      ");"
      "CREATE UNIQUE INDEX models_production ON models (name) WHERE status = 'production';"},
+    {5,
+     /* Review tasks (DESIGN.md decision 9, docs/tasks.md). `doc` is the
+      * whole task object (title, description, data, form, escalate,
+      * completion, history...); the columns repeat what lists filter and
+      * sort on, written from doc on every change. seq is the opening order,
+      * the last key of the queue order (priority desc, due, seq). instance
+      * is NULL for tasks raised through the API. */
+     "CREATE TABLE tasks ("
+     "  seq              INTEGER PRIMARY KEY,"
+     "  id               TEXT NOT NULL UNIQUE,"
+     "  instance         TEXT,"
+     "  task_ref         TEXT,"
+     "  namespace        TEXT,"
+     "  name             TEXT,"
+     "  version          TEXT,"
+     "  title            TEXT NOT NULL,"
+     "  status           TEXT NOT NULL"
+     "                   CHECK (status IN ('open', 'claimed', 'completed', 'cancelled', 'escalated')),"
+     "  role             TEXT,"
+     "  assignee         TEXT,"
+     "  priority         INTEGER NOT NULL DEFAULT 0,"
+     "  due_at           INTEGER,"
+     "  claimed_by       TEXT,"
+     "  claim_expires_at INTEGER,"
+     "  opened_at        INTEGER NOT NULL,"
+     "  completed_at     INTEGER,"
+     "  doc              TEXT NOT NULL"
+     ");"
+     "CREATE INDEX tasks_queue ON tasks (status, priority DESC, due_at, seq);"
+     "CREATE INDEX tasks_by_instance ON tasks (instance, status);"
+     /* Every model prediction a reviewer saw in a form and confirmed or
+      * changed: labeled examples for the next training run, and the
+      * override ratio per model. */
+     "CREATE TABLE feedback ("
+     "  seq        INTEGER PRIMARY KEY,"
+     "  task       TEXT NOT NULL,"
+     "  instance   TEXT,"
+     "  field      TEXT NOT NULL,"
+     "  model      TEXT NOT NULL," /* name@version */
+     "  overridden INTEGER NOT NULL,"
+     "  reviewer   TEXT NOT NULL,"
+     "  at         INTEGER NOT NULL,"
+     "  example    TEXT NOT NULL," /* {input, predicted, corrected, ...} */
+     "  UNIQUE (task, field)"
+     ");"
+     "CREATE INDEX feedback_by_model ON feedback (model, seq);"},
 };
 
-#define CV_SQLITE_SCHEMA_VERSION 4
+#define CV_SQLITE_SCHEMA_VERSION 5
 
 #endif

@@ -383,6 +383,26 @@ static int checkpoint_check(const struct cv_checkpoint *cp, jv *err)
             return CV_EINVAL;
         }
     }
+    if (jv_is_valid(cp->tasks_add)) {
+        int bad = jv_get_kind(cp->tasks_add) != JV_KIND_ARRAY;
+        if (!bad) {
+            jv_array_foreach(cp->tasks_add, i, t)
+            {
+                if (!bad)
+                    bad = jv_get_kind(t) != JV_KIND_OBJECT || member_kind(t, "id") != JV_KIND_STRING;
+                jv_free(t);
+            }
+        }
+        if (bad) {
+            set_err(err, "checkpoint of %s: tasks to add must be an array of task objects with an id", id);
+            return CV_EINVAL;
+        }
+    }
+    if (jv_is_valid(cp->tasks_cancel) && jv_get_kind(cp->tasks_cancel) != JV_KIND_TRUE &&
+        jv_get_kind(cp->tasks_cancel) != JV_KIND_ARRAY) {
+        set_err(err, "checkpoint of %s: tasks to cancel are true (all) or an array of task ids", id);
+        return CV_EINVAL;
+    }
     if (jv_is_valid(cp->events) && events_check(cp->events)) {
         set_err(err, "checkpoint of %s: events must be an array of {event: {type: string, ...}, expiresAt: number}",
                 id);
@@ -470,14 +490,16 @@ void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance)
     cp->timers_add = jv_invalid();
     cp->timers_del = jv_invalid();
     cp->events = jv_invalid();
+    cp->tasks_add = jv_invalid();
+    cp->tasks_cancel = jv_invalid();
 }
 
 void cv_checkpoint_cleanup(struct cv_checkpoint *cp)
 {
     if (!cp)
         return;
-    jv *fields[] = {&cp->state, &cp->output, &cp->error, &cp->history, &cp->timers_add, &cp->timers_del,
-                   &cp->events};
+    jv *fields[] = {&cp->state,      &cp->output, &cp->error,     &cp->history,     &cp->timers_add,
+                   &cp->timers_del, &cp->events, &cp->tasks_add, &cp->tasks_cancel};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         jv_free(*fields[i]);
         *fields[i] = jv_invalid();
@@ -661,4 +683,81 @@ int cv_store_set_model_status(cv_store *s, const char *name, int64_t version, co
         return CV_EINVAL;
     }
     return s->ops->set_model_status(s->impl, name, version, status, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Review tasks                                                              */
+/* ------------------------------------------------------------------------ */
+
+int cv_store_put_task(cv_store *s, jv task, int *existed, jv *err)
+{
+    int ex = 0;
+    if (!s || jv_get_kind(task) != JV_KIND_OBJECT) {
+        jv_free(task);
+        set_err(err, "a task is an object");
+        return CV_EINVAL;
+    }
+    jv id = jv_object_get(jv_copy(task), jv_string("id"));
+    int ok = jv_get_kind(id) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(id)) > 0 &&
+             jv_string_length_bytes(jv_copy(id)) < 64;
+    jv_free(id);
+    if (!ok) {
+        jv_free(task);
+        set_err(err, "a task needs an id (1 to 63 bytes)");
+        return CV_EINVAL;
+    }
+    int rc = s->ops->put_task(s->impl, task, &ex, err);
+    if (existed)
+        *existed = ex;
+    return rc;
+}
+
+int cv_store_get_task(cv_store *s, const char *id, jv *out, jv *err)
+{
+    if (!s || empty(id)) {
+        set_err(err, "no task id given");
+        return CV_EINVAL;
+    }
+    return s->ops->get_task(s->impl, id, out, err);
+}
+
+int cv_store_list_tasks(cv_store *s, jv filter, int limit, const char *after, jv *out, jv *next, jv *err)
+{
+    if (!s || limit < 1 || (jv_is_valid(filter) && jv_get_kind(filter) != JV_KIND_OBJECT)) {
+        jv_free(filter);
+        set_err(err, "list tasks: bad arguments");
+        return CV_EINVAL;
+    }
+    if (!jv_is_valid(filter)) {
+        jv_free(filter);
+        filter = jv_object();
+    }
+    return s->ops->list_tasks(s->impl, filter, limit, after && *after ? after : NULL, out, next, err);
+}
+
+int cv_store_update_task(cv_store *s, const char *id, cv_task_change_fn change, void *ctx, jv *out, jv *err)
+{
+    if (!s || empty(id) || !change) {
+        set_err(err, "update task: bad arguments");
+        return CV_EINVAL;
+    }
+    return s->ops->update_task(s->impl, id, change, ctx, out, err);
+}
+
+int cv_store_task_stats(cv_store *s, jv *out, jv *err)
+{
+    if (!s) {
+        set_err(err, "no store");
+        return CV_EINVAL;
+    }
+    return s->ops->task_stats(s->impl, out, err);
+}
+
+int cv_store_list_feedback(cv_store *s, const char *model, jv *out, jv *err)
+{
+    if (!s) {
+        set_err(err, "no store");
+        return CV_EINVAL;
+    }
+    return s->ops->list_feedback(s->impl, empty(model) ? NULL : model, out, err);
 }

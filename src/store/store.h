@@ -58,6 +58,12 @@ struct cv_checkpoint {
     jv timers_del;      /* array of keys */
     jv events;          /* array of {event, expiresAt}: CloudEvents the instance
                            emitted, published on the bus with this checkpoint */
+    jv tasks_add;       /* array of review tasks (docs/tasks.md, "The task object")
+                           the instance opens with this checkpoint; inserted in its
+                           transaction, idempotent on each task's id */
+    jv tasks_cancel;    /* true: cancel every open task of the instance; or an array
+                           of task ids to cancel. A checkpoint that ends the instance
+                           (completed, faulted, cancelled) cancels its open tasks anyway */
 };
 
 /* One creation of a batch (cv_store_create_instances). */
@@ -75,6 +81,23 @@ struct cv_create {
 };
 
 struct cv_store;
+
+/* Task statuses (docs/tasks.md). */
+#define CV_TASK_OPEN "open"
+#define CV_TASK_CLAIMED "claimed"
+#define CV_TASK_COMPLETED "completed"
+#define CV_TASK_CANCELLED "cancelled"
+#define CV_TASK_ESCALATED "escalated"
+
+/*
+ * One change of a stored task, decided without knowing the backend
+ * (src/store/tasks.c): called by update_task inside its write transaction
+ * with the current task (consumed). Returns 0 with *task = the new task and
+ * optionally *events (array of {event, expiresAt} to publish on the bus) and
+ * *feedback (array of labeled examples, docs/tasks.md) set; or a CV_* code
+ * with *err (a string, or an object {detail, errors}) and nothing written.
+ */
+typedef int (*cv_task_change_fn)(jv cur, void *ctx, jv *task, jv *events, jv *feedback, jv *err);
 
 struct cv_store_ops {
     const char *name; /* "sqlite" */
@@ -176,6 +199,29 @@ struct cv_store_ops {
      * moves the name's previous production version back to approved.
      * CV_ENOTFOUND, or CV_ECONFLICT for a move that is not allowed. */
     int (*set_model_status)(void *impl, const char *name, int64_t version, const char *status, jv *err);
+
+    /* ---- review tasks (DESIGN.md decision 9; docs/tasks.md) ---- */
+    /* Inserts a task (object with id, consumed) unless one with that id
+     * exists (*existed = 1 then, nothing changed). */
+    int (*put_task)(void *impl, jv task, int *existed, jv *err);
+    /* *out = the task object. CV_ENOTFOUND. */
+    int (*get_task)(void *impl, const char *id, jv *out, jv *err);
+    /* filter: {status?, role?, assignee?, namespace?, name?, instance?};
+     * ordered by priority (highest first), then due time (none last), then
+     * opening order; up to `limit` after the cursor `after` (an opaque string
+     * from a previous *next, or NULL); *next = cursor or null. */
+    int (*list_tasks)(void *impl, jv filter, int limit, const char *after, jv *out, jv *next, jv *err);
+    /* In ONE transaction: reads task `id`, calls change(), writes the new
+     * task, publishes its events (origin "api", as received events) and
+     * stores its feedback examples. *out = the new task. */
+    int (*update_task)(void *impl, const char *id, cv_task_change_fn change, void *ctx, jv *out, jv *err);
+    /* Counters for metrics: *out = {open: {role: n}, completed: {"ns/name": n},
+     * reviewed: {"ns/name": instances with a task}, instances: {"ns/name": n},
+     * models: {"name@version": {reviewed, overridden}}}. */
+    int (*task_stats)(void *impl, jv *out, jv *err);
+    /* *out = array of feedback examples (oldest first), of one model name
+     * (any version) or of all when model is NULL. */
+    int (*list_feedback)(void *impl, const char *model, jv *out, jv *err);
 };
 
 /* The public face: a store handle (backend + its state). */
@@ -222,6 +268,49 @@ int cv_store_put_model(cv_store *s, const char *name, const char *kind, jv card,
 int cv_store_get_model(cv_store *s, const char *name, int64_t version, jv *card, void **bytes, size_t *len, jv *err);
 int cv_store_list_models(cv_store *s, jv *out, jv *err);
 int cv_store_set_model_status(cv_store *s, const char *name, int64_t version, const char *status, jv *err);
+
+/* Review tasks: see the ops above and docs/tasks.md. */
+int cv_store_put_task(cv_store *s, jv task, int *existed, jv *err);
+int cv_store_get_task(cv_store *s, const char *id, jv *out, jv *err);
+int cv_store_list_tasks(cv_store *s, jv filter, int limit, const char *after, jv *out, jv *next, jv *err);
+int cv_store_update_task(cv_store *s, const char *id, cv_task_change_fn change, void *ctx, jv *out, jv *err);
+int cv_store_task_stats(cv_store *s, jv *out, jv *err);
+int cv_store_list_feedback(cv_store *s, const char *model, jv *out, jv *err);
+
+/*
+ * The task rules, the same for every backend (src/store/tasks.c). `now` is
+ * wall milliseconds; `user` the acting person (borrowed, non-empty).
+ *
+ * cv_task_new checks and completes a task definition (consumed): fills id
+ * (a new UUID when absent), status open, openedAt, history; CV_EINVAL with
+ * *err when a field has the wrong shape (the form included).
+ *
+ * claim: open/escalated -> claimed by user until now + claim_ms; the same
+ * user renews; another user's claim that expired is taken over.
+ * release: the claimer (or anyone once the claim expired) -> open.
+ * complete: body {decision, fields, comment} (consumed), validated against
+ * the form (CV_EINVAL with *err = {detail, errors: [{field, message}]});
+ * refused with CV_ECONFLICT when completed or cancelled, or claimed by
+ * someone else whose claim has not expired. Publishes the completion event
+ * (retention_ms on the bus) and the feedback examples.
+ * reassign: body {assignee?, role?} (consumed): drops any claim, -> open.
+ * Every one returns 0 with *out = the new task, CV_ENOTFOUND, CV_ECONFLICT
+ * (*err says why) or a store code.
+ */
+int cv_task_new(jv def, int64_t now, jv *out, jv *err);
+int cv_store_task_claim(cv_store *s, const char *id, const char *user, int64_t now, int64_t claim_ms, jv *out,
+                        jv *err);
+int cv_store_task_release(cv_store *s, const char *id, const char *user, int64_t now, jv *out, jv *err);
+int cv_store_task_complete(cv_store *s, const char *id, const char *user, jv body, int64_t now,
+                           int64_t retention_ms, jv *out, jv *err);
+int cv_store_task_reassign(cv_store *s, const char *id, const char *user, jv body, int64_t now, jv *out, jv *err);
+/* Validates a completion body (borrowed) against a form (borrowed): *errors
+ * = array of {field, message} (empty when valid); *fields = the final field
+ * values (prefilled values kept where the body gives none). */
+void cv_task_validate(jv form, jv body, jv *errors, jv *fields);
+
+/* The completion event's type (docs/tasks.md). */
+#define CV_TASK_COMPLETED_TYPE "io.conveyor.task.completed.v1"
 
 /* Initialises a checkpoint for `instance` with every jv field invalid. */
 void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance);

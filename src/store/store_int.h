@@ -39,4 +39,15 @@ int cv__store_json_dump(jv v, char **out, size_t *len);
  */
 int cv__store_model_move_ok(const char *from, const char *to);
 
+/*
+ * Review tasks (tasks.c), for the backends: an RFC 3339 date-time as wall
+ * ms (0, or -1 when it is not one), and a task's due time in wall ms (0 when
+ * it has none).
+ */
+#include <stdint.h>
+int cv__task_parse_time(const char *s, int64_t *ms);
+int64_t cv__task_due_ms(jv task);
+/* `task` (consumed) cancelled at `now`, with its history event. */
+jv cv__task_cancelled(jv task, int64_t now);
+
 #endif

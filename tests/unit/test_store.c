@@ -1237,7 +1237,7 @@ Test(store_sqlite, the_file_is_wal_and_marked)
     sqlite3_finalize(st);
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT max(version) FROM conveyor_schema", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 4);
+    cr_assert_eq(sqlite3_column_int(st, 0), 5);
     sqlite3_finalize(st);
     sqlite3_close(db);
     /* Reopening an up-to-date file applies nothing again. */
@@ -1252,7 +1252,7 @@ Test(store_sqlite, a_newer_schema_is_refused)
     sql_exec("INSERT INTO conveyor_schema (version, applied_at) VALUES (7, 0)");
     char m[512];
     cr_assert_eq(open_fails(url, m, sizeof m), CV_EUNSUPPORTED);
-    cr_assert(strstr(m, "database schema version 7 is newer than this conveyor (4)"), "%s", m);
+    cr_assert(strstr(m, "database schema version 7 is newer than this conveyor (5)"), "%s", m);
 }
 
 Test(store_sqlite, a_garbage_file_is_an_io_error)
@@ -1697,4 +1697,230 @@ Test(store, malformed_models_are_refused_and_nothing_is_written)
     cr_assert_eq(cv_store_list_models(s, &list, &err), 0);
     cr_assert_eq(jv_array_length(list), 0);
     cv_store_close(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Review tasks (docs/tasks.md)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A task definition (JSON text) made a task opened at `now`. */
+static jv new_task(const char *json, int64_t now)
+{
+    jv t = jv_invalid(), err = jv_invalid();
+    ok(cv_task_new(P(json), now, &t, &err), &err, "cv_task_new");
+    return t;
+}
+
+static jv read_task(cv_store *s, const char *id)
+{
+    jv out = jv_invalid(), err = jv_invalid();
+    ok(cv_store_get_task(s, id, &out, &err), &err, "get_task");
+    return out;
+}
+
+#define T0 1764871200000LL /* 2025-12-04T18:00:00Z */
+
+Test(store, tasks_of_a_checkpoint_are_opened_once_and_cancelled_with_the_instance)
+{
+    cv_store *s = open_store();
+    char id[64];
+    mkinst(s, "review", 1, id);
+    for (int round = 0; round < 2; round++) { /* a redone checkpoint: no duplicate */
+        struct cv_checkpoint cp;
+        cv_checkpoint_init(&cp, id);
+        cp.status = CV_ST_WAITING;
+        cp.tasks_add = JV_ARRAY(new_task("{\"id\":\"rv-1\",\"title\":\"Check\",\"task\":\"/do/1/check\","
+                                         "\"workflow\":{\"namespace\":\"test\",\"name\":\"review\",\"version\":\"1.0.0\"}}",
+                                         T0));
+        char m[256];
+        cr_assert_eq(commit1(s, &cp, m, sizeof m), 0, "%s", m);
+    }
+    jv list = jv_invalid(), next = jv_invalid(), err = jv_invalid();
+    ok(cv_store_list_tasks(s, P("{\"instance\":\"x\"}"), 10, NULL, &list, &next, &err), &err, "list");
+    cr_assert_eq(jv_array_length(list), 0);
+    jv_free(next);
+    char f[128];
+    snprintf(f, sizeof f, "{\"instance\":\"%s\"}", id);
+    ok(cv_store_list_tasks(s, P(f), 10, NULL, &list, &next, &err), &err, "list");
+    cr_assert_eq(jv_array_length(jv_copy(list)), 1);
+    jv_free(list);
+    jv_free(next);
+    jv t = read_task(s, "rv-1");
+    char b[64];
+    cr_assert_str_eq(str(t, "instance", b, sizeof b), id);
+    expect_member(t, "status", "\"open\"");
+    jv_free(t);
+    /* the instance is cancelled: its open tasks are too, in the same transaction */
+    struct cv_checkpoint cp;
+    cv_checkpoint_init(&cp, id);
+    cp.status = CV_ST_CANCELLED;
+    cr_assert_eq(commit1(s, &cp, NULL, 0), 0);
+    t = read_task(s, "rv-1");
+    expect_member(t, "status", "\"cancelled\"");
+    jv_free(t);
+    jv out = jv_invalid();
+    int rc = cv_store_task_complete(s, "rv-1", "ann", P("{\"decision\":\"approve\"}"), T0, 60000, &out, &err);
+    cr_assert_eq(rc, CV_ECONFLICT);
+    jv_free(err);
+    cv_store_close(s);
+}
+
+Test(store, claims_are_exclusive_until_they_expire)
+{
+    cv_store *s = open_store();
+    jv err = jv_invalid(), out = jv_invalid();
+    int ex = -1;
+    ok(cv_store_put_task(s, new_task("{\"id\":\"c-1\",\"title\":\"Claim me\"}", T0), &ex, &err), &err, "put");
+    cr_assert_eq(ex, 0);
+    ok(cv_store_task_claim(s, "c-1", "ann", T0, 60000, &out, &err), &err, "claim");
+    expect_member(out, "claimedBy", "\"ann\"");
+    jv_free(out);
+    cr_assert_eq(cv_store_task_claim(s, "c-1", "bob", T0 + 1000, 60000, &out, &err), CV_ECONFLICT);
+    char m[256];
+    cr_assert(strstr(take_err(&err, m, sizeof m), "claimed by ann"), "%s", m);
+    cr_assert_eq(cv_store_task_complete(s, "c-1", "bob", P("{\"decision\":\"approve\"}"), T0 + 2000, 1, &out, &err),
+                 CV_ECONFLICT);
+    jv_free(err);
+    /* after the claim's 60 s, bob takes it over */
+    ok(cv_store_task_claim(s, "c-1", "bob", T0 + 61000, 60000, &out, &err), &err, "take over");
+    expect_member(out, "claimedBy", "\"bob\"");
+    jv h = get(out, "history");
+    jv last = jv_array_get(h, jv_array_length(jv_copy(h)) - 1);
+    expect_member(last, "action", "\"claim taken over\"");
+    expect_member(last, "from", "\"ann\"");
+    jv_free(last);
+    jv_free(out);
+    cr_assert_eq(cv_store_task_release(s, "c-1", "ann", T0 + 62000, &out, &err), CV_ECONFLICT);
+    jv_free(err);
+    ok(cv_store_task_release(s, "c-1", "bob", T0 + 62000, &out, &err), &err, "release");
+    expect_member(out, "status", "\"open\"");
+    jv_free(out);
+    cv_store_close(s);
+}
+
+Test(store, a_completion_is_validated_then_published_with_its_feedback)
+{
+    cv_store *s = open_store();
+    jv err = jv_invalid(), out = jv_invalid();
+    ok(cv_store_put_task(
+           s,
+           new_task("{\"id\":\"f-1\",\"title\":\"Label\",\"data\":{\"text\":\"hello\"},\"form\":{\"fields\":["
+                    "{\"name\":\"label\",\"type\":\"enum\",\"options\":[\"a\",\"b\"],\"required\":true,"
+                    "\"value\":\"a\",\"model\":\"m@2\",\"predicted\":\"a\",\"confidence\":0.6},"
+                    "{\"name\":\"sum\",\"type\":\"money\"},{\"name\":\"when\",\"type\":\"date\"},"
+                    "{\"name\":\"ok\",\"type\":\"boolean\"},{\"name\":\"n\",\"type\":\"number\"}]}}",
+                    T0),
+           NULL, &err),
+       &err, "put");
+    /* refused: bad values, an unknown field; nothing changes */
+    int rc = cv_store_task_complete(
+        s, "f-1", "ann",
+        P("{\"decision\":\"approve\",\"fields\":{\"label\":\"c\",\"sum\":{\"amount\":1,\"currency\":\"eur\"},"
+          "\"when\":\"2025-13-01\",\"ok\":1,\"n\":\"2\",\"zzz\":1}}"),
+        T0, 60000, &out, &err);
+    cr_assert_eq(rc, CV_EINVAL);
+    jv errors = get(err, "errors");
+    cr_assert_eq(jv_array_length(errors), 6);
+    jv_free(err);
+    jv t = read_task(s, "f-1");
+    expect_member(t, "status", "\"open\"");
+    jv_free(t);
+    jv evs = jv_invalid();
+    ok(cv_store_list_events(s, 0, T0, 100, &evs, &err), &err, "list_events");
+    cr_assert_eq(jv_array_length(evs), 0);
+    /* accepted: the event is on the bus, the override is a labeled example */
+    ok(cv_store_task_complete(s, "f-1", "ann",
+                              P("{\"decision\":\"approve\",\"fields\":{\"label\":\"b\",\"sum\":{\"amount\":1.5,"
+                                "\"currency\":\"EUR\"},\"when\":\"2024-02-29\",\"ok\":false},\"comment\":\"b!\"}"),
+                              T0 + 5000, 60000, &out, &err),
+       &err, "complete");
+    expect_member(out, "completion",
+                  "{\"decision\":\"approve\",\"fields\":{\"label\":\"b\",\"sum\":{\"amount\":1.5,\"currency\":\"EUR\"},"
+                  "\"when\":\"2024-02-29\",\"ok\":false,\"n\":null},\"reviewer\":\"ann\",\"comment\":\"b!\"}");
+    jv_free(out);
+    ok(cv_store_list_events(s, 0, T0, 100, &evs, &err), &err, "list_events");
+    cr_assert_eq(jv_array_length(jv_copy(evs)), 1);
+    jv e = get(jv_array_get(evs, 0), "event");
+    expect_member(e, "type", "\"io.conveyor.task.completed.v1\"");
+    expect_member(e, "subject", "\"f-1\"");
+    expect_member(e, "source", "\"conveyor\"");
+    jv d = get(e, "data");
+    expect_member(d, "decision", "\"approve\"");
+    expect_member(d, "instance", "null");
+    expect_member(d, "reviewer", "\"ann\"");
+    expect_member(d, "openedAt", "\"2025-12-04T18:00:00Z\"");
+    expect_member(d, "completedAt", "\"2025-12-04T18:00:05Z\"");
+    jv_free(d);
+    jv_free(e);
+    jv fb = jv_invalid();
+    ok(cv_store_list_feedback(s, "m", &fb, &err), &err, "feedback");
+    cr_assert_eq(jv_array_length(jv_copy(fb)), 1);
+    jv ex = jv_array_get(fb, 0);
+    expect_member(ex, "model", "\"m@2\"");
+    expect_member(ex, "predicted", "\"a\"");
+    expect_member(ex, "corrected", "\"b\"");
+    expect_member(ex, "overridden", "true");
+    expect_member(ex, "input", "{\"text\":\"hello\"}");
+    jv_free(ex);
+    jv st = jv_invalid();
+    ok(cv_store_task_stats(s, &st, &err), &err, "stats");
+    expect_member(st, "models", "{\"m@2\":{\"reviewed\":1,\"overridden\":1}}");
+    jv_free(st);
+    /* twice: 409 */
+    cr_assert_eq(cv_store_task_complete(s, "f-1", "ann", P("{\"decision\":\"approve\"}"), T0, 1, &out, &err),
+                 CV_ECONFLICT);
+    jv_free(err);
+    cv_store_close(s);
+}
+
+Test(store, the_queue_is_ordered_by_priority_then_due_and_paged)
+{
+    cv_store *s = open_store();
+    jv err = jv_invalid();
+    const char *defs[] = {
+        "{\"id\":\"q1\",\"title\":\"a\",\"priority\":1,\"due\":\"2026-01-02T00:00:00Z\"}",
+        "{\"id\":\"q2\",\"title\":\"b\",\"priority\":1}",
+        "{\"id\":\"q3\",\"title\":\"c\",\"priority\":1,\"due\":\"2026-01-01T00:00:00+02:00\"}",
+        "{\"id\":\"q4\",\"title\":\"d\",\"priority\":9}",
+        "{\"id\":\"q5\",\"title\":\"e\"}",
+    };
+    for (int i = 0; i < 5; i++)
+        ok(cv_store_put_task(s, new_task(defs[i], T0 + i), NULL, &err), &err, "put");
+    jv all = jv_array();
+    char *after = NULL;
+    for (int pages = 0; pages < 10; pages++) {
+        jv list = jv_invalid(), next = jv_invalid();
+        ok(cv_store_list_tasks(s, jv_object(), 2, after, &list, &next, &err), &err, "list");
+        free(after);
+        after = jv_get_kind(next) == JV_KIND_STRING ? strdup(jv_string_value(next)) : NULL;
+        jv_free(next);
+        jv_array_foreach(list, i, t) all = jv_array_append(all, get(t, "id")), jv_free(t);
+        jv_free(list);
+        if (!after)
+            break;
+    }
+    cr_assert(is(all, "[\"q4\",\"q3\",\"q1\",\"q2\",\"q5\"]"));
+    jv bad = jv_invalid(), next = jv_invalid();
+    cr_assert_eq(cv_store_list_tasks(s, jv_object(), 2, "garbage", &bad, &next, &err), CV_EINVAL);
+    jv_free(err);
+    cv_store_close(s);
+}
+
+Test(store, a_task_definition_is_checked)
+{
+    const char *bad[] = {
+        "{}",
+        "{\"title\":1}",
+        "{\"title\":\"x\",\"due\":\"soon\"}",
+        "{\"title\":\"x\",\"form\":{\"fields\":[{\"name\":\"a\",\"type\":\"colour\"}]}}",
+        "{\"title\":\"x\",\"form\":{\"fields\":[{\"name\":\"a\",\"type\":\"enum\"}]}}",
+        "{\"title\":\"x\",\"form\":{\"fields\":[{\"name\":\"a\",\"type\":\"text\"},{\"name\":\"a\",\"type\":\"text\"}]}}",
+        "{\"title\":\"x\",\"form\":{\"decisions\":[]}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        jv t = jv_invalid(), err = jv_invalid();
+        cr_assert_eq(cv_task_new(P(bad[i]), T0, &t, &err), CV_EINVAL, "%s", bad[i]);
+        cr_assert_eq(jv_get_kind(err), JV_KIND_STRING);
+        jv_free(err);
+    }
 }
