@@ -128,6 +128,10 @@ for B in $BUILDS; do
     run_suite "tabular-cli[$B]" env BUILD="$B" tests/ml/test_tabular_cli.sh
     # `call: classify` in workflows run with `conveyor run --db`, the model trained in the test
     run_suite "catalog[$B]" env BUILD="$B" tests/ml/test_catalog.sh
+    # review tasks over the API and the CLI (docs/tasks.md), then the reviewer's
+    # web inbox in headless Chromium (skipped, and said so, without Chromium)
+    run_suite "tasks[$B]" env BUILD="$B" tests/server/test_tasks.sh
+    run_suite "inbox-browser[$B]" env BUILD="$B" tests/web/test_inbox.sh
 
     if [ -d "$SW/ctk-features" ]; then
         run_suite "ctk[$B]" "$B/ctk-runner" features "$SW/ctk-features" --stub "$STUB"
