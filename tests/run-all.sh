@@ -194,6 +194,10 @@ if [ -x tests/server/test_crash.sh ]; then
     run_suite crash env BUILD="$BUILD" tests/server/test_crash.sh
 fi
 
+if [ -x tests/server/test_diskfull.sh ]; then
+    run_suite diskfull env BUILD="$BUILD" tests/server/test_diskfull.sh
+fi
+
 if [ "${FUZZ_SECONDS:-15}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then
     run_suite fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" tests/fuzz-smoke.sh
 fi
