@@ -1840,7 +1840,9 @@ Test(store, a_completion_is_validated_then_published_with_its_feedback)
     jv_free(out);
     ok(cv_store_list_events(s, 0, T0, 100, &evs, &err), &err, "list_events");
     cr_assert_eq(jv_array_length(jv_copy(evs)), 1);
-    jv e = get(jv_array_get(evs, 0), "event");
+    jv e0 = jv_array_get(evs, 0);
+    jv e = get(e0, "event");
+    jv_free(e0);
     expect_member(e, "type", "\"io.conveyor.task.completed.v1\"");
     expect_member(e, "subject", "\"f-1\"");
     expect_member(e, "source", "\"conveyor\"");
