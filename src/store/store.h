@@ -304,6 +304,11 @@ int cv_store_task_release(cv_store *s, const char *id, const char *user, int64_t
 int cv_store_task_complete(cv_store *s, const char *id, const char *user, jv body, int64_t now,
                            int64_t retention_ms, jv *out, jv *err);
 int cv_store_task_reassign(cv_store *s, const char *id, const char *user, jv body, int64_t now, jv *out, jv *err);
+/* The due time passed (for the engine's escalation timer): `to` (consumed;
+ * {assignee?, role?}, or {} to keep them) reassigns, status escalated (in the
+ * queue and claimable like open), claim dropped; CV_ECONFLICT when the task
+ * was completed or cancelled meanwhile. */
+int cv_store_task_escalate(cv_store *s, const char *id, jv to, int64_t now, jv *out, jv *err);
 /* Validates a completion body (borrowed) against a form (borrowed): *errors
  * = array of {field, message} (empty when valid); *fields = the final field
  * values (prefilled values kept where the body gives none). */

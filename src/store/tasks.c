@@ -622,6 +622,35 @@ static int do_reassign(jv task, void *ctx, jv *out, jv *events, jv *feedback, jv
     return 0;
 }
 
+/* The due time passed (the engine's timer): reassigned as the escalation
+ * says ({assignee?, role?}, may be empty), status escalated, claim dropped.
+ * A task that ended is left alone (CV_ECONFLICT). */
+static int do_escalate(jv task, void *ctx, jv *out, jv *events, jv *feedback, jv *err)
+{
+    struct change *c = ctx;
+    (void)events;
+    (void)feedback;
+    int rc = ended(task, err);
+    if (rc) {
+        jv_free(task);
+        return rc;
+    }
+    jv extra = jv_object();
+    static const char *const keys[] = {"assignee", "role"};
+    for (int i = 0; i < 2; i++) {
+        jv_kind k = kind_of(c->body, keys[i]);
+        if (k == JV_KIND_STRING || k == JV_KIND_NULL) {
+            task = jv_object_set(task, jv_string(keys[i]), get(c->body, keys[i]));
+            extra = jv_object_set(extra, jv_string(keys[i]), get(c->body, keys[i]));
+        }
+    }
+    task = jv_object_set(task, jv_string("status"), jv_string(CV_TASK_ESCALATED));
+    task = jv_object_set(task, jv_string("claimedBy"), jv_null());
+    task = jv_object_set(task, jv_string("claimExpiresAt"), jv_null());
+    *out = history_add(task, c->now, NULL, "escalated", extra);
+    return 0;
+}
+
 static int do_complete(jv task, void *ctx, jv *out, jv *events, jv *feedback, jv *err)
 {
     struct change *c = ctx;
@@ -766,5 +795,13 @@ int cv_store_task_reassign(cv_store *s, const char *id, const char *user, jv bod
     struct change c = {.user = user && *user ? user : NULL, .now = now, .body = body};
     int rc = cv_store_update_task(s, id, do_reassign, &c, out, err);
     jv_free(body);
+    return rc;
+}
+
+int cv_store_task_escalate(cv_store *s, const char *id, jv to, int64_t now, jv *out, jv *err)
+{
+    struct change c = {.now = now, .body = to};
+    int rc = cv_store_update_task(s, id, do_escalate, &c, out, err);
+    jv_free(to);
     return rc;
 }

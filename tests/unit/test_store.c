@@ -1926,3 +1926,27 @@ Test(store, a_task_definition_is_checked)
         jv_free(err);
     }
 }
+
+Test(store, an_escalated_task_is_reassigned_and_claimable)
+{
+    cv_store *s = open_store();
+    jv err = jv_invalid(), out = jv_invalid();
+    ok(cv_store_put_task(s, new_task("{\"id\":\"e-1\",\"title\":\"Late\",\"role\":\"clerks\",\"due\":\"2025-12-04T19:00:00Z\"}", T0),
+                         NULL, &err),
+       &err, "put");
+    ok(cv_store_task_claim(s, "e-1", "ann", T0, 60000, &out, &err), &err, "claim");
+    jv_free(out);
+    ok(cv_store_task_escalate(s, "e-1", P("{\"role\":\"supervisors\"}"), T0 + 3600000, &out, &err), &err, "escalate");
+    expect_member(out, "status", "\"escalated\"");
+    expect_member(out, "role", "\"supervisors\"");
+    expect_member(out, "claimedBy", "null");
+    jv_free(out);
+    ok(cv_store_task_claim(s, "e-1", "sue", T0 + 3600001, 60000, &out, &err), &err, "claim escalated");
+    jv_free(out);
+    ok(cv_store_task_complete(s, "e-1", "sue", P("{\"decision\":\"reject\"}"), T0 + 3600002, 1000, &out, &err), &err,
+       "complete");
+    jv_free(out);
+    cr_assert_eq(cv_store_task_escalate(s, "e-1", jv_object(), T0 + 3600003, &out, &err), CV_ECONFLICT);
+    jv_free(err);
+    cv_store_close(s);
+}
