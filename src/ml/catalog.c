@@ -7,6 +7,7 @@
 #include "conveyor.h"
 #include "effects/effects.h"
 #include "ml/ml.h"
+#include "ml/tabular.h"
 #include "store/store.h"
 
 #include <pthread.h>
@@ -17,7 +18,8 @@
 struct loaded {
     char *name;
     int64_t version;
-    struct cv_text_model *text;
+    struct cv_text_model *text; /* one of the two */
+    struct cv_tab_model *tab;
 };
 
 struct cv_models {
@@ -27,7 +29,7 @@ struct cv_models {
     int n, cap;
 };
 
-static const char *const functions[] = {"classify"};
+static const char *const functions[] = {"classify", "score"};
 
 const char *cv__catalog_function(const char *name)
 {
@@ -57,6 +59,7 @@ void cv__models_free(struct cv_models *m)
     for (int i = 0; i < m->n; i++) {
         free(m->v[i].name);
         cv_text_model_free(m->v[i].text);
+        cv_tab_model_free(m->v[i].tab);
     }
     free(m->v);
     pthread_mutex_destroy(&m->mu);
@@ -69,9 +72,10 @@ static int fail(jv *out, const char *type, int status, const char *title, const 
     return CV_EFAULT;
 }
 
-/* The text model `ref` (NAME or NAME@VERSION): *version = the resolved one. */
-static int text_model(struct cv_models *m, const char *ref, const struct cv_text_model **model, int64_t *version,
-                      jv *out)
+/* The model `ref` (NAME or NAME@VERSION) of kind `want_kind` ("text" or
+ * "tabular"): *text or *tab is set, *version = the resolved version. */
+static int model_get(struct cv_models *m, const char *ref, const char *want_kind, struct cv_text_model **textm,
+                     struct cv_tab_model **tabm, int64_t *version, jv *out)
 {
     char name[256];
     int64_t want = 0;
@@ -102,21 +106,24 @@ static int text_model(struct cv_models *m, const char *ref, const struct cv_text
     jv kind = jv_object_get(card, jv_string("kind"));
     int64_t v = jv_get_kind(ver) == JV_KIND_NUMBER ? (int64_t)jv_number_value(ver) : 0;
     int retired = jv_get_kind(status) == JV_KIND_STRING && !strcmp(jv_string_value(status), "retired");
-    int text = jv_get_kind(kind) == JV_KIND_STRING && !strcmp(jv_string_value(kind), "text");
+    int right = jv_get_kind(kind) == JV_KIND_STRING && !strcmp(jv_string_value(kind), want_kind);
     jv_free(ver);
     jv_free(status);
     jv_free(kind);
     if (retired)
         return fail(out, CV_ERR_CONFIGURATION, 404, "Model Retired",
                     "model '%s' is retired: name another version, or promote one", ref);
-    if (!text)
-        return fail(out, CV_ERR_CONFIGURATION, 400, "Wrong Model Kind", "model '%s' is not a text classifier",
+    if (!right)
+        return fail(out, CV_ERR_CONFIGURATION, 400, "Wrong Model Kind",
+                    !strcmp(want_kind, "text") ? "model '%s' is not a text classifier (classify needs one)"
+                                               : "model '%s' is not a tabular scorer (score needs one)",
                     ref);
     *version = v;
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < m->n; i++)
         if (m->v[i].version == v && !strcmp(m->v[i].name, name)) {
-            *model = m->v[i].text;
+            *textm = m->v[i].text;
+            *tabm = m->v[i].tab;
             pthread_mutex_unlock(&m->mu);
             return 0;
         }
@@ -127,8 +134,10 @@ static int text_model(struct cv_models *m, const char *ref, const struct cv_text
     rc = cv_store_get_model(m->st, name, v, &card, &bytes, &len, &err);
     jv_free(card);
     struct cv_text_model *tm = NULL;
+    struct cv_tab_model *bm = NULL;
     if (!rc)
-        rc = cv_text_model_load(bytes, len, &tm, &err);
+        rc = !strcmp(want_kind, "text") ? cv_text_model_load(bytes, len, &tm, &err)
+                                         : cv_tab_model_load(bytes, len, &bm, &err);
     free(bytes);
     if (rc) {
         jv d = jv_get_kind(err) == JV_KIND_STRING ? err : (jv_free(err), jv_string("cannot be read"));
@@ -142,7 +151,9 @@ static int text_model(struct cv_models *m, const char *ref, const struct cv_text
     for (int i = 0; i < m->n; i++)
         if (m->v[i].version == v && !strcmp(m->v[i].name, name)) { /* another thread was first */
             cv_text_model_free(tm);
-            *model = m->v[i].text;
+            cv_tab_model_free(bm);
+            *textm = m->v[i].text;
+            *tabm = m->v[i].tab;
             pthread_mutex_unlock(&m->mu);
             return 0;
         }
@@ -152,6 +163,7 @@ static int text_model(struct cv_models *m, const char *ref, const struct cv_text
         if (!nv) {
             pthread_mutex_unlock(&m->mu);
             cv_text_model_free(tm);
+            cv_tab_model_free(bm);
             return CV_ENOMEM;
         }
         m->v = nv;
@@ -161,10 +173,12 @@ static int text_model(struct cv_models *m, const char *ref, const struct cv_text
     if (!copy) {
         pthread_mutex_unlock(&m->mu);
         cv_text_model_free(tm);
+        cv_tab_model_free(bm);
         return CV_ENOMEM;
     }
-    m->v[m->n++] = (struct loaded){copy, v, tm};
-    *model = tm;
+    m->v[m->n++] = (struct loaded){copy, v, tm, bm};
+    *textm = tm;
+    *tabm = bm;
     pthread_mutex_unlock(&m->mu);
     return 0;
 }
@@ -192,9 +206,10 @@ static int classify(struct cv_models *m, jv args, jv *out)
         rc = fail(out, CV_ERR_VALIDATION, 400, "Empty Text", "classify was given an empty text%s", "");
         goto out;
     }
-    const struct cv_text_model *tm = NULL;
+    struct cv_text_model *tm = NULL;
+    struct cv_tab_model *unused = NULL;
     int64_t version = 0;
-    rc = text_model(m, jv_string_value(model), &tm, &version, out);
+    rc = model_get(m, jv_string_value(model), "text", &tm, &unused, &version, out);
     if (rc)
         goto out;
     int nc = cv_text_model_classes(tm);
@@ -221,6 +236,54 @@ out:
     return rc;
 }
 
+static int score(struct cv_models *m, jv args, jv *out)
+{
+    jv model = jv_object_get(jv_copy(args), jv_string("model"));
+    jv features = jv_object_get(jv_copy(args), jv_string("features"));
+    jv top = jv_object_get(jv_copy(args), jv_string("top"));
+    int rc;
+    if (jv_get_kind(model) != JV_KIND_STRING) {
+        rc = fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments", "score needs `model`: a model name%s", "");
+        goto out;
+    }
+    if (jv_get_kind(features) != JV_KIND_OBJECT) {
+        rc = fail(out, CV_ERR_VALIDATION, 400, "Invalid Arguments", "score needs `features`: an object%s", "");
+        goto out;
+    }
+    struct cv_text_model *unused = NULL;
+    struct cv_tab_model *bm = NULL;
+    int64_t version = 0;
+    rc = model_get(m, jv_string_value(model), "tabular", &unused, &bm, &version, out);
+    if (rc)
+        goto out;
+    jv r = jv_invalid(), err = jv_invalid();
+    int ntop = jv_get_kind(top) == JV_KIND_NUMBER ? (int)jv_number_value(top) : 5;
+    rc = cv_tab_model_score(bm, jv_copy(features), ntop, &r, NULL, &err);
+    if (rc == CV_ENOMEM) {
+        jv_free(err);
+        goto out;
+    }
+    if (rc) {
+        jv d = jv_get_kind(err) == JV_KIND_STRING ? err : (jv_free(err), jv_string("the features do not fit"));
+        *out = cv__error_newf(CV_ERR_VALIDATION, 400, "Invalid Features", "%s", jv_string_value(d));
+        jv_free(d);
+        rc = CV_EFAULT;
+        goto out;
+    }
+    jv_free(err);
+    const char *ref = jv_string_value(model);
+    const char *at = strchr(ref, '@');
+    char full[300];
+    snprintf(full, sizeof full, "%.*s@%lld", at ? (int)(at - ref) : (int)strlen(ref), ref, (long long)version);
+    *out = jv_object_set(r, jv_string("model"), jv_string(full));
+    rc = 0;
+out:
+    jv_free(model);
+    jv_free(features);
+    jv_free(top);
+    return rc;
+}
+
 int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out)
 {
     *out = jv_null();
@@ -231,5 +294,7 @@ int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out)
                     "%s needs models, and this process has no store to read them from", fn);
     if (!strcmp(fn, "classify"))
         return classify(m, args, out);
+    if (!strcmp(fn, "score"))
+        return score(m, args, out);
     return fail(out, CV_ERR_CONFIGURATION, 400, "Unknown Function", "'%s' is not in the default catalog", fn);
 }

@@ -34,6 +34,9 @@ void cv__models_free(struct cv_models *m);
  * or retired model or when this process has no model store, validation (400)
  * for an empty text. `m` may be NULL (no store).
  *   classify: {model, text} -> {label, confidence, scores: {label: p}, model: "name@version"}
+ *   score: {model, features: {...}, top?} -> {score, label, explanation: [{feature, value,
+ *          contribution}...] (the `top` largest, default 5), bias, model: "name@version"};
+ *          a feature of the wrong type is a validation error (400)
  */
 int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out);
 

@@ -1,11 +1,12 @@
 #!/bin/sh
-# tests/ml/test_catalog.sh — the default catalog's `call: classify` in
+# tests/ml/test_catalog.sh — the default catalog's `call: classify` and `score` in
 # workflows run by `conveyor run --db`, with a model trained in the test
 # (`conveyor model train`) into the same store.
 #
 #   BUILD=build tests/ml/test_catalog.sh
 #
-# Checks: a document calling `classify` validates (it is not in use.functions);
+# Checks: documents calling `classify` and `score` validate (they are not in
+# use.functions);
 # the output is {label, confidence, scores, model: NAME@VERSION} and a switch
 # routes on the confidence; `NAME` means the production version once one is
 # promoted, `NAME@VERSION` that version; an empty text is a validation error
@@ -166,6 +167,69 @@ DOC
 cv run "$T/fallback.yaml" --db "$DB" --input '{"text": "please refund"}'
 expect_rc "try/catch turns a missing model into a fallback" 0
 py "the rule decided" "out == {'label': 'billing', 'by': 'rule'}"
+
+# score: a tabular model, its explanation, in a flow with classify
+cv model train --kind tabular --data "$FIX/loans.jsonl" --label default --name loans --all --db "$DB"
+expect_rc "a tabular model is trained into the store" 0
+cat >"$T/claim2.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: claim2, version: '1.0.0'}
+do:
+  - classify:
+      call: classify
+      with:
+        model: tickets@1
+        text: ${ .message }
+      output:
+        as: '${ {topic: .label, confidence: .confidence} }'
+      export:
+        as: '${ . }'
+  - gate:
+      switch:
+        - sure:
+            when: ${ .confidence >= 0.5 }
+            then: risk
+        - unsure:
+            then: person
+  - person:
+      set:
+        routed: person
+      then: end
+  - risk:
+      call: score
+      with:
+        model: loans
+        features:
+          income: 35.5
+          age: 23
+          region: north
+          purpose: car
+        top: 2
+      output:
+        as: '${ {topic: $context.topic, risk: .score, label: .label, why: [.explanation[].feature], model: .model} }'
+DOC
+cv validate "$T/claim2.yaml"
+expect_rc "a document calling classify and score validates" 0
+cv run "$T/claim2.yaml" --db "$DB" --input '{"message": "I was charged twice on my invoice, please refund the payment"}'
+expect_rc "classify, a switch on its confidence, then score, run through conveyor run" 0
+py "score gives a probability, a label, the top-2 explanation and the model" \
+    "0 <= out['risk'] <= 1 and out['label'] in ('yes', 'no') and len(out['why']) == 2 and out['model'] == 'loans@1' and out['topic'] == 'billing'"
+cat >"$T/badscore.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: badscore, version: '1.0.0'}
+do:
+  - risk:
+      call: score
+      with:
+        model: loans
+        features:
+          income: lots
+DOC
+cv run "$T/badscore.yaml" --db "$DB"
+py "a feature of the wrong type is a validation error (400) at the task" \
+    "err['type'].endswith('/validation') and err['status'] == 400 and err['instance'] == '/do/0/risk'"
+sed 's/model: loans/model: tickets/; s/name: badscore/name: wrongkind/' "$T/badscore.yaml" >"$T/wrongkind.yaml"
+cv run "$T/wrongkind.yaml" --db "$DB"
+py "score with a text model is a configuration error that says which kind it needs" \
+    "err['type'].endswith('/configuration') and 'tabular' in err['detail']"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
