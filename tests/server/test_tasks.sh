@@ -7,7 +7,7 @@
 # nothing changed on a 4xx, reassign, the completion event on the bus that a
 # workflow's listen receives (the contract `call: review` builds on), the
 # feedback examples and the metrics, the inbox's static files, and the CLI
-# forms scripts depend on.
+# forms scripts depend on; and a SIGKILL of the server in the middle.
 #
 #   BUILD=build tests/server/test_tasks.sh
 #
@@ -214,6 +214,37 @@ req GET /inbox/nothing.js
 is "an unknown inbox file: 404" 404 "$CODE"
 req GET /v1/openapi.json
 check "the OpenAPI description lists /v1/tasks" sh -c "grep -q '/v1/tasks/{id}/complete' '$T/body'"
+
+# ---- a SIGKILL in the middle: tasks, claims and the waiting instance survive
+sed 's/t-wait/t-restart/; s/name: waiter,/name: waiter2,/' "$T/waiter.yaml" >"$T/waiter2.yaml"
+req POST /v1/workflows -H 'Content-Type: application/yaml' --data-binary @"$T/waiter2.yaml"
+is "deploy waiter2" 201 "$CODE"
+post_json /v1/workflows/test/waiter2/1.0.0/instances '{}'
+W2=$(js 'j["id"]')
+post_json /v1/tasks '{"id":"t-restart","title":"Across a restart","form":{"fields":[{"name":"label","type":"text"}]}}'
+post_json /v1/tasks/t-restart/claim '{"user":"frank"}'
+sleep 0.3
+kill -9 "$SPID"
+if ! serve two --db "$DB"; then
+    fail "the server restarts"
+    cat "$T/two.err"
+else
+    is "after the restart the claim holds" "claimed frank" "$(task_field t-restart 'j["status"] + " " + j["claimedBy"]')"
+    is "... completed tasks stay completed" completed "$(task_field t-1 'j["status"]')"
+    post_json /v1/tasks/t-restart/complete '{"decision":"approve","fields":{"label":"fine"}}' -H 'X-Conveyor-User: frank'
+    is "complete after the restart" 200 "$CODE"
+    i=0
+    st=""
+    while [ $i -lt 100 ]; do
+        req GET "/v1/instances/$W2"
+        st=$(js 'j["status"]')
+        [ "$st" = completed ] && break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    is "the instance waiting since before the restart gets the decision" "completed approve fine frank" \
+        "$st $(js 'j["output"]["decision"] + " " + j["output"]["label"] + " " + j["output"]["reviewer"]')"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
