@@ -604,6 +604,20 @@ static enum MHD_Result get_metrics(struct call *k)
          "# TYPE conveyor_effects_in_flight gauge\n"
          "conveyor_effects_in_flight %lld\n",
          st.effects_in_flight);
+    {
+        long long resident = 0, evicted = 0, reloads = 0;
+        cv__engine_residency(k->s->e, &resident, &evicted, &reloads);
+        EMIT("# HELP conveyor_instances_in_memory Unfinished instances held by the workers (resident) or kept "
+             "only in the store while they wait on a timer or an event (evicted).\n"
+             "# TYPE conveyor_instances_in_memory gauge\n"
+             "conveyor_instances_in_memory{where=\"resident\"} %lld\n"
+             "conveyor_instances_in_memory{where=\"evicted\"} %lld\n",
+             resident, evicted);
+        EMIT("# HELP conveyor_instance_reloads_total Evicted instances loaded again (timer, event, control).\n"
+             "# TYPE conveyor_instance_reloads_total counter\n"
+             "conveyor_instance_reloads_total %lld\n",
+             reloads);
+    }
     EMIT("# HELP conveyor_checkpoint_batch_size Checkpoints per group-commit transaction.\n"
          "# TYPE conveyor_checkpoint_batch_size histogram\n");
     {

@@ -300,6 +300,7 @@ check "metrics have the batch size histogram" grep -q '^conveyor_checkpoint_batc
 check "metrics have the commit latency histogram" grep -q '^conveyor_checkpoint_commit_seconds_count [1-9]' "$T/body"
 check "metrics have the queue depths" grep -q '^conveyor_queue_depth{queue="commit"} [0-9]' "$T/body"
 check "metrics have the effects in flight" grep -q '^conveyor_effects_in_flight [0-9]' "$T/body"
+check "metrics have resident and evicted instances" grep -q '^conveyor_instances_in_memory{where="evicted"} [0-9]' "$T/body"
 is "the metrics are valid exposition lines" 0 "$(grep -v '^#' "$T/body" | grep -cvE '^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? [-+0-9.eInf]+$')"
 
 # ---- the CLI client, in the forms the issue gives
