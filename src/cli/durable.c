@@ -87,6 +87,11 @@ static int finish(cv_store *st, const char *db, const char *id, jv report)
         cp.history = JV_ARRAY(event("workflow.faulted", JV_OBJECT(jv_string("error"), jv_copy(cp.error))));
     }
     jv_free(status);
+    jv notes = jv_object_get(jv_copy(report), jv_string("notes")); /* predictions, before the end */
+    if (jv_get_kind(notes) == JV_KIND_ARRAY && jv_array_length(jv_copy(notes)) > 0)
+        cp.history = jv_array_concat(notes, cp.history);
+    else
+        jv_free(notes);
     jv err = jv_invalid();
     int rc = cv_store_checkpoint(st, &cp, 1, &err);
     if (rc)

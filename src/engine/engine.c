@@ -230,6 +230,13 @@ static void on_checkpoint(void *ud, jv state)
     cv_checkpoint_init(&p->cp, jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "");
     jv_free(id);
     p->cp.status = cv__state_status(state);
+    if (this_worker && this_worker->advancing) { /* what it noted since (predictions) goes with it */
+        jv notes = cv__instance_take_notes(&this_worker->advancing->in);
+        if (jv_array_length(jv_copy(notes)) > 0)
+            p->cp.history = cv__jv_deep_copy(notes);
+        else
+            jv_free(notes);
+    }
     /* as text, made here: the commit thread neither serialises nor frees it */
     if (cv_checkpoint_set_state(&p->cp, jv_copy(state)))
         p->cp.state = cv__jv_deep_copy(jv_copy(state)); /* the store will say what is wrong */
@@ -249,12 +256,13 @@ static jv history_event(const char *type, jv data)
 /* Queues the end of an instance: its result (consumed, a value of this
  * worker) goes out as deep copies. `who` (consumed; may be invalid) is who
  * asked for it (a cancel). */
-static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who)
+static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who, jv notes)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p) {
         jv_free(result);
         jv_free(who);
+        jv_free(notes);
         return;
     }
     jv status = jv_object_get(jv_copy(result), jv_string("status"));
@@ -279,6 +287,9 @@ static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who
         p->cp.history = JV_ARRAY(history_event("workflow.faulted", JV_OBJECT(jv_string("error"), jv_copy(error))));
     }
     jv_free(who);
+    if (jv_get_kind(notes) == JV_KIND_ARRAY && jv_array_length(jv_copy(notes)) > 0) /* before its end */
+        p->cp.history = jv_array_concat(cv__jv_deep_copy(jv_copy(notes)), p->cp.history);
+    jv_free(notes);
     p->cp.events = take_outbox(e);
     p->final = 1;
     p->result = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("status"),
@@ -854,7 +865,7 @@ static void run_ready(struct worker *w, struct einst *x)
         int ended = cv__instance_advance(&x->in, &wake);
         w->advancing = NULL;
         if (ended) {
-            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), jv_invalid());
+            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), jv_invalid(), cv__instance_take_notes(&x->in));
             disown_and_free(w, x);
             return;
         }
@@ -1149,7 +1160,7 @@ static struct einst *take_start(struct worker *w, struct startreq *r, int run)
         enqueue_final(w->e, r->id,
                       JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
                                 jv_string("error"), err),
-                      jv_invalid());
+                      jv_invalid(), jv_invalid());
         jv_free(r->input);
         jv_free(r->state);
         return NULL;
@@ -1170,7 +1181,7 @@ static struct einst *take_start(struct worker *w, struct startreq *r, int run)
         enqueue_final(w->e, r->id,
                       JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
                                 jv_string("error"), err),
-                      jv_invalid());
+                      jv_invalid(), jv_invalid());
         cv__instance_cleanup(&x->in);
         free(x);
         return NULL;
@@ -1313,14 +1324,14 @@ static void take_control(struct worker *w, struct ctlreq *c)
     case CTL_CANCEL:
         if (x) {
             cv__instance_cancel(&x->in);
-            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), c->who);
+            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), c->who, cv__instance_take_notes(&x->in));
             disown_and_free(w, x);
         } else { /* not running here (suspended before a restart): its end, straight */
             forget_retry(w, c->id);
             enqueue_final(w->e, c->id,
                           JV_OBJECT(jv_string("status"), jv_string("cancelled"), jv_string("output"), jv_null(),
                                     jv_string("error"), jv_null()),
-                          c->who);
+                          c->who, jv_invalid());
         }
         c->who = jv_invalid();
         break;

@@ -123,6 +123,7 @@ struct effect {
     struct fiber *fiber; /* NULL once abandoned */
     int rc;
     jv out, authz;
+    jv note; /* for the instance's history (a prediction), or invalid */
     char idem[512];
     cv_effect_env env;
     struct instance *inst;
@@ -152,6 +153,10 @@ struct instance {
     jv inbox;
     jv consumed;
     int listen_began;
+    /* history entries ({type, task, data}) the instance produced since its
+     * last checkpoint (a model's prediction): the scheduler writes them with
+     * the next one (cv__instance_take_notes) */
+    jv notes;
     /* called by whoever posts an effect's result (holding `lock`) */
     void (*wake)(void *ud);
     void *wake_ud;
@@ -181,6 +186,9 @@ void cv__instance_offer(struct instance *in, jv events);
  * attributes and `${ }` predicates; correlations are not looked at)? 1, 0,
  * or -1 with *err (an expression failed). For `schedule.on`. */
 int cv__event_matches(const cv_workflow *wf, const struct cv_event_filter *f, jv ev, jv *err);
+/* The history entries the instance produced since this was last called
+ * (an array, possibly empty; values of the instance's thread). */
+jv cv__instance_take_notes(struct instance *in);
 /* 1 when some fiber of the instance waits in a listen (its events matter). */
 int cv__instance_listening(const struct instance *in);
 /*

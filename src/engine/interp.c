@@ -26,6 +26,7 @@
 #include "effects/process.h"
 #include "json/schema.h"
 #include "json/yaml.h"
+#include "ml/catalog.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -417,6 +418,7 @@ static void effect_free(struct effect *e)
     jv_free(e->input);
     jv_free(e->out);
     jv_free(e->authz);
+    jv_free(e->note);
     free(e);
 }
 
@@ -519,6 +521,7 @@ static int start_effect(struct instance *in, struct fiber *fb, struct frame *fr,
     e->input = cv__jv_deep_copy(jv_copy(fr->input));
     e->out = jv_null();
     e->authz = jv_null();
+    e->note = jv_invalid();
     e->fiber = fb;
     e->inst = in;
     atomic_init(&e->cancel, 0);
@@ -2073,6 +2076,12 @@ static void deliver_effect(struct instance *in, struct effect *e)
         e->out = jv_null();
         fr->phase = P_REMOTE_LOADED;
     } else if (e->rc == 0) {
+        if (jv_is_valid(e->note)) { /* a model's prediction: into the instance's history */
+            in->notes = jv_array_append(in->notes, JV_OBJECT(jv_string("type"), jv_string(CV_PREDICTION_EVENT),
+                                                             jv_string("task"), jv_string(fr->task->ref),
+                                                             jv_string("data"), e->note));
+            e->note = jv_invalid();
+        }
         jv_free(fr->authz);
         fr->authz = e->authz;
         e->authz = jv_null();
@@ -2518,6 +2527,7 @@ int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf
     in->started_wall = cv__wall_ms();
     in->inbox = jv_array();
     in->consumed = jv_array();
+    in->notes = jv_array();
     pthread_mutex_init(&in->lock, NULL);
     pthread_cond_init(&in->cond, NULL);
     *err = jv_null();
@@ -2846,6 +2856,8 @@ void cv__instance_cleanup(struct instance *in)
     in->inbox = jv_null();
     jv_free(in->consumed);
     in->consumed = jv_null();
+    jv_free(in->notes);
+    in->notes = jv_null();
     pthread_mutex_destroy(&in->lock);
     pthread_cond_destroy(&in->cond);
 }
@@ -2882,7 +2894,15 @@ int cv_run_ex(cv_runtime *rt, const cv_workflow *wf, jv input, cv_run_options *o
     r = jv_object_set(r, jv_string("id"), jv_string(in.id));
     r = jv_object_merge(r, res);
     r = jv_object_set(r, jv_string("trace"), jv_copy(in.trace));
+    r = jv_object_set(r, jv_string("notes"), cv__instance_take_notes(&in));
     *report = r;
     cv__instance_cleanup(&in);
     return rc;
+}
+
+jv cv__instance_take_notes(struct instance *in)
+{
+    jv n = jv_get_kind(in->notes) == JV_KIND_ARRAY ? in->notes : (jv_free(in->notes), jv_array());
+    in->notes = jv_array();
+    return n;
 }

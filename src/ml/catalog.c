@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct loaded {
     char *name;
@@ -284,9 +285,46 @@ out:
     return rc;
 }
 
-int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out)
+/* What the history keeps of a prediction (out borrowed). */
+static int catalog_run(struct cv_models *m, const char *fn, jv args, jv *out);
+
+static jv note_of(const char *fn, jv args, jv out, double ms)
+{
+    jv text = jv_dump_string(jv_copy(args), JV_PRINT_SORTED);
+    char hex[65];
+    cv_ml_sha256_hex(jv_string_value(text), (size_t)jv_string_length_bytes(jv_copy(text)), hex);
+    jv_free(text);
+    jv o = jv_object();
+    const char *keep[] = {"label", "confidence", "score"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        jv v = jv_object_get(jv_copy(out), jv_string(keep[i]));
+        if (jv_is_valid(v))
+            o = jv_object_set(o, jv_string(keep[i]), v);
+        else
+            jv_free(v);
+    }
+    return JV_OBJECT(jv_string("function"), jv_string(fn), jv_string("model"),
+                     jv_object_get(jv_copy(out), jv_string("model")), jv_string("inputDigest"), jv_string(hex),
+                     jv_string("output"), o, jv_string("latencyMs"), jv_number(ms));
+}
+
+int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out, jv *note)
 {
     *out = jv_null();
+    if (note)
+        *note = jv_invalid();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = catalog_run(m, fn, args, out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!rc && note)
+        *note = note_of(fn, args, *out,
+                        (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    return rc;
+}
+
+static int catalog_run(struct cv_models *m, const char *fn, jv args, jv *out)
+{
     if (jv_get_kind(args) != JV_KIND_OBJECT)
         return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments", "%s needs a `with` object", fn);
     if (!m)

@@ -18,6 +18,9 @@
 struct cv_store;
 struct cv_models;
 
+/* The history entry type of a model's prediction (cv__catalog_call's note). */
+#define CV_PREDICTION_EVENT "io.conveyor.model.prediction.v1"
+
 /* The catalog's name for `name` (a static string) when it is one of its
  * functions, else NULL. */
 const char *cv__catalog_function(const char *name);
@@ -32,12 +35,15 @@ void cv__models_free(struct cv_models *m);
  * the specification's types: configuration (400) for missing or malformed
  * arguments or a model of the wrong kind, configuration (404) for an unknown
  * or retired model or when this process has no model store, validation (400)
- * for an empty text. `m` may be NULL (no store).
+ * for an empty text. `m` may be NULL (no store). On success *note (else
+ * invalid) is what the instance's history keeps of the prediction:
+ * {function, model: "name@version", inputDigest (SHA-256 of the arguments as
+ * sorted JSON), output (label and confidence, or score and label), latencyMs}.
  *   classify: {model, text} -> {label, confidence, scores: {label: p}, model: "name@version"}
  *   score: {model, features: {...}, top?} -> {score, label, explanation: [{feature, value,
  *          contribution}...] (the `top` largest, default 5), bias, model: "name@version"};
  *          a feature of the wrong type is a validation error (400)
  */
-int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out);
+int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out, jv *note);
 
 #endif

@@ -213,6 +213,49 @@ cv run "$T/claim2.yaml" --db "$DB" --input '{"message": "I was charged twice on 
 expect_rc "classify, a switch on its confidence, then score, run through conveyor run" 0
 py "score gives a probability, a label, the top-2 explanation and the model" \
     "0 <= out['risk'] <= 1 and out['label'] in ('yes', 'no') and len(out['why']) == 2 and out['model'] == 'loans@1' and out['topic'] == 'billing'"
+# the predictions are in the instance's history, with the model, an input digest and the latency
+id=$(sed -n 's/^conveyor: instance \([0-9a-f-]*\) in .*/\1/p' "$T/err" | head -1)
+"$CV" serve --db "$DB" --listen 127.0.0.1:0 >"$T/srv.out" 2>"$T/srv.err" &
+SPID=$!
+url=""
+i=0
+while [ -z "$url" ] && [ $i -lt 100 ]; do
+    url=$(sed -n 's|^listening on \(http://127.0.0.1:[0-9]*\)$|\1|p' "$T/srv.err")
+    sleep 0.1
+    i=$((i + 1))
+done
+# the same workflow through the server (its engine keeps the notes with its checkpoints)
+cv start test/claim2:1.0.0 --input '{"message": "please refund the double payment on my invoice"}' --wait --server "$url"
+py "through the server too, classify then score" "out['model'] == 'loans@1' and out['topic'] == 'billing'"
+cv list --name claim2 --json --server "$url"
+sid=$(python3 -c "import json; print([i['id'] for i in json.load(open('$T/out')) if i['id'] != '$id'][0])" 2>/dev/null)
+cv history "$sid" --server "$url"
+cp "$T/out" "$T/server-history"
+cv history "$id" --server "$url"
+kill -TERM "$SPID" 2>/dev/null
+wait "$SPID" 2>/dev/null
+# `conveyor history` prints SEQ TIME TYPE TASK DATA per line
+r=$(python3 -c "
+import json, re
+rows = [l.split(' ', 4) for l in open('$T/out', encoding='utf-8').read().splitlines() if l.strip()]
+preds = [(r[3], json.loads(r[4])) for r in rows if len(r) == 5 and r[2] == 'io.conveyor.model.prediction.v1']
+ok = [(t, d['function'], d['model']) for t, d in preds] == [('/do/0/classify', 'classify', 'tickets@1'), ('/do/3/risk', 'score', 'loans@1')]
+ok = ok and rows[-1][2].endswith('workflow.completed.v1')
+ok = ok and all(re.fullmatch('[0-9a-f]{64}', d['inputDigest']) and d['latencyMs'] >= 0 and 'label' in d['output'] for t, d in preds)
+print(ok)" 2>&1)
+if [ "$r" = True ]; then
+    ok "the history holds both predictions (task, model@version, input digest, output, latency) before the end"
+else
+    fail "the history holds both predictions before the end ($r)"
+fi
+cp "$T/server-history" "$T/out"
+n=$(grep -c ' io.conveyor.model.prediction.v1 ' "$T/out")
+if [ "$n" = 2 ] && grep -q ' io.conveyor.model.prediction.v1 /do/3/risk ' "$T/out"; then
+    ok "the server's instance has both predictions in its history"
+else
+    fail "the server's instance has both predictions in its history ($n)"
+fi
+
 cat >"$T/badscore.yaml" <<'DOC'
 document: {dsl: '1.0.0', namespace: test, name: badscore, version: '1.0.0'}
 do:
