@@ -169,9 +169,14 @@ static int report_failure(struct client *c, long status, jv resp)
         if (jv_get_kind(errors) == JV_KIND_ARRAY) {
             jv_array_foreach(errors, i, e)
             {
+                /* a review task's form errors name their field: `  amount: must be a number` */
+                jv f = jv_get_kind(e) == JV_KIND_OBJECT ? jv_object_get(jv_copy(e), jv_string("field")) : jv_invalid();
                 jv m = jv_get_kind(e) == JV_KIND_OBJECT ? jv_object_get(e, jv_string("message")) : e;
-                if (jv_get_kind(m) == JV_KIND_STRING)
+                if (jv_get_kind(m) == JV_KIND_STRING && jv_get_kind(f) == JV_KIND_STRING && *jv_string_value(f))
+                    fprintf(stderr, "  %s: %s\n", jv_string_value(f), jv_string_value(m));
+                else if (jv_get_kind(m) == JV_KIND_STRING)
                     fprintf(stderr, "  %s\n", jv_string_value(m));
+                jv_free(f);
                 jv_free(m);
             }
         }

@@ -173,7 +173,7 @@ is "the waiting workflow got the completion event" "completed reject other carol
 "$CV" tasks complete t-3 --as dave --data '{"decision":"approve","fields":{"nope":1}}' --server "$S" >"$T/cli.out" 2>"$T/cli.err"
 rc=$?
 is "tasks complete with an unknown field: exit 1" 1 "$rc"
-check "... prints the field message" grep -q "nope is not a field\|is not a field of this form" "$T/cli.err"
+check "... prints the field and its message" grep -q "^  nope: is not a field of this form" "$T/cli.err"
 "$CV" tasks claim t-3 --as dave --server "$S" >/dev/null 2>&1
 "$CV" tasks claim t-3 --as erin --server "$S" >/dev/null 2>"$T/cli.err"
 is "tasks claim of a claimed task: exit 1" 1 $?
