@@ -48,7 +48,9 @@ function dueText(due) {
   return d < 0 ? { text: 'overdue ' + ago(d), late: true } : { text: 'in ' + ago(d), late: false };
 }
 
+let noticeAt = 0;
 function notice(text) {
+  noticeAt = Date.now();
   const n = $('#notice');
   n.textContent = text;
   n.hidden = !text;
@@ -263,6 +265,7 @@ async function next() {
 // ---- routing and keys --------------------------------------------------------
 
 async function route() {
+  if (Date.now() - noticeAt > 3000) notice(''); // a note stays for the page that follows a decision only
   clearInterval(pollTimer);
   pollTimer = null;
   current = null;
