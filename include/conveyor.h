@@ -129,7 +129,9 @@ void cv_runtime_on_checkpoint(cv_runtime *rt, cv_checkpoint_fn fn, void *ud);
  * calling thread; effects run concurrently on helper threads. Consumes `input`.
  * *report is set to an object:
  *   { "id", "status": "completed"|"faulted"|"cancelled", "output", "error",
- *     "trace": [ {"name","reference","status","output"?,"error"?} ] }
+ *     "trace": [ {"name","reference","status","output"?,"error"?} ],
+ *     "notes": [ {type, task, data} ]  (only when there are any: the default
+ *               catalog's predictions, for the instance's history) }
  * Returns CV_OK when the instance completed, CV_EFAULT when it faulted (the
  * error descriptor is report.error), or another code when it could not run.
  */

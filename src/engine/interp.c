@@ -2894,7 +2894,11 @@ int cv_run_ex(cv_runtime *rt, const cv_workflow *wf, jv input, cv_run_options *o
     r = jv_object_set(r, jv_string("id"), jv_string(in.id));
     r = jv_object_merge(r, res);
     r = jv_object_set(r, jv_string("trace"), jv_copy(in.trace));
-    r = jv_object_set(r, jv_string("notes"), cv__instance_take_notes(&in));
+    jv notes = cv__instance_take_notes(&in);
+    if (jv_array_length(jv_copy(notes)) > 0) /* what its history keeps beside its end (predictions) */
+        r = jv_object_set(r, jv_string("notes"), notes);
+    else
+        jv_free(notes);
     *report = r;
     cv__instance_cleanup(&in);
     return rc;
