@@ -1264,16 +1264,18 @@ jv cv__extract_run(const cv_extractor *x, const char *text, size_t len)
     if (!text)
         text = "";
     pcre2_match_context *mc = pcre2_match_context_create(NULL);
-    pcre2_jit_stack *js = pcre2_jit_stack_create(32 * 1024, 512 * 1024, NULL);
+    /* no JIT stack of our own: PCRE2's 32 KiB default on the machine stack is
+     * enough for the built-in patterns, and a user pattern that needs more
+     * ends with PCRE2_ERROR_JIT_STACKLIMIT (a clear error) instead of
+     * costing an mmap per call */
     jv fields = jv_object(), missing = jv_array(), conf = jv_object();
     jv err = jv_invalid();
-    if (!mc || !js) {
+    if (!mc) {
         err = cv__error_new(CV_ERR_RUNTIME, 500, "out of memory", NULL);
         goto out;
     }
     pcre2_set_match_limit(mc, MATCH_LIMIT);
     pcre2_set_depth_limit(mc, DEPTH_LIMIT);
-    pcre2_jit_stack_assign(mc, NULL, js);
     long long deadline = now_ns() + BUDGET_NS;
     for (int i = 0; i < x->nfields && !jv_is_valid(err); i++) {
         const struct field *f = &x->fields[i];
@@ -1333,7 +1335,6 @@ jv cv__extract_run(const cv_extractor *x, const char *text, size_t len)
         }
     }
 out:
-    pcre2_jit_stack_free(js);
     pcre2_match_context_free(mc);
     if (jv_is_valid(err)) {
         jv_free(fields);
