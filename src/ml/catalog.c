@@ -97,9 +97,16 @@ static int model_get(struct cv_models *m, const char *ref, const char *want_kind
     void *bytes = NULL;
     size_t len = 0;
     int rc = cv_store_get_model(m->st, name, want, &card, NULL, NULL, &err);
-    if (rc) {
+    if (rc == CV_ENOTFOUND) {
         jv_free(err);
         return fail(out, CV_ERR_CONFIGURATION, 404, "Model Not Found", "no model '%s' in the store", ref);
+    }
+    if (rc) { /* the store itself failed (busy, I/O): not the workflow's fault */
+        jv d = jv_get_kind(err) == JV_KIND_STRING ? err : (jv_free(err), jv_string(cv_strerror(rc)));
+        char msg[512];
+        snprintf(msg, sizeof msg, "model '%s': the store could not be read: %s", ref, jv_string_value(d));
+        jv_free(d);
+        return fail(out, CV_ERR_RUNTIME, 503, "Model Store Unavailable", "%s", msg);
     }
     jv_free(err);
     jv ver = jv_object_get(jv_copy(card), jv_string("version"));
