@@ -948,7 +948,7 @@ static int read_field(struct field *f, jv fo, int idx, jv opts, jv locs, const c
         return CV_EVALIDATE;
     }
     int rc = 0;
-    jv_object_foreach(jv_copy(fo), k, v)
+    jv_object_foreach(fo, k, v)
     {
         bool known = false;
         for (int i = 0; field_keys[i]; i++)
@@ -1159,7 +1159,7 @@ int cv__extractor_new(jv def, jv locs, const char *file, cv_extractor **out, jv 
         rc = CV_EVALIDATE;
         goto out;
     }
-    jv_object_foreach(jv_copy(def), k, v)
+    jv_object_foreach(def, k, v)
     {
         const char *ks = jv_string_value(k);
         if (!rc && strcmp(ks, "name") && strcmp(ks, "fields") && strcmp(ks, "options") &&
