@@ -6,6 +6,7 @@
 #include "common/util.h"
 #include "conveyor.h"
 #include "effects/effects.h"
+#include "ml/extract.h"
 #include "ml/ml.h"
 #include "ml/tabular.h"
 #include "store/store.h"
@@ -30,7 +31,7 @@ struct cv_models {
     int n, cap;
 };
 
-static const char *const functions[] = {"classify", "score"};
+static const char *const functions[] = {"classify", "extract", "score"};
 
 const char *cv__catalog_function(const char *name)
 {
@@ -302,7 +303,7 @@ static jv note_of(const char *fn, jv args, jv out, double ms)
     cv_ml_sha256_hex(jv_string_value(text), (size_t)jv_string_length_bytes(jv_copy(text)), hex);
     jv_free(text);
     jv o = jv_object();
-    const char *keep[] = {"label", "confidence", "score"};
+    const char *keep[] = {"label", "confidence", "score", "missing"};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
         jv v = jv_object_get(jv_copy(out), jv_string(keep[i]));
         if (jv_is_valid(v))
@@ -310,8 +311,13 @@ static jv note_of(const char *fn, jv args, jv out, double ms)
         else
             jv_free(v);
     }
-    return JV_OBJECT(jv_string("function"), jv_string(fn), jv_string("model"),
-                     jv_object_get(jv_copy(out), jv_string("model")), jv_string("inputDigest"), jv_string(hex),
+    jv model = jv_object_get(jv_copy(out), jv_string("model"));
+    if (!jv_is_valid(model)) { /* extract: patterns, no model */
+        jv_free(model);
+        model = jv_null();
+    }
+    return JV_OBJECT(jv_string("function"), jv_string(fn), jv_string("model"), model, jv_string("inputDigest"),
+                     jv_string(hex),
                      jv_string("output"), o, jv_string("latencyMs"), jv_number(ms));
 }
 
@@ -330,10 +336,34 @@ int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out, jv *
     return rc;
 }
 
+/* extract: {fields: [...] | an extractor definition, text} (docs/extract.md) */
+static int extract(jv args, jv *out)
+{
+    if (jv_object_has(jv_copy(args), jv_string("model")) && !jv_object_has(jv_copy(args), jv_string("fields")))
+        return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments",
+                    "extract takes its fields inline (`fields` or a definition); stored extractors by name are not "
+                    "supported yet%s",
+                    "");
+    jv r = cv__extract_call(jv_copy(args));
+    if (jv_is_valid(r)) {
+        *out = r;
+        return 0;
+    }
+    jv e = jv_invalid_get_msg(r);
+    if (jv_get_kind(e) == JV_KIND_OBJECT) {
+        *out = e;
+        return CV_EFAULT;
+    }
+    jv_free(e);
+    return CV_ENOMEM;
+}
+
 static int catalog_run(struct cv_models *m, const char *fn, jv args, jv *out)
 {
     if (jv_get_kind(args) != JV_KIND_OBJECT)
         return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments", "%s needs a `with` object", fn);
+    if (!strcmp(fn, "extract")) /* patterns, no model: needs no store */
+        return extract(args, out);
     if (!m)
         return fail(out, CV_ERR_CONFIGURATION, 404, "No Model Store",
                     "%s needs models, and this process has no store to read them from", fn);

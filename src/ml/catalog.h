@@ -40,6 +40,8 @@ void cv__models_free(struct cv_models *m);
  * {function, model: "name@version", inputDigest (SHA-256 of the arguments as
  * sorted JSON), output (label and confidence, or score and label), latencyMs}.
  *   classify: {model, text} -> {label, confidence, scores: {label: p}, model: "name@version"}
+ *   extract: {fields: [...] | an extractor definition, text} -> {fields, missing, confidence}
+ *          (src/ml/extract.h, docs/extract.md; no model: it needs no store)
  *   score: {model, features: {...}, top?} -> {score, label, explanation: [{feature, value,
  *          contribution}...] (the `top` largest, default 5), bias, model: "name@version"};
  *          a feature of the wrong type is a validation error (400)

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/ml/test_catalog.sh — the default catalog's `call: classify` and `score` in
+# tests/ml/test_catalog.sh — the default catalog's `call: classify`, `extract` and `score` in
 # workflows run by `conveyor run --db`, with a model trained in the test
 # (`conveyor model train`) into the same store.
 #
@@ -255,6 +255,86 @@ if [ "$n" = 2 ] && grep -q ' io.conveyor.model.prediction.v1 /do/3/risk ' "$T/ou
 else
     fail "the server's instance has both predictions in its history ($n)"
 fi
+
+# the issue's chain: classify -> switch on confidence -> extract -> score
+cat >"$T/chain.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: chain, version: '1.0.0'}
+do:
+  - classify:
+      call: classify
+      with:
+        model: tickets@1
+        text: ${ .message }
+      export:
+        as: '${ {topic: .label, confidence: .confidence} }'
+  - gate:
+      switch:
+        - sure:
+            when: ${ .confidence >= 0.5 }
+            then: extract
+        - unsure:
+            then: person
+  - person:
+      set:
+        routed: person
+      then: end
+  - extract:
+      call: extract
+      with:
+        text: ${ $workflow.input.message }
+        fields:
+          - name: amount
+            kind: money
+            required: true
+          - name: iban
+            kind: iban
+      export:
+        as: '${ $context + {amount: .fields.amount, iban: .fields.iban, missing: .missing} }'
+  - risk:
+      call: score
+      with:
+        model: loans
+        features:
+          income: ${ $context.amount.amount / 10 }
+          age: 41
+          region: north
+          purpose: car
+      output:
+        as: '${ {topic: $context.topic, amount: $context.amount, iban: $context.iban, risk: .score, model: .model} }'
+DOC
+cv run "$T/chain.yaml" --db "$DB" --input '{"message": "Please refund the double payment of EUR 1.234,50 on my invoice to DE89 3704 0044 0532 0130 00"}'
+expect_rc "classify -> switch on confidence -> extract -> score, through conveyor run" 0
+py "the chain's output: the topic, the amount and IBAN extracted, the risk and its model" \
+    "out['topic'] == 'billing' and out['amount'] == {'amount': 1234.5, 'currency': 'EUR'} and out['iban'] == 'DE89370400440532013000' and 0 <= out['risk'] <= 1 and out['model'] == 'loans@1'"
+cat >"$T/noamount.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: noamount, version: '1.0.0'}
+do:
+  - extract:
+      call: extract
+      with:
+        text: ${ .message }
+        fields:
+          - name: amount
+            kind: money
+            required: true
+DOC
+cv run "$T/noamount.yaml" --db "$DB" --input '{"message": "no money here"}'
+py "a required field not found is listed in missing (not an error)" "out['missing'] == ['amount'] and out['fields']['amount'] is None"
+cat >"$T/badextract.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: badextract, version: '1.0.0'}
+do:
+  - extract:
+      call: extract
+      with:
+        text: hello
+        fields:
+          - name: x
+            kind: pattern
+            pattern: '(unclosed'
+DOC
+cv run "$T/badextract.yaml" --db "$DB"
+py "a bad pattern is a configuration error at the task, with PCRE2's message" \
+    "err['type'].endswith('/configuration') and err['instance'] == '/do/0/extract' and 'parenthes' in err['detail']"
 
 cat >"$T/badscore.yaml" <<'DOC'
 document: {dsl: '1.0.0', namespace: test, name: badscore, version: '1.0.0'}
