@@ -14,44 +14,8 @@
 # at the task, which `try`/`catch` can turn into a fallback. Prints
 # `N passed, N failed`.
 set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT" || exit 2
-BUILD=${BUILD:-build}
-CV="$ROOT/$BUILD/conveyor"
-case "$BUILD" in /*) CV="$BUILD/conveyor" ;; esac
-if [ ! -x "$CV" ]; then
-    echo "missing $CV: run make first" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-T=$(mktemp -d /tmp/conveyor-catalog-test.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
-DB="$T/store.db"
-FIX="$ROOT/tests/ml"
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    echo "ok   $1"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    [ -s "$T/out" ] && sed 's/^/     stdout: /' "$T/out" | head -20
-    [ -s "$T/err" ] && sed 's/^/     stderr: /' "$T/err" | head -20
-    return 0
-}
-cv() {
-    timeout 120 "$CV" "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$T/err"; then
-        fail "sanitizer report from: conveyor $*"
-    fi
-}
-expect_rc() {
-    if [ "$rc" -eq "$2" ]; then ok "$1 (exit $rc)"; else fail "$1: exit $rc, expected $2"; fi
-}
+TEST_NAME=catalog
+. "$(dirname "$0")/lib.sh"
 # py NAME EXPR — EXPR over `out` (stdout parsed as JSON, or None) and `err`
 # (the last JSON line of stderr, or None) prints True.
 py() {

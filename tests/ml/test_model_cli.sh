@@ -15,46 +15,8 @@
 # with a message naming file:line where there is one, and writes nothing to
 # the store. Prints `N passed, N failed`.
 set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT" || exit 2
-BUILD=${BUILD:-build}
-CV="$ROOT/$BUILD/conveyor"
-case "$BUILD" in /*) CV="$BUILD/conveyor" ;; esac
-if [ ! -x "$CV" ]; then
-    echo "missing $CV: run make first" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-T=$(mktemp -d /tmp/conveyor-model-test.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
-DB="$T/models.db"
-FIX="$ROOT/tests/ml"
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    echo "ok   $1"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    [ -s "$T/out" ] && sed 's/^/     stdout: /' "$T/out" | head -20
-    [ -s "$T/err" ] && sed 's/^/     stderr: /' "$T/err" | head -20
-    return 0
-}
-# cv ARGS... — runs conveyor (stdout in $T/out, stderr in $T/err, $rc); a
-# sanitizer report on stderr (the asan build) is a failure of its own.
-cv() {
-    timeout 120 "$CV" "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: ' "$T/err"; then
-        fail "sanitizer report from: conveyor $*"
-    fi
-}
-expect_rc() {
-    if [ "$rc" -eq "$2" ]; then ok "$1 (exit $rc)"; else fail "$1: exit $rc, expected $2"; fi
-}
+TEST_NAME=model
+. "$(dirname "$0")/lib.sh"
 # py NAME PYTHON — runs a check with `out` (stdout text), `err` and `lines`
 # bound; it passes when the program prints True.
 py() {
