@@ -75,9 +75,9 @@ static int fail(jv *out, const char *type, int status, const char *title, const 
 }
 
 /* The model `ref` (NAME or NAME@VERSION) of kind `want_kind` ("text" or
- * "tabular"): *text or *tab is set, *version = the resolved version. */
+ * "tabular"): *text or *tab is set, `full` = "name@version" resolved. */
 static int model_get(struct cv_models *m, const char *ref, const char *want_kind, struct cv_text_model **textm,
-                     struct cv_tab_model **tabm, int64_t *version, jv *out)
+                     struct cv_tab_model **tabm, char full[300], jv *out)
 {
     char name[256];
     int64_t want = 0;
@@ -127,7 +127,7 @@ static int model_get(struct cv_models *m, const char *ref, const char *want_kind
                     !strcmp(want_kind, "text") ? "model '%s' is not a text classifier (classify needs one)"
                                                : "model '%s' is not a tabular scorer (score needs one)",
                     ref);
-    *version = v;
+    snprintf(full, 300, "%s@%lld", name, (long long)v);
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < m->n; i++)
         if (m->v[i].version == v && !strcmp(m->v[i].name, name)) {
@@ -217,8 +217,8 @@ static int classify(struct cv_models *m, jv args, jv *out)
     }
     struct cv_text_model *tm = NULL;
     struct cv_tab_model *unused = NULL;
-    int64_t version = 0;
-    rc = model_get(m, jv_string_value(model), "text", &tm, &unused, &version, out);
+    char full[300];
+    rc = model_get(m, jv_string_value(model), "text", &tm, &unused, full, out);
     if (rc)
         goto out;
     int nc = cv_text_model_classes(tm);
@@ -233,10 +233,6 @@ static int classify(struct cv_models *m, jv args, jv *out)
     jv r = cv_text_prediction_json(tm, probs);
     free(probs);
     cv_text_scratch_free(s);
-    const char *ref = jv_string_value(model);
-    const char *at = strchr(ref, '@');
-    char full[300];
-    snprintf(full, sizeof full, "%.*s@%lld", at ? (int)(at - ref) : (int)strlen(ref), ref, (long long)version);
     *out = jv_object_set(r, jv_string("model"), jv_string(full));
     rc = 0;
 out:
@@ -261,8 +257,8 @@ static int score(struct cv_models *m, jv args, jv *out)
     }
     struct cv_text_model *unused = NULL;
     struct cv_tab_model *bm = NULL;
-    int64_t version = 0;
-    rc = model_get(m, jv_string_value(model), "tabular", &unused, &bm, &version, out);
+    char full[300];
+    rc = model_get(m, jv_string_value(model), "tabular", &unused, &bm, full, out);
     if (rc)
         goto out;
     jv r = jv_invalid(), err = jv_invalid();
@@ -280,10 +276,6 @@ static int score(struct cv_models *m, jv args, jv *out)
         goto out;
     }
     jv_free(err);
-    const char *ref = jv_string_value(model);
-    const char *at = strchr(ref, '@');
-    char full[300];
-    snprintf(full, sizeof full, "%.*s@%lld", at ? (int)(at - ref) : (int)strlen(ref), ref, (long long)version);
     *out = jv_object_set(r, jv_string("model"), jv_string(full));
     rc = 0;
 out:
