@@ -27,6 +27,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,18 +43,23 @@ static const char usage_model[] =
     "\n"
     "commands:\n"
     "  train --kind text --data FILE --label FIELD [--text FIELD] --name NAME\n"
-    "        [--holdout 0.2 --seed N | --all] [--C X] [--hash-bits B] [--solver lr|lr-dual]\n"
+    "        [--holdout 0.2 --seed N | --all] [--algo lr|svm] [--C X] [--hash-bits B]\n"
+    "        [--solver lr|lr-dual]\n"
     "                     train a new version of NAME on FILE (JSON lines or CSV with a\n"
     "                     header); report metrics on a seeded stratified held-out part\n"
     "                     (default 0.2, seed 42) or train on --all rows; prints\n"
     "                     NAME@VERSION as the last word\n"
+    "                     (--algo svm: a linear SVM with Platt-calibrated probabilities)\n"
     "  train --kind tabular --data FILE --label FIELD --name NAME\n"
     "        [--holdout 0.2 --seed N | --all] [--positive LABEL] [--schema FILE]\n"
-    "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50] [--folds 5]\n"
+    "        [--algo auto|xgboost|linear] [--C 1] [--folds 5]\n"
+    "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50]\n"
     "        [--subsample 0.8] [--colsample 0.8] [--min-child-weight 1] [--lambda 1]\n"
-    "                     train an XGBoost binary scorer: every column but the label is a\n"
-    "                     feature (numeric or categorical, inferred) unless --schema FILE\n"
-    "                     declares them ([{\"name\", \"type\", \"categories\"?}...])\n"
+    "                     train a binary scorer: XGBoost or an L2 logistic regression\n"
+    "                     (auto: the better by cross-validated AUC on the training rows);\n"
+    "                     every column but the label is a feature (numeric or categorical,\n"
+    "                     inferred) unless --schema FILE declares them\n"
+    "                     ([{\"name\", \"type\", \"categories\"?}...])\n"
     "  eval NAME[@VERSION] --data FILE --label FIELD [--text FIELD] [--json]\n"
     "                     accuracy, macro-F1, per-class precision/recall, confusion\n"
     "                     matrix and expected calibration error on labeled data (scorers:\n"
@@ -77,8 +83,8 @@ struct opts {
     const char *db, *data, *label, *text, *name, *kind, *ref;
     double holdout;
     unsigned long long seed;
-    const char *positive, *schema;
-    int all, json, holdout_set, seed_set, top, tab_set;
+    const char *positive, *schema, *algo;
+    int all, json, holdout_set, seed_set, top, tab_set, c_set;
     struct cv_text_params params;
     struct cv_tab_params tab;
 };
@@ -120,6 +126,8 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
             str = &o->positive;
         else if (!strcmp(a, "--schema"))
             str = &o->schema;
+        else if (!strcmp(a, "--algo"))
+            str = &o->algo;
         if (str) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", a);
@@ -193,8 +201,10 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
                     return usage_error(cmd, "--seed needs a non-negative integer (got %s)", v);
             } else if (!strcmp(a, "--C")) {
                 o->params.C = strtod(v, &end);
-                if (*end || !(o->params.C > 0))
+                if (*end || !(o->params.C > 0) || o->params.C > 1e12)
                     return usage_error(cmd, "--C needs a positive number (got %s)", v);
+                o->tab.C = o->params.C;
+                o->c_set = 1;
             } else if (!strcmp(a, "--hash-bits")) {
                 long b = strtol(v, &end, 10);
                 if (*end || b < 16 || b > 24)
@@ -253,6 +263,8 @@ static void progress(void *ud, const char *stage, size_t done, size_t total)
     (void)ud;
     if (!strcmp(stage, "features"))
         fprintf(stderr, "\rfeatures %zu/%zu rows%s", done, total, done == total ? "\n" : "");
+    else if (!strcmp(stage, "calibration"))
+        fprintf(stderr, "\rcalibration (Platt, cross-validated): fold %zu/%zu%s", done, total, done == total ? "\n" : "");
     else if (done == 0)
         fprintf(stderr, "training (LIBLINEAR)...\n");
 }
@@ -462,7 +474,9 @@ static const char *who(void)
 static void tab_progress(void *ud, const char *stage, size_t done, size_t total)
 {
     (void)ud;
-    if (!strcmp(stage, "early-stopping")) {
+    if (!strcmp(stage, "linear")) {
+        fprintf(stderr, "\rcross-validating the linear model: fold %zu/%zu%s", done, total, done == total ? "\n" : "");
+    } else if (!strcmp(stage, "early-stopping")) {
         if (done == total)
             fprintf(stderr, "\rchoosing the rounds by cross-validation: %zu rounds            \n", done);
         else
@@ -647,8 +661,21 @@ static int train_tabular(struct opts *o)
         goto out;
     }
     double secs = now_s() - t0;
-    printf("trained in %.2f s (XGBoost, %d rounds of depth-%d trees, eta %g%s)\n", secs, cv_tab_model_rounds(m),
-           o->tab.max_depth, o->tab.eta, o->tab.early_stopping ? ", rounds chosen by cross-validation on the training rows" : "");
+    double cv_auc[2];
+    cv_tab_model_cv_auc(m, cv_auc);
+    if (o->tab.algo == CV_TAB_ALGO_AUTO && !isnan(cv_auc[1]))
+        printf("algorithm: %s (cross-validated AUC on the training rows: XGBoost %.4f, linear %.4f)\n",
+               cv_tab_model_algo(m) == CV_TAB_ALGO_LINEAR ? "linear" : "xgboost", cv_auc[0], cv_auc[1]);
+    else if (o->tab.algo == CV_TAB_ALGO_AUTO)
+        printf("algorithm: xgboost (too few rows of a label to cross-validate a choice)\n");
+    if (cv_tab_model_algo(m) == CV_TAB_ALGO_LINEAR)
+        printf("trained in %.2f s (L2 logistic regression, LIBLINEAR, C=%g, standardised numeric and one-hot "
+               "categorical columns)\n",
+               secs, o->tab.C);
+    else
+        printf("trained in %.2f s (XGBoost, %d rounds of depth-%d trees, eta %g%s)\n", secs, cv_tab_model_rounds(m),
+               o->tab.max_depth, o->tab.eta,
+               o->tab.early_stopping ? ", rounds chosen by cross-validation on the training rows" : "");
     if (!o->all) {
         xte = malloc(((size_t)nte * (size_t)sc.ncols + 1) * sizeof *xte);
         yte = malloc(((size_t)nte + 1) * sizeof *yte);
@@ -707,7 +734,7 @@ static int train_tabular(struct opts *o)
     card = jv_object_set(card, jv_string("features"), cv_tab_schema_json(&sc));
     card = jv_object_set(card, jv_string("data"), data);
     card = jv_object_set(card, jv_string("split"), split);
-    card = jv_object_set(card, jv_string("parameters"), cv_tab_params_json(&o->tab, cv_tab_model_rounds(m)));
+    card = jv_object_set(card, jv_string("parameters"), cv_tab_model_params_json(m));
     card = jv_object_set(card, jv_string("metrics"), jv_copy(metrics));
     card = jv_object_set(card, jv_string("trainingSeconds"), jv_number(secs));
     card = jv_object_set(card, jv_string("modelSha256"), jv_string(model_sha));
@@ -849,8 +876,27 @@ static int cmd_train(int argc, char **argv)
                            o.name);
     if (o.all && (o.holdout_set || o.seed_set))
         return usage_error("train", "--all trains on every row: it takes no --holdout or --seed%s", NULL);
-    if (!strcmp(o.kind, "tabular"))
+    if (!strcmp(o.kind, "tabular")) {
+        if (!o.algo || !strcmp(o.algo, "auto"))
+            o.tab.algo = CV_TAB_ALGO_AUTO;
+        else if (!strcmp(o.algo, "xgboost"))
+            o.tab.algo = CV_TAB_ALGO_XGBOOST;
+        else if (!strcmp(o.algo, "linear"))
+            o.tab.algo = CV_TAB_ALGO_LINEAR;
+        else
+            return usage_error("train", "--algo for --kind tabular is auto, xgboost or linear (got %s)", o.algo);
         return train_tabular(&o);
+    }
+    if (o.algo && !strcmp(o.algo, "svm")) {
+        if (o.params.solver != CV_TEXT_SOLVER_LR)
+            return usage_error("train", "--solver chooses the logistic regression's solver: not with --algo svm%s",
+                               NULL);
+        o.params.solver = CV_TEXT_SOLVER_SVM;
+        if (!o.c_set)
+            o.params.C = 1; /* scikit-learn's LinearSVC default */
+    } else if (o.algo && strcmp(o.algo, "lr")) {
+        return usage_error("train", "--algo for --kind text is lr or svm (got %s)", o.algo);
+    }
 
     cv_store *s = NULL;
     struct cv_dataset d;
@@ -904,7 +950,10 @@ static int cmd_train(int argc, char **argv)
     }
     double secs = now_s() - t0;
     printf("trained in %.2f s (LIBLINEAR %s, C=%g, 2^%d hashed features, word 1-%d + char %d-%d n-grams)\n", secs,
-           o.params.solver == CV_TEXT_SOLVER_LR_DUAL ? "L2R_LR_DUAL" : "L2R_LR", o.params.C, o.params.dim_bits,
+           o.params.solver == CV_TEXT_SOLVER_LR_DUAL ? "L2R_LR_DUAL"
+           : o.params.solver == CV_TEXT_SOLVER_SVM  ? "L2R_L2LOSS_SVC_DUAL + Platt calibration"
+                                                    : "L2R_LR",
+           o.params.C, o.params.dim_bits,
            o.params.word_ngram_max, o.params.char_ngram_min, o.params.char_ngram_max);
     if (!o.all) {
         jv_free(metrics);

@@ -106,6 +106,10 @@ uint64_t cv_ml_hash64(const void *data, size_t len, uint64_t seed);
 enum cv_text_solver {
     CV_TEXT_SOLVER_LR = 0,      /* LIBLINEAR L2R_LR: primal trust-region Newton, deterministic */
     CV_TEXT_SOLVER_LR_DUAL = 1, /* LIBLINEAR L2R_LR_DUAL: dual coordinate descent */
+    CV_TEXT_SOLVER_SVM = 2,     /* LIBLINEAR L2R_L2LOSS_SVC_DUAL (linear SVM, squared hinge loss),
+                                   probabilities by Platt scaling: a sigmoid per weight vector
+                                   fitted on 5-fold cross-validated decision values of the
+                                   training rows (docs/models.md, "Linear SVM") */
 };
 
 struct cv_text_params {
@@ -157,7 +161,9 @@ void cv_text_scratch_free(struct cv_text_scratch *s);
 /*
  * Class probabilities of `text` (len bytes of UTF-8) into probs[0..K), which
  * sum to 1 (binary: the logistic function of the decision value; more
- * classes: one-vs-rest logistic values normalised, as LIBLINEAR does).
+ * classes: one-vs-rest logistic values normalised, as LIBLINEAR does; for
+ * an SVM the logistic function is Platt's sigmoid 1 / (1 + exp(A f + B))
+ * of the decision value f, with A and B fitted per vector in training).
  * Returns the most probable class (the lowest id on a tie), or CV_ENOMEM.
  * The model is only read: many threads may predict with one model.
  */
@@ -173,13 +179,13 @@ jv cv_text_prediction_json(const struct cv_text_model *m, const double *probs);
  * frees), *len its size. A model saved and loaded predicts bit-for-bit the
  * same probabilities. Load refuses a wrong magic, a newer format version, a
  * truncated or altered file (checksum) with CV_EINVAL / CV_EUNSUPPORTED and
- * a message.
+ * a message. Format 1 files (logistic regression only) load.
  */
 int cv_text_model_save(const struct cv_text_model *m, unsigned char **out, size_t *len);
 int cv_text_model_load(const void *bytes, size_t len, struct cv_text_model **out, jv *err);
 
 /* The current file format version, and the magic (8 bytes) it starts with. */
-#define CV_TEXT_MODEL_FORMAT 1
+#define CV_TEXT_MODEL_FORMAT 2
 #define CV_TEXT_MODEL_MAGIC "CVTXTMDL"
 
 /* ------------------------------------------------------------------------ */

@@ -123,6 +123,8 @@ struct cv_text_model {
     uint64_t ndocs;  /* training documents (the IDF's n) */
     float idf_unseen; /* idf of a feature no training document had: ln(1 + n) + 1 */
     float *bias;     /* v */
+    double *cal;     /* an SVM's Platt sigmoids: A[0..v) then B[0..v), P = 1 / (1 + exp(A f + B))
+                        for the decision value f; NULL for logistic regression */
     uint32_t stride; /* 1 + v */
     float *tab;      /* 2^dim_bits rows of stride floats: idf, then v weights (already
                         the LIBLINEAR coefficient of the normalised feature) */

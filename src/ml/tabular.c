@@ -19,7 +19,7 @@
  * prediction buffers per booster and thread, and its prediction cache is not
  * documented as safe for concurrent DMatrix predictions.
  */
-#include "ml/tabular.h"
+#include "ml/tabular_int.h"
 
 #include "conveyor.h"
 
@@ -68,11 +68,13 @@ static void silence_xgboost(void)
 /* ------------------------------------------------------------------------ */
 
 struct cv_tab_model {
-    struct cv_tab_params p;
+    struct cv_tab_params p; /* p.algo: CV_TAB_ALGO_XGBOOST or CV_TAB_ALGO_LINEAR */
     struct cv_tab_schema s;
     char *labels[2];
+    double cv_auc[2];     /* what `auto` compared (NaN: not measured) */
+    struct cv__tab_linear lin; /* the linear model */
     int rounds;           /* rounds trained (trees) */
-    BoosterHandle b;
+    BoosterHandle b;      /* the XGBoost model */
     unsigned char *raw;   /* the booster as XGBoost serialised it (UBJSON), kept for save */
     size_t rawlen;
     pthread_mutex_t lock; /* held around every call into b */
@@ -81,6 +83,8 @@ struct cv_tab_model {
 void cv_tab_params_init(struct cv_tab_params *p)
 {
     memset(p, 0, sizeof *p);
+    p->algo = CV_TAB_ALGO_AUTO;
+    p->C = 1;
     p->max_depth = 3;
     p->eta = 0.02;
     p->rounds = 1000;
@@ -93,32 +97,63 @@ void cv_tab_params_init(struct cv_tab_params *p)
     p->seed = 42;
 }
 
-jv cv_tab_params_json(const struct cv_tab_params *p, int rounds_trained)
+static const char *algo_name(int algo)
 {
+    return algo == CV_TAB_ALGO_LINEAR ? "linear" : algo == CV_TAB_ALGO_XGBOOST ? "xgboost" : "auto";
+}
+
+jv cv_tab_model_params_json(const struct cv_tab_model *m)
+{
+    const struct cv_tab_params *p = &m->p;
     jv o = jv_object();
+    o = jv_object_set(o, jv_string("algo"), jv_string(algo_name(p->algo)));
+    if (!isnan(m->cv_auc[0]) || !isnan(m->cv_auc[1])) {
+        /* what `auto` compared, on the training rows only */
+        jv sel = jv_object();
+        sel = jv_object_set(sel, jv_string("by"),
+                            jv_string("mean left-out AUC of stratified cross-validation on the training rows"));
+        sel = jv_object_set(sel, jv_string("xgboost"), isnan(m->cv_auc[0]) ? jv_null() : jv_number(m->cv_auc[0]));
+        sel = jv_object_set(sel, jv_string("linear"), isnan(m->cv_auc[1]) ? jv_null() : jv_number(m->cv_auc[1]));
+        o = jv_object_set(o, jv_string("cvAuc"), sel);
+    }
+    o = jv_object_set(o, jv_string("cvFolds"), jv_number(p->early_stopping || !isnan(m->cv_auc[1]) ? p->folds : 0));
+    o = jv_object_set(o, jv_string("seed"), jv_number((double)p->seed));
+    o = jv_object_set(o, jv_string("categorical"), jv_string("one-hot"));
+    if (p->algo == CV_TAB_ALGO_LINEAR) {
+        o = jv_object_set(o, jv_string("model"), jv_string("logistic regression, L2"));
+        o = jv_object_set(o, jv_string("solver"), jv_string("liblinear L2R_LR"));
+        o = jv_object_set(o, jv_string("C"), jv_number(p->C));
+        o = jv_object_set(o, jv_string("numeric"), jv_string("standardised; missing = the training mean"));
+        return jv_object_set(o, jv_string("explanation"), jv_string("coef * (x - training mean), log-odds"));
+    }
     o = jv_object_set(o, jv_string("booster"), jv_string("xgboost gbtree"));
     int major = 0, minor = 0, patch = 0;
     XGBoostVersion(&major, &minor, &patch);
     o = jv_object_set(o, jv_string("xgboost"), jv_string_fmt("%d.%d.%d", major, minor, patch));
     o = jv_object_set(o, jv_string("objective"), jv_string("binary:logistic"));
     o = jv_object_set(o, jv_string("treeMethod"), jv_string("hist"));
-    o = jv_object_set(o, jv_string("categorical"), jv_string("one-hot"));
     o = jv_object_set(o, jv_string("maxDepth"), jv_number(p->max_depth));
     o = jv_object_set(o, jv_string("eta"), jv_number(p->eta));
     o = jv_object_set(o, jv_string("maxRounds"), jv_number(p->rounds));
     o = jv_object_set(o, jv_string("earlyStopping"), jv_number(p->early_stopping));
-    o = jv_object_set(o, jv_string("cvFolds"), jv_number(p->early_stopping ? p->folds : 0));
     o = jv_object_set(o, jv_string("subsample"), jv_number(p->subsample));
     o = jv_object_set(o, jv_string("colsample"), jv_number(p->colsample));
     o = jv_object_set(o, jv_string("minChildWeight"), jv_number(p->min_child_weight));
     o = jv_object_set(o, jv_string("lambda"), jv_number(p->lambda));
-    o = jv_object_set(o, jv_string("seed"), jv_number((double)p->seed));
     o = jv_object_set(o, jv_string("nthread"), jv_number(1));
-    return jv_object_set(o, jv_string("rounds"), jv_number(rounds_trained));
+    return jv_object_set(o, jv_string("rounds"), jv_number(m->rounds));
 }
 
 static int params_check(const struct cv_tab_params *p, jv *err)
 {
+    if (p->algo != CV_TAB_ALGO_AUTO && p->algo != CV_TAB_ALGO_XGBOOST && p->algo != CV_TAB_ALGO_LINEAR) {
+        set_err(err, "unknown algorithm %d", p->algo);
+        return CV_EINVAL;
+    }
+    if (!(p->C > 0) || !isfinite(p->C) || p->C > 1e12) {
+        set_err(err, "C must be a positive number");
+        return CV_EINVAL;
+    }
     if (p->max_depth < 1 || p->max_depth > 16) {
         set_err(err, "depth must be 1 to 16 (got %d)", p->max_depth);
         return CV_EINVAL;
@@ -180,6 +215,7 @@ static struct cv_tab_model *model_new(const struct cv_tab_params *p, const struc
         return NULL;
     pthread_mutex_init(&m->lock, NULL);
     m->p = *p;
+    m->cv_auc[0] = m->cv_auc[1] = NAN;
     m->labels[0] = strdup(names[0]);
     m->labels[1] = strdup(names[1]);
     if (!m->labels[0] || !m->labels[1] || schema_copy(&m->s, s)) {
@@ -196,6 +232,7 @@ void cv_tab_model_free(struct cv_tab_model *m)
     if (m->b)
         XGBoosterFree(m->b);
     cv_tab_schema_cleanup(&m->s);
+    cv__tab_linear_cleanup(&m->lin);
     free(m->labels[0]);
     free(m->labels[1]);
     free(m->raw);
@@ -221,6 +258,17 @@ const struct cv_tab_params *cv_tab_model_params(const struct cv_tab_model *m)
 int cv_tab_model_rounds(const struct cv_tab_model *m)
 {
     return m->rounds;
+}
+
+int cv_tab_model_algo(const struct cv_tab_model *m)
+{
+    return m->p.algo;
+}
+
+void cv_tab_model_cv_auc(const struct cv_tab_model *m, double auc[2])
+{
+    auc[0] = m->cv_auc[0];
+    auc[1] = m->cv_auc[1];
 }
 
 /* ------------------------------------------------------------------------ */
@@ -307,62 +355,30 @@ static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, int rounds
     return 0;
 }
 
-/* splitmix64 (as dataset.c's split): the fold assignment depends on its exact output. */
-static uint64_t next_u64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 /*
- * Chooses the number of rounds by stratified k-fold cross-validation on the
- * training rows (what xgboost.cv does): each class's rows are shuffled
- * (seeded) and dealt round-robin into k folds; k boosters, one per fold
- * left out, are trained in lockstep, and after each round the mean of their
- * log-losses on their left-out folds is taken. *rounds is the round count
- * with the lowest mean; boosting stops after p->early_stopping rounds
- * without a new lowest, or at p->rounds. With fewer rows of a class than
- * folds, k is reduced to that count; below 2, *rounds = p->rounds.
+ * Cross-validates XGBoost on the folds fold[0..n) (k of them, from
+ * cv__tab_folds; what xgboost.cv does): k boosters, one per fold left out,
+ * are trained in lockstep, and after each round the mean of their
+ * log-losses on their left-out folds is taken. With early stopping, *rounds
+ * is the round count with the lowest mean, boosting stopping after
+ * p->early_stopping rounds without a new lowest or at p->rounds; without,
+ * *rounds = p->rounds. *auc is the mean over the folds of the left-out AUC
+ * of the boosters cut at *rounds (what `auto` compares).
  */
-static int choose_rounds(const struct cv_tab_params *p, const struct cv_tab_schema *s, const float *x, const int *y,
-                         int n, cv_ml_progress_fn progress, void *ud, int *rounds, jv *err)
+static int cross_validate_xgb(const struct cv_tab_params *p, const struct cv_tab_schema *s, const float *x,
+                              const int *y, int n, int k, const int *fold, cv_ml_progress_fn progress, void *ud,
+                              int *rounds, double *auc, jv *err)
 {
-    int count[2] = {0, 0};
-    for (int i = 0; i < n; i++)
-        count[y[i]]++;
-    int k = p->folds;
-    if (count[0] < k)
-        k = count[0];
-    if (count[1] < k)
-        k = count[1];
     *rounds = p->rounds;
-    if (k < 2)
-        return 0;
-    int *fold = malloc(((size_t)n + 1) * sizeof *fold), *order = malloc(((size_t)n + 1) * sizeof *order);
-    int *rows = malloc(((size_t)n + 1) * sizeof *rows);
+    *auc = NAN;
+    int *rows = malloc(((size_t)n + 1) * sizeof *rows), *truth = malloc(((size_t)n + 1) * sizeof *truth);
+    double *pred = malloc(((size_t)n + 1) * sizeof *pred);
     DMatrixHandle *dtr = calloc((size_t)k, sizeof *dtr), *dval = calloc((size_t)k, sizeof *dval);
     BoosterHandle *b = calloc((size_t)k, sizeof *b);
     int code = 0;
-    if (!fold || !order || !rows || !dtr || !dval || !b) {
+    if (!rows || !truth || !pred || !dtr || !dval || !b) {
         code = CV_ENOMEM;
         goto out;
-    }
-    uint64_t state = p->seed;
-    for (int c = 0; c < 2; c++) {
-        int m = 0;
-        for (int i = 0; i < n; i++)
-            if (y[i] == c)
-                order[m++] = i;
-        for (int i = m - 1; i > 0; i--) {
-            int j = (int)(next_u64(&state) % (uint64_t)(i + 1));
-            int t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
-        for (int i = 0; i < m; i++)
-            fold[order[i]] = i % k;
     }
     for (int f = 0; f < k && !code; f++) {
         int ntr = 0, nval = 0;
@@ -389,13 +405,15 @@ static int choose_rounds(const struct cv_tab_params *p, const struct cv_tab_sche
             const char *names[1] = {"val"}, *res = NULL;
             if (XGBoosterUpdateOneIter(b[f], i, dtr[f]))
                 code = xgb_fail(err, "training");
-            else if (XGBoosterEvalOneIter(b[f], i, &dval[f], names, 1, &res))
+            else if (p->early_stopping && XGBoosterEvalOneIter(b[f], i, &dval[f], names, 1, &res))
                 code = xgb_fail(err, "evaluating");
             const char *at = res ? strstr(res, "val-logloss:") : NULL;
             sum += at ? strtod(at + 12, NULL) : NAN;
         }
         if (progress && (i % 10 == 0))
             progress(ud, "early-stopping", (size_t)i + 1, (size_t)p->rounds);
+        if (!p->early_stopping)
+            continue;
         if (sum / k < best_loss) {
             best_loss = sum / k;
             best = i + 1;
@@ -403,8 +421,32 @@ static int choose_rounds(const struct cv_tab_params *p, const struct cv_tab_sche
             break;
         }
     }
+    /* the left-out AUC of each fold's booster cut at the chosen round */
+    char config[160];
+    snprintf(config, sizeof config,
+             "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": %d, "
+             "\"strict_shape\": false}",
+             best);
+    double auc_sum = 0;
+    for (int f = 0; f < k && !code; f++) {
+        int nval = 0;
+        for (int i = 0; i < n; i++)
+            if (fold[i] == f)
+                truth[nval++] = y[i];
+        const bst_ulong *shape = NULL;
+        bst_ulong dim = 0;
+        const float *res = NULL;
+        if (XGBoosterPredictFromDMatrix(b[f], dval[f], config, &shape, &dim, &res)) {
+            code = xgb_fail(err, "predicting");
+            break;
+        }
+        for (int i = 0; i < nval; i++)
+            pred[i] = (double)res[i];
+        auc_sum += cv__tab_auc(truth, pred, nval);
+    }
     if (!code) {
         *rounds = best;
+        *auc = auc_sum / k;
         if (progress)
             progress(ud, "early-stopping", (size_t)best, (size_t)best); /* the choice */
     }
@@ -421,9 +463,82 @@ out:
     free(b);
     free(dtr);
     free(dval);
-    free(fold);
-    free(order);
     free(rows);
+    free(truth);
+    free(pred);
+    return code;
+}
+
+/* The mean left-out AUC of the linear model over the folds (as above). */
+static int cross_validate_linear(const struct cv_tab_params *p, const struct cv_tab_schema *s, const float *x,
+                                 const int *y, int n, int k, const int *fold, cv_ml_progress_fn progress, void *ud,
+                                 double *auc, jv *err)
+{
+    *auc = NAN;
+    int *rows = malloc(((size_t)n + 1) * sizeof *rows), *truth = malloc(((size_t)n + 1) * sizeof *truth);
+    double *pred = malloc(((size_t)n + 1) * sizeof *pred);
+    int code = rows && truth && pred ? 0 : CV_ENOMEM;
+    double sum = 0;
+    for (int f = 0; f < k && !code; f++) {
+        int ntr = 0, nval = 0;
+        for (int i = 0; i < n; i++)
+            if (fold[i] != f)
+                rows[ntr++] = i;
+        struct cv__tab_linear l;
+        code = cv__tab_linear_fit(s, x, y, rows, ntr, p->C, &l, err);
+        for (int i = 0; i < n && !code; i++)
+            if (fold[i] == f) {
+                truth[nval] = y[i];
+                pred[nval++] = cv__tab_linear_margin(&l, s, x + (size_t)i * s->ncols, NULL);
+            }
+        cv__tab_linear_cleanup(&l);
+        if (!code)
+            sum += cv__tab_auc(truth, pred, nval);
+        if (progress)
+            progress(ud, "linear", (size_t)f + 1, (size_t)k);
+    }
+    if (!code)
+        *auc = sum / k;
+    free(rows);
+    free(truth);
+    free(pred);
+    return code;
+}
+
+/* Trains the XGBoost model of m on all n rows with `rounds` rounds. */
+static int train_xgboost(struct cv_tab_model *m, const float *x, const int *y, int n, int rounds,
+                         cv_ml_progress_fn progress, void *ud, jv *err)
+{
+    DMatrixHandle dall = NULL;
+    BoosterHandle b = NULL;
+    int code = make_dmatrix(x, y, NULL, n, m->s.ncols, &dall, err);
+    if (!code)
+        code = boost(&m->p, dall, rounds, progress, ud, &b, err);
+    bst_ulong len = 0;
+    const char *raw = NULL;
+    if (!code && XGBoosterSaveModelToBuffer(b, "{\"format\": \"ubj\"}", &len, &raw))
+        code = xgb_fail(err, "saving the model");
+    if (!code && !(m->raw = malloc((size_t)len + 1)))
+        code = CV_ENOMEM;
+    if (!code) {
+        memcpy(m->raw, raw, (size_t)len);
+        m->rawlen = (size_t)len;
+        /* Predict with the booster loaded from those bytes, exactly as a
+         * model loaded from a file does: the trained booster's in-memory
+         * state (its caches, its training configuration) cannot then make a
+         * difference. */
+        XGBoosterFree(b);
+        b = NULL;
+        if (XGBoosterCreate(NULL, 0, &m->b) || XGBoosterLoadModelFromBuffer(m->b, m->raw, (bst_ulong)m->rawlen) ||
+            XGBoosterSetParam(m->b, "nthread", "1") || XGBoosterSetParam(m->b, "verbosity", "0"))
+            code = xgb_fail(err, "loading the trained model");
+    }
+    if (!code)
+        m->rounds = rounds;
+    if (b)
+        XGBoosterFree(b);
+    if (dall)
+        XGDMatrixFree(dall);
     return code;
 }
 
@@ -436,58 +551,55 @@ int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema
     int code = params_check(p, err);
     if (code)
         return code;
-    int pos = 0;
+    int count[2] = {0, 0};
     for (int i = 0; i < n; i++)
-        pos += y[i] == 1;
-    if (n < 2 || pos == 0 || pos == n) {
+        count[y[i] == 1]++;
+    if (n < 2 || count[1] == 0 || count[0] == 0) {
         set_err(err, n < 1 ? "no rows to train on" : "training needs rows of both labels");
         return CV_EINVAL;
     }
     struct cv_tab_model *m = model_new(p, s, names);
-    DMatrixHandle dall = NULL;
-    BoosterHandle b = NULL;
-    int rounds = p->rounds;
+    int *fold = NULL, rounds = p->rounds, algo = p->algo;
     if (!m) {
         code = CV_ENOMEM;
         goto out;
     }
-    if (p->early_stopping && (code = choose_rounds(p, s, x, y, n, progress, ud, &rounds, err)))
-        goto out;
-    if ((code = make_dmatrix(x, y, NULL, n, s->ncols, &dall, err)))
-        goto out;
-    if ((code = boost(p, dall, rounds, progress, ud, &b, err)))
-        goto out;
-    bst_ulong len = 0;
-    const char *raw = NULL;
-    if (XGBoosterSaveModelToBuffer(b, "{\"format\": \"ubj\"}", &len, &raw)) {
-        code = xgb_fail(err, "saving the model");
-        goto out;
+    /* folds: as many as asked, at most the rows of the smaller class */
+    int k = p->folds;
+    if (count[0] < k)
+        k = count[0];
+    if (count[1] < k)
+        k = count[1];
+    int need_folds = algo == CV_TAB_ALGO_AUTO || (algo == CV_TAB_ALGO_XGBOOST && p->early_stopping);
+    if (need_folds && k >= 2) {
+        if (!(fold = malloc(((size_t)n + 1) * sizeof *fold)) || cv__tab_folds(y, n, k, p->seed, fold)) {
+            code = CV_ENOMEM;
+            goto out;
+        }
+        if (algo != CV_TAB_ALGO_LINEAR &&
+            (code = cross_validate_xgb(p, s, x, y, n, k, fold, progress, ud, &rounds, &m->cv_auc[0], err)))
+            goto out;
+        if (algo == CV_TAB_ALGO_AUTO &&
+            (code = cross_validate_linear(p, s, x, y, n, k, fold, progress, ud, &m->cv_auc[1], err)))
+            goto out;
+        if (algo == CV_TAB_ALGO_AUTO)
+            algo = m->cv_auc[1] >= m->cv_auc[0] || isnan(m->cv_auc[0]) ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST;
+        if (algo == CV_TAB_ALGO_XGBOOST && !p->early_stopping)
+            rounds = p->rounds;
     }
-    m->raw = malloc((size_t)len + 1);
-    if (!m->raw) {
-        code = CV_ENOMEM;
+    if (algo == CV_TAB_ALGO_AUTO)
+        algo = CV_TAB_ALGO_XGBOOST; /* too few rows of a class to compare */
+    m->p.algo = algo;
+    if (algo == CV_TAB_ALGO_LINEAR)
+        code = cv__tab_linear_fit(&m->s, x, y, NULL, n, p->C, &m->lin, err);
+    else
+        code = train_xgboost(m, x, y, n, rounds, progress, ud, err);
+    if (code)
         goto out;
-    }
-    memcpy(m->raw, raw, (size_t)len);
-    m->rawlen = (size_t)len;
-    /* Predict with the booster loaded from those bytes, exactly as a model
-     * loaded from a file does: the trained booster's in-memory state (its
-     * caches, its training configuration) cannot then make a difference. */
-    XGBoosterFree(b);
-    b = NULL;
-    if (XGBoosterCreate(NULL, 0, &m->b) || XGBoosterLoadModelFromBuffer(m->b, m->raw, (bst_ulong)m->rawlen) ||
-        XGBoosterSetParam(m->b, "nthread", "1") || XGBoosterSetParam(m->b, "verbosity", "0")) {
-        code = xgb_fail(err, "loading the trained model");
-        goto out;
-    }
-    m->rounds = rounds;
     *out = m;
     m = NULL;
 out:
-    if (b)
-        XGBoosterFree(b);
-    if (dall)
-        XGDMatrixFree(dall);
+    free(fold);
     cv_tab_model_free(m);
     if (code == CV_ENOMEM)
         set_err(err, "out of memory");
@@ -533,6 +645,17 @@ int cv_tab_model_predict(struct cv_tab_model *m, const float *x, int n, double *
     if (n <= 0)
         return 0;
     const struct cv_tab_schema *s = &m->s;
+    if (m->p.algo == CV_TAB_ALGO_LINEAR) {
+        /* read-only: no lock */
+        for (int i = 0; i < n; i++) {
+            double mg = cv__tab_linear_margin(&m->lin, s, x + (size_t)i * s->ncols,
+                                              contribs ? contribs + (size_t)i * ((size_t)s->n + 1) : NULL);
+            score[i] = 1.0 / (1.0 + exp(-mg));
+            if (margin)
+                margin[i] = mg;
+        }
+        return 0;
+    }
     size_t width = (size_t)s->ncols + 1;
     double *raw = contribs ? malloc((size_t)n * width * sizeof *raw) : NULL;
     if (contribs && !raw)
@@ -739,8 +862,25 @@ int cv_tab_model_save(const struct cv_tab_model *m, unsigned char **out, size_t 
         for (int c = 0; c < f->ncats; c++)
             put_str(&w, f->cats[c]);
     }
-    put_u64(&w, (uint64_t)m->rawlen);
-    put(&w, m->raw, m->rawlen);
+    /* format 2: the algorithm, C, the cross-validated AUCs, then its model */
+    put_u32(&w, (uint32_t)p->algo);
+    put_f64(&w, p->C);
+    put_f64(&w, m->cv_auc[0]);
+    put_f64(&w, m->cv_auc[1]);
+    if (p->algo == CV_TAB_ALGO_LINEAR) {
+        const struct cv__tab_linear *l = &m->lin;
+        put_u32(&w, (uint32_t)l->ncols);
+        for (int c = 0; c < l->ncols; c++) {
+            put_f64(&w, l->mean[c]);
+            put_f64(&w, l->scale[c]);
+            put_f64(&w, l->center[c]);
+            put_f64(&w, l->w[c]);
+        }
+        put_f64(&w, l->bias);
+    } else {
+        put_u64(&w, (uint64_t)m->rawlen);
+        put(&w, m->raw, m->rawlen);
+    }
     if (!w.oom)
         put_u64(&w, cv_ml_hash64(w.b, w.len, FILE_SEED));
     if (w.oom) {
@@ -896,14 +1036,69 @@ int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, 
         if ((uint32_t)col != ncols)
             r.bad = 1;
     }
+    /* format 2: the algorithm (format 1 files are XGBoost models) */
+    p.algo = CV_TAB_ALGO_XGBOOST;
+    double cv_auc[2] = {NAN, NAN};
+    if (format >= 2) {
+        p.algo = (int)get_u32(&r);
+        p.C = get_f64(&r);
+        cv_auc[0] = get_f64(&r);
+        cv_auc[1] = get_f64(&r);
+        if (!r.bad && ((p.algo != CV_TAB_ALGO_XGBOOST && p.algo != CV_TAB_ALGO_LINEAR) || params_check(&p, &perr)))
+            r.bad = 1;
+    }
+    if (r.bad) {
+        code = r.bad == 2 ? CV_ENOMEM : CV_EINVAL;
+        goto out;
+    }
+    m = model_new(&p, &s, (const char *const *)names);
+    if (!m) {
+        code = CV_ENOMEM;
+        goto out;
+    }
+    m->cv_auc[0] = cv_auc[0];
+    m->cv_auc[1] = cv_auc[1];
+    if (p.algo == CV_TAB_ALGO_LINEAR) {
+        uint32_t nc = get_u32(&r);
+        if (r.bad || nc != (uint32_t)s.ncols || (r.len - r.pos) != (size_t)nc * 32 + 8) {
+            set_err(err, "tabular model file: the linear model does not match the schema's %d columns", s.ncols);
+            code = CV_EINVAL;
+            goto out;
+        }
+        if (cv__tab_linear_init(&m->lin, (int)nc)) {
+            code = CV_ENOMEM;
+            goto out;
+        }
+        int finite = 1;
+        for (uint32_t c = 0; c < nc; c++) {
+            struct cv__tab_linear *l = &m->lin;
+            l->mean[c] = get_f64(&r);
+            l->scale[c] = get_f64(&r);
+            l->center[c] = get_f64(&r);
+            l->w[c] = get_f64(&r);
+            finite &= isfinite(l->mean[c]) && isfinite(l->scale[c]) && l->scale[c] > 0 && isfinite(l->center[c]) &&
+                      isfinite(l->w[c]);
+        }
+        m->lin.bias = get_f64(&r);
+        if (r.bad || !finite || !isfinite(m->lin.bias) || r.pos != r.len) {
+            set_err(err, "tabular model file: the linear model has a value that is not a finite number (or a scale <= 0)");
+            code = CV_EINVAL;
+            goto out;
+        }
+        m->rounds = 0;
+        *out = m;
+        m = NULL;
+        goto out;
+    }
     uint64_t blen = get_u64(&r);
     const unsigned char *braw = r.bad || blen != r.len - r.pos ? NULL : take(&r, (size_t)blen);
     if (r.bad || !braw) {
         code = r.bad == 2 ? CV_ENOMEM : CV_EINVAL;
         goto out;
     }
-    m = model_new(&p, &s, (const char *const *)names);
-    if (!m || !(m->raw = malloc((size_t)blen + 1))) {
+    if ((code = cv__tab_booster_check(braw, (size_t)blen, s.ncols, err)))
+        goto out;
+    if (!(m->raw = malloc((size_t)blen + 1))) {
         code = CV_ENOMEM;
         goto out;
     }
@@ -941,32 +1136,15 @@ out:
 /* Metrics                                                                   */
 /* ------------------------------------------------------------------------ */
 
-struct ranked {
-    double score;
-    int truth;
-};
-
-static int by_score(const void *a, const void *b)
-{
-    double x = ((const struct ranked *)a)->score, y = ((const struct ranked *)b)->score;
-    return (x > y) - (x < y);
-}
-
 jv cv_tab_evaluate(const char *const names[2], const int *truth, const double *score, int n)
 {
     jv o = jv_object_set(jv_object(), jv_string("n"), jv_number(n));
     if (n <= 0)
         return o;
-    struct ranked *r = malloc((size_t)n * sizeof *r);
-    if (!r) {
-        jv_free(o);
-        return jv_invalid_with_msg(jv_string("out of memory"));
-    }
     long pos = 0, tp = 0, tn = 0, fp = 0, fn = 0;
     double loss = 0, brier = 0;
     const double lo = 1e-15, hi = 1 - 1e-15;
     for (int i = 0; i < n; i++) {
-        r[i] = (struct ranked){.score = score[i], .truth = truth[i]};
         pos += truth[i];
         double q = score[i] < lo ? lo : score[i] > hi ? hi : score[i];
         loss -= truth[i] ? log(q) : log(1 - q);
@@ -977,25 +1155,13 @@ jv cv_tab_evaluate(const char *const names[2], const int *truth, const double *s
         fp += pred && !truth[i];
         fn += !pred && truth[i];
     }
-    jv auc = jv_null();
-    if (pos > 0 && pos < n) {
-        /* Mann-Whitney: the rank sum of the positives, ties at their mean rank */
-        qsort(r, (size_t)n, sizeof *r, by_score);
-        double rank_sum = 0;
-        for (int i = 0; i < n;) {
-            int j = i;
-            while (j < n && r[j].score == r[i].score)
-                j++;
-            double mean_rank = (i + 1 + j) / 2.0; /* ranks i+1..j */
-            for (int k = i; k < j; k++)
-                if (r[k].truth)
-                    rank_sum += mean_rank;
-            i = j;
-        }
-        double np = (double)pos, nn = (double)(n - pos);
-        auc = jv_number((rank_sum - np * (np + 1) / 2) / (np * nn));
+    /* Mann-Whitney: the rank sum of the positives, ties at their mean rank */
+    double a = pos > 0 && pos < n ? cv__tab_auc(truth, score, n) : NAN;
+    if (pos > 0 && pos < n && isnan(a)) {
+        jv_free(o);
+        return jv_invalid_with_msg(jv_string("out of memory"));
     }
-    free(r);
+    jv auc = isnan(a) ? jv_null() : jv_number(a);
     o = jv_object_set(o, jv_string("positives"), jv_number((double)pos));
     o = jv_object_set(o, jv_string("auc"), auc);
     o = jv_object_set(o, jv_string("logloss"), jv_number(loss / n));

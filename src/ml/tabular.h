@@ -136,7 +136,19 @@ int cv_tab_labels(const struct cv_table *t, const char *path, const int *rows, i
 /* The model                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* The algorithm of a scorer. */
+enum cv_tab_algo {
+    CV_TAB_ALGO_AUTO = 0,    /* training only: the better of the two by cross-validated AUC on the
+                                training rows (ties go to the linear model, the simpler one) */
+    CV_TAB_ALGO_XGBOOST = 1, /* gradient-boosted trees, SHAP explanations */
+    CV_TAB_ALGO_LINEAR = 2,  /* L2 logistic regression on standardised numeric and one-hot
+                                categorical columns (LIBLINEAR), explained by coef * (x - mean) */
+};
+
 struct cv_tab_params {
+    int algo;               /* enum cv_tab_algo (default CV_TAB_ALGO_AUTO) */
+    double C;               /* linear: inverse L2 regularisation strength (default 1, as
+                               scikit-learn's LogisticRegression) */
     int max_depth;          /* tree depth (default 3) */
     double eta;             /* learning rate (default 0.02) */
     int rounds;             /* boosting rounds, or their cap with early stopping (default 1000) */
@@ -153,24 +165,31 @@ struct cv_tab_params {
 };
 
 void cv_tab_params_init(struct cv_tab_params *p);
-/* The parameters (and the number of rounds trained) as a JSON object for a
- * model card (new jv). */
-jv cv_tab_params_json(const struct cv_tab_params *p, int rounds_trained);
 
 struct cv_tab_model;
 
 /*
  * Trains a binary classifier on the encoded rows x[0..n * s->ncols) with
- * labels y[0..n) (0/1), under schema s (copied) and label names (copied):
- * XGBoost gbtree, binary:logistic, tree_method hist, one thread, verbosity 0.
- * With early stopping, the number of rounds is chosen by stratified k-fold
- * cross-validation on these rows (k boosters in lockstep; the round with the
- * lowest mean left-out log-loss), and the model is then trained on all n
- * rows with that many rounds. `progress` (may be NULL) is called with stage
- * "early-stopping" (rounds tried, of the cap; done == total once with the
- * rounds chosen) and then "rounds" (done of the rounds of the
- * final model). Needs both classes among y. Returns 0 with *out, CV_EINVAL with
- * *err, or CV_ENOMEM.
+ * labels y[0..n) (0/1), under schema s (copied) and label names (copied),
+ * with the algorithm p->algo:
+ *  - XGBoost: gbtree, binary:logistic, tree_method hist, one thread,
+ *    verbosity 0. With early stopping, the number of rounds is chosen by
+ *    stratified k-fold cross-validation on these rows (k boosters in
+ *    lockstep; the round with the lowest mean left-out log-loss), and the
+ *    model is then trained on all n rows with that many rounds.
+ *  - linear: LIBLINEAR L2R_LR with p->C on the standardised columns
+ *    (tabular_int.h).
+ *  - auto: both are cross-validated on the same stratified folds of these
+ *    rows (p->folds, fewer when a class has fewer rows; the XGBoost folds
+ *    are those of the early stopping, scored at the chosen round); the
+ *    one with the higher mean left-out AUC is trained on all n rows (the
+ *    linear one on a tie). With fewer than 2 rows of a class, XGBoost.
+ *    cv_tab_model_cv_auc reports the two figures.
+ * `progress` (may be NULL) is called with stage "early-stopping" (rounds
+ * tried, of the cap; done == total once with the rounds chosen), "linear"
+ * (folds fitted, of the folds) and then "rounds" (done of the rounds of the
+ * final model). Needs both classes among y. Returns 0 with *out, CV_EINVAL
+ * with *err, or CV_ENOMEM.
  */
 int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema *s, const char *const names[2],
                        const float *x, const int *y, int n, cv_ml_progress_fn progress, void *ud,
@@ -181,14 +200,24 @@ const struct cv_tab_schema *cv_tab_model_schema(const struct cv_tab_model *m);
 /* The label of class k (0 negative, 1 positive). */
 const char *cv_tab_model_label(const struct cv_tab_model *m, int k);
 const struct cv_tab_params *cv_tab_model_params(const struct cv_tab_model *m);
+/* The boosting rounds trained (0 for a linear model). */
 int cv_tab_model_rounds(const struct cv_tab_model *m);
+/* CV_TAB_ALGO_XGBOOST or CV_TAB_ALGO_LINEAR (never auto). */
+int cv_tab_model_algo(const struct cv_tab_model *m);
+/* The cross-validated AUCs of the training rows that `auto` compared:
+ * auc[0] XGBoost's, auc[1] the linear model's; NaN where not measured. */
+void cv_tab_model_cv_auc(const struct cv_tab_model *m, double auc[2]);
+/* The model's parameters for its card (new jv): the algorithm, what was
+ * chosen and why (the cross-validated AUCs), and that algorithm's settings. */
+jv cv_tab_model_params_json(const struct cv_tab_model *m);
 
 /*
  * Scores n encoded rows x[0..n * ncols): score[i] = P(positive), margin[i]
- * (may be NULL) the log-odds. With contribs not NULL, also the SHAP
- * contributions per declared feature: contribs[i * (F + 1) + j] for feature
- * j (one-hot columns summed back to their feature), and the bias at
- * contribs[i * (F + 1) + F]; they sum to the margin (up to float rounding).
+ * (may be NULL) the log-odds. With contribs not NULL, also the contributions
+ * per declared feature: contribs[i * (F + 1) + j] for feature j (XGBoost:
+ * SHAP values, one-hot columns summed back to their feature; linear: coef *
+ * (x - mean) summed the same way), and the bias at contribs[i * (F + 1) + F];
+ * they sum to the margin (up to float rounding).
  * Thread-safe: calls into the booster are serialised by a lock in the model.
  * Returns 0, CV_ENOMEM or CV_EINVAL with *err (XGBoost's message).
  */
@@ -215,12 +244,14 @@ jv cv_tab_prediction_json(const struct cv_tab_model *m, jv row, double score, co
  * The model file (docs/models.md, "Tabular file format"): *out malloc'ed
  * (caller frees). A saved and loaded model predicts bit-for-bit the same
  * scores and contributions, and saving it again gives the same bytes. Load
- * refuses a wrong magic, a newer format, a truncated or altered file.
+ * refuses a wrong magic, a newer format, a truncated or altered file, and a
+ * booster that does not pass cv__tab_booster_check (tabular_int.h): a corrupt
+ * file is an error, never a crash. Format 1 files (XGBoost only) load.
  */
 int cv_tab_model_save(const struct cv_tab_model *m, unsigned char **out, size_t *len);
 int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, jv *err);
 
-#define CV_TAB_MODEL_FORMAT 1
+#define CV_TAB_MODEL_FORMAT 2
 #define CV_TAB_MODEL_MAGIC "CVTABMDL"
 
 /* ------------------------------------------------------------------------ */

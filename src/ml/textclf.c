@@ -67,8 +67,14 @@ jv cv_text_params_json(const struct cv_text_params *p)
     o = jv_object_set(o, jv_string("tf"), jv_string("sublinear"));
     o = jv_object_set(o, jv_string("idf"), jv_string("smooth"));
     o = jv_object_set(o, jv_string("norm"), jv_string("l2"));
+    o = jv_object_set(o, jv_string("algo"), jv_string(p->solver == CV_TEXT_SOLVER_SVM ? "svm" : "lr"));
     o = jv_object_set(o, jv_string("solver"),
-                      jv_string(p->solver == CV_TEXT_SOLVER_LR_DUAL ? "liblinear L2R_LR_DUAL" : "liblinear L2R_LR"));
+                      jv_string(p->solver == CV_TEXT_SOLVER_LR_DUAL ? "liblinear L2R_LR_DUAL"
+                                : p->solver == CV_TEXT_SOLVER_SVM   ? "liblinear L2R_L2LOSS_SVC_DUAL"
+                                                                    : "liblinear L2R_LR"));
+    if (p->solver == CV_TEXT_SOLVER_SVM)
+        o = jv_object_set(o, jv_string("calibration"),
+                          jv_string("Platt sigmoid per weight vector on 5-fold cross-validated decision values"));
     o = jv_object_set(o, jv_string("C"), jv_number(p->C));
     o = jv_object_set(o, jv_string("eps"), jv_number(p->eps));
     return o;
@@ -98,7 +104,7 @@ static int params_check(const struct cv_text_params *p, jv *err)
         set_err(err, "eps must be a positive number");
         return CV_EINVAL;
     }
-    if (p->solver != CV_TEXT_SOLVER_LR && p->solver != CV_TEXT_SOLVER_LR_DUAL) {
+    if (p->solver != CV_TEXT_SOLVER_LR && p->solver != CV_TEXT_SOLVER_LR_DUAL && p->solver != CV_TEXT_SOLVER_SVM) {
         set_err(err, "unknown solver");
         return CV_EINVAL;
     }
@@ -168,6 +174,7 @@ void cv_text_model_free(struct cv_text_model *m)
         free(m->labels[i]);
     free(m->labels);
     free(m->bias);
+    free(m->cal);
     free(m->tab);
     free(m);
 }
@@ -233,6 +240,167 @@ static void sort_row(struct fc *a, size_t n, int bits, struct fc *tmp)
     }
     if (src != a)
         memcpy(a, src, n * sizeof *a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Calibration of the linear SVM: Platt scaling                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Fits P(target | f) = 1 / (1 + exp(A f + B)) to decision values f[i *
+ * stride] and 0/1 targets t[i] by maximum likelihood, as Platt (1999)
+ * proposed, with the regularised targets of his paper ((N+ + 1) / (N+ + 2)
+ * for positives, 1 / (N- + 2) for negatives) and the numerically careful
+ * Newton iteration with a backtracking line search of Lin, Lin and Weng, "A
+ * note on Platt's probabilistic outputs for support vector machines" (2007).
+ */
+static void platt_fit(const double *f, size_t stride, const int *t, int n, double *A, double *B)
+{
+    double npos = 0, nneg = 0;
+    for (int i = 0; i < n; i++)
+        t[i] ? npos++ : nneg++;
+    const double hi = (npos + 1) / (npos + 2), lo = 1 / (nneg + 2);
+    const double sigma = 1e-12, min_step = 1e-10;
+    double a = 0, b = log((nneg + 1) / (npos + 1));
+    /* the negative log-likelihood at (a, b), computed without overflow */
+    double fval = 0;
+    for (int i = 0; i < n; i++) {
+        double z = f[(size_t)i * stride] * a + b, tt = t[i] ? hi : lo;
+        fval += z >= 0 ? tt * z + log1p(exp(-z)) : (tt - 1) * z + log1p(exp(z));
+    }
+    for (int it = 0; it < 100; it++) {
+        double h11 = sigma, h22 = sigma, h21 = 0, g1 = 0, g2 = 0;
+        for (int i = 0; i < n; i++) {
+            double fi = f[(size_t)i * stride], z = fi * a + b, tt = t[i] ? hi : lo, p, q;
+            if (z >= 0) {
+                p = exp(-z) / (1 + exp(-z));
+                q = 1 / (1 + exp(-z));
+            } else {
+                p = 1 / (1 + exp(z));
+                q = exp(z) / (1 + exp(z));
+            }
+            double d2 = p * q, d1 = tt - p;
+            h11 += fi * fi * d2;
+            h22 += d2;
+            h21 += fi * d2;
+            g1 += fi * d1;
+            g2 += d1;
+        }
+        if (fabs(g1) < 1e-5 && fabs(g2) < 1e-5)
+            break;
+        double det = h11 * h22 - h21 * h21;
+        double da = -(h22 * g1 - h21 * g2) / det, db = -(-h21 * g1 + h11 * g2) / det;
+        double gd = g1 * da + g2 * db, step = 1;
+        while (step >= min_step) {
+            double na = a + step * da, nb = b + step * db, nf = 0;
+            for (int i = 0; i < n; i++) {
+                double z = f[(size_t)i * stride] * na + nb, tt = t[i] ? hi : lo;
+                nf += z >= 0 ? tt * z + log1p(exp(-z)) : (tt - 1) * z + log1p(exp(z));
+            }
+            if (nf < fval + 0.0001 * step * gd) {
+                a = na;
+                b = nb;
+                fval = nf;
+                break;
+            }
+            step /= 2;
+        }
+        if (step < min_step)
+            break; /* no progress along the Newton direction */
+    }
+    *A = a;
+    *B = b;
+}
+
+#define CAL_FOLDS 5
+
+/*
+ * The SVM's calibration (m->cal, allocated here): decision values of every
+ * training row from an SVM trained without its fold (CAL_FOLDS folds dealt
+ * round-robin within each class, in row order: deterministic), then one
+ * Platt sigmoid per weight vector (binary: class 1 against class 0; more
+ * classes: each class against the rest). The IDF of the features is the
+ * whole training part's: the folds share it (scikit-learn's
+ * CalibratedClassifierCV on a fitted vectoriser does the same).
+ */
+static int calibrate(const struct problem *prob, const struct parameter *param, struct cv_text_model *m,
+                     cv_ml_progress_fn progress, void *ud)
+{
+    const int n = prob->l, v = m->v;
+    int *fold = malloc(((size_t)n + 1) * sizeof *fold), *cnt = calloc((size_t)m->k, sizeof *cnt);
+    int *tgt = malloc(((size_t)n + 1) * sizeof *tgt);
+    double *dec = malloc(((size_t)n * (size_t)v + 1) * sizeof *dec), *dv = malloc(((size_t)m->k + 1) * sizeof *dv);
+    struct feature_node **sx = malloc(((size_t)n + 1) * sizeof *sx);
+    double *sy = malloc(((size_t)n + 1) * sizeof *sy);
+    m->cal = malloc(2 * (size_t)v * sizeof *m->cal);
+    int code = 0;
+    if (!fold || !cnt || !tgt || !dec || !dv || !sx || !sy || !m->cal) {
+        code = CV_ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        fold[i] = cnt[(int)prob->y[i]]++ % CAL_FOLDS;
+    for (size_t i = 0; i < (size_t)n * (size_t)v; i++)
+        dec[i] = -1; /* a row whose fold model never saw its class */
+    for (int f = 0; f < CAL_FOLDS; f++) {
+        int nt = 0, nv = 0;
+        for (int i = 0; i < n; i++) {
+            if (fold[i] != f) {
+                sx[nt] = prob->x[i];
+                sy[nt++] = prob->y[i];
+            } else {
+                nv++;
+            }
+        }
+        if (!nt || !nv)
+            continue;
+        struct problem sub = *prob;
+        sub.l = nt;
+        sub.x = sx;
+        sub.y = sy;
+        struct model *fm = train(&sub, param);
+        if (!fm) {
+            code = CV_ENOMEM;
+            goto out;
+        }
+        for (int i = 0; i < n; i++) {
+            if (fold[i] != f)
+                continue;
+            predict_values(fm, prob->x[i], dv);
+            for (int c = 0; c < v; c++) {
+                int cls = v == 1 ? 1 : c, t = -1;
+                for (int j = 0; j < fm->nr_class; j++)
+                    if (fm->label[j] == cls)
+                        t = j;
+                double val = -1;
+                if (fm->nr_class == 1)
+                    val = t == 0 ? 1 : -1;
+                else if (fm->nr_class == 2 && t >= 0)
+                    val = t == 0 ? dv[0] : -dv[0]; /* one vector, for label[0] */
+                else if (t >= 0)
+                    val = dv[t];
+                dec[(size_t)i * v + c] = val;
+            }
+        }
+        free_and_destroy_model(&fm);
+        if (progress)
+            progress(ud, "calibration", (size_t)f + 1, CAL_FOLDS);
+    }
+    for (int c = 0; c < v; c++) {
+        int cls = v == 1 ? 1 : c;
+        for (int i = 0; i < n; i++)
+            tgt[i] = (int)prob->y[i] == cls;
+        platt_fit(dec + c, (size_t)v, tgt, n, &m->cal[c], &m->cal[v + c]);
+    }
+out:
+    free(fold);
+    free(cnt);
+    free(tgt);
+    free(dec);
+    free(dv);
+    free(sx);
+    free(sy);
+    return code;
 }
 
 int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset *d, const int *rows, int nrows,
@@ -363,7 +531,9 @@ int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset 
 
     struct problem prob = {.l = nrows, .n = (int)dim + 1, .y = y, .x = x, .bias = 1.0};
     struct parameter param = {
-        .solver_type = p->solver == CV_TEXT_SOLVER_LR_DUAL ? L2R_LR_DUAL : L2R_LR,
+        .solver_type = p->solver == CV_TEXT_SOLVER_LR_DUAL ? L2R_LR_DUAL
+                       : p->solver == CV_TEXT_SOLVER_SVM   ? L2R_L2LOSS_SVC_DUAL
+                                                           : L2R_LR,
         .eps = p->eps,
         .C = p->C,
     };
@@ -374,6 +544,8 @@ int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset 
         goto out;
     }
     set_print_string_function(quiet);
+    if (p->solver == CV_TEXT_SOLVER_SVM && (code = calibrate(&prob, &param, m, progress, ud)))
+        goto out;
     if (progress)
         progress(ud, "training", 0, 0);
     lm = train(&prob, &param);
@@ -397,8 +569,9 @@ int cv_text_model_train(const struct cv_text_params *p, const struct cv_dataset 
         }
         for (size_t j = 0; j < dim; j++)
             m->tab[j * m->stride + 1 + (size_t)c] = (float)get_decfun_coef(lm, (int)j + 1, li);
-        /* the bias is the last feature's coefficient (times bias = 1) */
-        m->bias[c] = (float)get_decfun_coef(lm, (int)dim + 1, li);
+        /* the bias feature's coefficient times its value (1); LIBLINEAR's
+         * get_decfun_coef gives 0 for that index */
+        m->bias[c] = (float)get_decfun_bias(lm, li);
     }
     *out = m;
     m = NULL;
@@ -459,14 +632,18 @@ int cv_text_model_predict(const struct cv_text_model *m, const char *text, size_
         }
     }
     double inv = norm2 > 0 ? 1.0 / sqrt(norm2) : 0;
+    /* the logistic function of the decision value f, or an SVM's Platt sigmoid */
+    const double *cal = m->cal;
     if (v == 1) {
-        double p1 = 1.0 / (1.0 + exp(-(sc[0] * inv + (double)m->bias[0])));
+        double f = sc[0] * inv + (double)m->bias[0];
+        double p1 = 1.0 / (1.0 + exp(cal ? cal[0] * f + cal[1] : -f));
         probs[0] = 1.0 - p1;
         probs[1] = p1;
     } else {
         double sum = 0;
         for (int k = 0; k < v; k++) {
-            probs[k] = 1.0 / (1.0 + exp(-(sc[k] * inv + (double)m->bias[k])));
+            double f = sc[k] * inv + (double)m->bias[k];
+            probs[k] = 1.0 / (1.0 + exp(cal ? cal[k] * f + cal[v + k] : -f));
             sum += probs[k];
         }
         for (int k = 0; k < v; k++)
@@ -577,6 +754,9 @@ int cv_text_model_save(const struct cv_text_model *m, unsigned char **out, size_
     put_f32(&w, m->idf_unseen);
     for (int c = 0; c < m->v; c++)
         put_f32(&w, m->bias[c]);
+    /* format 2: an SVM's Platt sigmoids, A then B per vector */
+    for (int c = 0; m->cal && c < 2 * m->v; c++)
+        put_f64(&w, m->cal[c]);
     /* only the rows that differ from an unseen feature's */
     uint32_t nrows = 0;
     for (size_t j = 0; j < dim; j++) {
@@ -697,7 +877,7 @@ int cv_text_model_load(const void *bytes, size_t len, struct cv_text_model **out
     p.char_ngram_min = shape[2];
     p.char_ngram_max = shape[3];
     jv perr = jv_invalid();
-    if (params_check(&p, &perr) || k < 2 || v != (k == 2 ? 1 : k) || table_size_ok(p.dim_bits, (int)k, &perr)) {
+    if (params_check(&p, &perr) || (format < 2 && p.solver == CV_TEXT_SOLVER_SVM) || k < 2 || v != (k == 2 ? 1 : k) || table_size_ok(p.dim_bits, (int)k, &perr)) {
         jv_free(perr);
         set_err(err, "text model file has invalid parameters");
         return CV_EINVAL;
@@ -730,6 +910,16 @@ int cv_text_model_load(const void *bytes, size_t len, struct cv_text_model **out
             m->tab[j * m->stride] = m->idf_unseen;
         for (uint32_t c = 0; c < v; c++)
             m->bias[c] = get_f32(&r);
+        if (p.solver == CV_TEXT_SOLVER_SVM) {
+            m->cal = malloc(2 * (size_t)v * sizeof *m->cal);
+            if (!m->cal)
+                code = CV_ENOMEM;
+            for (uint32_t c = 0; !code && c < 2 * v; c++) {
+                m->cal[c] = get_f64(&r);
+                if (!isfinite(m->cal[c]))
+                    code = CV_EINVAL;
+            }
+        }
         uint32_t nrows = get_u32(&r);
         int64_t last = -1;
         for (uint32_t i = 0; i < nrows && !r.short_read && !code; i++) {

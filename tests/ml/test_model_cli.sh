@@ -193,6 +193,31 @@ cv model eval tickets@0 --data "$FIX/tickets.jsonl" --label label --db "$DB"
 expect_rc "version 0 is a usage error" 2
 cv model frobnicate --db "$DB"
 expect_rc "an unknown model command" 2
+# ---- the linear SVM (--algo svm) ----------------------------------------------
+cv model train --kind text --algo svm --data "$FIX/tickets.jsonl" --label label --name svm --holdout 0.2 --seed 7 --db "$DB"
+expect_rc "train --algo svm" 0
+py "svm: the solver and calibration are named, C defaults to 1" "'L2R_L2LOSS_SVC_DUAL + Platt calibration' in out and 'C=1,' in out and out.split()[-1] == 'svm@1'"
+py "svm: held-out accuracy, macro-F1 and ECE are printed" "'accuracy' in out and 'macro-F1' in out and 'ECE' in out"
+cv model eval svm@1 --data "$FIX/tickets.jsonl" --label label --json --db "$DB"
+expect_rc "eval the svm" 0
+py "svm: eval --json has accuracy, macro_f1 and ece, and the svm learned" "(lambda r: r['accuracy'] > 0.8 and 0 < r['macro_f1'] <= 1 and 0 <= r['ece'] < 0.5)(json.loads(lines[0]))"
+cv model predict svm@1 --data "$FIX/tickets.jsonl" --db "$DB"
+py "svm: probabilities sum to 1, the confidence is the top one, not all saturated" "all((lambda p: abs(sum(p['scores'].values()) - 1) < 1e-9 and p['confidence'] == max(p['scores'].values()) and p['scores'][p['label']] == p['confidence'])(json.loads(l)) for l in lines) and min(json.loads(l)['confidence'] for l in lines) < 0.99"
+cv model get svm@1 --db "$DB"
+py "svm: the card says svm, its solver and calibration, format 2" "(lambda c: c['parameters']['algo'] == 'svm' and c['parameters']['solver'] == 'liblinear L2R_L2LOSS_SVC_DUAL' and 'Platt' in c['parameters']['calibration'] and c['format']['version'] == 2)(json.loads(out))"
+cv model train --kind text --algo svm --data "$FIX/tickets.jsonl" --label label --name svm --holdout 0.2 --seed 7 --db "$DB"
+timeout 30 "$CV" model get svm@1 --db "$DB" >"$T/s1.json"
+timeout 30 "$CV" model get svm@2 --db "$DB" >"$T/s2.json"
+if python3 -c "
+import json
+a, b = json.load(open('$T/s1.json')), json.load(open('$T/s2.json'))
+assert a['modelSha256'] == b['modelSha256']"; then ok "svm: training is deterministic"; else fail "svm: two trainings differ"; fi
+cv model train --kind text --algo svm --solver lr-dual --data "$FIX/tickets.jsonl" --label label --name bad --db "$DB"
+expect_rc "--algo svm with --solver is a usage error" 2
+cv model train --kind text --algo tree --data "$FIX/tickets.jsonl" --label label --name bad --db "$DB"
+expect_rc "an unknown text --algo is a usage error" 2
+err_has "the text algorithms are named" "--algo for --kind text is lr or svm (got tree)"
+
 cv model --help
 expect_rc "model --help" 0
 py "model --help lists the commands" "all(w in out for w in ('train', 'eval', 'predict', 'list', 'get', 'approve', 'promote', 'retire', '--holdout', '--all'))"

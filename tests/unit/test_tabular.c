@@ -123,10 +123,11 @@ static void free_fixture(struct fixture *f)
     free(f->x);
 }
 
-static struct cv_tab_model *train(struct fixture *f, uint64_t seed)
+static struct cv_tab_model *train_algo(struct fixture *f, uint64_t seed, int algo)
 {
     struct cv_tab_params p;
     cv_tab_params_init(&p);
+    p.algo = algo;
     p.seed = seed;
     p.rounds = 60;
     p.early_stopping = 10;
@@ -137,6 +138,12 @@ static struct cv_tab_model *train(struct fixture *f, uint64_t seed)
                  0, "%s", errmsg(err));
     jv_free(err);
     return m;
+}
+
+/* XGBoost (the SHAP tests are about it) */
+static struct cv_tab_model *train(struct fixture *f, uint64_t seed)
+{
+    return train_algo(f, seed, CV_TAB_ALGO_XGBOOST);
 }
 
 /* ---- schema --------------------------------------------------------------- */
@@ -381,7 +388,7 @@ Test(tabular, saved_and_loaded_predicts_bit_for_bit_the_same)
     cr_assert_eq(cv_tab_model_load(b, 10, &m2, &err), CV_EINVAL);
     cr_assert_eq(cv_tab_model_load("CVTXTMDL\1\0\0\0", 12, &m2, &err), CV_EINVAL);
     cr_assert(strstr(errmsg(err), "wrong magic"), "%s", errmsg(err));
-    b[8] = 2; /* format 2 */
+    b[8] = CV_TAB_MODEL_FORMAT + 1;
     cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), CV_EUNSUPPORTED);
     cr_assert(strstr(errmsg(err), "newer"), "%s", errmsg(err));
     cr_assert_null(m2);
@@ -398,10 +405,8 @@ Test(tabular, saved_and_loaded_predicts_bit_for_bit_the_same)
 
 /* Files with a valid checksum but an altered header (the checksum
  * recomputed after flipping one bit) are refused or loaded, never crash:
- * the header parser faces what a hostile file could hold. The booster bytes
- * themselves are left to XGBoost's loader, which does not survive every
- * alteration (an absurd length makes it allocate without bound):
- * docs/models.md says model files are trusted once their checksum passes. */
+ * the header parser faces what a hostile file could hold. (The booster's
+ * own bytes: altered_boosters_are_refused_before_xgboost_sees_them.) */
 Test(tabular, altered_files_with_valid_checksums_are_handled)
 {
     struct fixture f;
@@ -634,4 +639,275 @@ Test(tabular, auc_logloss_and_accuracy_on_hand_computed_cases)
     r = cv_tab_evaluate(names, t2, down, 4);
     cr_assert_float_eq(getnum(r, "auc"), 0.0, 1e-12);
     jv_free(r);
+}
+
+/* Recomputes a tabular file's checksum after an edit. */
+static void fix_checksum(unsigned char *b, size_t len)
+{
+    uint64_t sum = cv_ml_hash64(b, len - 8, 0x74616263686b73ULL);
+    for (int i = 0; i < 8; i++)
+        b[len - 8 + (size_t)i] = (unsigned char)(sum >> (8 * i));
+}
+
+/* Where the booster's bytes start in a format 2 XGBoost file. */
+static size_t booster_start(const unsigned char *b, size_t len)
+{
+    for (size_t pos = 8; pos + 16 <= len; pos++) {
+        uint64_t blen = 0;
+        for (int i = 0; i < 8; i++)
+            blen |= (uint64_t)b[pos + (size_t)i] << (8 * i);
+        if (blen == len - 16 - pos && b[pos + 8] == '{')
+            return pos + 8;
+    }
+    return 0;
+}
+
+/* The booster bytes pass through cv__tab_booster_check before XGBoost's
+ * loader sees them: bits flipped all over the booster (with the checksum
+ * recomputed, as a hostile file would have it) give a refusal with a
+ * message, or a model that still predicts, never a crash or a runaway
+ * allocation (ASan and the suite's timeout would say). One alteration
+ * known to crash XGBoost 1.7 without the check: a child index out of range. */
+Test(tabular, altered_boosters_are_refused_before_xgboost_sees_them)
+{
+    struct fixture f;
+    load_fixture(&f, 120);
+    struct cv_tab_model *m = train(&f, 3);
+    unsigned char *b = NULL;
+    size_t len = 0;
+    cr_assert_eq(cv_tab_model_save(m, &b, &len), 0);
+    size_t start = booster_start(b, len);
+    cr_assert_gt(start, 60);
+    int refused = 0, tried = 0;
+    for (size_t pos = start; pos < len - 8; pos += 13) {
+        int bit = (int)(pos % 8);
+        b[pos] ^= (unsigned char)(1u << bit);
+        fix_checksum(b, len);
+        struct cv_tab_model *m2 = NULL;
+        jv err = jv_invalid();
+        int rc = cv_tab_model_load(b, len, &m2, &err);
+        tried++;
+        if (rc) {
+            refused++;
+            cr_assert(jv_get_kind(err) == JV_KIND_STRING, "a refusal without a message at byte %zu", pos);
+            cr_assert_null(m2);
+        } else {
+            double sc = 0, c[8];
+            jv e2 = jv_invalid();
+            float *x = calloc((size_t)f.s.ncols + 1, sizeof *x);
+            (void)cv_tab_model_predict(m2, x, 1, &sc, NULL, f.s.n + 1 <= 8 ? c : NULL, &e2);
+            free(x);
+            jv_free(e2);
+        }
+        jv_free(err);
+        cv_tab_model_free(m2);
+        b[pos] ^= (unsigned char)(1u << bit);
+    }
+    cr_assert_gt(refused, 0, "no altered booster refused (of %d)", tried);
+
+    /* a left child pointing far outside the tree: "left_children" is a typed
+     * int32 array ('[' '$' 'l' '#' count, then big-endian values) */
+    fix_checksum(b, len);
+    const char key[] = "left_children[$l#";
+    unsigned char *k = memmem(b + start, len - start, key, sizeof key - 1);
+    cr_assert_not_null(k);
+    unsigned char *first = k + sizeof key - 1 + 9; /* after the count ('L' and 8 bytes) */
+    first[0] = 0x00;
+    first[1] = 0x0f;
+    first[2] = 0xff;
+    first[3] = 0xff;
+    fix_checksum(b, len);
+    struct cv_tab_model *m2 = NULL;
+    jv err = jv_invalid();
+    cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), CV_EINVAL);
+    cr_assert(strstr(errmsg(err), "tree 0: a child index is out of range"), "%s", errmsg(err));
+    jv_free(err);
+    free(b);
+    cv_tab_model_free(m);
+    free_fixture(&f);
+}
+
+/* A format 1 file (XGBoost only, no algorithm block) still loads, and
+ * predicts what the same model in format 2 does. */
+Test(tabular, format_1_files_load)
+{
+    struct fixture f;
+    load_fixture(&f, 150);
+    struct cv_tab_model *m = train(&f, 5), *m1 = NULL;
+    unsigned char *b = NULL;
+    size_t len = 0;
+    cr_assert_eq(cv_tab_model_save(m, &b, &len), 0);
+    size_t start = booster_start(b, len);
+    cr_assert_gt(start, 60);
+    /* format 2 put 4 + 3 * 8 bytes (algorithm, C, two AUCs) before the u64 booster length */
+    size_t block = start - 8 - 28;
+    unsigned char *v1 = malloc(len);
+    memcpy(v1, b, block);
+    memcpy(v1 + block, b + block + 28, len - block - 28);
+    size_t len1 = len - 28;
+    v1[8] = 1;
+    fix_checksum(v1, len1);
+    jv err = jv_invalid();
+    cr_assert_eq(cv_tab_model_load(v1, len1, &m1, &err), 0, "%s", errmsg(err));
+    cr_assert_eq(cv_tab_model_algo(m1), CV_TAB_ALGO_XGBOOST);
+    int n = f.t.n;
+    double *s1 = calloc((size_t)n, sizeof *s1), *s2 = calloc((size_t)n, sizeof *s2);
+    cr_assert_eq(cv_tab_model_predict(m, f.x, n, s1, NULL, NULL, &err), 0);
+    cr_assert_eq(cv_tab_model_predict(m1, f.x, n, s2, NULL, NULL, &err), 0);
+    cr_assert(!memcmp(s1, s2, sizeof *s1 * (size_t)n), "the format 1 file predicts otherwise");
+    free(s1);
+    free(s2);
+    free(v1);
+    free(b);
+    jv_free(err);
+    cv_tab_model_free(m);
+    cv_tab_model_free(m1);
+    free_fixture(&f);
+}
+
+/* The linear model: contributions coef * (x - mean) per feature plus the bias
+ * give the margin; it learns the fixture (whose label is linear in its
+ * features); saved and loaded it predicts bit-for-bit the same and saves to
+ * the same bytes; an altered value is refused. */
+Test(tabular, linear_model_explains_saves_and_loads)
+{
+    struct fixture f;
+    load_fixture(&f, 400);
+    struct cv_tab_model *m = train_algo(&f, 42, CV_TAB_ALGO_LINEAR), *m2 = NULL;
+    cr_assert_eq(cv_tab_model_algo(m), CV_TAB_ALGO_LINEAR);
+    cr_assert_eq(cv_tab_model_rounds(m), 0);
+    int n = f.t.n, F = f.s.n;
+    double *score = malloc(sizeof *score * (size_t)n), *margin = malloc(sizeof *margin * (size_t)n);
+    double *c = malloc(sizeof *c * (size_t)n * (size_t)(F + 1));
+    double *s2 = malloc(sizeof *s2 * (size_t)n), *c2 = malloc(sizeof *c2 * (size_t)n * (size_t)(F + 1));
+    jv err = jv_invalid();
+    cr_assert_eq(cv_tab_model_predict(m, f.x, n, score, margin, c, &err), 0, "%s", errmsg(err));
+    int correct = 0;
+    double mean_income_contrib = 0;
+    for (int i = 0; i < n; i++) {
+        double sum = 0;
+        for (int j = 0; j <= F; j++)
+            sum += c[(size_t)i * (F + 1) + j];
+        cr_assert_float_eq(sum, margin[i], 1e-9, "row %d: contributions %g, margin %g", i, sum, margin[i]);
+        cr_assert_float_eq(score[i], 1 / (1 + exp(-margin[i])), 1e-12);
+        correct += (score[i] >= 0.5) == f.y[i];
+        mean_income_contrib += c[(size_t)i * (F + 1) + 0];
+    }
+    cr_assert_gt(correct, n * 8 / 10, "training accuracy %d/%d", correct, n);
+    /* coef * (x - mean): the contributions of a numeric feature average to 0 */
+    cr_assert_float_eq(mean_income_contrib / n, 0, 1e-9);
+    /* higher income, higher score (the fixture's label grows with income) */
+    float lo[8], hi[8];
+    memcpy(lo, f.x, sizeof *lo * (size_t)f.s.ncols);
+    memcpy(hi, f.x, sizeof *hi * (size_t)f.s.ncols);
+    lo[0] = 10;
+    hi[0] = 90;
+    double slo, shi;
+    cr_assert_eq(cv_tab_model_predict(m, lo, 1, &slo, NULL, NULL, &err), 0);
+    cr_assert_eq(cv_tab_model_predict(m, hi, 1, &shi, NULL, NULL, &err), 0);
+    cr_assert_gt(shi, slo);
+
+    unsigned char *b = NULL, *b2 = NULL;
+    size_t len = 0, len2 = 0;
+    cr_assert_eq(cv_tab_model_save(m, &b, &len), 0);
+    cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), 0, "%s", errmsg(err));
+    cr_assert_eq(cv_tab_model_algo(m2), CV_TAB_ALGO_LINEAR);
+    cr_assert_eq(cv_tab_model_predict(m2, f.x, n, s2, NULL, c2, &err), 0);
+    cr_assert(!memcmp(score, s2, sizeof *s2 * (size_t)n), "scores differ after loading");
+    cr_assert(!memcmp(c, c2, sizeof *c2 * (size_t)n * (size_t)(F + 1)), "contributions differ after loading");
+    cr_assert_eq(cv_tab_model_save(m2, &b2, &len2), 0);
+    cr_assert(len2 == len && !memcmp(b, b2, len), "saving a loaded model gives other bytes");
+    cv_tab_model_free(m2);
+    m2 = NULL;
+    /* a scale of 0 (bytes of the first column's scale zeroed): refused */
+    size_t ncols = (size_t)f.s.ncols, scale0 = len - 8 - 8 - ncols * 32 + 8;
+    memset(b + scale0, 0, 8);
+    fix_checksum(b, len);
+    cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), CV_EINVAL);
+    cr_assert(strstr(errmsg(err), "not a finite number"), "%s", errmsg(err));
+    /* a truncated linear block */
+    fix_checksum(b, len - 8);
+    cr_assert_eq(cv_tab_model_load(b, len - 8, &m2, &err), CV_EINVAL);
+    cr_assert_null(m2);
+    jv out = jv_invalid();
+    /* the score output explains with the same contributions */
+    jv row = jv_parse("{\"income\": 80, \"age\": 30, \"color\": \"red\"}");
+    cr_assert_eq(cv_tab_model_score(m, row, 0, &out, NULL, &err), 0, "%s", errmsg(err));
+    jv ex = jv_object_get(jv_copy(out), jv_string("explanation"));
+    cr_assert_eq(jv_array_length(jv_copy(ex)), F);
+    jv first = jv_array_get(ex, 0);
+    jv feat = jv_object_get(first, jv_string("feature"));
+    cr_assert_str_eq(jv_string_value(feat), "income", "income dominates: %s", jv_string_value(feat));
+    jv_free(feat);
+    jv_free(out);
+    free(b);
+    free(b2);
+    free(score);
+    free(margin);
+    free(c);
+    free(s2);
+    free(c2);
+    jv_free(err);
+    cv_tab_model_free(m);
+    free_fixture(&f);
+}
+
+/* auto cross-validates both algorithms on the training rows, keeps the
+ * better (both AUCs reported, the choice consistent with them), and is
+ * deterministic; too few rows of a class to cross-validate: XGBoost. */
+Test(tabular, auto_chooses_by_cross_validated_auc)
+{
+    struct fixture f;
+    load_fixture(&f, 300);
+    struct cv_tab_model *a = train_algo(&f, 9, CV_TAB_ALGO_AUTO), *b = train_algo(&f, 9, CV_TAB_ALGO_AUTO);
+    double auc[2];
+    cv_tab_model_cv_auc(a, auc);
+    cr_assert(auc[0] > 0.5 && auc[0] <= 1 && auc[1] > 0.5 && auc[1] <= 1, "cv AUCs %g %g", auc[0], auc[1]);
+    cr_assert_eq(cv_tab_model_algo(a), auc[1] >= auc[0] ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST);
+    unsigned char *ba, *bb;
+    size_t la, lb;
+    cr_assert_eq(cv_tab_model_save(a, &ba, &la), 0);
+    cr_assert_eq(cv_tab_model_save(b, &bb, &lb), 0);
+    cr_assert(la == lb && !memcmp(ba, bb, la), "auto is not deterministic");
+    jv pj = cv_tab_model_params_json(a);
+    jv cvj = jv_object_get(jv_copy(pj), jv_string("cvAuc"));
+    cr_assert_eq(jv_get_kind(cvj), JV_KIND_OBJECT);
+    jv_free(cvj);
+    jv_free(pj);
+    /* the AUCs and the choice survive the file */
+    struct cv_tab_model *c = NULL;
+    jv err = jv_invalid();
+    cr_assert_eq(cv_tab_model_load(ba, la, &c, &err), 0, "%s", errmsg(err));
+    double auc2[2];
+    cv_tab_model_cv_auc(c, auc2);
+    cr_assert(auc2[0] == auc[0] && auc2[1] == auc[1] && cv_tab_model_algo(c) == cv_tab_model_algo(a));
+    free(ba);
+    free(bb);
+    cv_tab_model_free(a);
+    cv_tab_model_free(b);
+    cv_tab_model_free(c);
+    free_fixture(&f);
+
+    /* one row of a class: nothing to cross-validate with */
+    struct cv_table t;
+    memset(&t, 0, sizeof t);
+    cr_assert_eq(cv_table_read(write_file("few.csv", "x,y\n1,a\n2,a\n3,b\n4,a\n"), &t, &err), 0, "%s", errmsg(err));
+    struct cv_tab_schema s;
+    char *names[2] = {NULL, NULL};
+    int y[4];
+    cr_assert_eq(cv_tab_labels(&t, "few.csv", NULL, 0, "y", NULL, names, y, &err), 0);
+    cr_assert_eq(cv_tab_schema_infer(&t, NULL, 0, "y", jv_null(), &s, &err), 0);
+    float x[4] = {1, 2, 3, 4};
+    struct cv_tab_params p;
+    cv_tab_params_init(&p);
+    p.rounds = 5;
+    cr_assert_eq(cv_tab_model_train(&p, &s, (const char *const *)names, x, y, 4, NULL, NULL, &c, &err), 0, "%s",
+                 errmsg(err));
+    cr_assert_eq(cv_tab_model_algo(c), CV_TAB_ALGO_XGBOOST);
+    cv_tab_model_free(c);
+    cv_tab_schema_cleanup(&s);
+    free(names[0]);
+    free(names[1]);
+    cv_table_cleanup(&t);
+    jv_free(err);
 }
