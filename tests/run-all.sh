@@ -128,6 +128,8 @@ for B in $BUILDS; do
     run_suite "tabular-cli[$B]" env BUILD="$B" tests/ml/test_tabular_cli.sh
     # `call: classify` in workflows run with `conveyor run --db`, the model trained in the test
     run_suite "catalog[$B]" env BUILD="$B" tests/ml/test_catalog.sh
+    # the model registry over HTTP and `conveyor model ... --server`: canary, shadow, metrics
+    run_suite "registry[$B]" env BUILD="$B" tests/ml/test_registry.sh
     # review tasks over the API and the CLI (docs/tasks.md), then the reviewer's
     # web inbox in headless Chromium (skipped, and said so, without Chromium)
     run_suite "tasks[$B]" env BUILD="$B" tests/server/test_tasks.sh

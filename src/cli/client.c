@@ -7,6 +7,7 @@
  * "conveyor CMD: TITLE: DETAIL" with their `errors` one per line.
  */
 #include "cli/client.h"
+#include "common/base64.h"
 #include "common/util.h"
 #include "conveyor.h"
 
@@ -84,12 +85,12 @@ struct client {
 /*
  * One request. `path` is appended to the server URL; `body` (borrowed,
  * may be NULL) is sent with `ctype`; `extra` is one more header or NULL.
- * *status = the HTTP status; *resp = the body parsed as JSON (or a string
- * when it is not JSON). Returns 0, or 1 after printing why the server
- * could not be reached.
+ * *status = the HTTP status; *raw = the body as received (raw->p malloc'd,
+ * NUL-terminated, caller frees; NULL when empty). Returns 0, or 1 after
+ * printing why the server could not be reached.
  */
-static int request(struct client *c, const char *method, const char *path, const char *body, size_t len,
-                   const char *ctype, const char *extra, long timeout_s, long *status, jv *resp)
+static int request_raw(struct client *c, const char *method, const char *path, const char *body, size_t len,
+                       const char *ctype, const char *extra, long timeout_s, long *status, struct buf *raw)
 {
     CURL *h = curl_easy_init();
     if (!h) {
@@ -140,12 +141,8 @@ static int request(struct client *c, const char *method, const char *path, const
         rc = 1;
     } else {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-        jv v = b.p ? jv_parse_sized(b.p, (int)b.len) : jv_null();
-        if (!jv_is_valid(v)) {
-            jv_free(v);
-            v = jv_string(b.p ? b.p : "");
-        }
-        *resp = v;
+        *raw = b;
+        b.p = NULL;
     }
     free(b.p);
     free(url);
@@ -154,15 +151,35 @@ static int request(struct client *c, const char *method, const char *path, const
     return rc;
 }
 
-/* Prints a problem (or any failed response) on stderr; returns 1. resp consumed. */
-static int report_failure(struct client *c, long status, jv resp)
+/* The same, with *resp = the body parsed as JSON (or a string when it is
+ * not JSON). */
+static int request(struct client *c, const char *method, const char *path, const char *body, size_t len,
+                   const char *ctype, const char *extra, long timeout_s, long *status, jv *resp)
 {
+    struct buf b = {0};
+    if (request_raw(c, method, path, body, len, ctype, extra, timeout_s, status, &b))
+        return 1;
+    jv v = b.p ? jv_parse_sized(b.p, (int)b.len) : jv_null();
+    if (!jv_is_valid(v)) {
+        jv_free(v);
+        v = jv_string(b.p ? b.p : "");
+    }
+    *resp = v;
+    free(b.p);
+    return 0;
+}
+
+/* A problem (or any failed response; resp consumed) as the text printed
+ * after "conveyor CMD: ": "STATUS TITLE: DETAIL", its `errors` one per
+ * line below. */
+static jv failure_text(long status, jv resp)
+{
+    jv t;
     if (jv_get_kind(resp) == JV_KIND_OBJECT) {
         jv title = jv_object_get(jv_copy(resp), jv_string("title"));
         jv detail = jv_object_get(jv_copy(resp), jv_string("detail"));
-        fprintf(stderr, "conveyor %s: %ld %s: %s\n", c->cmd, status,
-                jv_get_kind(title) == JV_KIND_STRING ? jv_string_value(title) : "error",
-                jv_get_kind(detail) == JV_KIND_STRING ? jv_string_value(detail) : "");
+        t = jv_string_fmt("%ld %s: %s", status, jv_get_kind(title) == JV_KIND_STRING ? jv_string_value(title) : "error",
+                          jv_get_kind(detail) == JV_KIND_STRING ? jv_string_value(detail) : "");
         jv_free(title);
         jv_free(detail);
         jv errors = jv_object_get(jv_copy(resp), jv_string("errors"));
@@ -173,20 +190,29 @@ static int report_failure(struct client *c, long status, jv resp)
                 jv f = jv_get_kind(e) == JV_KIND_OBJECT ? jv_object_get(jv_copy(e), jv_string("field")) : jv_invalid();
                 jv m = jv_get_kind(e) == JV_KIND_OBJECT ? jv_object_get(e, jv_string("message")) : e;
                 if (jv_get_kind(m) == JV_KIND_STRING && jv_get_kind(f) == JV_KIND_STRING && *jv_string_value(f))
-                    fprintf(stderr, "  %s: %s\n", jv_string_value(f), jv_string_value(m));
+                    t = jv_string_concat(t, jv_string_fmt("\n  %s: %s", jv_string_value(f), jv_string_value(m)));
                 else if (jv_get_kind(m) == JV_KIND_STRING)
-                    fprintf(stderr, "  %s\n", jv_string_value(m));
+                    t = jv_string_concat(t, jv_string_fmt("\n  %s", jv_string_value(m)));
                 jv_free(f);
                 jv_free(m);
             }
         }
         jv_free(errors);
     } else if (jv_get_kind(resp) == JV_KIND_STRING) {
-        fprintf(stderr, "conveyor %s: HTTP %ld: %.300s\n", c->cmd, status, jv_string_value(resp));
+        t = jv_string_fmt("HTTP %ld: %.300s", status, jv_string_value(resp));
     } else {
-        fprintf(stderr, "conveyor %s: HTTP %ld\n", c->cmd, status);
+        t = jv_string_fmt("HTTP %ld", status);
     }
     jv_free(resp);
+    return t;
+}
+
+/* Prints a problem (or any failed response) on stderr; returns 1. resp consumed. */
+static int report_failure(struct client *c, long status, jv resp)
+{
+    jv t = failure_text(status, resp);
+    fprintf(stderr, "conveyor %s: %s\n", c->cmd, jv_string_value(t));
+    jv_free(t);
     return 1;
 }
 
@@ -1055,6 +1081,162 @@ static int tasks_main(struct client *c, int argc, char **argv)
     free(eid);
     curl_global_cleanup();
     fflush(stdout);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * The model registry (`conveyor model ... --server URL`, model.c)
+ * ---------------------------------------------------------------------- */
+
+/* One JSON request for the registry: 0 with *out when the status is `want`
+ * (or 200/201 when want is 0), else CV_EFAULT with *err = the reason (the
+ * server's problem, or that it could not be reached). body borrowed. */
+static int registry_call(const char *server, const char *method, const char *path, jv body, jv *out, jv *err)
+{
+    struct client c = {.cmd = "model", .server = server};
+    jv text = jv_is_valid(body) ? jv_dump_string(jv_copy(body), 0) : jv_invalid();
+    long st = 0;
+    jv resp = jv_invalid();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = request(&c, method, path, jv_is_valid(text) ? jv_string_value(text) : NULL,
+                     jv_is_valid(text) ? (size_t)jv_string_length_bytes(jv_copy(text)) : 0,
+                     jv_is_valid(text) ? "application/json" : NULL, NULL, REQUEST_TIMEOUT_S, &st, &resp);
+    curl_global_cleanup();
+    jv_free(text);
+    if (rc) { /* request() said why on stderr */
+        *err = jv_string_fmt("the server %s could not be reached", server);
+        return CV_EIO;
+    }
+    if (st != 200 && st != 201) {
+        *err = failure_text(st, resp);
+        return st == 404 ? CV_ENOTFOUND : st == 409 ? CV_ECONFLICT : CV_EFAULT;
+    }
+    *out = resp;
+    return 0;
+}
+
+/* "/v1/models/NAME[/versions/V]" + tail into buf (NAME escaped). */
+static const char *model_path(char *buf, size_t n, const char *name, int64_t version, const char *tail)
+{
+    char *e = escape(name);
+    if (version > 0)
+        snprintf(buf, n, "/v1/models/%s/versions/%lld%s", e ? e : "", (long long)version, tail);
+    else
+        snprintf(buf, n, "/v1/models/%s%s", e ? e : "", tail);
+    free(e);
+    return buf;
+}
+
+int cv__client_model_get(const char *server, const char *name, int64_t version, jv *card, void **bytes, size_t *len,
+                         jv *err)
+{
+    char path[1024];
+    jv c = jv_invalid();
+    int rc = registry_call(server, "GET", model_path(path, sizeof path, name, version, ""), jv_invalid(), &c, err);
+    if (rc || !bytes) {
+        if (!rc)
+            *card = c;
+        return rc;
+    }
+    /* the file of exactly the version the card names (a bare NAME may move meanwhile) */
+    jv v = jv_object_get(jv_copy(c), jv_string("version"));
+    int64_t got = jv_get_kind(v) == JV_KIND_NUMBER ? (int64_t)jv_number_value(v) : 0;
+    jv_free(v);
+    struct client cl = {.cmd = "model", .server = server};
+    struct buf b = {0};
+    long st = 0;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = request_raw(&cl, "GET", model_path(path, sizeof path, name, got, "/file"), NULL, 0, NULL, NULL,
+                     REQUEST_TIMEOUT_S, &st, &b);
+    curl_global_cleanup();
+    if (rc) {
+        jv_free(c);
+        *err = jv_string_fmt("the server %s could not be reached", server);
+        return CV_EIO;
+    }
+    if (st != 200) {
+        jv resp = b.p ? jv_parse_sized(b.p, (int)b.len) : jv_null();
+        free(b.p);
+        jv_free(c);
+        *err = failure_text(st, jv_is_valid(resp) ? resp : (jv_free(resp), jv_null()));
+        return st == 404 ? CV_ENOTFOUND : CV_EFAULT;
+    }
+    *card = c;
+    *bytes = b.p ? (void *)b.p : malloc(1);
+    *len = b.len;
+    if (!*bytes) {
+        jv_free(*card);
+        *card = jv_invalid();
+        *err = jv_string("out of memory");
+        return CV_ENOMEM;
+    }
+    return 0;
+}
+
+int cv__client_model_list(const char *server, jv *out, jv *err)
+{
+    jv r = jv_invalid();
+    int rc = registry_call(server, "GET", "/v1/models", jv_invalid(), &r, err);
+    if (rc)
+        return rc;
+    *out = jv_object_get(r, jv_string("items"));
+    if (jv_get_kind(*out) != JV_KIND_ARRAY) {
+        jv_free(*out);
+        *out = jv_invalid();
+        *err = jv_string("the server's model list has no items");
+        return CV_EFAULT;
+    }
+    return 0;
+}
+
+int cv__client_model_put(const char *server, const char *name, const char *kind, jv card, const void *bytes,
+                         size_t len, int64_t *version, jv *err)
+{
+    char *b64 = cv__base64_encode(bytes, len);
+    if (!b64) {
+        jv_free(card);
+        *err = jv_string("out of memory");
+        return CV_ENOMEM;
+    }
+    jv body = JV_OBJECT(jv_string("kind"), jv_string(kind), jv_string("card"), card, jv_string("file"),
+                        jv_string(b64));
+    free(b64);
+    char path[1024];
+    jv r = jv_invalid();
+    int rc = registry_call(server, "POST", model_path(path, sizeof path, name, 0, "/versions"), body, &r, err);
+    jv_free(body);
+    if (rc)
+        return rc;
+    jv v = jv_object_get(r, jv_string("version"));
+    *version = jv_get_kind(v) == JV_KIND_NUMBER ? (int64_t)jv_number_value(v) : 0;
+    jv_free(v);
+    return 0;
+}
+
+int cv__client_model_status(const char *server, const char *name, int64_t version, const char *action, jv *err)
+{
+    char path[1024], tail[32];
+    snprintf(tail, sizeof tail, "/%s", action);
+    jv r = jv_invalid(), body = jv_object();
+    int rc = registry_call(server, "POST", model_path(path, sizeof path, name, version, tail), body, &r, err);
+    jv_free(body);
+    jv_free(r);
+    return rc;
+}
+
+int cv__client_model_route(const char *server, const char *name, const char *which, int64_t version, double share,
+                           jv *out, jv *err)
+{
+    char path[1024], tail[32];
+    snprintf(tail, sizeof tail, "/%s", which);
+    model_path(path, sizeof path, name, 0, tail);
+    if (!version)
+        return registry_call(server, "DELETE", path, jv_invalid(), out, err);
+    jv body = JV_OBJECT(jv_string("version"), jv_number((double)version));
+    if (!strcmp(which, "canary"))
+        body = jv_object_set(body, jv_string("share"), jv_number(share));
+    int rc = registry_call(server, "PUT", path, body, out, err);
+    jv_free(body);
     return rc;
 }
 

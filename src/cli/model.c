@@ -10,6 +10,13 @@
  *   conveyor model list [--json] --db FILE
  *   conveyor model get NAME[@VERSION] --db FILE
  *   conveyor model approve|promote|retire NAME@VERSION --db FILE
+ *   conveyor model canary NAME@VERSION --share X | NAME --clear --db FILE
+ *   conveyor model shadow NAME@VERSION | NAME --clear --db FILE
+ *
+ * Every form takes --server URL instead of --db FILE: the registry of
+ * `conveyor serve` (client.c's requests). train then trains here and
+ * uploads; eval and predict download the model and run here; the others
+ * ask the server. The output is the same either way.
  *
  * Scripts depend on these forms: `train` prints NAME@VERSION as the last
  * word of its output, `eval --json` one object with accuracy and macro_f1,
@@ -20,6 +27,8 @@
  * Only the store interface (store.h) and the ml module are used: no SQL here.
  */
 #include "cli/model.h"
+
+#include "cli/client.h"
 
 #include "conveyor.h"
 #include "ml/ml.h"
@@ -36,7 +45,7 @@
 #include <unistd.h>
 
 static const char usage_model[] =
-    "usage: conveyor model <command> [options] --db FILE\n"
+    "usage: conveyor model <command> [options] --db FILE | --server URL\n"
     "\n"
     "Trains, evaluates and runs the text classifiers and tabular scorers a store keeps\n"
     "(docs/models.md).\n"
@@ -74,10 +83,19 @@ static const char usage_model[] =
     "  promote NAME@VERSION   approved -> production; the previous production version\n"
     "                         goes back to approved\n"
     "  retire NAME@VERSION    -> retired, for good\n"
+    "  canary NAME@VERSION --share X\n"
+    "                         instances that name NAME get this approved version with\n"
+    "                         probability X (0 to 1; by instance id: always the same one)\n"
+    "  canary NAME --clear    no canary\n"
+    "  shadow NAME@VERSION    this version also predicts on every input of NAME; its\n"
+    "                         predictions go to the instances' history, never their output\n"
+    "  shadow NAME --clear    no shadow\n"
     "\n"
     "NAME without @VERSION means the production version, else the newest version\n"
     "that is not retired. --text defaults to \"text\". --db FILE is a local store\n"
-    "(SQLite file). Exit status: 0 done, 1 bad data or unknown model, 2 usage error.\n";
+    "(SQLite file); --server URL the registry of `conveyor serve` (train uploads, eval\n"
+    "and predict download the model and run here). Exit status: 0 done, 1 bad data or\n"
+    "unknown model, 2 usage error.\n";
 
 struct opts {
     const char *db, *data, *label, *text, *name, *kind, *ref;
@@ -87,6 +105,9 @@ struct opts {
     int all, json, holdout_set, seed_set, top, tab_set, c_set;
     struct cv_text_params params;
     struct cv_tab_params tab;
+    const char *server; /* --server URL: the registry of a server instead of --db */
+    double share;       /* canary --share */
+    int share_set, clear;
 };
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
@@ -112,6 +133,8 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
         const char **str = NULL;
         if (!strcmp(a, "--db"))
             str = &o->db;
+        else if (!strcmp(a, "--server"))
+            str = &o->server;
         else if (!strcmp(a, "--data"))
             str = &o->data;
         else if (!strcmp(a, "--label"))
@@ -136,6 +159,17 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
         }
         if (!strcmp(a, "--all")) {
             o->all = 1;
+        } else if (!strcmp(a, "--clear")) {
+            o->clear = 1;
+        } else if (!strcmp(a, "--share")) {
+            if (i + 1 >= argc)
+                return usage_error(cmd, "%s needs a value", a);
+            const char *v = argv[++i];
+            char *end = NULL;
+            o->share = strtod(v, &end);
+            o->share_set = 1;
+            if (!*v || *end || !(o->share >= 0 && o->share <= 1))
+                return usage_error(cmd, "--share needs a number from 0 to 1 (got %s)", v);
         } else if (!strcmp(a, "--json")) {
             o->json = 1;
         } else if (!strcmp(a, "--depth") || !strcmp(a, "--eta") || !strcmp(a, "--rounds") ||
@@ -226,8 +260,12 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
             return usage_error(cmd, "unexpected argument %s", a);
         }
     }
-    if (!o->db)
-        return usage_error(cmd, "--db FILE is required (the store that keeps the models)%s", NULL);
+    if (!o->db && !o->server)
+        return usage_error(cmd, "--db FILE or --server URL is required (the store that keeps the models, or the "
+                                "server whose store does)%s",
+                           NULL);
+    if (o->db && o->server)
+        return usage_error(cmd, "--db FILE and --server URL exclude each other: name one registry%s", NULL);
     return 0;
 }
 
@@ -241,6 +279,35 @@ static int open_store(const char *db, cv_store **s)
         return 1;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The registry: a local store (--db) or a server's (--server)               */
+/* ------------------------------------------------------------------------ */
+
+/* Opens --db (nothing to open for --server). Returns 0, or 1 after a message. */
+static int open_registry(const struct opts *o, cv_store **s)
+{
+    return o->server ? 0 : open_store(o->db, s);
+}
+
+/* cv_store_get_model, from the store or the server (which downloads the
+ * file when bytes is not NULL). */
+static int reg_get(const struct opts *o, cv_store *s, const char *name, int64_t version, jv *card, void **bytes,
+                   size_t *len, jv *err)
+{
+    if (o->server)
+        return cv__client_model_get(o->server, name, version, card, bytes, len, err);
+    return cv_store_get_model(s, name, version, card, bytes, len, err);
+}
+
+/* cv_store_put_model, to the store or uploaded to the server (card consumed). */
+static int reg_put(const struct opts *o, cv_store *s, const char *name, const char *kind, jv card, const void *bytes,
+                   size_t len, int64_t *version, jv *err)
+{
+    if (o->server)
+        return cv__client_model_put(o->server, name, kind, card, bytes, len, version, err);
+    return cv_store_put_model(s, name, kind, card, bytes, len, version, err);
 }
 
 /* Prints *err (consumed) after a prefix. */
@@ -298,15 +365,15 @@ static int parse_ref(const char *cmd, const char *ref, char *name, size_t n, int
 /* Loads a model from the store: a text model into *m, or a tabular one into
  * *tm (the other left NULL). Returns 0 with the model and *card, or 1 after a
  * message. */
-static int load_model(cv_store *s, const char *cmd, const char *name, int64_t version, struct cv_text_model **m,
-                      struct cv_tab_model **tm, jv *card)
+static int load_model(const struct opts *o, cv_store *s, const char *cmd, const char *name, int64_t version,
+                      struct cv_text_model **m, struct cv_tab_model **tm, jv *card)
 {
     jv err = jv_invalid();
     void *bytes = NULL;
     size_t len = 0;
     *m = NULL;
     *tm = NULL;
-    int rc = cv_store_get_model(s, name, version, card, &bytes, &len, &err);
+    int rc = reg_get(o, s, name, version, card, &bytes, &len, &err);
     if (rc) {
         print_err(cmd, err);
         return 1;
@@ -591,7 +658,7 @@ static int train_tabular(struct opts *o)
     memset(&t, 0, sizeof t);
     if (o->schema && read_schema(o->schema, &declared))
         goto out;
-    if (open_store(o->db, &s))
+    if (open_registry(o, &s))
         goto out;
     if (cv_table_read(o->data, &t, &err)) {
         print_err("train", err);
@@ -741,7 +808,7 @@ static int train_tabular(struct opts *o)
     card = jv_object_set(card, jv_string("createdBy"), jv_string(who()));
     card = jv_object_set(card, jv_string("conveyor"), jv_string(CV_VERSION));
     int64_t version = 0;
-    if (cv_store_put_model(s, o->name, "tabular", card, bytes, len, &version, &err)) {
+    if (reg_put(o, s, o->name, "tabular", card, bytes, len, &version, &err)) {
         print_err("train", err);
         err = jv_invalid();
         goto out;
@@ -907,7 +974,7 @@ static int cmd_train(int argc, char **argv)
     jv err = jv_invalid(), metrics = jv_null();
     memset(&d, 0, sizeof d);
     rc = 1;
-    if (open_store(o.db, &s))
+    if (open_registry(&o, &s))
         goto out;
     if (cv_dataset_read(o.data, o.text, o.label, &d, &err)) {
         print_err("train", err);
@@ -1014,7 +1081,7 @@ static int cmd_train(int argc, char **argv)
     card = jv_object_set(card, jv_string("createdBy"), jv_string(who()));
     card = jv_object_set(card, jv_string("conveyor"), jv_string(CV_VERSION));
     int64_t version = 0;
-    if (cv_store_put_model(s, o.name, "text", card, bytes, len, &version, &err)) {
+    if (reg_put(&o, s, o.name, "text", card, bytes, len, &version, &err)) {
         print_err("train", err);
         err = jv_invalid();
         goto out;
@@ -1058,7 +1125,7 @@ static int cmd_apply(const char *cmd, int argc, char **argv)
     jv card = jv_invalid(), err = jv_invalid();
     memset(&d, 0, sizeof d);
     rc = 1;
-    if (open_store(o.db, &s) || load_model(s, cmd, name, version, &m, &tm, &card))
+    if (open_registry(&o, &s) || load_model(&o, s, cmd, name, version, &m, &tm, &card))
         goto out;
     jv v = jv_object_get(jv_copy(card), jv_string("version"));
     char ref[300];
@@ -1131,10 +1198,10 @@ static int cmd_list(int argc, char **argv)
     if (o.ref)
         return usage_error("list", "unexpected argument %s", o.ref);
     cv_store *s = NULL;
-    if (open_store(o.db, &s))
+    if (open_registry(&o, &s))
         return 1;
     jv list = jv_invalid(), err = jv_invalid();
-    if (cv_store_list_models(s, &list, &err)) {
+    if (o.server ? cv__client_model_list(o.server, &list, &err) : cv_store_list_models(s, &list, &err)) {
         print_err("list", err);
         cv_store_close(s);
         return 1;
@@ -1181,10 +1248,10 @@ static int cmd_get(int argc, char **argv)
     if ((rc = parse_ref("get", o.ref, name, sizeof name, &version)))
         return rc;
     cv_store *s = NULL;
-    if (open_store(o.db, &s))
+    if (open_registry(&o, &s))
         return 1;
     jv card = jv_invalid(), err = jv_invalid();
-    if (cv_store_get_model(s, name, version, &card, NULL, NULL, &err)) {
+    if (reg_get(&o, s, name, version, &card, NULL, NULL, &err)) {
         print_err("get", err);
         cv_store_close(s);
         return 1;
@@ -1212,15 +1279,77 @@ static int cmd_move(const char *cmd, int argc, char **argv)
                      : !strcmp(cmd, "promote") ? CV_MODEL_PRODUCTION
                                                : CV_MODEL_RETIRED;
     cv_store *s = NULL;
-    if (open_store(o.db, &s))
+    if (open_registry(&o, &s))
         return 1;
     jv err = jv_invalid();
-    if (cv_store_set_model_status(s, name, version, to, &err)) {
+    if (o.server ? cv__client_model_status(o.server, name, version, cmd, &err)
+                 : cv_store_set_model_status(s, name, version, to, &err)) {
         print_err(cmd, err);
         cv_store_close(s);
         return 1;
     }
     printf("%s@%lld %s\n", name, (long long)version, to);
+    cv_store_close(s);
+    return 0;
+}
+
+/* Prints a name's routing ({canary, shadow}, borrowed) on one line:
+ * "NAME: canary NAME@V (share X), shadow NAME@V" ("none" for either). */
+static void print_routing(const char *name, jv r)
+{
+    jv c = jv_object_get(jv_copy(r), jv_string("canary")), sh = jv_object_get(jv_copy(r), jv_string("shadow"));
+    printf("%s: canary ", name);
+    if (jv_get_kind(c) == JV_KIND_OBJECT)
+        printf("%s@%lld (share %g)", name, (long long)num(c, "version"), num(c, "share"));
+    else
+        printf("none");
+    printf(", shadow ");
+    if (jv_get_kind(sh) == JV_KIND_OBJECT)
+        printf("%s@%lld\n", name, (long long)num(sh, "version"));
+    else
+        printf("none\n");
+    jv_free(c);
+    jv_free(sh);
+}
+
+/* canary NAME@VERSION --share X | NAME --clear; shadow NAME@VERSION | NAME --clear */
+static int cmd_route(const char *cmd, int argc, char **argv)
+{
+    struct opts o;
+    int rc = parse(cmd, argc, argv, &o);
+    if (rc)
+        return rc;
+    char name[256];
+    int64_t version;
+    if ((rc = parse_ref(cmd, o.ref, name, sizeof name, &version)))
+        return rc;
+    int canary = !strcmp(cmd, "canary");
+    if (o.clear && version)
+        return usage_error(cmd, "--clear takes NAME, not a version (%s)", o.ref);
+    if (!o.clear && !version)
+        return usage_error(cmd, canary ? "name the version: %s@VERSION --share X (or NAME --clear)"
+                                       : "name the version: %s@VERSION (or NAME --clear)",
+                           o.ref);
+    if (canary && !o.clear && !o.share_set)
+        return usage_error(cmd, "--share X is required: the part of the instances (0 to 1) on %s", o.ref);
+    if ((!canary || o.clear) && o.share_set)
+        return usage_error(cmd, canary ? "--clear takes no --share%s" : "a shadow takes no --share: it sees every "
+                                                                        "input%s",
+                           NULL);
+    cv_store *s = NULL;
+    if (open_registry(&o, &s))
+        return 1;
+    jv out = jv_invalid(), err = jv_invalid();
+    rc = o.server ? cv__client_model_route(o.server, name, cmd, o.clear ? 0 : version, o.share, &out, &err)
+                  : cv_store_set_model_routing(s, name, cmd, o.clear ? 0 : version, o.share, &out, &err);
+    if (rc) {
+        print_err(cmd, err);
+        cv_store_close(s);
+        return 1;
+    }
+    jv_free(err);
+    print_routing(name, out);
+    jv_free(out);
     cv_store_close(s);
     return 0;
 }
@@ -1247,6 +1376,8 @@ int cv__cli_model_main(int argc, char **argv)
         return cmd_get(argc - 1, argv + 1);
     if (!strcmp(cmd, "approve") || !strcmp(cmd, "promote") || !strcmp(cmd, "retire"))
         return cmd_move(cmd, argc - 1, argv + 1);
+    if (!strcmp(cmd, "canary") || !strcmp(cmd, "shadow"))
+        return cmd_route(cmd, argc - 1, argv + 1);
     fprintf(stderr, "conveyor model: unknown command '%s'\n%s", cmd, usage_model);
     return 2;
 }

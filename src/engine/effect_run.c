@@ -58,7 +58,7 @@ static void *effect_thread(void *arg)
         jv fn = jv_object_get(jv_copy(e->args), jv_string("function"));
         jv with = jv_object_get(jv_copy(e->args), jv_string("with"));
         jv note;
-        rc = cv__catalog_call(e->env.models, jv_string_value(fn), with, &out, &note);
+        rc = cv__catalog_call(e->env.models, jv_string_value(fn), e->inst->id, with, &out, &note);
         e->note = note; /* read by the instance once the result is posted */
         jv_free(fn);
         jv_free(with);

@@ -2076,10 +2076,15 @@ static void deliver_effect(struct instance *in, struct effect *e)
         e->out = jv_null();
         fr->phase = P_REMOTE_LOADED;
     } else if (e->rc == 0) {
-        if (jv_is_valid(e->note)) { /* a model's prediction: into the instance's history */
-            in->notes = jv_array_append(in->notes, JV_OBJECT(jv_string("type"), jv_string(CV_PREDICTION_EVENT),
-                                                             jv_string("task"), jv_string(fr->task->ref),
-                                                             jv_string("data"), e->note));
+        if (jv_is_valid(e->note)) { /* a model's prediction (and its shadow's): into the instance's history */
+            jv notes = jv_get_kind(e->note) == JV_KIND_ARRAY ? e->note : JV_ARRAY_1(e->note);
+            jv_array_foreach(notes, i, d)
+            {
+                in->notes = jv_array_append(in->notes, JV_OBJECT(jv_string("type"), jv_string(CV_PREDICTION_EVENT),
+                                                                 jv_string("task"), jv_string(fr->task->ref),
+                                                                 jv_string("data"), d));
+            }
+            jv_free(notes);
             e->note = jv_invalid();
         }
         jv_free(fr->authz);

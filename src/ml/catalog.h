@@ -5,10 +5,20 @@
  * specification's schema. A `use.functions` entry of the same name wins.
  *
  * Models come from the store of the process (the server's, or the --db file
- * of `conveyor run`): `NAME` is its production version (else the newest that
- * is not retired), `NAME@VERSION` that version unless it is retired. Loaded
- * models are cached per runtime (they are only read: many threads predict
- * with one).
+ * of `conveyor run`): `NAME@VERSION` is that version unless it is retired;
+ * `NAME` is the name's canary version for the instances that fall in the
+ * canary's share (a hash of the instance id and the name: one instance
+ * always gets the same version), else its production version (else the
+ * newest that is not retired), and the name's shadow version, if any, also
+ * predicts on the same input: its prediction goes to the history, never to
+ * the output (docs/models.md, "Canary and shadow").
+ *
+ * What a reference resolves to is cached per runtime, so that a prediction
+ * does not read the store: the cache is dropped when the registry changes
+ * through this process's store handle (at once) or through another process
+ * (seen by reading the store's registry generation at most once a second).
+ * Loaded models are kept per runtime (they are only read: many threads
+ * predict with one), with their metrics (atomic counters).
  */
 #ifndef CV_ML_CATALOG_H
 #define CV_ML_CATALOG_H
@@ -38,7 +48,11 @@ void cv__models_free(struct cv_models *m);
  * for an empty text. `m` may be NULL (no store). On success *note (else
  * invalid) is what the instance's history keeps of the prediction:
  * {function, model: "name@version", inputDigest (SHA-256 of the arguments as
- * sorted JSON), output (label and confidence, or score and label), latencyMs}.
+ * sorted JSON), output (label and confidence, or score and label), latencyMs};
+ * with a shadow, an array of two: that, then the shadow's {function, model,
+ * shadow: true, inputDigest, output, latencyMs} (or {..., error} when the
+ * shadow failed: a shadow never fails the call). `instance` (may be NULL:
+ * no canary) is the calling instance's id.
  *   classify: {model, text} -> {label, confidence, scores: {label: p}, model: "name@version"}
  *   extract: {fields: [...] | an extractor definition, text} -> {fields, missing, confidence}
  *          (src/ml/extract.h, docs/extract.md; no model: it needs no store)
@@ -46,6 +60,26 @@ void cv__models_free(struct cv_models *m);
  *          contribution}...] (the `top` largest, default 5), bias, model: "name@version"};
  *          a feature of the wrong type is a validation error (400)
  */
-int cv__catalog_call(struct cv_models *m, const char *fn, jv args, jv *out, jv *note);
+int cv__catalog_call(struct cv_models *m, const char *fn, const char *instance, jv args, jv *out, jv *note);
+
+/* Where instance `instance` falls in [0, 1) for model `name` (the canary
+ * takes the instances below its share). Stable: a hash, no state. */
+double cv__model_instance_point(const char *name, const char *instance);
+
+/* How many resolutions read the store since m was made (tests, bench). */
+long long cv__models_store_reads(struct cv_models *m);
+
+/* The model metrics as Prometheus text (malloc'd, caller frees; NULL on out
+ * of memory; m may be NULL: HELP and TYPE lines only):
+ * conveyor_model_predictions_total{model,version,label} (the first 32
+ * labels of a model by name, the rest as label="other"), the histograms
+ * conveyor_model_confidence{model,version} and
+ * conveyor_model_inference_seconds{model,version}; series for the first 64
+ * model versions loaded. */
+char *cv__models_metrics(struct cv_models *m);
+#define CV_MODEL_CONF_BUCKETS 8
+#define CV_MODEL_LAT_BUCKETS 11
+extern const double cv__model_confidence_buckets[CV_MODEL_CONF_BUCKETS];
+extern const double cv__model_latency_buckets_s[CV_MODEL_LAT_BUCKETS];
 
 #endif

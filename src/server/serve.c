@@ -536,6 +536,7 @@ int cv__serve_main(int argc, char **argv)
     jv_free(err);
     s.so.host = s.host;
     s.so.port = s.port;
+    s.so.runtime = s.rt; /* the model metrics of its default catalog */
     int bound = 0;
     err = jv_invalid();
     r = cv__server_start(e, &s.so, &srv, &bound, &err);

@@ -15,6 +15,10 @@
 #include "engine/engine_int.h"
 #include "common/util.h"
 #include "server/web.h"
+#include "common/base64.h"
+#include "ml/catalog.h"
+#include "ml/ml.h"
+#include "ml/tabular.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -57,6 +61,13 @@ enum route {
     R_TASK,
     R_TASK_ACTION,
     R_INBOX,
+    R_MODELS,
+    R_MODEL,
+    R_MODEL_VERSIONS,
+    R_MODEL_VERSION,
+    R_MODEL_FILE,
+    R_MODEL_ACTION,
+    R_MODEL_ROUTING,
     R_UNKNOWN,
     R_COUNT
 };
@@ -78,6 +89,13 @@ static const char *const route_names[R_COUNT] = {
     "/v1/tasks/{id}",
     "/v1/tasks/{id}/{action}",
     "/inbox/",
+    "/v1/models",
+    "/v1/models/{name}",
+    "/v1/models/{name}/versions",
+    "/v1/models/{name}/versions/{version}",
+    "/v1/models/{name}/file",
+    "/v1/models/{name}/versions/{version}/{action}",
+    "/v1/models/{name}/{routing|canary|shadow}",
     "unknown",
 };
 
@@ -91,6 +109,7 @@ struct code_count {
 struct cv_server {
     struct MHD_Daemon *d;
     struct cv_engine *e;
+    cv_runtime *rt; /* the model metrics (cv_server_options.runtime); may be NULL */
     int max_inflight, max_waiters;
     atomic_int inflight;
     atomic_int waiters;
@@ -671,6 +690,13 @@ static enum MHD_Result get_metrics(struct call *k)
         if (tm) {
             EMIT("%s", tm);
             free(tm);
+        }
+    }
+    {
+        char *mm = cv__models_metrics(k->s->rt ? k->s->rt->models : NULL);
+        if (mm) {
+            EMIT("%s", mm);
+            free(mm);
         }
     }
     EMIT("# HELP conveyor_http_requests_in_flight Requests being handled.\n"
@@ -1374,6 +1400,330 @@ static enum MHD_Result method_not_allowed(struct call *k, const char *allow)
     return send_problem_ex(k, 405, NULL, NULL, detail, jv_invalid(), 0, allow);
 }
 
+/* ------------------------------------------------------------------------
+ * Models: the registry (docs/api.md, "Models"; docs/models.md)
+ * ---------------------------------------------------------------------- */
+
+/* One store operation on the model registry, run under the engine's store
+ * lock. A change made here reaches the default catalog's cache at once
+ * (cv_store_model_changes). */
+struct model_op {
+    int what; /* MOP_* */
+    const char *name, *kind, *status, *which;
+    int64_t version;
+    double share;
+    jv card; /* MOP_PUT: consumed */
+    const void *bytes;
+    size_t len;
+    jv out, err;
+    void *file; /* MOP_FILE: malloc'd */
+    size_t file_len;
+};
+
+enum { MOP_LIST, MOP_GET, MOP_FILE, MOP_PUT, MOP_STATUS, MOP_ROUTING, MOP_ROUTE };
+
+static int model_op_run(cv_store *st, void *ctx)
+{
+    struct model_op *o = ctx;
+    int rc;
+    switch (o->what) {
+    case MOP_LIST: return cv_store_list_models(st, &o->out, &o->err);
+    case MOP_GET: return cv_store_get_model(st, o->name, o->version, &o->out, NULL, NULL, &o->err);
+    case MOP_FILE: return cv_store_get_model(st, o->name, o->version, &o->out, &o->file, &o->file_len, &o->err);
+    case MOP_PUT:
+        rc = cv_store_put_model(st, o->name, o->kind, o->card, o->bytes, o->len, &o->version, &o->err);
+        o->card = jv_invalid();
+        return rc ? rc : cv_store_get_model(st, o->name, o->version, &o->out, NULL, NULL, &o->err);
+    case MOP_STATUS:
+        rc = cv_store_set_model_status(st, o->name, o->version, o->status, &o->err);
+        return rc ? rc : cv_store_get_model(st, o->name, o->version, &o->out, NULL, NULL, &o->err);
+    case MOP_ROUTING: return cv_store_get_model_routing(st, o->name, &o->out, &o->err);
+    case MOP_ROUTE:
+        return cv_store_set_model_routing(st, o->name, o->which, o->version, o->share, &o->out, &o->err);
+    }
+    return CV_EINVAL;
+}
+
+static int model_op(struct call *k, struct model_op *o)
+{
+    o->out = jv_invalid();
+    o->err = jv_invalid();
+    int rc = cv__engine_with_store(k->s->e, model_op_run, o, 0);
+    jv_free(o->card);
+    o->card = jv_invalid();
+    return rc;
+}
+
+/* A registry answer as a problem; err consumed. */
+static enum MHD_Result send_model_error(struct call *k, int rc, jv err, const char *what)
+{
+    return send_engine_error(k, rc, err, what);
+}
+
+/* The routing of model `name` (consumed) as the API shows it. */
+static jv public_routing(const char *name, jv routing)
+{
+    return jv_object_set(routing, jv_string("name"), jv_string(name));
+}
+
+/* A version segment: a whole number >= 1; answers 400 itself (returns 0). */
+static int version_of(struct call *k, const char *seg, int64_t *v, enum MHD_Result *ret)
+{
+    long x;
+    if (parse_int(seg, 1, 2147483647L, &x)) {
+        char d[256];
+        snprintf(d, sizeof d, "the version must be a whole number from 1 (got '%.100s')", seg);
+        *ret = send_problem(k, 400, d);
+        return 0;
+    }
+    *v = x;
+    return 1;
+}
+
+/* POST /v1/models/{name}/versions: {kind, file (base64), card?} -> 201 the
+ * new version's card (draft). The file must load as a model of its kind,
+ * so that nothing the catalog cannot use enters the registry. */
+static enum MHD_Result post_model(struct call *k, const char *name)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "model.create", NULL, &ret))
+        return ret;
+    jv body;
+    if (!body_object(k, &body, &ret))
+        return ret;
+    jv kind = jv_object_get(jv_copy(body), jv_string("kind"));
+    jv file = jv_object_get(jv_copy(body), jv_string("file"));
+    jv card = jv_object_get(body, jv_string("card"));
+    unsigned char *bytes = NULL;
+    size_t len = 0, bad = 0;
+    char d[512];
+    const char *k_ = jv_get_kind(kind) == JV_KIND_STRING ? jv_string_value(kind) : "";
+    int text = !strcmp(k_, "text"), tab = !strcmp(k_, "tabular");
+    if (!text && !tab) {
+        ret = send_problem(k, 400, "kind must be \"text\" or \"tabular\"");
+        goto out;
+    }
+    if (jv_get_kind(file) != JV_KIND_STRING || !jv_string_length_bytes(jv_copy(file))) {
+        ret = send_problem(k, 400, "file is required: the model file, base64-encoded");
+        goto out;
+    }
+    if (jv_get_kind(card) == JV_KIND_INVALID || jv_get_kind(card) == JV_KIND_NULL) {
+        jv_free(card);
+        card = jv_object();
+    } else if (jv_get_kind(card) != JV_KIND_OBJECT) {
+        ret = send_problem(k, 400, "card must be an object (the model card's fields)");
+        goto out;
+    }
+    int rc = cv__base64_decode(jv_string_value(file), (size_t)jv_string_length_bytes(jv_copy(file)), &bytes, &len,
+                               &bad);
+    if (rc == CV_ENOMEM) {
+        ret = MHD_NO;
+        goto out;
+    }
+    if (rc) {
+        snprintf(d, sizeof d, "file is not base64 (at character %zu)", bad);
+        ret = send_problem(k, 400, d);
+        goto out;
+    }
+    jv lerr = jv_invalid();
+    struct cv_text_model *tm = NULL;
+    struct cv_tab_model *bm = NULL;
+    rc = text ? cv_text_model_load(bytes, len, &tm, &lerr) : cv_tab_model_load(bytes, len, &bm, &lerr);
+    cv_text_model_free(tm);
+    cv_tab_model_free(bm);
+    if (rc) {
+        snprintf(d, sizeof d, "file is not a %s model: %s", text ? "text" : "tabular",
+                 jv_get_kind(lerr) == JV_KIND_STRING ? jv_string_value(lerr) : cv_strerror(rc));
+        jv_free(lerr);
+        ret = send_problem(k, 422, d);
+        goto out;
+    }
+    jv_free(lerr);
+    char sha[65], ubuf[256];
+    cv_ml_sha256_hex(bytes, len, sha);
+    card = jv_object_set(card, jv_string("modelSha256"), jv_string(sha)); /* the server's word, not the client's */
+    jv cb = jv_object_get(jv_copy(card), jv_string("createdBy"));
+    if (jv_get_kind(cb) != JV_KIND_STRING) {
+        const char *who = task_user(k, jv_null(), ubuf, sizeof ubuf);
+        card = jv_object_set(card, jv_string("createdBy"), jv_string(who ? who : k->caller.addr));
+    }
+    jv_free(cb);
+    struct model_op o = {.what = MOP_PUT, .name = name, .kind = k_, .card = card, .bytes = bytes, .len = len};
+    card = jv_invalid();
+    rc = model_op(k, &o);
+    if (rc) {
+        ret = send_model_error(k, rc, o.err, "upload a model");
+        goto out;
+    }
+    jv_free(o.err);
+    ret = send_json(k, 201, o.out);
+out:
+    free(bytes);
+    jv_free(kind);
+    jv_free(file);
+    jv_free(card);
+    return ret;
+}
+
+/* GET /v1/models[/{name}[/versions/{v}]][/file]: the list, a card, a file.
+ * version 0 = what a bare NAME means. */
+static enum MHD_Result get_model(struct call *k, const char *name, int64_t version, int file)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "model.read", NULL, &ret))
+        return ret;
+    if (!name) {
+        struct model_op o = {.what = MOP_LIST, .card = jv_invalid()};
+        int rc = model_op(k, &o);
+        if (rc)
+            return send_model_error(k, rc, o.err, "list models");
+        jv_free(o.err);
+        return send_json(k, 200, JV_OBJECT(jv_string("items"), o.out));
+    }
+    struct model_op o = {.what = file ? MOP_FILE : MOP_GET, .name = name, .version = version, .card = jv_invalid()};
+    int rc = model_op(k, &o);
+    if (rc) {
+        free(o.file);
+        return send_model_error(k, rc, o.err, "model");
+    }
+    jv_free(o.err);
+    if (!file)
+        return send_json(k, 200, o.out);
+    jv v = jv_object_get(o.out, jv_string("version"));
+    char ref[300], disp[400];
+    snprintf(ref, sizeof ref, "%s@%lld", name, (long long)jv_number_value(v));
+    snprintf(disp, sizeof disp, "attachment; filename=\"%s@%lld.model\"", name, (long long)jv_number_value(v));
+    jv_free(v);
+    return send_body(k, 200, "application/octet-stream", o.file, o.file_len, "X-Conveyor-Model", ref,
+                     "Content-Disposition", disp, NULL);
+}
+
+/* POST /v1/models/{name}/versions/{v}/approve|promote|retire */
+static enum MHD_Result model_action(struct call *k, const char *name, int64_t version, const char *action)
+{
+    enum MHD_Result ret;
+    char act[32];
+    snprintf(act, sizeof act, "model.%s", action);
+    if (!allowed(k, act, NULL, &ret))
+        return ret;
+    const char *to = !strcmp(action, "approve")   ? CV_MODEL_APPROVED
+                     : !strcmp(action, "promote") ? CV_MODEL_PRODUCTION
+                                                  : CV_MODEL_RETIRED;
+    struct model_op o = {.what = MOP_STATUS, .name = name, .version = version, .status = to, .card = jv_invalid()};
+    int rc = model_op(k, &o);
+    if (rc)
+        return send_model_error(k, rc, o.err, action);
+    jv_free(o.err);
+    return send_json(k, 200, o.out);
+}
+
+/* GET /v1/models/{name}/routing; PUT|DELETE /v1/models/{name}/canary|shadow */
+static enum MHD_Result model_routing(struct call *k, const char *name, const char *which)
+{
+    enum MHD_Result ret;
+    if (!which) {
+        if (!allowed(k, "model.read", NULL, &ret))
+            return ret;
+        struct model_op o = {.what = MOP_ROUTING, .name = name, .card = jv_invalid()};
+        int rc = model_op(k, &o);
+        if (rc)
+            return send_model_error(k, rc, o.err, "model routing");
+        jv_free(o.err);
+        return send_json(k, 200, public_routing(name, o.out));
+    }
+    if (!allowed(k, "model.route", NULL, &ret))
+        return ret;
+    int canary = !strcmp(which, "canary");
+    struct model_op o = {.what = MOP_ROUTE, .name = name, .which = which, .card = jv_invalid()};
+    if (!strcmp(k->method, "PUT")) {
+        jv body;
+        if (!body_object(k, &body, &ret))
+            return ret;
+        jv v = jv_object_get(jv_copy(body), jv_string("version"));
+        jv sh = jv_object_get(body, jv_string("share"));
+        double vn = jv_get_kind(v) == JV_KIND_NUMBER ? jv_number_value(v) : -1;
+        double s = jv_get_kind(sh) == JV_KIND_NUMBER ? jv_number_value(sh) : -1;
+        int has_share = jv_get_kind(sh) != JV_KIND_INVALID && jv_get_kind(sh) != JV_KIND_NULL;
+        jv_free(v);
+        jv_free(sh);
+        char d[256];
+        if (!(vn >= 1 && vn <= 2147483647.0 && vn == (double)(int64_t)vn))
+            return send_problem(k, 400, "version is required: a whole number from 1");
+        if (canary && !(s >= 0 && s <= 1)) {
+            if (has_share && s != -1)
+                snprintf(d, sizeof d, "share must be a number from 0 to 1 (the part of the instances on the "
+                                      "canary), got %g", s);
+            else
+                snprintf(d, sizeof d, "share is required: a number from 0 to 1 (the part of the instances on the "
+                                      "canary)");
+            return send_problem(k, 400, d);
+        }
+        if (!canary && has_share)
+            return send_problem(k, 400, "a shadow takes no share: it predicts on every input beside the answer");
+        o.version = (int64_t)vn;
+        o.share = canary ? s : 0;
+    }
+    int rc = model_op(k, &o);
+    if (rc)
+        return send_model_error(k, rc, o.err, canary ? "canary" : "shadow");
+    jv_free(o.err);
+    return send_json(k, 200, public_routing(name, o.out));
+}
+
+/* /v1/models...: seg[0] = "v1", seg[1] = "models", n segments. */
+static enum MHD_Result models_route(struct call *k, char **seg, int n)
+{
+    enum MHD_Result ret;
+    int get = !strcmp(k->method, "GET") || !strcmp(k->method, "HEAD"), post = !strcmp(k->method, "POST");
+    int64_t v = 0;
+    if (n == 2) {
+        k->route = R_MODELS;
+        return get ? get_model(k, NULL, 0, 0) : method_not_allowed(k, "GET");
+    }
+    const char *name = seg[2];
+    if (n == 3) {
+        k->route = R_MODEL;
+        return get ? get_model(k, name, 0, 0) : method_not_allowed(k, "GET");
+    }
+    if (n == 4 && !strcmp(seg[3], "file")) {
+        k->route = R_MODEL_FILE;
+        return get ? get_model(k, name, 0, 1) : method_not_allowed(k, "GET");
+    }
+    if (n == 4 && !strcmp(seg[3], "versions")) {
+        k->route = R_MODEL_VERSIONS;
+        return post ? post_model(k, name) : method_not_allowed(k, "POST");
+    }
+    if (n == 4 && !strcmp(seg[3], "routing")) {
+        k->route = R_MODEL_ROUTING;
+        return get ? model_routing(k, name, NULL) : method_not_allowed(k, "GET");
+    }
+    if (n == 4 && (!strcmp(seg[3], "canary") || !strcmp(seg[3], "shadow"))) {
+        k->route = R_MODEL_ROUTING;
+        if (strcmp(k->method, "PUT") && strcmp(k->method, "DELETE"))
+            return method_not_allowed(k, "PUT, DELETE");
+        return model_routing(k, name, seg[3]);
+    }
+    if (n >= 5 && n <= 6 && !strcmp(seg[3], "versions")) {
+        k->route = n == 5 ? R_MODEL_VERSION : R_MODEL_ACTION;
+        if (n == 6 && !strcmp(seg[5], "file"))
+            k->route = R_MODEL_FILE;
+        else if (n == 6 && strcmp(seg[5], "approve") && strcmp(seg[5], "promote") && strcmp(seg[5], "retire")) {
+            k->route = R_UNKNOWN;
+            return send_problem(k, 404, "no such route (a version's actions: approve, promote, retire; its file: file)");
+        }
+        int action = n == 6 && k->route == R_MODEL_ACTION;
+        if (action ? !post : !get)
+            return method_not_allowed(k, action ? "POST" : "GET");
+        if (!version_of(k, seg[4], &v, &ret))
+            return ret;
+        if (action)
+            return model_action(k, name, v, seg[5]);
+        return get_model(k, name, v, n == 6);
+    }
+    k->route = R_UNKNOWN;
+    return send_problem(k, 404, "no such route");
+}
+
 static enum MHD_Result route(struct call *k)
 {
     enum MHD_Result ret;
@@ -1497,6 +1847,8 @@ static enum MHD_Result route(struct call *k)
                 return task_action(k, seg[2], seg[3]);
             }
         }
+        if (!strcmp(seg[1], "models"))
+            return models_route(k, seg, n);
         if (n == 2 && !strcmp(seg[1], "events")) {
             k->route = R_EVENTS;
             if (!post)
@@ -1645,6 +1997,7 @@ int cv__server_start(struct cv_engine *e, const struct cv_server_options *o, str
     if (!s)
         return CV_ENOMEM;
     s->e = e;
+    s->rt = o ? o->runtime : NULL;
     s->max_inflight = o && o->max_inflight > 0 ? o->max_inflight : 256;
     s->max_waiters = o && o->max_waiters > 0 ? o->max_waiters : 128;
     pthread_mutex_init(&s->mlock, NULL);

@@ -37,6 +37,7 @@ struct cv_server_options {
     int port;           /* 0 = any free port */
     int max_inflight;   /* requests being handled at once before 503 (default 256) */
     int max_waiters;    /* ?wait requests at once before 429 (default 128) */
+    cv_runtime *runtime; /* the engine's runtime, for the model metrics; may be NULL */
 };
 
 struct cv_server;

@@ -78,6 +78,10 @@ enum {
     S_MODEL_STATUS,
     S_MODEL_DEMOTE,
     S_MODEL_SET,
+    S_ROUTE_GET,
+    S_ROUTE_PUT,
+    S_ROUTE_DROP_VERSION,
+    S_REGISTRY_GEN,
     S_TASK_INSERT,
     S_TASK_GET,
     S_TASK_UPDATE,
@@ -144,6 +148,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_MODEL_STATUS] = "SELECT status FROM models WHERE name = ?1 AND version = ?2",
     [S_MODEL_DEMOTE] = "UPDATE models SET status = 'approved', updated_at = ?2 WHERE name = ?1 AND status = 'production'",
     [S_MODEL_SET] = "UPDATE models SET status = ?3, updated_at = ?4 WHERE name = ?1 AND version = ?2",
+    [S_ROUTE_GET] = "SELECT canary_version, canary_share, shadow_version FROM model_routing WHERE name = ?1",
+    [S_ROUTE_PUT] = "INSERT INTO model_routing (name, canary_version, canary_share, shadow_version, updated_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET canary_version = ?2,"
+                    " canary_share = ?3, shadow_version = ?4, updated_at = ?5",
+    /* a version that is retired or promoted stops being the canary or the
+     * shadow (every right-hand side reads the row as it was) */
+    [S_ROUTE_DROP_VERSION] = "UPDATE model_routing SET"
+                             " canary_version = CASE WHEN canary_version = ?2 THEN NULL ELSE canary_version END,"
+                             " canary_share = CASE WHEN canary_version = ?2 THEN 0 ELSE canary_share END,"
+                             " shadow_version = CASE WHEN shadow_version = ?2 THEN NULL ELSE shadow_version END,"
+                             " updated_at = ?3 WHERE name = ?1 AND (canary_version = ?2 OR shadow_version = ?2)",
+    [S_REGISTRY_GEN] = "SELECT generation FROM model_registry WHERE id = 1",
     /* tasks: the columns ?1..?17 are bound by bind_task from the doc */
     [S_TASK_INSERT] = "INSERT INTO tasks (id, instance, task_ref, namespace, name, version, title, status, role,"
                       " assignee, priority, due_at, claimed_by, claim_expires_at, opened_at, completed_at, doc)"
@@ -1843,10 +1859,225 @@ static int sq_set_model_status(void *impl, const char *name, int64_t version, co
         rc = sqlite3_step(st);
         stmt_done(st);
     }
+    if (rc == SQLITE_DONE && (!strcmp(status, "retired") || !strcmp(status, "production"))) {
+        st = stmt_get(q, S_ROUTE_DROP_VERSION, &rc);
+        if (st) {
+            bind_text(st, 1, name);
+            sqlite3_bind_int64(st, 2, version);
+            sqlite3_bind_int64(st, 3, now);
+            rc = sqlite3_step(st);
+            stmt_done(st);
+        }
+    }
     if (rc != SQLITE_DONE)
         code = sq_fail(q, rc, "changing a model's status", err);
 out:
     code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+/* *out = {canary: {version, share} | null, shadow: {version} | null} of
+ * `name`, read inside the caller's lock (no row: both null). */
+static int routing_read(struct sq *q, const char *name, jv *out, jv *err)
+{
+    int rc;
+    jv canary = jv_null(), shadow = jv_null();
+    sqlite3_stmt *st = stmt_get(q, S_ROUTE_GET, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+                canary = JV_OBJECT(jv_string("version"), jv_number((double)sqlite3_column_int64(st, 0)),
+                                   jv_string("share"), jv_number(sqlite3_column_double(st, 1)));
+            if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+                shadow = JV_OBJECT(jv_string("version"), jv_number((double)sqlite3_column_int64(st, 2)));
+            rc = SQLITE_DONE;
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE) {
+        jv_free(canary);
+        jv_free(shadow);
+        return sq_fail(q, rc, "reading a model's canary and shadow", err);
+    }
+    *out = JV_OBJECT(jv_string("canary"), canary, jv_string("shadow"), shadow);
+    return 0;
+}
+
+/* 1 when some version of `name` exists, 0 when none, or a negative code. */
+static int model_named(struct sq *q, const char *name, jv *err)
+{
+    int rc, found = 0;
+    sqlite3_stmt *st = stmt_get(q, S_MODEL_NEXT, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            found = sqlite3_column_int64(st, 0) > 1;
+            rc = SQLITE_DONE;
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        return sq_fail(q, rc, "reading a model", err);
+    return found;
+}
+
+static int sq_get_model_routing(void *impl, const char *name, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    pthread_mutex_lock(&q->lock);
+    int rc = sqlite3_exec(q->db, "BEGIN", NULL, NULL, NULL); /* one read: the name and its row agree */
+    int code = rc == SQLITE_OK ? 0 : sq_fail(q, rc, "reading a model", err);
+    if (!code) {
+        code = model_named(q, name, err);
+        if (code == 0) {
+            set_err(err, "no model named \"%s\"", name);
+            code = CV_ENOTFOUND;
+        } else if (code == 1) {
+            code = routing_read(q, name, out, err);
+        }
+    }
+    if (!sqlite3_get_autocommit(q->db))
+        sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_set_model_routing(void *impl, const char *name, const char *which, int64_t version, double share,
+                                jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0, canary = !strcmp(which, "canary");
+    jv cur = jv_invalid();
+    *out = jv_invalid();
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    if (rc != SQLITE_OK) {
+        code = sq_fail(q, rc, "setting a model's canary or shadow", err);
+        goto out;
+    }
+    code = model_named(q, name, err);
+    if (code == 0) {
+        set_err(err, "no model named \"%s\"", name);
+        code = CV_ENOTFOUND;
+    }
+    if (code < 0)
+        goto out;
+    code = 0;
+    if (version > 0) { /* the version must exist, and be one that may take traffic */
+        char status[16] = "";
+        sqlite3_stmt *st = stmt_get(q, S_MODEL_STATUS, &rc);
+        if (st) {
+            bind_text(st, 1, name);
+            sqlite3_bind_int64(st, 2, version);
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(st, 0);
+                snprintf(status, sizeof status, "%s", t ? t : "");
+                rc = SQLITE_DONE;
+            } else if (rc == SQLITE_DONE) {
+                set_err(err, "no model %s@%lld", name, (long long)version);
+                code = CV_ENOTFOUND;
+            }
+            stmt_done(st);
+        }
+        if (!code && rc != SQLITE_DONE)
+            code = sq_fail(q, rc, "reading a model", err);
+        if (code)
+            goto out;
+        const char *why = NULL;
+        if (!strcmp(status, "retired"))
+            why = canary ? "is retired: a retired version cannot be a canary"
+                         : "is retired: a retired version cannot be a shadow";
+        else if (!strcmp(status, "production"))
+            why = canary ? "is the production version already: a canary is another, approved version"
+                         : "is the production version: a shadow is another version";
+        else if (canary && strcmp(status, "approved"))
+            why = "is a draft: approve it before it takes a share of the traffic";
+        if (why) {
+            set_err(err, "%s@%lld %s", name, (long long)version, why);
+            code = CV_ECONFLICT;
+            goto out;
+        }
+    }
+    code = routing_read(q, name, &cur, err);
+    if (code)
+        goto out;
+    jv c = jv_object_get(jv_copy(cur), jv_string("canary")), sh = jv_object_get(jv_copy(cur), jv_string("shadow"));
+    int64_t cv = 0, sv = 0;
+    double cs = 0;
+    if (jv_get_kind(c) == JV_KIND_OBJECT) {
+        jv v = jv_object_get(jv_copy(c), jv_string("version")), s2 = jv_object_get(jv_copy(c), jv_string("share"));
+        cv = (int64_t)jv_number_value(v);
+        cs = jv_number_value(s2);
+        jv_free(v);
+        jv_free(s2);
+    }
+    if (jv_get_kind(sh) == JV_KIND_OBJECT) {
+        jv v = jv_object_get(jv_copy(sh), jv_string("version"));
+        sv = (int64_t)jv_number_value(v);
+        jv_free(v);
+    }
+    jv_free(c);
+    jv_free(sh);
+    if (canary) {
+        cv = version;
+        cs = version > 0 ? share : 0;
+    } else {
+        sv = version;
+    }
+    sqlite3_stmt *st = stmt_get(q, S_ROUTE_PUT, &rc);
+    if (st) {
+        bind_text(st, 1, name);
+        if (cv > 0)
+            sqlite3_bind_int64(st, 2, cv);
+        else
+            sqlite3_bind_null(st, 2);
+        sqlite3_bind_double(st, 3, cs);
+        if (sv > 0)
+            sqlite3_bind_int64(st, 4, sv);
+        else
+            sqlite3_bind_null(st, 4);
+        sqlite3_bind_int64(st, 5, cv__wall_ms());
+        rc = sqlite3_step(st);
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE) {
+        code = sq_fail(q, rc, "setting a model's canary or shadow", err);
+        goto out;
+    }
+    code = routing_read(q, name, out, err);
+out:
+    jv_free(cur);
+    code = tx_end(q, code, err);
+    if (code && jv_is_valid(*out)) {
+        jv_free(*out);
+        *out = jv_invalid();
+    }
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_model_generation(void *impl, int64_t *gen, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    *gen = 0;
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_REGISTRY_GEN, &rc);
+    if (st) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *gen = sqlite3_column_int64(st, 0);
+            rc = SQLITE_DONE;
+        }
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "reading the model registry's generation", err);
     pthread_mutex_unlock(&q->lock);
     return code;
 }
@@ -2290,6 +2521,9 @@ const struct cv_store_ops cv__store_sqlite = {
     .get_model = sq_get_model,
     .list_models = sq_list_models,
     .set_model_status = sq_set_model_status,
+    .get_model_routing = sq_get_model_routing,
+    .set_model_routing = sq_set_model_routing,
+    .model_generation = sq_model_generation,
     .put_task = sq_put_task,
     .get_task = sq_get_task,
     .list_tasks = sq_list_tasks,

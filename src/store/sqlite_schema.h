@@ -161,8 +161,38 @@ static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
      "  UNIQUE (task, field)"
      ");"
      "CREATE INDEX feedback_by_model ON feedback (model, seq);"},
+    {6,
+     /* Per model name, where traffic goes besides the production version
+      * (docs/models.md, "Canary and shadow"): a canary version taking a
+      * share of the instances, and a shadow version predicting beside it
+      * without changing outputs. No row = neither. */
+     "CREATE TABLE model_routing ("
+     "  name           TEXT PRIMARY KEY,"
+     "  canary_version INTEGER,"
+     "  canary_share   REAL NOT NULL DEFAULT 0 CHECK (canary_share >= 0 AND canary_share <= 1),"
+     "  shadow_version INTEGER,"
+     "  updated_at     INTEGER NOT NULL"
+     ") WITHOUT ROWID;"
+     /* The registry's generation: bumped by every change of models or
+      * model_routing (the triggers), so that a process caching what a NAME
+      * resolves to notices changes made by another process with one read. */
+     "CREATE TABLE model_registry ("
+     "  id         INTEGER PRIMARY KEY CHECK (id = 1),"
+     "  generation INTEGER NOT NULL"
+     ");"
+     "INSERT INTO model_registry (id, generation) VALUES (1, 0);"
+     "CREATE TRIGGER models_ins AFTER INSERT ON models"
+     "  BEGIN UPDATE model_registry SET generation = generation + 1; END;"
+     "CREATE TRIGGER models_upd AFTER UPDATE ON models"
+     "  BEGIN UPDATE model_registry SET generation = generation + 1; END;"
+     "CREATE TRIGGER model_routing_ins AFTER INSERT ON model_routing"
+     "  BEGIN UPDATE model_registry SET generation = generation + 1; END;"
+     "CREATE TRIGGER model_routing_upd AFTER UPDATE ON model_routing"
+     "  BEGIN UPDATE model_registry SET generation = generation + 1; END;"
+     "CREATE TRIGGER model_routing_del AFTER DELETE ON model_routing"
+     "  BEGIN UPDATE model_registry SET generation = generation + 1; END;"},
 };
 
-#define CV_SQLITE_SCHEMA_VERSION 5
+#define CV_SQLITE_SCHEMA_VERSION 6
 
 #endif

@@ -17,6 +17,7 @@
 #include "conveyor.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 struct cv_store {
     const struct cv_store_ops *ops;
     void *impl;
+    atomic_llong model_changes; /* registry writes through this handle (cv_store_model_changes) */
 };
 
 static void set_err(jv *err, const char *fmt, ...) JV_PRINTF_LIKE(2, 3);
@@ -649,7 +651,10 @@ int cv_store_put_model(cv_store *s, const char *name, const char *kind, jv card,
         set_err(err, "%s", why);
         return CV_EINVAL;
     }
-    return s->ops->put_model(s->impl, name, kind, card, bytes, len, version, err);
+    int rc = s->ops->put_model(s->impl, name, kind, card, bytes, len, version, err);
+    if (!rc)
+        atomic_fetch_add(&s->model_changes, 1);
+    return rc;
 }
 
 int cv_store_get_model(cv_store *s, const char *name, int64_t version, jv *card, void **bytes, size_t *len, jv *err)
@@ -682,7 +687,54 @@ int cv_store_set_model_status(cv_store *s, const char *name, int64_t version, co
         set_err(err, "unknown model status \"%s\" (draft, approved, production, retired)", status ? status : "");
         return CV_EINVAL;
     }
-    return s->ops->set_model_status(s->impl, name, version, status, err);
+    int rc = s->ops->set_model_status(s->impl, name, version, status, err);
+    if (!rc)
+        atomic_fetch_add(&s->model_changes, 1);
+    return rc;
+}
+
+int cv_store_get_model_routing(cv_store *s, const char *name, jv *out, jv *err)
+{
+    if (!s || !out || empty(name)) {
+        set_err(err, "reading a model's routing needs a name");
+        return CV_EINVAL;
+    }
+    return s->ops->get_model_routing(s->impl, name, out, err);
+}
+
+int cv_store_set_model_routing(cv_store *s, const char *name, const char *which, int64_t version, double share,
+                               jv *out, jv *err)
+{
+    if (!s || !out || empty(name) || !which || (strcmp(which, "canary") && strcmp(which, "shadow"))) {
+        set_err(err, "setting a model's routing needs a name and \"canary\" or \"shadow\"");
+        return CV_EINVAL;
+    }
+    if (version < 0) {
+        set_err(err, "a model version is a positive integer (0 clears)");
+        return CV_EINVAL;
+    }
+    if (!strcmp(which, "canary") && version > 0 && !(share >= 0 && share <= 1)) {
+        set_err(err, "a canary's share is a number from 0 to 1 (got %g)", share);
+        return CV_EINVAL;
+    }
+    int rc = s->ops->set_model_routing(s->impl, name, which, version, share, out, err);
+    if (!rc)
+        atomic_fetch_add(&s->model_changes, 1);
+    return rc;
+}
+
+int cv_store_model_generation(cv_store *s, int64_t *gen, jv *err)
+{
+    if (!s || !gen) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->model_generation(s->impl, gen, err);
+}
+
+long long cv_store_model_changes(const cv_store *s)
+{
+    return s ? atomic_load(&((cv_store *)s)->model_changes) : 0;
 }
 
 /* ------------------------------------------------------------------------ */

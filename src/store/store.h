@@ -199,6 +199,22 @@ struct cv_store_ops {
      * moves the name's previous production version back to approved.
      * CV_ENOTFOUND, or CV_ECONFLICT for a move that is not allowed. */
     int (*set_model_status)(void *impl, const char *name, int64_t version, const char *status, jv *err);
+    /* *out = where a bare NAME's traffic goes besides production:
+     * {canary: {version, share} | null, shadow: {version} | null}.
+     * CV_ENOTFOUND when no version of `name` exists. */
+    int (*get_model_routing)(void *impl, const char *name, jv *out, jv *err);
+    /* Sets (version > 0) or clears (version 0) the canary (`which`
+     * "canary", with `share` in [0, 1]) or the shadow ("shadow") of `name`
+     * in ONE transaction; *out = the routing after. A canary must be an
+     * approved version, a shadow any version but the production one, and
+     * neither retired: CV_ECONFLICT otherwise (nothing changed),
+     * CV_ENOTFOUND for an unknown name or version. set_model_status drops a
+     * version that is retired or promoted from its name's routing. */
+    int (*set_model_routing)(void *impl, const char *name, const char *which, int64_t version, double share,
+                             jv *out, jv *err);
+    /* *gen = the registry's generation: it grows with every change of a
+     * model's versions, statuses or routing, made by any process. */
+    int (*model_generation)(void *impl, int64_t *gen, jv *err);
 
     /* ---- review tasks (DESIGN.md decision 9; docs/tasks.md) ---- */
     /* Inserts a task (object with id, consumed) unless one with that id
@@ -268,6 +284,15 @@ int cv_store_put_model(cv_store *s, const char *name, const char *kind, jv card,
 int cv_store_get_model(cv_store *s, const char *name, int64_t version, jv *card, void **bytes, size_t *len, jv *err);
 int cv_store_list_models(cv_store *s, jv *out, jv *err);
 int cv_store_set_model_status(cv_store *s, const char *name, int64_t version, const char *status, jv *err);
+int cv_store_get_model_routing(cv_store *s, const char *name, jv *out, jv *err);
+int cv_store_set_model_routing(cv_store *s, const char *name, const char *which, int64_t version, double share,
+                               jv *out, jv *err);
+int cv_store_model_generation(cv_store *s, int64_t *gen, jv *err);
+/* How many registry changes (new versions, status moves, routing) were made
+ * through this handle: an atomic read, no store access. Together with
+ * cv_store_model_generation it lets a cache of resolved models notice this
+ * process's changes at once and other processes' on its next read. */
+long long cv_store_model_changes(const cv_store *s);
 
 /* Review tasks: see the ops above and docs/tasks.md. */
 int cv_store_put_task(cv_store *s, jv task, int *existed, jv *err);
