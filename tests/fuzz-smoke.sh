@@ -10,7 +10,8 @@
 # MiB makes the script exit 1; the reproducer is left in build-fuzz/artifacts/
 # and its path printed. Before fuzzing, each target replays the saved
 # reproducers in fuzz/crashes/ (*.jq for fuzz_expr, *.yaml and *.json for
-# the others) and fails at once if one still crashes. Leaks inside third-party libraries listed in
+# fuzz_load and fuzz_yaml, TARGET-* for the others) and fails at once if one
+# still crashes. Leaks inside third-party libraries listed in
 # fuzz/lsan.supp are suppressed. If clang or its libFuzzer runtime is missing, it says
 # so and exits 0 with the targets counted as skipped.
 #
@@ -76,7 +77,8 @@ for t in $TARGETS; do
     # third-party leaks listed in fuzz/lsan.supp).
     case $t in
     fuzz_expr) repro=$(ls fuzz/crashes/*.jq 2>/dev/null) ;;
-    *) repro=$(ls fuzz/crashes/*.yaml fuzz/crashes/*.json 2>/dev/null) ;;
+    fuzz_load | fuzz_yaml) repro=$(ls fuzz/crashes/*.yaml fuzz/crashes/*.json 2>/dev/null) ;;
+    *) repro=$(ls fuzz/crashes/"$t"-* 2>/dev/null) ;; # e.g. fuzz/crashes/fuzz_tabmodel-*.bin
     esac
     if [ -n "$repro" ]; then
         if "$OUT/$t" -timeout="$TIMEOUT" -rss_limit_mb="$RSS" $repro >"$log.replay" 2>&1; then

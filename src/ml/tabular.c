@@ -116,7 +116,8 @@ jv cv_tab_model_params_json(const struct cv_tab_model *m)
         sel = jv_object_set(sel, jv_string("linear"), isnan(m->cv_auc[1]) ? jv_null() : jv_number(m->cv_auc[1]));
         o = jv_object_set(o, jv_string("cvAuc"), sel);
     }
-    o = jv_object_set(o, jv_string("cvFolds"), jv_number(p->early_stopping || !isnan(m->cv_auc[1]) ? p->folds : 0));
+    /* folds asked for (fewer are used when a label has fewer rows); 0: no cross-validation ran */
+    o = jv_object_set(o, jv_string("cvFolds"), jv_number(!isnan(m->cv_auc[0]) || !isnan(m->cv_auc[1]) ? p->folds : 0));
     o = jv_object_set(o, jv_string("seed"), jv_number((double)p->seed));
     o = jv_object_set(o, jv_string("categorical"), jv_string("one-hot"));
     if (p->algo == CV_TAB_ALGO_LINEAR) {
