@@ -11,7 +11,8 @@
  * are decoded here, strictly, into a jv (only the UBJSON forms XGBoost
  * writes; every length bounded by the bytes left; nesting at most
  * MAX_DEPTH), and the parts of the model that XGBoost indexes with are
- * checked. Anything else is refused with a message; only then does XGBoost
+ * checked (split features below the learner's feature count, itself at
+ * most the schema's columns). Anything else is refused with a message; only then does XGBoost
  * load the same bytes. Nothing else in conveyor reads XGBoost's format.
  *
  * UBJSON (ubjson.org) as XGBoost writes it: big-endian numbers; markers
@@ -340,6 +341,9 @@ static int numbers(jv v, long n)
     return ok ? 0 : -1;
 }
 
+/* ncols: the learner's features (<= the schema's columns); XGBoost sizes
+ * its per-feature buffers (TreeSHAP's output, the dense feature vector)
+ * with it, so every split feature must be below it */
 static int check_tree(jv t, long index, int ncols, jv *err)
 {
     jv param = at(t, "tree_param", NULL);
@@ -483,7 +487,7 @@ static int check_model(jv root, int ncols, jv *err)
             break;
         }
         jv t = jv_array_get(jv_copy(trees), (int)i);
-        code = jv_get_kind(t) == JV_KIND_OBJECT ? check_tree(t, i, ncols, err) : CV_EINVAL;
+        code = jv_get_kind(t) == JV_KIND_OBJECT ? check_tree(t, i, (int)nfeat, err) : CV_EINVAL;
         if (code && !(err && jv_get_kind(*err) == JV_KIND_STRING))
             set_err(err, "tree %ld is not an object", i);
         jv_free(t);

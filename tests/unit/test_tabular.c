@@ -721,6 +721,25 @@ Test(tabular, altered_boosters_are_refused_before_xgboost_sees_them)
     jv err = jv_invalid();
     cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), CV_EINVAL);
     cr_assert(strstr(errmsg(err), "tree 0: a child index is out of range"), "%s", errmsg(err));
+    first[0] = first[1] = first[2] = 0;
+    first[3] = 1; /* as it was: the root's left child is node 1 */
+    fix_checksum(b, len);
+    cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), 0, "%s", errmsg(err));
+    cv_tab_model_free(m2);
+    m2 = NULL;
+    /* the learner's feature count lowered below the split features (XGBoost
+     * sizes its SHAP output with it): "num_feature" after "learner_model_param" */
+    const char lmp[] = "learner_model_param";
+    unsigned char *lp = memmem(b + start, len - start, lmp, sizeof lmp - 1);
+    cr_assert_not_null(lp);
+    unsigned char *nf = memmem(lp, (size_t)(b + len - lp), "num_featureSL", 13);
+    cr_assert_not_null(nf);
+    unsigned char *digit = nf + 13 + 8; /* 'L' and the 8-byte length of a 1-character text */
+    cr_assert_eq(*digit, (unsigned char)('0' + f.s.ncols), "num_feature is %c", *digit);
+    *digit = '1';
+    fix_checksum(b, len);
+    cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), CV_EINVAL);
+    cr_assert(strstr(errmsg(err), "booster is malformed: tree 0: "), "%s", errmsg(err));
     jv_free(err);
     free(b);
     cv_tab_model_free(m);
