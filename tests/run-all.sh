@@ -133,6 +133,8 @@ for B in $BUILDS; do
     # review tasks over the API and the CLI (docs/tasks.md), then the reviewer's
     # web inbox in headless Chromium (skipped, and said so, without Chromium)
     run_suite "tasks[$B]" env BUILD="$B" tests/server/test_tasks.sh
+    # `call: review` in workflows: classify -> review -> corrected output, escalation, cancelling
+    run_suite "review[$B]" env BUILD="$B" tests/server/test_review.sh
     run_suite "inbox-browser[$B]" env BUILD="$B" tests/web/test_inbox.sh
 
     if [ -d "$SW/ctk-features" ]; then

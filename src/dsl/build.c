@@ -635,6 +635,36 @@ static char *remote_locator(struct builder *b, const char *c, const char *ref)
     return url;
 }
 
+/*
+ * What a `call: review` waits on once its task is open: a listen for one
+ * completion event whose subject is the task id, which the interpreter gives
+ * as the listen's input ({task: ID}). Being a plain listen, the wait is
+ * durable, survives restarts and lets the instance be evicted (its
+ * correlation keys the eviction index by task id).
+ */
+static struct cv_task *build_review_wait(struct builder *b, const char *ref)
+{
+    jv def = JV_OBJECT(
+        jv_string("listen"),
+        JV_OBJECT(jv_string("to"),
+                  JV_OBJECT(jv_string("one"),
+                            JV_OBJECT(jv_string("with"), JV_OBJECT(jv_string("type"), jv_string(CV_REVIEW_COMPLETED_TYPE)),
+                                      jv_string("correlate"),
+                                      JV_OBJECT(jv_string("task"), JV_OBJECT(jv_string("from"), jv_string("${ .subject }"),
+                                                                             jv_string("expect"),
+                                                                             jv_string("${ .task }"))))),
+                  jv_string("read"), jv_string("data")));
+    char *wref = ptr_join(ref, "review");
+    jv none = jv_array();
+    struct cv_task *w = wref ? build_task(b, "review", def, wref, none, none, 0) : NULL;
+    if (!w)
+        b->failed = 1;
+    free(wref);
+    jv_free(none);
+    jv_free(def);
+    return w;
+}
+
 static void build_call(struct builder *b, struct cv_task *t, jv def, const char *ref, jv scope)
 {
     jv call = get(def, "call");
@@ -654,6 +684,10 @@ static void build_call(struct builder *b, struct cv_task *t, jv def, const char 
     } else if (strstr(c, "://") || strchr(c, '@')) {
         t->kind = CV_T_CALL_REMOTE;
         t->u.effect.locator = remote_locator(b, c, ref);
+    } else if (!find_function(b, c) && !strcmp(c, CV_REVIEW_FUNCTION)) {
+        t->kind = CV_T_CALL_CATALOG;
+        t->u.effect.catalog = CV_REVIEW_FUNCTION;
+        t->u.effect.wait = build_review_wait(b, ref);
     } else if (!find_function(b, c) && cv__catalog_function(c)) {
         t->kind = CV_T_CALL_CATALOG; /* the default catalog's, unless use.functions has its own */
         t->u.effect.catalog = cv__catalog_function(c);
@@ -1329,8 +1363,11 @@ static void free_task(struct cv_task *t)
         free(t->u.effect.locator);
         tmpl_release(&t->u.effect.args);
         break;
-    case CV_T_CALL_UNSUPPORTED:
     case CV_T_CALL_CATALOG:
+        free_task(t->u.effect.wait);
+        tmpl_release(&t->u.effect.args);
+        break;
+    case CV_T_CALL_UNSUPPORTED:
     case CV_T_RUN_PROCESS:
     case CV_T_RUN_WORKFLOW:
     case CV_T_RUN_CONTAINER:

@@ -103,6 +103,11 @@ struct cv_extension {
 };
 
 /* One event filter of a listen or `schedule.on` strategy. */
+/* `call: review` (docs/tasks.md): the engine opens a review task and waits
+ * for its completion event, like a listen. */
+#define CV_REVIEW_FUNCTION "review"
+#define CV_REVIEW_COMPLETED_TYPE "io.conveyor.task.completed.v1"
+
 struct cv_event_filter {
     jv with; /* attributes matched literally (equal, or a full-match regex for strings) */
     int nexprs;
@@ -177,6 +182,8 @@ struct cv_task {
             const struct cv_task *function;   /* CV_T_CALL_FUNCTION */
             char *locator;                    /* CV_T_CALL_REMOTE: the function's URL */
             const char *catalog;              /* CV_T_CALL_CATALOG: its name (static) */
+            struct cv_task *wait;             /* `call: review`: the listen for the task's
+                                                 completion (built here; ref REF/review) */
         } effect;
     } u;
 };

@@ -20,6 +20,7 @@
  * strict|loose}; a function in use.functions may only use `then` keywords.
  * Runtime expressions may span lines (the schema's `.` would not match "\n").
  */
+#include "dsl/model.h"
 #include "dsl/validate.h"
 #include "ml/catalog.h"
 
@@ -1710,8 +1711,8 @@ static void check_function_ref(struct vctx *c, const char *name)
     jv fns = field(c->use, "functions");
     int defined = is_object(fns) && has(fns, name);
     jv_free(fns);
-    if (!defined && cv__catalog_function(name))
-        return; /* the runtime's default catalog (classify...) */
+    if (!defined && (cv__catalog_function(name) || !strcmp(name, CV_REVIEW_FUNCTION)))
+        return; /* the runtime's default catalog (classify..., review) */
     check_use_ref(c, "functions", name, "call");
 }
 

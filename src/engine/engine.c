@@ -216,6 +216,16 @@ static jv take_outbox(struct cv_engine *e)
     return out;
 }
 
+/* The review tasks the instance opened, cancelled or escalated: with its checkpoint. */
+static void take_tasks(struct instance *in, struct cv_checkpoint *cp)
+{
+    jv add, cancel, escalate;
+    cv__instance_take_tasks(in, &add, &cancel, &escalate);
+    cp->tasks_add = jv_is_valid(add) ? cv__jv_deep_copy(add) : add;
+    cp->tasks_cancel = jv_is_valid(cancel) ? cv__jv_deep_copy(cancel) : cancel;
+    cp->tasks_escalate = jv_is_valid(escalate) ? cv__jv_deep_copy(escalate) : escalate;
+}
+
 /* The checkpoint hook, on a worker thread: queue the position (as JSON text). */
 static void on_checkpoint(void *ud, jv state)
 {
@@ -236,6 +246,7 @@ static void on_checkpoint(void *ud, jv state)
             p->cp.history = cv__jv_deep_copy(notes);
         else
             jv_free(notes);
+        take_tasks(&this_worker->advancing->in, &p->cp);
     }
     /* as text, made here: the commit thread neither serialises nor frees it */
     if (cv_checkpoint_set_state(&p->cp, jv_copy(state)))
@@ -430,6 +441,9 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
             cps[i].timers_add = copy_jv(batch[i]->cp.timers_add);
             cps[i].timers_del = copy_jv(batch[i]->cp.timers_del);
             cps[i].events = copy_jv(batch[i]->cp.events);
+            cps[i].tasks_add = copy_jv(batch[i]->cp.tasks_add);
+            cps[i].tasks_cancel = copy_jv(batch[i]->cp.tasks_cancel);
+            cps[i].tasks_escalate = copy_jv(batch[i]->cp.tasks_escalate);
         }
         if (oom) {
             for (int i = 0; i < n; i++)

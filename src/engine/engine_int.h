@@ -157,6 +157,10 @@ struct instance {
      * last checkpoint (a model's prediction): the scheduler writes them with
      * the next one (cv__instance_take_notes) */
     jv notes;
+    /* review tasks (`call: review`) opened, cancelled and escalated since the
+     * last checkpoint: the scheduler writes them with the next one
+     * (cv__instance_take_tasks; tasks_add, tasks_cancel, tasks_escalate) */
+    jv tasks_open, tasks_cancel, tasks_escalate;
     /* called by whoever posts an effect's result (holding `lock`) */
     void (*wake)(void *ud);
     void *wake_ud;
@@ -189,6 +193,10 @@ int cv__event_matches(const cv_workflow *wf, const struct cv_event_filter *f, jv
 /* The history entries the instance produced since this was last called
  * (an array, possibly empty; values of the instance's thread). */
 jv cv__instance_take_notes(struct instance *in);
+/* The review tasks it opened, cancelled, escalated since this was last
+ * called (arrays for the checkpoint's tasks_add, tasks_cancel,
+ * tasks_escalate; invalid when none; values of the instance's thread). */
+void cv__instance_take_tasks(struct instance *in, jv *open, jv *cancel, jv *escalate);
 /* 1 when some fiber of the instance waits in a listen (its events matter). */
 int cv__instance_listening(const struct instance *in);
 /*

@@ -27,6 +27,8 @@
 #include "json/schema.h"
 #include "json/yaml.h"
 #include "ml/catalog.h"
+#include "ml/ml.h"
+#include "store/store.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -54,6 +56,7 @@ enum {
     P_LISTEN,       /* waiting for events (fiber state FB_EVENT) */
     P_LISTEN_EACH,  /* consumed events wait for the foreach tasks */
     P_LISTEN_EACH_WAIT,
+    P_REVIEW_WAIT, /* `call: review`: its task is open, the listen for its completion runs above */
 };
 
 /* Workflow phases */
@@ -384,6 +387,8 @@ static void effect_abandon(struct instance *in, struct fiber *fb)
     fb->effect = NULL;
 }
 
+static void review_abandon(struct instance *in, struct frame *fr);
+
 /* Cancels a fiber and all its descendants: frames dropped, effects abandoned. */
 static void fiber_cancel(struct instance *in, struct fiber *fb)
 {
@@ -393,6 +398,7 @@ static void fiber_cancel(struct instance *in, struct fiber *fb)
     effect_abandon(in, fb);
     while (fb->nframes) {
         struct frame *fr = top(fb);
+        review_abandon(in, fr);
         if (fr->type == F_TASK)
             trace_end(in, fr->trace_idx, "cancelled", NULL, jv_null());
         frame_release(fr);
@@ -1138,6 +1144,314 @@ static void offer_inbox(struct instance *in)
     jv_free(inbox);
 }
 
+/* ---- review tasks (`call: review`, docs/tasks.md) ------------------------------------
+ *
+ * The task is opened by the instance's next checkpoint (tasks_add: the store
+ * inserts it in the same transaction, idempotently on its id), and the frame
+ * then waits on the listen build.c made for it (REF/review): one completion
+ * event whose subject is the task id. A `due` time is that listen's
+ * deadline; when it passes, `escalate` says what happens: `reassign` (the
+ * checkpoint escalates the task in the store; the wait goes on) or `raise`
+ * (the checkpoint cancels the task; a timeout error the workflow can catch).
+ * A review abandoned before its task completes (its branch cancelled, an
+ * enclosing timeout) cancels the task with the next checkpoint.
+ */
+
+#define REVIEW_NOTE(what) "io.conveyor.review." what ".v1"
+
+static jv aux_get(const struct frame *fr, const char *k)
+{
+    return jv_get_kind(fr->aux) == JV_KIND_OBJECT ? jv_object_get(jv_copy(fr->aux), jv_string(k)) : jv_invalid();
+}
+
+static void review_note(struct instance *in, const struct frame *fr, const char *type, jv data)
+{
+    in->notes = jv_array_append(in->notes, JV_OBJECT(jv_string("type"), jv_string(type), jv_string("task"),
+                                                     jv_string(fr->task->ref), jv_string("data"), data));
+}
+
+static void review_abandon(struct instance *in, struct frame *fr)
+{
+    if (fr->type != F_TASK || !fr->task || fr->task->kind != CV_T_CALL_CATALOG || !fr->task->u.effect.wait ||
+        fr->phase != P_REVIEW_WAIT)
+        return;
+    jv id = aux_get(fr, "task");
+    if (jv_get_kind(id) == JV_KIND_STRING) {
+        review_note(in, fr, REVIEW_NOTE("cancelled"), JV_OBJECT(jv_string("id"), jv_copy(id)));
+        in->tasks_cancel = jv_array_append(in->tasks_cancel, id);
+        in->dirty = 1;
+    } else {
+        jv_free(id);
+    }
+    fr->phase = P_FINISH; /* once */
+}
+
+/* A task id from the effect's idempotency key (instance, reference,
+ * iterations, attempt), shaped as a UUID: the same when a checkpoint is redone
+ * after a crash, different for each iteration or retry. */
+static void review_task_id(struct instance *in, struct fiber *fb, struct frame *fr, char id[37])
+{
+    char key[512], hex[65];
+    idempotency_key(in, fb, fr, key, sizeof key);
+    cv_ml_sha256_hex(key, strlen(key), hex);
+    static const char variant[] = "89ab";
+    int v = hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0';
+    snprintf(id, 37, "%.8s-%.4s-5%.3s-%c%.3s-%.12s", hex, hex + 8, hex + 13, variant[v & 3], hex + 17, hex + 20);
+}
+
+static jv review_config_error(const char *fmt, const char *arg)
+{
+    return cv__error_newf(CV_ERR_CONFIGURATION, 400, "Configuration Error", fmt, arg);
+}
+
+/* The form's fields with `prediction: ${ .classification }` (a classify or
+ * score output) spelled out: model, predicted, confidence, and the value
+ * prefilled with the prediction unless the field gives one. */
+static jv review_form(jv form)
+{
+    jv fields = jv_get_kind(form) == JV_KIND_OBJECT ? jv_object_get(jv_copy(form), jv_string("fields")) : jv_invalid();
+    if (jv_get_kind(fields) != JV_KIND_ARRAY) {
+        jv_free(fields);
+        return form;
+    }
+    jv out = jv_array();
+    jv_array_foreach(fields, i, f)
+    {
+        jv p = jv_get_kind(f) == JV_KIND_OBJECT ? jv_object_get(jv_copy(f), jv_string("prediction")) : jv_invalid();
+        if (jv_get_kind(p) == JV_KIND_OBJECT) {
+            f = jv_object_delete(f, jv_string("prediction"));
+            jv label = jv_object_get(jv_copy(p), jv_string("label"));
+            if (!jv_is_valid(label)) {
+                jv_free(label);
+                label = jv_object_get(jv_copy(p), jv_string("score"));
+            }
+            static const char *const keys[] = {"model", "confidence"};
+            for (int k = 0; k < 2; k++) {
+                jv x = jv_object_get(jv_copy(p), jv_string(keys[k]));
+                if (jv_is_valid(x) && !jv_object_has(jv_copy(f), jv_string(keys[k])))
+                    f = jv_object_set(f, jv_string(keys[k]), x);
+                else
+                    jv_free(x);
+            }
+            if (jv_is_valid(label)) {
+                if (!jv_object_has(jv_copy(f), jv_string("value")))
+                    f = jv_object_set(f, jv_string("value"), jv_copy(label));
+                if (!jv_object_has(jv_copy(f), jv_string("predicted")))
+                    f = jv_object_set(f, jv_string("predicted"), jv_copy(label));
+            }
+            jv_free(label);
+        }
+        jv_free(p);
+        out = jv_array_append(out, f);
+    }
+    jv_free(fields);
+    return jv_object_set(form, jv_string("fields"), out);
+}
+
+/* Checks `escalate` (borrowed): null, {reassign: {assignee?, role?}} or {raise: true}. */
+static const char *review_escalate_problem(jv esc)
+{
+    if (jv_get_kind(esc) == JV_KIND_INVALID || jv_get_kind(esc) == JV_KIND_NULL)
+        return NULL;
+    if (jv_get_kind(esc) != JV_KIND_OBJECT)
+        return "review: escalate must be an object ({reassign: {assignee?, role?}} or {raise: true})";
+    int n = 0, bad = 0;
+    jv_object_foreach(esc, k, x)
+    {
+        const char *key = jv_string_value(k);
+        if (!strcmp(key, "reassign"))
+            bad |= jv_get_kind(x) != JV_KIND_OBJECT, n++;
+        else if (!strcmp(key, "raise"))
+            bad |= jv_get_kind(x) != JV_KIND_TRUE, n++;
+        else
+            bad = 1;
+        jv_free(k);
+        jv_free(x);
+    }
+    if (bad || n != 1)
+        return "review: escalate must be exactly one of {reassign: {assignee?, role?}} or {raise: true}";
+    return NULL;
+}
+
+/* Pushes the listen for the task's completion, with the due time as its
+ * deadline unless the task was escalated already. */
+static void review_wait(struct instance *in, struct fiber *fb, struct frame *fr)
+{
+    const struct cv_task *t = fr->task;
+    jv id = aux_get(fr, "task"), due = aux_get(fr, "dueMs"), esc = aux_get(fr, "escalate"),
+       done = aux_get(fr, "escalated");
+    int armed = jv_get_kind(esc) == JV_KIND_OBJECT && jv_get_kind(done) != JV_KIND_TRUE; /* `due` alone: shown only */
+    fr->phase = P_REVIEW_WAIT;
+    push_task(in, fb, t->u.effect.wait, fr->wfc, JV_OBJECT(jv_string("task"), id), jv_object());
+    if (jv_get_kind(due) == JV_KIND_NUMBER && armed && top(fb) != fr) {
+        int64_t left = (int64_t)jv_number_value(due) - cv__wall_ms();
+        top(fb)->deadline = cv__now_ms() + (left > 0 ? left : 0);
+    }
+    jv_free(due);
+    jv_free(esc);
+    jv_free(done);
+}
+
+static void review_open(struct instance *in, struct fiber *fb, struct frame *fr, jv args)
+{
+    const struct cv_task *t = fr->task;
+    if (!cv__runtime_has_bus()) {
+        jv_free(args);
+        task_fail(in, fb, cv__error_new(CV_ERR_RUNTIME, 501, "Not Implemented",
+                                        "call: review needs the durable engine (conveyor serve): a person "
+                                        "completes the task through its inbox"));
+        return;
+    }
+    if (jv_get_kind(args) != JV_KIND_OBJECT) {
+        jv_free(args);
+        task_fail(in, fb, review_config_error("review: `with` must be an object%s", ""));
+        return;
+    }
+    static const char *const allowed[] = {"title", "description", "data",     "form",
+                                          "assignee", "role",     "priority", "due", "escalate"};
+    jv bad = jv_invalid();
+    jv_object_foreach(args, k, x)
+    {
+        int ok = 0;
+        for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+            ok = ok || !strcmp(jv_string_value(k), allowed[i]);
+        if (!ok && !jv_is_valid(bad))
+            bad = jv_copy(k);
+        jv_free(k);
+        jv_free(x);
+    }
+    if (jv_is_valid(bad)) {
+        jv e = review_config_error("review: unknown argument '%s' (title, description, data, form, assignee, "
+                                   "role, priority, due, escalate)",
+                                   jv_string_value(bad));
+        jv_free(bad);
+        jv_free(args);
+        task_fail(in, fb, e);
+        return;
+    }
+    jv_free(bad);
+    int64_t now = cv__wall_ms();
+    /* due: a time (RFC 3339), or a duration from now (ISO 8601 or the DSL's object) */
+    jv due = jv_object_get(jv_copy(args), jv_string("due"));
+    if ((jv_get_kind(due) == JV_KIND_STRING && jv_string_value(due)[0] == 'P') || jv_get_kind(due) == JV_KIND_OBJECT) {
+        int64_t ms;
+        const char *why;
+        if (cv__duration_ms(due, &ms, &why)) {
+            jv e = review_config_error("review: due: %s", why);
+            jv_free(due);
+            jv_free(args);
+            task_fail(in, fb, e);
+            return;
+        }
+        char ts[32];
+        cv__rfc3339(now + scaled(in, ms), ts);
+        args = jv_object_set(args, jv_string("due"), jv_string(ts));
+    }
+    jv_free(due);
+    jv esc = jv_object_get(jv_copy(args), jv_string("escalate"));
+    const char *problem = review_escalate_problem(esc);
+    int has_due = jv_object_has(jv_copy(args), jv_string("due"));
+    if (!problem && jv_get_kind(esc) == JV_KIND_OBJECT && !has_due)
+        problem = "review: escalate needs a due time";
+    if (problem) {
+        jv_free(esc);
+        jv_free(args);
+        task_fail(in, fb, review_config_error("%s", problem));
+        return;
+    }
+    if (jv_object_has(jv_copy(args), jv_string("form")))
+        args = jv_object_set(args, jv_string("form"), review_form(jv_object_get(jv_copy(args), jv_string("form"))));
+    char id[37];
+    review_task_id(in, fb, fr, id);
+    const cv_workflow *wf = fr->wfc->wf;
+    args = jv_object_set(args, jv_string("id"), jv_string(id));
+    args = jv_object_set(args, jv_string("instance"), jv_string(in->id));
+    args = jv_object_set(args, jv_string("task"), jv_string(t->ref));
+    args = jv_object_set(args, jv_string("workflow"),
+                         JV_OBJECT(jv_string("namespace"), jv_string(wf->ns ? wf->ns : ""), jv_string("name"),
+                                   jv_string(wf->name ? wf->name : ""), jv_string("version"),
+                                   jv_string(wf->version ? wf->version : "")));
+    jv task, err = jv_invalid();
+    if (cv_task_new(args, now, &task, &err)) {
+        jv e = cv__error_newf(CV_ERR_VALIDATION, 400, "Validation Error", "review: %s",
+                              jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : "the task is not valid");
+        jv_free(err);
+        jv_free(esc);
+        task_fail(in, fb, e);
+        return;
+    }
+    jv_free(err);
+    jv due_ms = jv_null();
+    jv dts = jv_object_get(jv_copy(task), jv_string("due"));
+    int64_t dm;
+    if (jv_get_kind(dts) == JV_KIND_STRING && !cv__task_parse_time(jv_string_value(dts), &dm))
+        due_ms = jv_number((double)dm);
+    jv_free(dts);
+    review_note(in, fr, REVIEW_NOTE("opened"),
+                JV_OBJECT(jv_string("id"), jv_string(id), jv_string("title"),
+                          jv_object_get(jv_copy(task), jv_string("title")), jv_string("assignee"),
+                          jv_object_get(jv_copy(task), jv_string("assignee")), jv_string("role"),
+                          jv_object_get(jv_copy(task), jv_string("role")), jv_string("due"),
+                          jv_object_get(jv_copy(task), jv_string("due"))));
+    in->tasks_open = jv_array_append(in->tasks_open, task);
+    in->dirty = 1;
+    jv_free(fr->aux);
+    fr->aux = JV_OBJECT(jv_string("task"), jv_string(id), jv_string("dueMs"), due_ms, jv_string("escalate"),
+                        jv_is_valid(esc) ? esc : jv_null(), jv_string("escalated"), jv_false());
+    review_wait(in, fb, fr);
+}
+
+/* The listen above the review returned: the completion's data, or an error
+ * (its deadline, the due time, passed). */
+static void review_returned(struct instance *in, struct fiber *fb, struct frame *fr, int kind, jv val)
+{
+    const struct cv_task *t = fr->task;
+    jv id = aux_get(fr, "task");
+    const char *tid = jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "";
+    if (kind != RET_ERROR) {
+        jv data = jv_get_kind(val) == JV_KIND_ARRAY && jv_array_length(jv_copy(val)) > 0 ? jv_array_get(val, 0)
+                                                                                        : (jv_free(val), jv_null());
+        jv done = jv_get_kind(data) == JV_KIND_OBJECT ? jv_copy(data) : jv_object();
+        done = jv_object_delete(done, jv_string("task"));
+        done = jv_object_delete(done, jv_string("instance"));
+        review_note(in, fr, REVIEW_NOTE("completed"), jv_object_set(done, jv_string("id"), jv_copy(id)));
+        jv_free(id);
+        fr->phase = P_FINISH;
+        task_finish_value(fb, fr, data);
+        return;
+    }
+    jv type = jv_object_get(jv_copy(val), jv_string("type")), inst = jv_object_get(jv_copy(val), jv_string("instance"));
+    int due_passed = jv_get_kind(type) == JV_KIND_STRING && jv_get_kind(inst) == JV_KIND_STRING &&
+                     strstr(jv_string_value(type), "/timeout") && !strcmp(jv_string_value(inst), t->u.effect.wait->ref);
+    jv_free(type);
+    jv_free(inst);
+    if (!due_passed) {
+        review_abandon(in, fr);
+        jv_free(id);
+        task_fail(in, fb, val);
+        return;
+    }
+    jv_free(val);
+    jv esc = aux_get(fr, "escalate");
+    jv reassign = jv_get_kind(esc) == JV_KIND_OBJECT ? jv_object_get(jv_copy(esc), jv_string("reassign")) : jv_invalid();
+    jv_free(esc);
+    if (jv_get_kind(reassign) == JV_KIND_OBJECT) {
+        review_note(in, fr, REVIEW_NOTE("escalated"), JV_OBJECT(jv_string("id"), jv_copy(id), jv_string("to"),
+                                                                jv_copy(reassign)));
+        in->tasks_escalate = jv_array_append(in->tasks_escalate,
+                                             JV_OBJECT(jv_string("id"), id, jv_string("to"), reassign));
+        in->dirty = 1;
+        fr->aux = jv_object_set(fr->aux, jv_string("escalated"), jv_true());
+        review_wait(in, fb, fr);
+        return;
+    }
+    jv_free(reassign);
+    jv e = cv__error_newf(CV_ERR_TIMEOUT, 408, "Timeout", "review task %s was not completed by its due time", tid);
+    jv_free(id);
+    review_abandon(in, fr); /* escalate: {raise: true}: the task is cancelled */
+    task_fail(in, fb, e);
+}
+
 /* One step of a task frame. */
 static void step_task(struct instance *in, struct fiber *fb)
 {
@@ -1309,6 +1623,9 @@ static void step_task(struct instance *in, struct fiber *fb)
                 return;
             }
             listen_each_done(in, fb, fr, val);
+            return;
+        case P_REVIEW_WAIT:
+            review_returned(in, fb, fr, kind, val);
             return;
         default:
             jv_free(val);
@@ -1545,6 +1862,10 @@ static void step_task(struct instance *in, struct fiber *fb)
         case CV_T_CALL_CATALOG: {
             if (eval_tmpl(in, fb, fr, &t->u.effect.args, jv_copy(fr->input), &v)) {
                 task_fail(in, fb, v);
+                return;
+            }
+            if (t->u.effect.wait) {
+                review_open(in, fb, fr, v);
                 return;
             }
             fr->phase = P_EFFECT_WAIT;
@@ -2013,11 +2334,13 @@ static int enforce_deadline(struct instance *in, struct fiber *fb, int64_t now)
         effect_abandon(in, fb);
         while (fb->nframes > i + 1) {
             struct frame *t = top(fb);
+            review_abandon(in, t);
             if (t->type == F_TASK)
                 trace_end(in, t->trace_idx, "cancelled", NULL, jv_null());
             frame_release(t);
             fb->nframes--;
         }
+        review_abandon(in, fr); /* a review's own `timeout` */
         jv_free(fb->ret_value);
         fb->ret = RET_NONE;
         fb->ret_value = jv_null();
@@ -2533,6 +2856,9 @@ int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf
     in->inbox = jv_array();
     in->consumed = jv_array();
     in->notes = jv_array();
+    in->tasks_open = jv_array();
+    in->tasks_cancel = jv_array();
+    in->tasks_escalate = jv_array();
     pthread_mutex_init(&in->lock, NULL);
     pthread_cond_init(&in->cond, NULL);
     *err = jv_null();
@@ -2863,6 +3189,10 @@ void cv__instance_cleanup(struct instance *in)
     in->consumed = jv_null();
     jv_free(in->notes);
     in->notes = jv_null();
+    jv_free(in->tasks_open);
+    jv_free(in->tasks_cancel);
+    jv_free(in->tasks_escalate);
+    in->tasks_open = in->tasks_cancel = in->tasks_escalate = jv_null();
     pthread_mutex_destroy(&in->lock);
     pthread_cond_destroy(&in->cond);
 }
@@ -2907,6 +3237,24 @@ int cv_run_ex(cv_runtime *rt, const cv_workflow *wf, jv input, cv_run_options *o
     *report = r;
     cv__instance_cleanup(&in);
     return rc;
+}
+
+static jv take_array(jv *a)
+{
+    jv n = *a;
+    *a = jv_array();
+    if (jv_get_kind(n) != JV_KIND_ARRAY || jv_array_length(jv_copy(n)) == 0) {
+        jv_free(n);
+        return jv_invalid();
+    }
+    return n;
+}
+
+void cv__instance_take_tasks(struct instance *in, jv *open, jv *cancel, jv *escalate)
+{
+    *open = take_array(&in->tasks_open);
+    *cancel = take_array(&in->tasks_cancel);
+    *escalate = take_array(&in->tasks_escalate);
 }
 
 jv cv__instance_take_notes(struct instance *in)

@@ -771,6 +771,37 @@ static int sq_list_workflows(void *impl, jv *out, jv *err)
 static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *err);
 static int task_insert(struct sq *q, jv task, int *existed, jv *err);
 static int tasks_cancel(struct sq *q, const char *instance, jv which, int64_t now, jv *err);
+static int task_read(struct sq *q, const char *id, jv *out, jv *err);
+static int task_write(struct sq *q, jv task, jv *err);
+
+/* A checkpoint's escalation ({id, to}, borrowed) inside its transaction: a
+ * task gone or ended meanwhile is left alone. */
+static int task_escalate_in(struct sq *q, jv x, int64_t now, jv *err)
+{
+    jv id = jv_object_get(jv_copy(x), jv_string("id"));
+    jv cur = jv_invalid(), next = jv_invalid(), e = jv_invalid();
+    int code = task_read(q, jv_string_value(id), &cur, &e);
+    jv_free(id);
+    if (code == CV_ENOTFOUND) {
+        jv_free(e);
+        return 0;
+    }
+    if (code) {
+        *err = e;
+        return code;
+    }
+    code = cv__task_escalate_rule(cur, jv_object_get(jv_copy(x), jv_string("to")), now, &next, &e);
+    if (code == CV_ECONFLICT) {
+        jv_free(e);
+        return 0;
+    }
+    if (code) {
+        *err = e;
+        return code;
+    }
+    jv_free(e);
+    return task_write(q, next, err);
+}
 
 /* Creates one instance inside the caller's transaction; `history` (consumed;
  * invalid = none) becomes its first history events. */
@@ -1307,6 +1338,16 @@ static int apply_one(struct sq *q, struct cv_checkpoint *cp, int64_t now, jv *er
                 code = task_insert(q, jv_copy(t), NULL, err);
             }
             jv_free(t);
+        }
+        if (code)
+            return code;
+    }
+    if (jv_get_kind(cp->tasks_escalate) == JV_KIND_ARRAY) {
+        jv_array_foreach(cp->tasks_escalate, i, x)
+        {
+            if (!code)
+                code = task_escalate_in(q, x, now, err);
+            jv_free(x);
         }
         if (code)
             return code;

@@ -405,6 +405,22 @@ static int checkpoint_check(const struct cv_checkpoint *cp, jv *err)
         set_err(err, "checkpoint of %s: tasks to cancel are true (all) or an array of task ids", id);
         return CV_EINVAL;
     }
+    if (jv_is_valid(cp->tasks_escalate)) {
+        int bad = jv_get_kind(cp->tasks_escalate) != JV_KIND_ARRAY;
+        if (!bad) {
+            jv_array_foreach(cp->tasks_escalate, i, x)
+            {
+                if (!bad)
+                    bad = jv_get_kind(x) != JV_KIND_OBJECT || member_kind(x, "id") != JV_KIND_STRING ||
+                          member_kind(x, "to") != JV_KIND_OBJECT;
+                jv_free(x);
+            }
+        }
+        if (bad) {
+            set_err(err, "checkpoint of %s: tasks to escalate must be an array of {id, to: {assignee?, role?}}", id);
+            return CV_EINVAL;
+        }
+    }
     if (jv_is_valid(cp->events) && events_check(cp->events)) {
         set_err(err, "checkpoint of %s: events must be an array of {event: {type: string, ...}, expiresAt: number}",
                 id);
@@ -494,14 +510,15 @@ void cv_checkpoint_init(struct cv_checkpoint *cp, const char *instance)
     cp->events = jv_invalid();
     cp->tasks_add = jv_invalid();
     cp->tasks_cancel = jv_invalid();
+    cp->tasks_escalate = jv_invalid();
 }
 
 void cv_checkpoint_cleanup(struct cv_checkpoint *cp)
 {
     if (!cp)
         return;
-    jv *fields[] = {&cp->state,      &cp->output, &cp->error,     &cp->history,     &cp->timers_add,
-                   &cp->timers_del, &cp->events, &cp->tasks_add, &cp->tasks_cancel};
+    jv *fields[] = {&cp->state,  &cp->output,    &cp->error,        &cp->history,       &cp->timers_add,
+                   &cp->timers_del, &cp->events, &cp->tasks_add, &cp->tasks_cancel, &cp->tasks_escalate};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         jv_free(*fields[i]);
         *fields[i] = jv_invalid();

@@ -64,6 +64,9 @@ struct cv_checkpoint {
     jv tasks_cancel;    /* true: cancel every open task of the instance; or an array
                            of task ids to cancel. A checkpoint that ends the instance
                            (completed, faulted, cancelled) cancels its open tasks anyway */
+    jv tasks_escalate;  /* array of {id, to: {assignee?, role?}}: review tasks whose due
+                           time passed, escalated in its transaction (as
+                           cv_store_task_escalate; a task that ended is left alone) */
 };
 
 /* One creation of a batch (cv_store_create_instances). */
@@ -323,6 +326,8 @@ int cv_store_list_feedback(cv_store *s, const char *model, jv *out, jv *err);
  * (*err says why) or a store code.
  */
 int cv_task_new(jv def, int64_t now, jv *out, jv *err);
+/* An RFC 3339 date-time as wall ms into *ms: 0, or -1 when it is not one. */
+int cv__task_parse_time(const char *s, int64_t *ms);
 int cv_store_task_claim(cv_store *s, const char *id, const char *user, int64_t now, int64_t claim_ms, jv *out,
                         jv *err);
 int cv_store_task_release(cv_store *s, const char *id, const char *user, int64_t now, jv *out, jv *err);

@@ -46,6 +46,9 @@ int cv__store_model_move_ok(const char *from, const char *to);
  */
 #include <stdint.h>
 int cv__task_parse_time(const char *s, int64_t *ms);
+/* The escalation rule of cv_store_task_escalate on a task (consumed), for a
+ * backend applying a checkpoint's tasks_escalate in its transaction. */
+int cv__task_escalate_rule(jv task, jv to, int64_t now, jv *out, jv *err);
 int64_t cv__task_due_ms(jv task);
 /* `task` (consumed) cancelled at `now`, with its history event. */
 jv cv__task_cancelled(jv task, int64_t now);

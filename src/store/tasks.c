@@ -798,6 +798,17 @@ int cv_store_task_reassign(cv_store *s, const char *id, const char *user, jv bod
     return rc;
 }
 
+int cv__task_escalate_rule(jv task, jv to, int64_t now, jv *out, jv *err)
+{
+    struct change c = {.now = now, .body = to};
+    jv events = jv_invalid(), feedback = jv_invalid();
+    int rc = do_escalate(task, &c, out, &events, &feedback, err);
+    jv_free(events);
+    jv_free(feedback);
+    jv_free(to);
+    return rc;
+}
+
 int cv_store_task_escalate(cv_store *s, const char *id, jv to, int64_t now, jv *out, jv *err)
 {
     struct change c = {.now = now, .body = to};
