@@ -1173,6 +1173,24 @@ int cv__client_model_get(const char *server, const char *name, int64_t version, 
     return 0;
 }
 
+int cv__client_feedback(const char *server, const char *name, jv *out, jv *err)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/v1/models/%s/feedback", name);
+    jv r = jv_invalid();
+    int rc = registry_call(server, "GET", path, jv_invalid(), &r, err);
+    if (rc)
+        return rc;
+    *out = jv_object_get(r, jv_string("items"));
+    if (jv_get_kind(*out) != JV_KIND_ARRAY) {
+        jv_free(*out);
+        *out = jv_invalid();
+        *err = jv_string("the server's feedback list has no items");
+        return CV_EFAULT;
+    }
+    return 0;
+}
+
 int cv__client_model_list(const char *server, jv *out, jv *err)
 {
     jv r = jv_invalid();

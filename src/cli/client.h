@@ -40,6 +40,8 @@ int cv__client_main(const char *cmd, int argc, char **argv);
 int cv__client_model_get(const char *server, const char *name, int64_t version, jv *card, void **bytes, size_t *len,
                          jv *err);
 int cv__client_model_list(const char *server, jv *out, jv *err);
+/* GET /v1/models/NAME/feedback: *out = the feedback examples (docs/tasks.md). */
+int cv__client_feedback(const char *server, const char *name, jv *out, jv *err);
 int cv__client_model_put(const char *server, const char *name, const char *kind, jv card, const void *bytes,
                          size_t len, int64_t *version, jv *err);
 int cv__client_model_status(const char *server, const char *name, int64_t version, const char *action, jv *err);

@@ -53,12 +53,14 @@ static const char usage_model[] =
     "commands:\n"
     "  train --kind text --data FILE --label FIELD [--text FIELD] --name NAME\n"
     "        [--holdout 0.2 --seed N | --all] [--algo lr|svm] [--C X] [--hash-bits B]\n"
-    "        [--solver lr|lr-dual]\n"
+    "        [--solver lr|lr-dual] [--include-feedback]\n"
     "                     train a new version of NAME on FILE (JSON lines or CSV with a\n"
     "                     header); report metrics on a seeded stratified held-out part\n"
     "                     (default 0.2, seed 42) or train on --all rows; prints\n"
     "                     NAME@VERSION as the last word\n"
-    "                     (--algo svm: a linear SVM with Platt-calibrated probabilities)\n"
+    "                     (--algo svm: a linear SVM with Platt-calibrated probabilities;\n"
+    "                     --include-feedback: also the examples reviewers confirmed or\n"
+    "                     corrected for NAME's predictions, docs/tasks.md)\n"
     "  train --kind tabular --data FILE --label FIELD --name NAME\n"
     "        [--holdout 0.2 --seed N | --all] [--positive LABEL] [--schema FILE]\n"
     "        [--algo auto|xgboost|linear] [--C 1] [--folds 5]\n"
@@ -108,6 +110,7 @@ struct opts {
     const char *server; /* --server URL: the registry of a server instead of --db */
     double share;       /* canary --share */
     int share_set, clear;
+    int include_feedback; /* train: add the reviewers' labeled examples */
 };
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
@@ -159,6 +162,8 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
         }
         if (!strcmp(a, "--all")) {
             o->all = 1;
+        } else if (!strcmp(a, "--include-feedback")) {
+            o->include_feedback = 1;
         } else if (!strcmp(a, "--clear")) {
             o->clear = 1;
         } else if (!strcmp(a, "--share")) {
@@ -923,6 +928,73 @@ out:
     return rc;
 }
 
+/*
+ * --include-feedback: the examples reviewers confirmed or corrected for
+ * predictions of model o->name (any version; docs/tasks.md) join the
+ * training rows: the model's input as the text (a string, or the --text
+ * member of an object) and the reviewer's final value as the label. Examples
+ * without a usable text or label are skipped (and counted). 0, or 1 after a
+ * message.
+ */
+static int add_feedback(const struct opts *o, cv_store *s, struct cv_dataset *d, int *rows, int *overridden)
+{
+    jv items = jv_invalid(), err = jv_invalid();
+    int rc = o->server ? cv__client_feedback(o->server, o->name, &items, &err)
+                       : cv_store_list_feedback(s, o->name, &items, &err);
+    if (rc) {
+        print_err("train: reading the feedback examples", err);
+        return 1;
+    }
+    jv_free(err);
+    int n = jv_array_length(jv_copy(items)), k = 0, skipped = 0;
+    char **texts = calloc((size_t)(n ? n : 1), sizeof *texts), **labels = calloc((size_t)(n ? n : 1), sizeof *labels);
+    rc = !texts || !labels;
+    jv_array_foreach(items, i, ex)
+    {
+        jv in = jv_object_get(jv_copy(ex), jv_string("input")), c = jv_object_get(jv_copy(ex), jv_string("corrected"));
+        if (jv_get_kind(in) == JV_KIND_OBJECT)
+            in = jv_object_get(in, jv_string(o->text));
+        jv_kind ck = jv_get_kind(c);
+        jv label = ck == JV_KIND_STRING ? jv_copy(c)
+                   : ck == JV_KIND_NUMBER || ck == JV_KIND_TRUE || ck == JV_KIND_FALSE ? jv_dump_string(jv_copy(c), 0)
+                                                                                       : jv_invalid();
+        if (!rc && jv_get_kind(in) == JV_KIND_STRING && jv_get_kind(label) == JV_KIND_STRING) {
+            texts[k] = strdup(jv_string_value(in));
+            labels[k] = strdup(jv_string_value(label));
+            rc = !texts[k] || !labels[k];
+            k++;
+            jv ov = jv_object_get(jv_copy(ex), jv_string("overridden"));
+            *overridden += jv_get_kind(ov) == JV_KIND_TRUE;
+            jv_free(ov);
+        } else {
+            skipped++;
+        }
+        jv_free(in);
+        jv_free(c);
+        jv_free(label);
+        jv_free(ex);
+    }
+    jv_free(items);
+    if (!rc && k)
+        rc = cv_dataset_append(d, k, texts, labels) != 0;
+    for (int i = 0; i < k; i++) {
+        free(texts[i]);
+        free(labels[i]);
+    }
+    free(texts);
+    free(labels);
+    if (rc) {
+        fprintf(stderr, "conveyor model train: out of memory\n");
+        return 1;
+    }
+    *rows = k;
+    printf("feedback: %d reviewed example(s) of %s added, %d of them corrected by a reviewer\n", k, o->name,
+           *overridden);
+    if (skipped)
+        printf("feedback: %d example(s) skipped (no text in \"%s\", or no label)\n", skipped, o->text);
+    return 0;
+}
+
 static int cmd_train(int argc, char **argv)
 {
     struct opts o;
@@ -952,6 +1024,8 @@ static int cmd_train(int argc, char **argv)
             o.tab.algo = CV_TAB_ALGO_LINEAR;
         else
             return usage_error("train", "--algo for --kind tabular is auto, xgboost or linear (got %s)", o.algo);
+        if (o.include_feedback)
+            return usage_error("train", "--include-feedback is for --kind text (not yet for tabular models)%s", NULL);
         return train_tabular(&o);
     }
     if (o.algo && !strcmp(o.algo, "svm")) {
@@ -1000,7 +1074,27 @@ static int cmd_train(int argc, char **argv)
             goto out;
         }
     }
-    printf("data: %s: %d rows, %d labels, sha256 %s\n", o.data, d.n, d.n_labels, d.sha256);
+    /* the reviewers' examples are all trained on: the held-out rows stay the
+     * file's, comparable with versions trained without them */
+    int fb_rows = 0, fb_over = 0;
+    if (o.include_feedback) {
+        printf("data: %s: %d rows, %d labels, sha256 %s\n", o.data, d.n, d.n_labels, d.sha256);
+        int before = d.n;
+        if (add_feedback(&o, s, &d, &fb_rows, &fb_over))
+            goto out;
+        if (!o.all && fb_rows) {
+            int *more = realloc(tr, (size_t)(ntr + fb_rows) * sizeof *tr);
+            if (!more) {
+                fprintf(stderr, "conveyor model train: out of memory\n");
+                goto out;
+            }
+            tr = more;
+            for (int i = before; i < d.n; i++)
+                tr[ntr++] = i;
+        }
+    }
+    printf("%s: %d rows, %d labels%s%s\n", o.include_feedback ? "with the feedback" : "data", d.n, d.n_labels,
+           o.include_feedback ? "" : ", sha256 ", o.include_feedback ? "" : d.sha256);
     if (o.all)
         printf("training on all %d rows (no held-out metrics)\n", d.n);
     else
@@ -1052,10 +1146,13 @@ static int cmd_train(int argc, char **argv)
     jv data = jv_object();
     data = jv_object_set(data, jv_string("file"), jv_string(o.data));
     data = jv_object_set(data, jv_string("sha256"), jv_string(d.sha256));
-    data = jv_object_set(data, jv_string("rows"), jv_number(d.n));
+    data = jv_object_set(data, jv_string("rows"), jv_number(d.n - fb_rows)); /* the file's */
     data = jv_object_set(data, jv_string("textField"), jv_string(o.text));
     data = jv_object_set(data, jv_string("labelField"), jv_string(o.label));
     data = jv_object_set(data, jv_string("labelCounts"), counts);
+    if (o.include_feedback)
+        data = jv_object_set(data, jv_string("feedback"), JV_OBJECT(jv_string("examples"), jv_number(fb_rows),
+                                                                     jv_string("overridden"), jv_number(fb_over)));
     jv split = jv_object();
     if (o.all) {
         split = jv_object_set(split, jv_string("all"), jv_true());

@@ -508,6 +508,37 @@ void cv_dataset_cleanup(struct cv_dataset *d)
     memset(d, 0, sizeof *d);
 }
 
+int cv_dataset_append(struct cv_dataset *d, int k, char *const *texts, char *const *labels)
+{
+    struct rows r = {0};
+    int code = 0;
+    for (int i = 0; i < d->n + k && !code; i++) {
+        int old = i < d->n;
+        char *t = strdup(old ? d->texts[i] : texts[i - d->n]);
+        char *l = strdup(old ? d->label_names[d->labels[i]] : labels[i - d->n]);
+        if (!t || !l) {
+            free(t);
+            free(l);
+            code = CV_ENOMEM;
+        } else {
+            code = rows_add(&r, t, l, old ? d->lines[i] : 0);
+        }
+    }
+    struct cv_dataset nd;
+    memset(&nd, 0, sizeof nd);
+    if (!code)
+        code = rows_finish(&r, 1, &nd);
+    rows_free(&r);
+    if (code) {
+        cv_dataset_cleanup(&nd);
+        return code;
+    }
+    memcpy(nd.sha256, d->sha256, sizeof nd.sha256);
+    cv_dataset_cleanup(d);
+    *d = nd;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The stratified split                                                      */
 /* ------------------------------------------------------------------------ */

@@ -53,6 +53,10 @@ struct cv_dataset {
 int cv_dataset_read(const char *path, const char *text_field, const char *label_field, struct cv_dataset *out,
                     jv *err);
 void cv_dataset_cleanup(struct cv_dataset *d);
+/* Adds k labeled rows (texts[i] with labels[i], borrowed; line 0) to a
+ * dataset read with labels: label ids are renumbered so that names stay
+ * sorted. 0, or CV_ENOMEM with d unchanged. */
+int cv_dataset_append(struct cv_dataset *d, int k, char *const *texts, char *const *labels);
 
 /*
  * Seeded stratified hold-out split: within each class the rows are shuffled

@@ -68,6 +68,7 @@ enum route {
     R_MODEL_FILE,
     R_MODEL_ACTION,
     R_MODEL_ROUTING,
+    R_MODEL_FEEDBACK,
     R_UNKNOWN,
     R_COUNT
 };
@@ -96,6 +97,7 @@ static const char *const route_names[R_COUNT] = {
     "/v1/models/{name}/file",
     "/v1/models/{name}/versions/{version}/{action}",
     "/v1/models/{name}/{routing|canary|shadow}",
+    "/v1/models/{name}/feedback",
     "unknown",
 };
 
@@ -1671,6 +1673,32 @@ static enum MHD_Result model_routing(struct call *k, const char *name, const cha
 }
 
 /* /v1/models...: seg[0] = "v1", seg[1] = "models", n segments. */
+/* GET /v1/models/{name}/feedback: the labeled examples reviewers confirmed or
+ * corrected for predictions of that model (any version; docs/tasks.md). */
+struct feedback_op {
+    const char *name;
+    jv out, err;
+};
+
+static int feedback_run(cv_store *st, void *ctx)
+{
+    struct feedback_op *o = ctx;
+    return cv_store_list_feedback(st, o->name, &o->out, &o->err);
+}
+
+static enum MHD_Result get_feedback(struct call *k, const char *name)
+{
+    enum MHD_Result ret;
+    if (!allowed(k, "model.read", NULL, &ret))
+        return ret;
+    struct feedback_op o = {.name = name, .out = jv_invalid(), .err = jv_invalid()};
+    int rc = cv__engine_with_store(k->s->e, feedback_run, &o, 0);
+    if (rc)
+        return send_model_error(k, rc, o.err, "feedback");
+    jv_free(o.err);
+    return send_json(k, 200, JV_OBJECT(jv_string("items"), o.out));
+}
+
 static enum MHD_Result models_route(struct call *k, char **seg, int n)
 {
     enum MHD_Result ret;
@@ -1692,6 +1720,10 @@ static enum MHD_Result models_route(struct call *k, char **seg, int n)
     if (n == 4 && !strcmp(seg[3], "versions")) {
         k->route = R_MODEL_VERSIONS;
         return post ? post_model(k, name) : method_not_allowed(k, "POST");
+    }
+    if (n == 4 && !strcmp(seg[3], "feedback")) {
+        k->route = R_MODEL_FEEDBACK;
+        return get ? get_feedback(k, name) : method_not_allowed(k, "GET");
     }
     if (n == 4 && !strcmp(seg[3], "routing")) {
         k->route = R_MODEL_ROUTING;

@@ -179,6 +179,23 @@ is "the history keeps the prediction, the opening and the decision" "1 1 1 ann s
 is "the override counter moved" 1 "$(metric 'conveyor_model_overrides_total{model="tickets@1"}')"
 is "the override ratio moved" 1 "$(metric 'conveyor_model_override_ratio{model="tickets@1"}')"
 is "the review ratio of the workflow: one instance of two" 0.5 "$(metric 'conveyor_review_ratio{workflow="test/triage"}')"
+req GET /v1/models/tickets/feedback
+is "the feedback example: input, prediction, correction, reviewer" "1 billing shipping True ann $TEXT" \
+    "$(js '(lambda e: " ".join([str(len(j["items"])), e["predicted"], e["corrected"], str(e["overridden"]), e["reviewer"], e["input"]]))(j["items"][0])')"
+"$CV" model train --kind text --data tests/ml/tickets.jsonl --label label --name tickets --all --include-feedback \
+    --server "$S" >"$T/train2.out" 2>"$T/train2.err"
+rc=$?
+is "model train --include-feedback --server adds the reviewer's correction" \
+    "0 feedback: 1 reviewed example(s) of tickets added, 1 of them corrected by a reviewer" \
+    "$rc $(grep '^feedback:' "$T/train2.out")"
+is "... prints the new version as its last word" tickets@2 "$(tail -1 "$T/train2.out" | awk '{print $NF}')"
+"$CV" model train --kind text --data tests/ml/tickets.jsonl --label label --name tickets --include-feedback \
+    --server "$S" >"$T/train3.out" 2>"$T/train3.err"
+is "... with a hold-out, the reviewed example is trained on, the held-out rows stay the file's" \
+    "split: stratified hold-out 0.2, seed 42: 241 training rows, 60 held out" "$(grep '^split:' "$T/train3.out")"
+req GET /v1/models/tickets/versions/2
+is "... whose card counts the examples" "300 1 1" \
+    "$(js '(lambda d: " ".join([str(d["rows"]), str(d["feedback"]["examples"]), str(d["feedback"]["overridden"])]))(j["data"])')"
 
 # ---- escalation at the due time: reassigned, still waiting
 cat >"$T/escalate.yaml" <<'YAML'
