@@ -183,7 +183,7 @@ const char cv__server_openapi[] =
     "type\":\"integer\",\"minimum\":1}}],\"post\":{\"summary\":\"-> retired, for good; ends its canary or shadow\",\"response"
     "s\":{\"200\":{\"description\":\"the model card\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/sche"
     "mas/ModelCard\"}}}},\"400\":{\"$ref\":\"#/components/responses/Problem\"},\"404\":{\"$ref\":\"#/components/responses/Pro"
-    "blem\"},\"409\":{\"$ref\":\"#/components/responses/Problem\"}}}},\"/v1/models/{name}/routing\":{\"parameters\":[{\"name\""
+    "blem\"},\"409\":{\"$ref\":\"#/components/responses/Problem\"}}}},\"/v1/models/{name}/feedback\":{\"parameters\":[{\"name\":\"name\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"string\"}}],\"get\":{\"summary\":\"The predictions of any version of the model that reviewers confirmed or corrected (docs/tasks.md)\",\"responses\":{\"200\":{\"description\":\"{items: [{task, instance, field, model, input, predicted, corrected, overridden, reviewer, at}]}\"}}}},\"/v1/models/{name}/routing\":{\"parameters\":[{\"name\""
     ":\"name\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"string\"},\"description\":\"the model's name\"}],\"get\":{\"su"
     "mmary\":\"The name's canary and shadow\",\"responses\":{\"200\":{\"description\":\"the routing of the name after the c"
     "hange\",\"content\":{\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/ModelRouting\"}}}},\"404\":{\"$ref\""
