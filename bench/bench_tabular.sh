@@ -11,10 +11,11 @@
 # stratified 70/30 split (bench/bench_tabular_data.py); then on that
 # identical split, with "bad" as the positive class:
 #   conveyor   model train --kind tabular --all on train.csv with --algo auto
-#              (the default: XGBoost or the L2 logistic regression, whichever
-#              has the better cross-validated AUC on train.csv; test.csv is
-#              never seen), and for reference --algo xgboost and --algo
-#              linear; model eval --json on test.csv
+#              (the default: XGBoost, the L2 logistic regression or their
+#              blend, whichever has the best cross-validated AUC on
+#              train.csv; test.csv is never seen), and for reference --algo
+#              xgboost, --algo linear and --algo blend; model eval --json on
+#              test.csv
 #   sklearn    GradientBoostingClassifier and LogisticRegression, each in a
 #              Pipeline with one-hot encoding and scaling
 #              (bench/bench_tabular_sklearn.py), one BLAS/OpenMP thread
@@ -58,7 +59,7 @@ for SEED in $SEEDS; do
     [ "$SEED" = "$FIRST" ] && cat "$D/data.out"
     DB="$D/models.db"
     rm -f "$DB" "$DB-wal" "$DB-shm"
-    for ALGO in auto xgboost linear; do
+    for ALGO in auto xgboost linear blend; do
         "$BUILD/conveyor" model train --kind tabular --algo "$ALGO" --data "$D/train.csv" --label class \
             --positive bad --name "credit-$ALGO" --all --db "$DB" >"$D/train-$ALGO.out"
         REF=$(tail -n 1 "$D/train-$ALGO.out" | awk '{print $NF}')
@@ -82,8 +83,9 @@ work, cpu, cores, seeds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 def load(seed, name):
     return json.load(open(f"{work}/seed{seed}/{name}"))
 first = seeds[0]
-ev = {a: load(first, f"eval-{a}.json") for a in ("auto", "xgboost", "linear")}
-card = {a: load(first, f"card-{a}.json") for a in ("auto", "xgboost", "linear")}
+ALGOS = ("auto", "xgboost", "linear", "blend")
+ev = {a: load(first, f"eval-{a}.json") for a in ALGOS}
+card = {a: load(first, f"card-{a}.json") for a in ALGOS}
 sp = load(first, "speed.json")
 sk = load(first, "sklearn.json")
 gb, lr = sk["gradient_boosting"], sk["logistic_regression"]
@@ -96,7 +98,8 @@ algo = card["auto"]["parameters"]["algo"]
 rows = [(f"conveyor auto ({algo})", ev["auto"], card["auto"]["trainingSeconds"],
          sp["batch_per_second"], sp["score_one_row_per_second"]),
         (f"conveyor xgboost ({xp['rounds']} r.)", ev["xgboost"], card["xgboost"]["trainingSeconds"], None, None),
-        ("conveyor linear", ev["linear"], card["linear"]["trainingSeconds"], None, None)]
+        ("conveyor linear", ev["linear"], card["linear"]["trainingSeconds"], None, None),
+        ("conveyor blend", ev["blend"], card["blend"]["trainingSeconds"], None, None)]
 for name, e, t, pb, p1 in rows:
     rate = f"{pb:14,.0f}{p1:14,.0f}" if pb else f"{'':>14}{'':>14}"
     print(f"{name:26}{e['auc']:8.4f}{e['logloss']:10.4f}{e['accuracy']:10.4f}{t:9.3f}{rate}")
@@ -107,11 +110,11 @@ print(f"conveyor auto batch with contributions: {sp['batch_with_shap_per_second'
       f"1-row = the `score` path (encode, predict, explanation, JSON output)")
 print()
 print("test AUC per split (auto's choice from cross-validated AUC on the training rows only):")
-print(f"{'seed':>5}{'auto':>8}{'chose':>9}{'cv xgb':>8}{'cv lin':>8}{'xgboost':>9}{'linear':>8}"
-      f"{'sk GB':>8}{'sk LR':>8}{'auto-best':>10}  bar (>= -0.01)")
+print(f"{'seed':>5}{'auto':>8}{'chose':>9}{'cv xgb':>8}{'cv lin':>8}{'cv bld':>8}{'xgboost':>9}{'linear':>8}"
+      f"{'blend':>8}{'sk GB':>8}{'sk LR':>8}{'auto-best':>10}  bar (>= -0.01)")
 met = 0
 for s in seeds:
-    e = {a: load(s, f"eval-{a}.json")["auc"] for a in ("auto", "xgboost", "linear")}
+    e = {a: load(s, f"eval-{a}.json")["auc"] for a in ALGOS}
     c = load(s, "card-auto.json")["parameters"]
     cv = c.get("cvAuc", {})
     k = load(s, "sklearn.json")
@@ -119,8 +122,9 @@ for s in seeds:
     d = e["auto"] - best
     met += d >= -0.01
     f = lambda v: f"{v:8.4f}" if isinstance(v, (int, float)) else f"{'-':>8}"
-    print(f"{s:>5}{e['auto']:8.4f}{c['algo']:>9}{f(cv.get('xgboost'))}{f(cv.get('linear'))}{e['xgboost']:9.4f}"
-          f"{e['linear']:8.4f}{k['gradient_boosting']['auc']:8.4f}{k['logistic_regression']['auc']:8.4f}"
+    print(f"{s:>5}{e['auto']:8.4f}{c['algo']:>9}{f(cv.get('xgboost'))}{f(cv.get('linear'))}{f(cv.get('blend'))}"
+          f"{e['xgboost']:9.4f}{e['linear']:8.4f}{e['blend']:8.4f}"
+          f"{k['gradient_boosting']['auc']:8.4f}{k['logistic_regression']['auc']:8.4f}"
           f"{d:+10.4f}  {'met' if d >= -0.01 else 'NOT met'}")
 print(f"issue 4's bar (conveyor's AUC within 0.01 of the better scikit-learn model) met on {met} of {len(seeds)} splits")
 PYEOF

@@ -63,11 +63,12 @@ static const char usage_model[] =
     "                     corrected for NAME's predictions, docs/tasks.md)\n"
     "  train --kind tabular --data FILE --label FIELD --name NAME\n"
     "        [--holdout 0.2 --seed N | --all] [--positive LABEL] [--schema FILE]\n"
-    "        [--algo auto|xgboost|linear] [--C 1] [--folds 5]\n"
+    "        [--algo auto|xgboost|linear|blend] [--C 1] [--folds 5]\n"
     "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50]\n"
     "        [--subsample 0.8] [--colsample 0.8] [--min-child-weight 1] [--lambda 1]\n"
-    "                     train a binary scorer: XGBoost or an L2 logistic regression\n"
-    "                     (auto: the better by cross-validated AUC on the training rows);\n"
+    "                     train a binary scorer: XGBoost, an L2 logistic regression or\n"
+    "                     their blend (mean log-odds) (auto: the best of the three by\n"
+    "                     cross-validated AUC on the training rows);\n"
     "                     every column but the label is a feature (numeric or categorical,\n"
     "                     inferred) unless --schema FILE declares them\n"
     "                     ([{\"name\", \"type\", \"categories\"?}...])\n"
@@ -733,14 +734,20 @@ static int train_tabular(struct opts *o)
         goto out;
     }
     double secs = now_s() - t0;
-    double cv_auc[2];
+    double cv_auc[3];
     cv_tab_model_cv_auc(m, cv_auc);
-    if (o->tab.algo == CV_TAB_ALGO_AUTO && !isnan(cv_auc[1]))
-        printf("algorithm: %s (cross-validated AUC on the training rows: XGBoost %.4f, linear %.4f)\n",
-               cv_tab_model_algo(m) == CV_TAB_ALGO_LINEAR ? "linear" : "xgboost", cv_auc[0], cv_auc[1]);
+    int algo = cv_tab_model_algo(m);
+    if ((o->tab.algo == CV_TAB_ALGO_AUTO || o->tab.algo == CV_TAB_ALGO_BLEND) && !isnan(cv_auc[1]))
+        printf("algorithm: %s (cross-validated AUC on the training rows: XGBoost %.4f, linear %.4f, blend %.4f)\n",
+               algo == CV_TAB_ALGO_LINEAR ? "linear" : algo == CV_TAB_ALGO_BLEND ? "blend" : "xgboost", cv_auc[0],
+               cv_auc[1], cv_auc[2]);
     else if (o->tab.algo == CV_TAB_ALGO_AUTO)
         printf("algorithm: xgboost (too few rows of a label to cross-validate a choice)\n");
-    if (cv_tab_model_algo(m) == CV_TAB_ALGO_LINEAR)
+    if (algo == CV_TAB_ALGO_BLEND)
+        printf("trained in %.2f s (blend: the mean log-odds of XGBoost, %d rounds of depth-%d trees, and an L2 "
+               "logistic regression, C=%g)\n",
+               secs, cv_tab_model_rounds(m), o->tab.max_depth, o->tab.C);
+    else if (algo == CV_TAB_ALGO_LINEAR)
         printf("trained in %.2f s (L2 logistic regression, LIBLINEAR, C=%g, standardised numeric and one-hot "
                "categorical columns)\n",
                secs, o->tab.C);
@@ -1022,8 +1029,11 @@ static int cmd_train(int argc, char **argv)
             o.tab.algo = CV_TAB_ALGO_XGBOOST;
         else if (!strcmp(o.algo, "linear"))
             o.tab.algo = CV_TAB_ALGO_LINEAR;
+        else if (!strcmp(o.algo, "blend"))
+            o.tab.algo = CV_TAB_ALGO_BLEND;
         else
-            return usage_error("train", "--algo for --kind tabular is auto, xgboost or linear (got %s)", o.algo);
+            return usage_error("train", "--algo for --kind tabular is auto, xgboost, linear or blend (got %s)",
+                               o.algo);
         if (o.include_feedback)
             return usage_error("train", "--include-feedback is for --kind text (not yet for tabular models)%s", NULL);
         return train_tabular(&o);

@@ -1,7 +1,13 @@
 /*
  * tabular.c — the tabular scorer's model (tabular.h): training an XGBoost
  * binary classifier through its C API, scoring with SHAP explanations, the
- * model file format, and the scorer's metrics.
+ * choice between XGBoost, the linear model (tablinear.c) and their blend,
+ * the model file format, and the scorer's metrics.
+ *
+ * The blend averages the two models' margins. Both are log-odds and both
+ * explanations are additive in log-odds (SHAP values; coef * (x - mean)),
+ * so the mean of the two explanations (and of the two biases) sums to the
+ * blended margin: the explanation stays exact without a third method.
  *
  * Categorical features are one-hot encoded (tabdata.c) rather than given to
  * XGBoost's native categorical support: in XGBoost 1.7 (Debian's) native
@@ -68,13 +74,13 @@ static void silence_xgboost(void)
 /* ------------------------------------------------------------------------ */
 
 struct cv_tab_model {
-    struct cv_tab_params p; /* p.algo: CV_TAB_ALGO_XGBOOST or CV_TAB_ALGO_LINEAR */
+    struct cv_tab_params p; /* p.algo: CV_TAB_ALGO_XGBOOST, _LINEAR or _BLEND */
     struct cv_tab_schema s;
     char *labels[2];
-    double cv_auc[2];     /* what `auto` compared (NaN: not measured) */
-    struct cv__tab_linear lin; /* the linear model */
+    double cv_auc[3];     /* what `auto` compares: xgboost, linear, blend (NaN: not measured) */
+    struct cv__tab_linear lin; /* the linear model (linear, blend) */
     int rounds;           /* rounds trained (trees) */
-    BoosterHandle b;      /* the XGBoost model */
+    BoosterHandle b;      /* the XGBoost model (xgboost, blend) */
     unsigned char *raw;   /* the booster as XGBoost serialised it (UBJSON), kept for save */
     size_t rawlen;
     pthread_mutex_t lock; /* held around every call into b */
@@ -99,34 +105,38 @@ void cv_tab_params_init(struct cv_tab_params *p)
 
 static const char *algo_name(int algo)
 {
-    return algo == CV_TAB_ALGO_LINEAR ? "linear" : algo == CV_TAB_ALGO_XGBOOST ? "xgboost" : "auto";
+    switch (algo) {
+    case CV_TAB_ALGO_LINEAR:
+        return "linear";
+    case CV_TAB_ALGO_XGBOOST:
+        return "xgboost";
+    case CV_TAB_ALGO_BLEND:
+        return "blend";
+    default:
+        return "auto";
+    }
 }
 
-jv cv_tab_model_params_json(const struct cv_tab_model *m)
+static int has_cv(const struct cv_tab_model *m)
+{
+    return !isnan(m->cv_auc[0]) || !isnan(m->cv_auc[1]) || !isnan(m->cv_auc[2]);
+}
+
+static jv cv_number(double v)
+{
+    return isnan(v) ? jv_null() : jv_number(v);
+}
+
+static jv linear_params_json(const struct cv_tab_params *p, jv o)
+{
+    o = jv_object_set(o, jv_string("solver"), jv_string("liblinear L2R_LR"));
+    o = jv_object_set(o, jv_string("C"), jv_number(p->C));
+    return jv_object_set(o, jv_string("numeric"), jv_string("standardised; missing = the training mean"));
+}
+
+static jv xgboost_params_json(const struct cv_tab_model *m, jv o)
 {
     const struct cv_tab_params *p = &m->p;
-    jv o = jv_object();
-    o = jv_object_set(o, jv_string("algo"), jv_string(algo_name(p->algo)));
-    if (!isnan(m->cv_auc[0]) || !isnan(m->cv_auc[1])) {
-        /* what `auto` compared, on the training rows only */
-        jv sel = jv_object();
-        sel = jv_object_set(sel, jv_string("by"),
-                            jv_string("mean left-out AUC of stratified cross-validation on the training rows"));
-        sel = jv_object_set(sel, jv_string("xgboost"), isnan(m->cv_auc[0]) ? jv_null() : jv_number(m->cv_auc[0]));
-        sel = jv_object_set(sel, jv_string("linear"), isnan(m->cv_auc[1]) ? jv_null() : jv_number(m->cv_auc[1]));
-        o = jv_object_set(o, jv_string("cvAuc"), sel);
-    }
-    /* folds asked for (fewer are used when a label has fewer rows); 0: no cross-validation ran */
-    o = jv_object_set(o, jv_string("cvFolds"), jv_number(!isnan(m->cv_auc[0]) || !isnan(m->cv_auc[1]) ? p->folds : 0));
-    o = jv_object_set(o, jv_string("seed"), jv_number((double)p->seed));
-    o = jv_object_set(o, jv_string("categorical"), jv_string("one-hot"));
-    if (p->algo == CV_TAB_ALGO_LINEAR) {
-        o = jv_object_set(o, jv_string("model"), jv_string("logistic regression, L2"));
-        o = jv_object_set(o, jv_string("solver"), jv_string("liblinear L2R_LR"));
-        o = jv_object_set(o, jv_string("C"), jv_number(p->C));
-        o = jv_object_set(o, jv_string("numeric"), jv_string("standardised; missing = the training mean"));
-        return jv_object_set(o, jv_string("explanation"), jv_string("coef * (x - training mean), log-odds"));
-    }
     o = jv_object_set(o, jv_string("booster"), jv_string("xgboost gbtree"));
     int major = 0, minor = 0, patch = 0;
     XGBoostVersion(&major, &minor, &patch);
@@ -145,9 +155,45 @@ jv cv_tab_model_params_json(const struct cv_tab_model *m)
     return jv_object_set(o, jv_string("rounds"), jv_number(m->rounds));
 }
 
+jv cv_tab_model_params_json(const struct cv_tab_model *m)
+{
+    const struct cv_tab_params *p = &m->p;
+    jv o = jv_object();
+    o = jv_object_set(o, jv_string("algo"), jv_string(algo_name(p->algo)));
+    if (has_cv(m)) {
+        /* what `auto` compared, on the training rows only */
+        jv sel = jv_object();
+        sel = jv_object_set(sel, jv_string("by"),
+                            jv_string("mean left-out AUC of stratified cross-validation on the training rows"));
+        sel = jv_object_set(sel, jv_string("xgboost"), cv_number(m->cv_auc[0]));
+        sel = jv_object_set(sel, jv_string("linear"), cv_number(m->cv_auc[1]));
+        sel = jv_object_set(sel, jv_string("blend"), cv_number(m->cv_auc[2]));
+        o = jv_object_set(o, jv_string("cvAuc"), sel);
+    }
+    /* folds asked for (fewer are used when a label has fewer rows); 0: no cross-validation ran */
+    o = jv_object_set(o, jv_string("cvFolds"), jv_number(has_cv(m) ? p->folds : 0));
+    o = jv_object_set(o, jv_string("seed"), jv_number((double)p->seed));
+    o = jv_object_set(o, jv_string("categorical"), jv_string("one-hot"));
+    if (p->algo == CV_TAB_ALGO_LINEAR) {
+        o = jv_object_set(o, jv_string("model"), jv_string("logistic regression, L2"));
+        o = linear_params_json(p, o);
+        return jv_object_set(o, jv_string("explanation"), jv_string("coef * (x - training mean), log-odds"));
+    }
+    if (p->algo == CV_TAB_ALGO_BLEND) {
+        o = jv_object_set(o, jv_string("model"),
+                          jv_string("mean of the log-odds of xgboost gbtree and logistic regression, L2"));
+        o = linear_params_json(p, o);
+        o = xgboost_params_json(m, o);
+        return jv_object_set(o, jv_string("explanation"),
+                             jv_string("mean of the SHAP values and of coef * (x - training mean), log-odds"));
+    }
+    return xgboost_params_json(m, o);
+}
+
 static int params_check(const struct cv_tab_params *p, jv *err)
 {
-    if (p->algo != CV_TAB_ALGO_AUTO && p->algo != CV_TAB_ALGO_XGBOOST && p->algo != CV_TAB_ALGO_LINEAR) {
+    if (p->algo != CV_TAB_ALGO_AUTO && p->algo != CV_TAB_ALGO_XGBOOST && p->algo != CV_TAB_ALGO_LINEAR &&
+        p->algo != CV_TAB_ALGO_BLEND) {
         set_err(err, "unknown algorithm %d", p->algo);
         return CV_EINVAL;
     }
@@ -216,7 +262,7 @@ static struct cv_tab_model *model_new(const struct cv_tab_params *p, const struc
         return NULL;
     pthread_mutex_init(&m->lock, NULL);
     m->p = *p;
-    m->cv_auc[0] = m->cv_auc[1] = NAN;
+    m->cv_auc[0] = m->cv_auc[1] = m->cv_auc[2] = NAN;
     m->labels[0] = strdup(names[0]);
     m->labels[1] = strdup(names[1]);
     if (!m->labels[0] || !m->labels[1] || schema_copy(&m->s, s)) {
@@ -266,10 +312,11 @@ int cv_tab_model_algo(const struct cv_tab_model *m)
     return m->p.algo;
 }
 
-void cv_tab_model_cv_auc(const struct cv_tab_model *m, double auc[2])
+void cv_tab_model_cv_auc(const struct cv_tab_model *m, double auc[3])
 {
     auc[0] = m->cv_auc[0];
     auc[1] = m->cv_auc[1];
+    auc[2] = m->cv_auc[2];
 }
 
 /* ------------------------------------------------------------------------ */
@@ -364,11 +411,13 @@ static int boost(const struct cv_tab_params *p, DMatrixHandle dtrain, int rounds
  * is the round count with the lowest mean, boosting stopping after
  * p->early_stopping rounds without a new lowest or at p->rounds; without,
  * *rounds = p->rounds. *auc is the mean over the folds of the left-out AUC
- * of the boosters cut at *rounds (what `auto` compares).
+ * of the boosters cut at *rounds (what `auto` compares). oof (n doubles, may
+ * be NULL) gets each row's left-out margin (log-odds) at *rounds, which the
+ * blend's cross-validation uses.
  */
 static int cross_validate_xgb(const struct cv_tab_params *p, const struct cv_tab_schema *s, const float *x,
                               const int *y, int n, int k, const int *fold, cv_ml_progress_fn progress, void *ud,
-                              int *rounds, double *auc, jv *err)
+                              int *rounds, double *auc, double *oof, jv *err)
 {
     *rounds = p->rounds;
     *auc = NAN;
@@ -422,10 +471,15 @@ static int cross_validate_xgb(const struct cv_tab_params *p, const struct cv_tab
             break;
         }
     }
-    /* the left-out AUC of each fold's booster cut at the chosen round */
-    char config[160];
+    /* the left-out AUC of each fold's booster cut at the chosen round (from
+     * the probabilities, as before the blend existed), and the margins */
+    char config[160], mconfig[160];
     snprintf(config, sizeof config,
              "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": %d, "
+             "\"strict_shape\": false}",
+             best);
+    snprintf(mconfig, sizeof mconfig,
+             "{\"type\": 1, \"training\": false, \"iteration_begin\": 0, \"iteration_end\": %d, "
              "\"strict_shape\": false}",
              best);
     double auc_sum = 0;
@@ -444,6 +498,15 @@ static int cross_validate_xgb(const struct cv_tab_params *p, const struct cv_tab
         for (int i = 0; i < nval; i++)
             pred[i] = (double)res[i];
         auc_sum += cv__tab_auc(truth, pred, nval);
+        if (!oof)
+            continue;
+        if (XGBoosterPredictFromDMatrix(b[f], dval[f], mconfig, &shape, &dim, &res)) {
+            code = xgb_fail(err, "predicting");
+            break;
+        }
+        for (int i = 0, j = 0; i < n; i++)
+            if (fold[i] == f)
+                oof[i] = (double)res[j++];
     }
     if (!code) {
         *rounds = best;
@@ -470,10 +533,11 @@ out:
     return code;
 }
 
-/* The mean left-out AUC of the linear model over the folds (as above). */
+/* The mean left-out AUC of the linear model over the folds (as above);
+ * oof (may be NULL) gets each row's left-out margin. */
 static int cross_validate_linear(const struct cv_tab_params *p, const struct cv_tab_schema *s, const float *x,
                                  const int *y, int n, int k, const int *fold, cv_ml_progress_fn progress, void *ud,
-                                 double *auc, jv *err)
+                                 double *auc, double *oof, jv *err)
 {
     *auc = NAN;
     int *rows = malloc(((size_t)n + 1) * sizeof *rows), *truth = malloc(((size_t)n + 1) * sizeof *truth);
@@ -491,6 +555,8 @@ static int cross_validate_linear(const struct cv_tab_params *p, const struct cv_
             if (fold[i] == f) {
                 truth[nval] = y[i];
                 pred[nval++] = cv__tab_linear_margin(&l, s, x + (size_t)i * s->ncols, NULL);
+                if (oof)
+                    oof[i] = pred[nval - 1];
             }
         cv__tab_linear_cleanup(&l);
         if (!code)
@@ -504,6 +570,41 @@ static int cross_validate_linear(const struct cv_tab_params *p, const struct cv_
     free(truth);
     free(pred);
     return code;
+}
+
+/* The blended margin of an XGBoost margin and a linear one: training's
+ * cross-validation and prediction use this one expression. */
+static double blend_margin(double xgb, double lin)
+{
+    return 0.5 * (xgb + lin);
+}
+
+/* The blend's mean left-out AUC over the folds, from the two models'
+ * left-out margins: each fold's models are the ones trained without it, so
+ * their blend is the blend trained without it (no extra fit). NaN on
+ * out-of-memory. */
+static double cross_validate_blend(const int *y, int n, int k, const int *fold, const double *oof_xgb,
+                                   const double *oof_lin)
+{
+    int *truth = malloc(((size_t)n + 1) * sizeof *truth);
+    double *pred = malloc(((size_t)n + 1) * sizeof *pred), sum = 0;
+    if (!truth || !pred) {
+        free(truth);
+        free(pred);
+        return NAN;
+    }
+    for (int f = 0; f < k; f++) {
+        int nval = 0;
+        for (int i = 0; i < n; i++)
+            if (fold[i] == f) {
+                truth[nval] = y[i];
+                pred[nval++] = blend_margin(oof_xgb[i], oof_lin[i]);
+            }
+        sum += cv__tab_auc(truth, pred, nval);
+    }
+    free(truth);
+    free(pred);
+    return sum / k;
 }
 
 /* Trains the XGBoost model of m on all n rows with `rounds` rounds. */
@@ -561,6 +662,7 @@ int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema
     }
     struct cv_tab_model *m = model_new(p, s, names);
     int *fold = NULL, rounds = p->rounds, algo = p->algo;
+    double *oof = NULL; /* left-out margins: XGBoost's n, then the linear model's n */
     if (!m) {
         code = CV_ENOMEM;
         goto out;
@@ -571,36 +673,46 @@ int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema
         k = count[0];
     if (count[1] < k)
         k = count[1];
-    int need_folds = algo == CV_TAB_ALGO_AUTO || (algo == CV_TAB_ALGO_XGBOOST && p->early_stopping);
+    int all3 = algo == CV_TAB_ALGO_AUTO || algo == CV_TAB_ALGO_BLEND;
+    int need_folds = all3 || (algo == CV_TAB_ALGO_XGBOOST && p->early_stopping);
     if (need_folds && k >= 2) {
-        if (!(fold = malloc(((size_t)n + 1) * sizeof *fold)) || cv__tab_folds(y, n, k, p->seed, fold)) {
+        if (!(fold = malloc(((size_t)n + 1) * sizeof *fold)) || cv__tab_folds(y, n, k, p->seed, fold) ||
+            (all3 && !(oof = malloc((2 * (size_t)n + 1) * sizeof *oof)))) {
             code = CV_ENOMEM;
             goto out;
         }
         if (algo != CV_TAB_ALGO_LINEAR &&
-            (code = cross_validate_xgb(p, s, x, y, n, k, fold, progress, ud, &rounds, &m->cv_auc[0], err)))
+            (code = cross_validate_xgb(p, s, x, y, n, k, fold, progress, ud, &rounds, &m->cv_auc[0], oof, err)))
             goto out;
-        if (algo == CV_TAB_ALGO_AUTO &&
-            (code = cross_validate_linear(p, s, x, y, n, k, fold, progress, ud, &m->cv_auc[1], err)))
+        if (all3 &&
+            (code = cross_validate_linear(p, s, x, y, n, k, fold, progress, ud, &m->cv_auc[1], oof + n, err)))
             goto out;
-        if (algo == CV_TAB_ALGO_AUTO)
-            algo = m->cv_auc[1] >= m->cv_auc[0] || isnan(m->cv_auc[0]) ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST;
-        if (algo == CV_TAB_ALGO_XGBOOST && !p->early_stopping)
+        if (all3 && isnan(m->cv_auc[2] = cross_validate_blend(y, n, k, fold, oof, oof + n))) {
+            code = CV_ENOMEM;
+            goto out;
+        }
+        if (algo == CV_TAB_ALGO_AUTO) {
+            /* the highest cross-validated AUC; a tie goes to the simpler model */
+            const double *a = m->cv_auc;
+            algo = a[1] >= a[0] || isnan(a[0]) ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST;
+            if (a[2] > a[algo == CV_TAB_ALGO_LINEAR ? 1 : 0])
+                algo = CV_TAB_ALGO_BLEND;
+        }
+        if (algo != CV_TAB_ALGO_LINEAR && !p->early_stopping)
             rounds = p->rounds;
     }
     if (algo == CV_TAB_ALGO_AUTO)
         algo = CV_TAB_ALGO_XGBOOST; /* too few rows of a class to compare */
     m->p.algo = algo;
-    if (algo == CV_TAB_ALGO_LINEAR)
-        code = cv__tab_linear_fit(&m->s, x, y, NULL, n, p->C, &m->lin, err);
-    else
-        code = train_xgboost(m, x, y, n, rounds, progress, ud, err);
-    if (code)
+    if (algo != CV_TAB_ALGO_XGBOOST && (code = cv__tab_linear_fit(&m->s, x, y, NULL, n, p->C, &m->lin, err)))
+        goto out;
+    if (algo != CV_TAB_ALGO_LINEAR && (code = train_xgboost(m, x, y, n, rounds, progress, ud, err)))
         goto out;
     *out = m;
     m = NULL;
 out:
     free(fold);
+    free(oof);
     cv_tab_model_free(m);
     if (code == CV_ENOMEM)
         set_err(err, "out of memory");
@@ -640,23 +752,12 @@ static int predict_into(struct cv_tab_model *m, DMatrixHandle dm, const char *co
     return 0;
 }
 
-int cv_tab_model_predict(struct cv_tab_model *m, const float *x, int n, double *score, double *margin,
-                         double *contribs, jv *err)
+/* The XGBoost part of cv_tab_model_predict: score, margin and contribs may
+ * each be NULL. */
+static int predict_xgb(struct cv_tab_model *m, const float *x, int n, double *score, double *margin,
+                       double *contribs, jv *err)
 {
-    if (n <= 0)
-        return 0;
     const struct cv_tab_schema *s = &m->s;
-    if (m->p.algo == CV_TAB_ALGO_LINEAR) {
-        /* read-only: no lock */
-        for (int i = 0; i < n; i++) {
-            double mg = cv__tab_linear_margin(&m->lin, s, x + (size_t)i * s->ncols,
-                                              contribs ? contribs + (size_t)i * ((size_t)s->n + 1) : NULL);
-            score[i] = 1.0 / (1.0 + exp(-mg));
-            if (margin)
-                margin[i] = mg;
-        }
-        return 0;
-    }
     size_t width = (size_t)s->ncols + 1;
     double *raw = contribs ? malloc((size_t)n * width * sizeof *raw) : NULL;
     if (contribs && !raw)
@@ -666,7 +767,7 @@ int cv_tab_model_predict(struct cv_tab_model *m, const float *x, int n, double *
     pthread_mutex_lock(&m->lock);
     if (XGDMatrixCreateFromMat(x, (bst_ulong)n, (bst_ulong)s->ncols, NAN, &dm))
         code = xgb_fail(err, "creating a matrix");
-    if (!code)
+    if (!code && score)
         code = predict_into(m, dm, PREDICT_VALUE, (size_t)n, score, err);
     if (!code && margin)
         code = predict_into(m, dm, PREDICT_MARGIN, (size_t)n, margin, err);
@@ -694,6 +795,55 @@ int cv_tab_model_predict(struct cv_tab_model *m, const float *x, int n, double *
     }
     free(raw);
     return code;
+}
+
+/* The blend: XGBoost's margins and contributions (under the lock), then the
+ * linear model's row by row, averaged with blend_margin. */
+static int predict_blend(struct cv_tab_model *m, const float *x, int n, double *score, double *margin,
+                         double *contribs, jv *err)
+{
+    const struct cv_tab_schema *s = &m->s;
+    size_t fw = (size_t)s->n + 1;
+    double *mx = malloc(((size_t)n + 1) * sizeof *mx);
+    double *cx = contribs ? malloc((size_t)n * fw * sizeof *cx) : NULL;
+    double *cl = contribs ? malloc(fw * sizeof *cl) : NULL;
+    int code = mx && (!contribs || (cx && cl)) ? 0 : CV_ENOMEM;
+    if (!code)
+        code = predict_xgb(m, x, n, NULL, mx, cx, err);
+    for (int i = 0; i < n && !code; i++) {
+        double ml = cv__tab_linear_margin(&m->lin, s, x + (size_t)i * s->ncols, cl);
+        double mg = blend_margin(mx[i], ml);
+        score[i] = 1.0 / (1.0 + exp(-mg));
+        if (margin)
+            margin[i] = mg;
+        for (size_t j = 0; contribs && j < fw; j++)
+            contribs[(size_t)i * fw + j] = blend_margin(cx[(size_t)i * fw + j], cl[j]);
+    }
+    free(mx);
+    free(cx);
+    free(cl);
+    return code;
+}
+
+int cv_tab_model_predict(struct cv_tab_model *m, const float *x, int n, double *score, double *margin,
+                         double *contribs, jv *err)
+{
+    if (n <= 0)
+        return 0;
+    const struct cv_tab_schema *s = &m->s;
+    if (m->p.algo == CV_TAB_ALGO_BLEND)
+        return predict_blend(m, x, n, score, margin, contribs, err);
+    if (m->p.algo != CV_TAB_ALGO_LINEAR)
+        return predict_xgb(m, x, n, score, margin, contribs, err);
+    /* linear: read-only, no lock */
+    for (int i = 0; i < n; i++) {
+        double mg = cv__tab_linear_margin(&m->lin, s, x + (size_t)i * s->ncols,
+                                          contribs ? contribs + (size_t)i * ((size_t)s->n + 1) : NULL);
+        score[i] = 1.0 / (1.0 + exp(-mg));
+        if (margin)
+            margin[i] = mg;
+    }
+    return 0;
 }
 
 struct contrib {
@@ -863,12 +1013,15 @@ int cv_tab_model_save(const struct cv_tab_model *m, unsigned char **out, size_t 
         for (int c = 0; c < f->ncats; c++)
             put_str(&w, f->cats[c]);
     }
-    /* format 2: the algorithm, C, the cross-validated AUCs, then its model */
+    /* format 2: the algorithm, C, the cross-validated AUCs (format 3: the
+     * blend's too), then its model: the linear block, the booster, or
+     * (format 3's blend) the linear block then the booster */
     put_u32(&w, (uint32_t)p->algo);
     put_f64(&w, p->C);
     put_f64(&w, m->cv_auc[0]);
     put_f64(&w, m->cv_auc[1]);
-    if (p->algo == CV_TAB_ALGO_LINEAR) {
+    put_f64(&w, m->cv_auc[2]);
+    if (p->algo != CV_TAB_ALGO_XGBOOST) {
         const struct cv__tab_linear *l = &m->lin;
         put_u32(&w, (uint32_t)l->ncols);
         for (int c = 0; c < l->ncols; c++) {
@@ -878,7 +1031,8 @@ int cv_tab_model_save(const struct cv_tab_model *m, unsigned char **out, size_t 
             put_f64(&w, l->w[c]);
         }
         put_f64(&w, l->bias);
-    } else {
+    }
+    if (p->algo != CV_TAB_ALGO_LINEAR) {
         put_u64(&w, (uint64_t)m->rawlen);
         put(&w, m->raw, m->rawlen);
     }
@@ -1037,15 +1191,20 @@ int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, 
         if ((uint32_t)col != ncols)
             r.bad = 1;
     }
-    /* format 2: the algorithm (format 1 files are XGBoost models) */
+    /* format 2: the algorithm (format 1 files are XGBoost models); format 3:
+     * the blend and its cross-validated AUC */
     p.algo = CV_TAB_ALGO_XGBOOST;
-    double cv_auc[2] = {NAN, NAN};
+    double cv_auc[3] = {NAN, NAN, NAN};
     if (format >= 2) {
         p.algo = (int)get_u32(&r);
         p.C = get_f64(&r);
         cv_auc[0] = get_f64(&r);
         cv_auc[1] = get_f64(&r);
-        if (!r.bad && ((p.algo != CV_TAB_ALGO_XGBOOST && p.algo != CV_TAB_ALGO_LINEAR) || params_check(&p, &perr)))
+        if (format >= 3)
+            cv_auc[2] = get_f64(&r);
+        int known = p.algo == CV_TAB_ALGO_XGBOOST || p.algo == CV_TAB_ALGO_LINEAR ||
+                    (format >= 3 && p.algo == CV_TAB_ALGO_BLEND);
+        if (!r.bad && (!known || params_check(&p, &perr)))
             r.bad = 1;
     }
     if (r.bad) {
@@ -1059,9 +1218,14 @@ int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, 
     }
     m->cv_auc[0] = cv_auc[0];
     m->cv_auc[1] = cv_auc[1];
-    if (p.algo == CV_TAB_ALGO_LINEAR) {
+    m->cv_auc[2] = cv_auc[2];
+    if (p.algo != CV_TAB_ALGO_XGBOOST) {
+        /* the linear block: the rest of the file for a linear model, the
+         * booster follows it in a blend */
         uint32_t nc = get_u32(&r);
-        if (r.bad || nc != (uint32_t)s.ncols || (r.len - r.pos) != (size_t)nc * 32 + 8) {
+        size_t need = (size_t)nc * 32 + 8, left = r.len - r.pos;
+        if (r.bad || nc != (uint32_t)s.ncols ||
+            (p.algo == CV_TAB_ALGO_LINEAR ? left != need : left < need + 8)) {
             set_err(err, "tabular model file: the linear model does not match the schema's %d columns", s.ncols);
             code = CV_EINVAL;
             goto out;
@@ -1081,15 +1245,17 @@ int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, 
                       isfinite(l->w[c]);
         }
         m->lin.bias = get_f64(&r);
-        if (r.bad || !finite || !isfinite(m->lin.bias) || r.pos != r.len) {
+        if (r.bad || !finite || !isfinite(m->lin.bias)) {
             set_err(err, "tabular model file: the linear model has a value that is not a finite number (or a scale <= 0)");
             code = CV_EINVAL;
             goto out;
         }
-        m->rounds = 0;
-        *out = m;
-        m = NULL;
-        goto out;
+        if (p.algo == CV_TAB_ALGO_LINEAR) {
+            m->rounds = 0;
+            *out = m;
+            m = NULL;
+            goto out;
+        }
     }
     uint64_t blen = get_u64(&r);
     const unsigned char *braw = r.bad || blen != r.len - r.pos ? NULL : take(&r, (size_t)blen);

@@ -138,11 +138,14 @@ int cv_tab_labels(const struct cv_table *t, const char *path, const int *rows, i
 
 /* The algorithm of a scorer. */
 enum cv_tab_algo {
-    CV_TAB_ALGO_AUTO = 0,    /* training only: the better of the two by cross-validated AUC on the
-                                training rows (ties go to the linear model, the simpler one) */
+    CV_TAB_ALGO_AUTO = 0,    /* training only: the best of the three below by cross-validated AUC on
+                                the training rows (ties go to the simpler: linear, then XGBoost) */
     CV_TAB_ALGO_XGBOOST = 1, /* gradient-boosted trees, SHAP explanations */
     CV_TAB_ALGO_LINEAR = 2,  /* L2 logistic regression on standardised numeric and one-hot
                                 categorical columns (LIBLINEAR), explained by coef * (x - mean) */
+    CV_TAB_ALGO_BLEND = 3,   /* both of the above, trained as they are alone; the margin is the
+                                mean of their margins (log-odds), the explanation the mean of
+                                their contributions */
 };
 
 struct cv_tab_params {
@@ -179,12 +182,18 @@ struct cv_tab_model;
  *    model is then trained on all n rows with that many rounds.
  *  - linear: LIBLINEAR L2R_LR with p->C on the standardised columns
  *    (tabular_int.h).
- *  - auto: both are cross-validated on the same stratified folds of these
- *    rows (p->folds, fewer when a class has fewer rows; the XGBoost folds
- *    are those of the early stopping, scored at the chosen round); the
- *    one with the higher mean left-out AUC is trained on all n rows (the
- *    linear one on a tie). With fewer than 2 rows of a class, XGBoost.
- *    cv_tab_model_cv_auc reports the two figures.
+ *  - blend: the XGBoost model and the linear model above, each trained
+ *    exactly as alone (the same rounds); predicts the mean of their
+ *    margins.
+ *  - auto: the three are cross-validated on the same stratified folds of
+ *    these rows (p->folds, fewer when a class has fewer rows; the XGBoost
+ *    folds are those of the early stopping, scored at the chosen round;
+ *    the blend's left-out margins are the mean of the two models'
+ *    left-out margins on each fold, so it costs no extra fit); the one
+ *    with the highest mean left-out AUC is trained on all n rows, ties
+ *    going to the simpler (linear, then XGBoost, then the blend). With
+ *    fewer than 2 rows of a class, XGBoost. cv_tab_model_cv_auc reports
+ *    the three figures (blend: the same three).
  * `progress` (may be NULL) is called with stage "early-stopping" (rounds
  * tried, of the cap; done == total once with the rounds chosen), "linear"
  * (folds fitted, of the folds) and then "rounds" (done of the rounds of the
@@ -202,11 +211,12 @@ const char *cv_tab_model_label(const struct cv_tab_model *m, int k);
 const struct cv_tab_params *cv_tab_model_params(const struct cv_tab_model *m);
 /* The boosting rounds trained (0 for a linear model). */
 int cv_tab_model_rounds(const struct cv_tab_model *m);
-/* CV_TAB_ALGO_XGBOOST or CV_TAB_ALGO_LINEAR (never auto). */
+/* CV_TAB_ALGO_XGBOOST, CV_TAB_ALGO_LINEAR or CV_TAB_ALGO_BLEND (never auto). */
 int cv_tab_model_algo(const struct cv_tab_model *m);
 /* The cross-validated AUCs of the training rows that `auto` compared:
- * auc[0] XGBoost's, auc[1] the linear model's; NaN where not measured. */
-void cv_tab_model_cv_auc(const struct cv_tab_model *m, double auc[2]);
+ * auc[0] XGBoost's, auc[1] the linear model's, auc[2] the blend's; NaN where
+ * not measured (format 1 and 2 files have no blend figure). */
+void cv_tab_model_cv_auc(const struct cv_tab_model *m, double auc[3]);
 /* The model's parameters for its card (new jv): the algorithm, what was
  * chosen and why (the cross-validated AUCs), and that algorithm's settings. */
 jv cv_tab_model_params_json(const struct cv_tab_model *m);
@@ -216,7 +226,8 @@ jv cv_tab_model_params_json(const struct cv_tab_model *m);
  * (may be NULL) the log-odds. With contribs not NULL, also the contributions
  * per declared feature: contribs[i * (F + 1) + j] for feature j (XGBoost:
  * SHAP values, one-hot columns summed back to their feature; linear: coef *
- * (x - mean) summed the same way), and the bias at contribs[i * (F + 1) + F];
+ * (x - mean) summed the same way; blend: the mean of the two), and the bias at
+ * contribs[i * (F + 1) + F];
  * they sum to the margin (up to float rounding).
  * Thread-safe: calls into the booster are serialised by a lock in the model.
  * Returns 0, CV_ENOMEM or CV_EINVAL with *err (XGBoost's message).
@@ -246,12 +257,13 @@ jv cv_tab_prediction_json(const struct cv_tab_model *m, jv row, double score, co
  * scores and contributions, and saving it again gives the same bytes. Load
  * refuses a wrong magic, a newer format, a truncated or altered file, and a
  * booster that does not pass cv__tab_booster_check (tabular_int.h): a corrupt
- * file is an error, never a crash. Format 1 files (XGBoost only) load.
+ * file is an error, never a crash. Format 1 files (XGBoost only) and format
+ * 2 files (no blend) load; saving writes format 3.
  */
 int cv_tab_model_save(const struct cv_tab_model *m, unsigned char **out, size_t *len);
 int cv_tab_model_load(const void *bytes, size_t len, struct cv_tab_model **out, jv *err);
 
-#define CV_TAB_MODEL_FORMAT 2
+#define CV_TAB_MODEL_FORMAT 3
 #define CV_TAB_MODEL_MAGIC "CVTABMDL"
 
 /* ------------------------------------------------------------------------ */

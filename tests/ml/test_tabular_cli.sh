@@ -64,10 +64,11 @@ py "--all gives loans@3" "out.split()[-1] == 'loans@3'"
 cv model get loans@1 --db "$DB"
 expect_rc "get the card" 0
 SHA=$(sha256sum "$FIX/loans.csv" | cut -d' ' -f1)
-py "card: kind, format, labels, positive" "(lambda c: c['kind'] == 'tabular' and c['format'] == {'name': 'CVTABMDL', 'version': 2} and c['labels'] == ['no', 'yes'] and c['positive'] == 'yes')(json.loads(out))"
+py "card: kind, format, labels, positive" "(lambda c: c['kind'] == 'tabular' and c['format'] == {'name': 'CVTABMDL', 'version': 3} and c['labels'] == ['no', 'yes'] and c['positive'] == 'yes')(json.loads(out))"
 py "card: the training data digest" "json.loads(out)['data']['sha256'] == '$SHA'"
 py "card: the feature schema" "[(f['name'], f['type']) for f in json.loads(out)['features']] == [('income', 'numeric'), ('age', 'numeric'), ('region', 'categorical'), ('purpose', 'categorical')] and json.loads(out)['features'][2]['categories'] == ['east', 'north', 'south', 'west']"
-py "card: held-out metrics with auc, the algorithm auto chose and why" "(lambda c, p: 0.5 < c['metrics']['auc'] <= 1 and c['metrics']['n'] == 75 and p['cvFolds'] == 5 and c['status'] == 'draft' and p['algo'] in ('xgboost', 'linear') and p['algo'] == ('linear' if p['cvAuc']['linear'] >= p['cvAuc']['xgboost'] else 'xgboost'))(json.loads(out), json.loads(out)['parameters'])"
+py "card: held-out metrics with auc, the algorithm auto chose and why" "(lambda c, p, a: 0.5 < c['metrics']['auc'] <= 1 and c['metrics']['n'] == 75 and p['cvFolds'] == 5 and c['status'] == 'draft' and p['algo'] in ('xgboost', 'linear', 'blend') and p['algo'] == ('blend' if a['blend'] > max(a['linear'], a['xgboost']) else 'linear' if a['linear'] >= a['xgboost'] else 'xgboost'))(json.loads(out), json.loads(out)['parameters'], json.loads(out)['parameters']['cvAuc'])"
+py "card: auto lists the three cross-validated AUCs" "(lambda a: all(0.5 < a[k] <= 1 for k in ('xgboost', 'linear', 'blend')))(json.loads(out)['parameters']['cvAuc'])"
 
 # ---- the algorithms -----------------------------------------------------------
 cv model train --kind tabular --algo xgboost --data "$FIX/loans.csv" --label default --name algo --db "$DB"
@@ -86,10 +87,19 @@ py "linear: every feature explained, contributions and bias give the score" "len
 cv model eval algo@2 --data "$FIX/loans.csv" --label default --json --db "$DB"
 py "linear: eval --json has auc" "0.5 < json.loads(lines[0])['auc'] <= 1"
 cv model train --kind tabular --data "$FIX/loans.csv" --label default --name algo --db "$DB"
-py "auto reports both cross-validated AUCs" "'algorithm: ' in out and 'cross-validated AUC on the training rows: XGBoost 0.' in out"
+py "auto reports the three cross-validated AUCs" "'algorithm: ' in out and 'cross-validated AUC on the training rows: XGBoost 0.' in out and ', linear 0.' in out and ', blend 0.' in out"
+cv model train --kind tabular --algo blend --data "$FIX/loans.csv" --label default --name algo --db "$DB"
+expect_rc "--algo blend" 0
+py "--algo blend says what it blends" "'algorithm: blend' in out and 'blend: the mean log-odds of XGBoost' in out and 'L2 logistic regression, C=1' in out and 'AUC' in out"
+BV=$(awk 'END {print $NF}' "$T/out")
+cv model get "$BV" --db "$DB"
+py "card: blend parameters (both models', the three cross-validated AUCs)" "(lambda p: p['algo'] == 'blend' and p['C'] == 1 and p['rounds'] >= 1 and p['solver'] == 'liblinear L2R_LR' and p['cvFolds'] == 5 and all(0.5 < p['cvAuc'][k] <= 1 for k in ('xgboost', 'linear', 'blend')))(json.loads(out)['parameters'])"
+cv model predict "$BV" --data "$FIX/loans.jsonl" --top 0 --db "$DB"
+expect_rc "predict with the blend" 0
+py "blend: every feature explained, contributions and bias give the score" "len(lines) == 300 and all((lambda p: len(p['explanation']) == 4 and abs(1 / (1 + math.exp(-(sum(x['contribution'] for x in p['explanation']) + p['bias']))) - p['score']) < 1e-4)(json.loads(l)) for l in lines)"
 cv model train --kind tabular --algo forest --data "$FIX/loans.csv" --label default --name bad --db "$DB"
 expect_rc "an unknown --algo is a usage error" 2
-err_has "the tabular algorithms are named" "--algo for --kind tabular is auto, xgboost or linear (got forest)"
+err_has "the tabular algorithms are named" "--algo for --kind tabular is auto, xgboost, linear or blend (got forest)"
 
 echo '[{"name": "income", "type": "numeric"}, {"name": "region", "type": "categorical", "categories": ["north", "south", "east", "west"]}]' >"$T/schema.json"
 cv model train --kind tabular --data "$FIX/loans.csv" --label default --name declared --schema "$T/schema.json" --db "$DB"

@@ -649,7 +649,7 @@ static void fix_checksum(unsigned char *b, size_t len)
         b[len - 8 + (size_t)i] = (unsigned char)(sum >> (8 * i));
 }
 
-/* Where the booster's bytes start in a format 2 XGBoost file. */
+/* Where the booster's bytes start in a format 2 or 3 XGBoost (or blend) file. */
 static size_t booster_start(const unsigned char *b, size_t len)
 {
     for (size_t pos = 8; pos + 16 <= len; pos++) {
@@ -747,7 +747,7 @@ Test(tabular, altered_boosters_are_refused_before_xgboost_sees_them)
 }
 
 /* A format 1 file (XGBoost only, no algorithm block) still loads, and
- * predicts what the same model in format 2 does. */
+ * predicts what the same model in format 3 does. */
 Test(tabular, format_1_files_load)
 {
     struct fixture f;
@@ -758,12 +758,12 @@ Test(tabular, format_1_files_load)
     cr_assert_eq(cv_tab_model_save(m, &b, &len), 0);
     size_t start = booster_start(b, len);
     cr_assert_gt(start, 60);
-    /* format 2 put 4 + 3 * 8 bytes (algorithm, C, two AUCs) before the u64 booster length */
-    size_t block = start - 8 - 28;
+    /* format 3 puts 4 + 4 * 8 bytes (algorithm, C, three AUCs) before the u64 booster length */
+    size_t block = start - 8 - 36;
     unsigned char *v1 = malloc(len);
     memcpy(v1, b, block);
-    memcpy(v1 + block, b + block + 28, len - block - 28);
-    size_t len1 = len - 28;
+    memcpy(v1 + block, b + block + 36, len - block - 36);
+    size_t len1 = len - 36;
     v1[8] = 1;
     fix_checksum(v1, len1);
     jv err = jv_invalid();
@@ -879,10 +879,15 @@ Test(tabular, auto_chooses_by_cross_validated_auc)
     struct fixture f;
     load_fixture(&f, 300);
     struct cv_tab_model *a = train_algo(&f, 9, CV_TAB_ALGO_AUTO), *b = train_algo(&f, 9, CV_TAB_ALGO_AUTO);
-    double auc[2];
+    double auc[3];
     cv_tab_model_cv_auc(a, auc);
-    cr_assert(auc[0] > 0.5 && auc[0] <= 1 && auc[1] > 0.5 && auc[1] <= 1, "cv AUCs %g %g", auc[0], auc[1]);
-    cr_assert_eq(cv_tab_model_algo(a), auc[1] >= auc[0] ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST);
+    cr_assert(auc[0] > 0.5 && auc[0] <= 1 && auc[1] > 0.5 && auc[1] <= 1 && auc[2] > 0.5 && auc[2] <= 1,
+              "cv AUCs %g %g %g", auc[0], auc[1], auc[2]);
+    /* the highest; ties to the simpler (linear, then XGBoost, then the blend) */
+    int want = auc[1] >= auc[0] ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST;
+    if (auc[2] > (want == CV_TAB_ALGO_LINEAR ? auc[1] : auc[0]))
+        want = CV_TAB_ALGO_BLEND;
+    cr_assert_eq(cv_tab_model_algo(a), want);
     unsigned char *ba, *bb;
     size_t la, lb;
     cr_assert_eq(cv_tab_model_save(a, &ba, &la), 0);
@@ -892,14 +897,21 @@ Test(tabular, auto_chooses_by_cross_validated_auc)
     jv cvj = jv_object_get(jv_copy(pj), jv_string("cvAuc"));
     cr_assert_eq(jv_get_kind(cvj), JV_KIND_OBJECT);
     jv_free(cvj);
-    jv_free(pj);
     /* the AUCs and the choice survive the file */
     struct cv_tab_model *c = NULL;
     jv err = jv_invalid();
     cr_assert_eq(cv_tab_model_load(ba, la, &c, &err), 0, "%s", errmsg(err));
-    double auc2[2];
+    double auc2[3];
     cv_tab_model_cv_auc(c, auc2);
-    cr_assert(auc2[0] == auc[0] && auc2[1] == auc[1] && cv_tab_model_algo(c) == cv_tab_model_algo(a));
+    cr_assert(auc2[0] == auc[0] && auc2[1] == auc[1] && auc2[2] == auc[2] &&
+              cv_tab_model_algo(c) == cv_tab_model_algo(a));
+    jv_free(pj);
+    pj = cv_tab_model_params_json(a);
+    cvj = jv_object_get(jv_copy(pj), jv_string("cvAuc"));
+    jv bj = jv_object_get(cvj, jv_string("blend"));
+    cr_assert(jv_get_kind(bj) == JV_KIND_NUMBER && jv_number_value(bj) == auc[2], "the card lists the blend's AUC");
+    jv_free(bj);
+    jv_free(pj);
     free(ba);
     free(bb);
     cv_tab_model_free(a);
@@ -929,4 +941,174 @@ Test(tabular, auto_chooses_by_cross_validated_auc)
     free(names[1]);
     cv_table_cleanup(&t);
     jv_free(err);
+}
+
+/* The blend is the mean of the XGBoost and linear models trained alone (the
+ * same seed: the same folds, rounds and coefficients), margin for margin;
+ * its contributions plus bias give its margin; saved and loaded it predicts
+ * bit-for-bit the same (scores, margins, contributions) and saves to the same
+ * bytes; its cross-validated AUC comes with the other two. */
+Test(tabular, blend_averages_explains_saves_and_loads)
+{
+    struct fixture f;
+    load_fixture(&f, 300);
+    struct cv_tab_model *m = train_algo(&f, 11, CV_TAB_ALGO_BLEND), *m2 = NULL;
+    struct cv_tab_model *mx = train_algo(&f, 11, CV_TAB_ALGO_XGBOOST), *ml = train_algo(&f, 11, CV_TAB_ALGO_LINEAR);
+    cr_assert_eq(cv_tab_model_algo(m), CV_TAB_ALGO_BLEND);
+    cr_assert_eq(cv_tab_model_rounds(m), cv_tab_model_rounds(mx));
+    double auc[3];
+    cv_tab_model_cv_auc(m, auc);
+    cr_assert(auc[0] > 0.5 && auc[1] > 0.5 && auc[2] > 0.5 && auc[2] <= 1, "cv AUCs %g %g %g", auc[0], auc[1], auc[2]);
+    int n = f.t.n, F = f.s.n;
+    size_t nc = (size_t)n * (size_t)(F + 1);
+    double *score = malloc(sizeof *score * (size_t)n), *margin = malloc(sizeof *margin * (size_t)n);
+    double *c = malloc(sizeof *c * nc), *s2 = malloc(sizeof *s2 * (size_t)n), *m2g = malloc(sizeof *m2g * (size_t)n);
+    double *c2 = malloc(sizeof *c2 * nc), *sx = malloc(sizeof *sx * (size_t)n), *mgx = malloc(sizeof *mgx * (size_t)n);
+    double *sl = malloc(sizeof *sl * (size_t)n), *mgl = malloc(sizeof *mgl * (size_t)n);
+    jv err = jv_invalid();
+    cr_assert_eq(cv_tab_model_predict(m, f.x, n, score, margin, c, &err), 0, "%s", errmsg(err));
+    cr_assert_eq(cv_tab_model_predict(mx, f.x, n, sx, mgx, NULL, &err), 0, "%s", errmsg(err));
+    cr_assert_eq(cv_tab_model_predict(ml, f.x, n, sl, mgl, NULL, &err), 0, "%s", errmsg(err));
+    for (int i = 0; i < n; i++) {
+        cr_assert(margin[i] == 0.5 * (mgx[i] + mgl[i]), "row %d: margin %.17g, xgboost %.17g, linear %.17g", i,
+                  margin[i], mgx[i], mgl[i]);
+        cr_assert_float_eq(score[i], 1 / (1 + exp(-margin[i])), 1e-12);
+        double sum = 0;
+        for (int j = 0; j <= F; j++)
+            sum += c[(size_t)i * (F + 1) + j];
+        /* XGBoost's SHAP values are floats: their sum matches its margin to float precision */
+        cr_assert_float_eq(sum, margin[i], 1e-4, "row %d: contributions %g, margin %g", i, sum, margin[i]);
+    }
+
+    unsigned char *b = NULL, *b2 = NULL;
+    size_t len = 0, len2 = 0;
+    cr_assert_eq(cv_tab_model_save(m, &b, &len), 0);
+    cr_assert_eq(b[8], 3);
+    cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), 0, "%s", errmsg(err));
+    cr_assert_eq(cv_tab_model_algo(m2), CV_TAB_ALGO_BLEND);
+    cr_assert_eq(cv_tab_model_rounds(m2), cv_tab_model_rounds(m));
+    double auc2[3];
+    cv_tab_model_cv_auc(m2, auc2);
+    cr_assert(auc2[0] == auc[0] && auc2[1] == auc[1] && auc2[2] == auc[2]);
+    cr_assert_eq(cv_tab_model_predict(m2, f.x, n, s2, m2g, c2, &err), 0, "%s", errmsg(err));
+    cr_assert(!memcmp(score, s2, sizeof *s2 * (size_t)n), "scores differ after loading");
+    cr_assert(!memcmp(margin, m2g, sizeof *m2g * (size_t)n), "margins differ after loading");
+    cr_assert(!memcmp(c, c2, sizeof *c2 * nc), "contributions differ after loading");
+    cr_assert_eq(cv_tab_model_save(m2, &b2, &len2), 0);
+    cr_assert(len2 == len && !memcmp(b, b2, len), "saving a loaded blend gives other bytes");
+    cv_tab_model_free(m2);
+    m2 = NULL;
+
+    /* the card names both parts */
+    jv pj = cv_tab_model_params_json(m);
+    jv a = jv_object_get(jv_copy(pj), jv_string("algo")), C = jv_object_get(jv_copy(pj), jv_string("C"));
+    jv r = jv_object_get(pj, jv_string("rounds"));
+    cr_assert(!strcmp(jv_string_value(a), "blend") && jv_number_value(C) == 1 &&
+              jv_number_value(r) == cv_tab_model_rounds(m));
+    jv_free(a);
+    jv_free(C);
+    jv_free(r);
+
+    /* refusals: a truncated blend, and a blend in a file claiming format 2 */
+    size_t start = booster_start(b, len);
+    cr_assert_gt(start, 60);
+    fix_checksum(b, start);
+    cr_assert_eq(cv_tab_model_load(b, start, &m2, &err), CV_EINVAL);
+    cr_assert_null(m2);
+    free(b); /* its booster length now holds the truncated file's checksum */
+    cr_assert_eq(cv_tab_model_save(m, &b, &len), 0);
+    b[8] = 2;
+    fix_checksum(b, len);
+    cr_assert_eq(cv_tab_model_load(b, len, &m2, &err), CV_EINVAL);
+    cr_assert_null(m2);
+
+    /* the score output explains with the blended contributions */
+    jv out = jv_invalid();
+    jv row = jv_parse("{\"income\": 80, \"age\": 30, \"color\": \"red\"}");
+    cr_assert_eq(cv_tab_model_score(m, row, 0, &out, NULL, &err), 0, "%s", errmsg(err));
+    jv ex = jv_object_get(jv_copy(out), jv_string("explanation"));
+    cr_assert_eq(jv_array_length(ex), F);
+    jv_free(out);
+
+    free(b);
+    free(score);
+    free(margin);
+    free(c);
+    free(s2);
+    free(m2g);
+    free(c2);
+    free(sx);
+    free(mgx);
+    free(sl);
+    free(mgl);
+    jv_free(err);
+    cv_tab_model_free(m);
+    cv_tab_model_free(mx);
+    cv_tab_model_free(ml);
+    free_fixture(&f);
+}
+
+/* A format 2 file (no blend AUC in its algorithm block) still loads, for
+ * each algorithm format 2 knows, without a blend figure, and predicts what
+ * the same model in format 3 does; a blend cannot be format 2. */
+Test(tabular, format_2_files_load)
+{
+    struct fixture f;
+    load_fixture(&f, 150);
+    const int algos[] = {CV_TAB_ALGO_XGBOOST, CV_TAB_ALGO_LINEAR, CV_TAB_ALGO_BLEND};
+    for (size_t a = 0; a < sizeof algos / sizeof algos[0]; a++) {
+        int algo = algos[a];
+        struct cv_tab_model *m = train_algo(&f, 5, algo), *m2 = NULL;
+        unsigned char *b = NULL;
+        size_t len = 0;
+        cr_assert_eq(cv_tab_model_save(m, &b, &len), 0);
+        /* the blend's AUC, the last 8 bytes of the algorithm block: before the
+         * linear block (u32 columns, 32 bytes a column, the f64 bias) or the
+         * booster's u64 length */
+        size_t linear = (size_t)f.s.ncols * 32 + 8 + 4, at;
+        if (algo == CV_TAB_ALGO_XGBOOST)
+            at = booster_start(b, len) - 8 - 8;
+        else if (algo == CV_TAB_ALGO_LINEAR)
+            at = len - 8 - linear - 8;
+        else
+            at = booster_start(b, len) - 8 - linear - 8;
+        unsigned char *v2 = malloc(len);
+        memcpy(v2, b, at);
+        memcpy(v2 + at, b + at + 8, len - at - 8);
+        size_t len2 = len - 8;
+        v2[8] = 2;
+        fix_checksum(v2, len2);
+        jv err = jv_invalid();
+        int rc = cv_tab_model_load(v2, len2, &m2, &err);
+        if (algo == CV_TAB_ALGO_BLEND) {
+            cr_assert_eq(rc, CV_EINVAL, "format 2 has no blend");
+            cr_assert_null(m2);
+            /* the same bytes as format 3 (the AUC put back) load */
+            memcpy(v2, b, len);
+            cr_assert_eq(cv_tab_model_load(v2, len, &m2, &err), 0, "%s", errmsg(err));
+        } else {
+            cr_assert_eq(rc, 0, "%s", errmsg(err));
+            cr_assert_eq(cv_tab_model_algo(m2), algo);
+            double auc[3], auc2[3];
+            cv_tab_model_cv_auc(m, auc);
+            cv_tab_model_cv_auc(m2, auc2);
+            for (int k = 0; k < 2; k++)
+                cr_assert(auc2[k] == auc[k] || (isnan(auc[k]) && isnan(auc2[k])), "AUC %d: %g, was %g", k, auc2[k],
+                          auc[k]);
+            cr_assert(isnan(auc2[2]));
+        }
+        int n = f.t.n;
+        double *s1 = calloc((size_t)n, sizeof *s1), *s2 = calloc((size_t)n, sizeof *s2);
+        cr_assert_eq(cv_tab_model_predict(m, f.x, n, s1, NULL, NULL, &err), 0);
+        cr_assert_eq(cv_tab_model_predict(m2, f.x, n, s2, NULL, NULL, &err), 0);
+        cr_assert(!memcmp(s1, s2, sizeof *s1 * (size_t)n), "the format 2 file predicts otherwise");
+        free(s1);
+        free(s2);
+        free(v2);
+        free(b);
+        jv_free(err);
+        cv_tab_model_free(m);
+        cv_tab_model_free(m2);
+    }
+    free_fixture(&f);
 }
