@@ -12,14 +12,15 @@
  *   conveyor model approve|promote|retire NAME@VERSION --db FILE
  *   conveyor model canary NAME@VERSION --share X | NAME --clear --db FILE
  *   conveyor model shadow NAME@VERSION | NAME --clear --db FILE
+ *   conveyor model upload --kind extractor --file DEF.yaml --name NAME --db FILE
  *
  * Every form takes --server URL instead of --db FILE: the registry of
  * `conveyor serve` (client.c's requests). train then trains here and
  * uploads; eval and predict download the model and run here; the others
  * ask the server. The output is the same either way.
  *
- * Scripts depend on these forms: `train` prints NAME@VERSION as the last
- * word of its output, `eval --json` one object with accuracy and macro_f1,
+ * Scripts depend on these forms: `train` and `upload` print NAME@VERSION as
+ * the last word of their output, `eval --json` one object with accuracy and macro_f1,
  * `predict` one JSON line per row. Progress goes to stderr, and only when it
  * is a terminal. Exit status: 0 done, 1 bad data / unknown model / store
  * failure (nothing is written then), 2 usage error.
@@ -31,6 +32,7 @@
 #include "cli/client.h"
 
 #include "conveyor.h"
+#include "ml/extract.h"
 #include "ml/ml.h"
 #include "ml/tabular.h"
 #include "store/store.h"
@@ -93,6 +95,11 @@ static const char usage_model[] =
     "  shadow NAME@VERSION    this version also predicts on every input of NAME; its\n"
     "                         predictions go to the instances' history, never their output\n"
     "  shadow NAME --clear    no shadow\n"
+    "  upload --kind extractor --file FILE --name NAME\n"
+    "                         store an extractor definition (YAML or JSON, docs/extract.md)\n"
+    "                         as a new draft version of NAME, for `call: extract` with\n"
+    "                         `model: NAME`; a definition that does not compile is refused\n"
+    "                         with its file:line:column; prints NAME@VERSION as the last word\n"
     "\n"
     "NAME without @VERSION means the production version, else the newest version\n"
     "that is not retired. --text defaults to \"text\". --db FILE is a local store\n"
@@ -105,6 +112,7 @@ struct opts {
     double holdout;
     unsigned long long seed;
     const char *positive, *schema, *algo;
+    const char *file; /* upload --file: an extractor definition */
     int all, json, holdout_set, seed_set, top, tab_set, c_set;
     struct cv_text_params params;
     struct cv_tab_params tab;
@@ -155,6 +163,8 @@ static int parse(const char *cmd, int argc, char **argv, struct opts *o)
             str = &o->schema;
         else if (!strcmp(a, "--algo"))
             str = &o->algo;
+        else if (!strcmp(a, "--file"))
+            str = &o->file;
         if (str) {
             if (i + 1 >= argc)
                 return usage_error(cmd, "%s needs a value", a);
@@ -387,12 +397,14 @@ static int load_model(const struct opts *o, cv_store *s, const char *cmd, const 
     jv kind = jv_object_get(jv_copy(*card), jv_string("kind"));
     const char *k = jv_get_kind(kind) == JV_KIND_STRING ? jv_string_value(kind) : "";
     int text = !strcmp(k, "text"), tabular = !strcmp(k, "tabular");
-    jv_free(kind);
     if (!text && !tabular) {
         free(bytes);
-        fprintf(stderr, "conveyor model %s: %s is neither a text nor a tabular model\n", cmd, name);
+        fprintf(stderr, "conveyor model %s: %s is neither a text nor a tabular model (kind %s)\n", cmd, name,
+                *k ? k : "?");
+        jv_free(kind);
         return 1;
     }
+    jv_free(kind);
     rc = text ? cv_text_model_load(bytes, len, m, &err) : cv_tab_model_load(bytes, len, tm, &err);
     free(bytes);
     if (rc) {
@@ -1296,6 +1308,103 @@ out:
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Stored extractors                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* An extractor definition larger than this is refused (a definition is a
+ * few fields; this only stops a wrong file from being read whole). */
+#define MAX_DEFINITION_BYTES (1 << 20)
+
+/* Reads `path` whole into *buf (malloc'd, caller frees; NUL-terminated) and
+ * *len. Returns 0, or 1 after a message. */
+static int read_definition(const char *path, char **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "conveyor model upload: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    char *b = malloc(MAX_DEFINITION_BYTES + 1);
+    size_t n = b ? fread(b, 1, MAX_DEFINITION_BYTES + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!b || bad || n > MAX_DEFINITION_BYTES) {
+        fprintf(stderr, "conveyor model upload: %s: %s\n", path,
+                !b ? "out of memory" : bad ? "cannot be read" : "larger than 1 MiB: not an extractor definition");
+        free(b);
+        return 1;
+    }
+    b[n] = 0;
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+/* upload --kind extractor --file FILE --name NAME: the definition is
+ * compiled first (extract.c: a located error and nothing stored when it does
+ * not), then stored as written, as a new draft version, with a card naming
+ * its fields and digest. */
+static int cmd_upload(int argc, char **argv)
+{
+    struct opts o;
+    int rc = parse("upload", argc, argv, &o);
+    if (rc)
+        return rc;
+    if (o.ref)
+        return usage_error("upload", "unexpected argument %s (the model is named with --name)", o.ref);
+    if (!o.kind || strcmp(o.kind, "extractor"))
+        return usage_error("upload",
+                           "--kind extractor is required (text classifiers and tabular scorers are made by "
+                           "train); got %s",
+                           o.kind ? o.kind : "none");
+    if (!o.file || !o.name)
+        return usage_error("upload", "--file FILE and --name NAME are required%s", NULL);
+    if (!name_ok(o.name))
+        return usage_error("upload",
+                           "bad --name %s (1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit)",
+                           o.name);
+    char *def = NULL;
+    size_t len = 0;
+    if (read_definition(o.file, &def, &len))
+        return 1;
+    jv card = jv_invalid(), err = jv_invalid();
+    cv_store *s = NULL;
+    rc = 1;
+    if (cv__extractor_describe(def, len, o.file, &card, &err)) {
+        jv d = jv_get_kind(err) == JV_KIND_OBJECT ? jv_object_get(jv_copy(err), jv_string("detail")) : jv_invalid();
+        fprintf(stderr, "conveyor model upload: %s\n",
+                jv_get_kind(d) == JV_KIND_STRING ? jv_string_value(d) : "the definition does not compile");
+        jv_free(d);
+        goto out;
+    }
+    card = jv_object_set(card, jv_string("file"), jv_string(o.file));
+    card = jv_object_set(card, jv_string("createdBy"), jv_string(who()));
+    card = jv_object_set(card, jv_string("conveyor"), jv_string(CV_VERSION));
+    if (open_registry(&o, &s))
+        goto out;
+    int64_t version = 0;
+    jv fields = jv_object_get(jv_copy(card), jv_string("fields"));
+    int nfields = jv_array_length(fields);
+    rc = reg_put(&o, s, o.name, "extractor", card, def, len, &version, &err);
+    card = jv_invalid();
+    if (rc) {
+        print_err("upload", err);
+        err = jv_invalid();
+        rc = 1;
+        goto out;
+    }
+    printf("stored as draft (%zu bytes, %d fields)\n%s@%lld\n", len, nfields, o.name, (long long)version);
+    rc = 0;
+out:
+    fflush(stdout);
+    jv_free(card);
+    jv_free(err);
+    free(def);
+    cv_store_close(s);
+    return rc;
+}
+
 static int cmd_list(int argc, char **argv)
 {
     struct opts o;
@@ -1317,7 +1426,7 @@ static int cmd_list(int argc, char **argv)
         jv_dumpf(list, stdout, 0);
         printf("\n");
     } else {
-        printf("%-32s %-6s %-10s %-8s %-20s\n", "MODEL", "KIND", "STATUS", "ACCURACY", "CREATED");
+        printf("%-32s %-9s %-10s %-8s %-20s\n", "MODEL", "KIND", "STATUS", "ACCURACY", "CREATED");
         jv_array_foreach(list, i, c)
         {
             jv n = jv_object_get(jv_copy(c), jv_string("name")), k = jv_object_get(jv_copy(c), jv_string("kind"));
@@ -1331,7 +1440,7 @@ static int cmd_list(int argc, char **argv)
             struct tm tm;
             if (gmtime_r(&t, &tm))
                 strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-            printf("%-32s %-6s %-10s %-8s %-20s\n", ref, jv_string_value(k), jv_string_value(st), acc, when);
+            printf("%-32s %-9s %-10s %-8s %-20s\n", ref, jv_string_value(k), jv_string_value(st), acc, when);
             jv_free(n);
             jv_free(k);
             jv_free(st);
@@ -1477,6 +1586,8 @@ int cv__cli_model_main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval") || !strcmp(cmd, "predict"))
         return cmd_apply(cmd, argc - 1, argv + 1);
+    if (!strcmp(cmd, "upload"))
+        return cmd_upload(argc - 1, argv + 1);
     if (!strcmp(cmd, "list"))
         return cmd_list(argc - 1, argv + 1);
     if (!strcmp(cmd, "get"))

@@ -1,7 +1,8 @@
 /*
  * catalog.c — the default catalog's model functions (catalog.h): which
  * version of a model a call uses (production, canary, shadow; the resolution
- * cache), the loaded models, the predictions and their metrics.
+ * cache), the loaded models (text classifiers, tabular scorers, stored
+ * extractors), the predictions and their metrics.
  *
  * Nothing here writes the store; the registry's changes arrive through it
  * (cv_store_model_changes for this process, cv_store_model_generation for
@@ -44,8 +45,9 @@ const double cv__model_latency_buckets_s[CV_MODEL_LAT_BUCKETS] = {0.00005, 0.000
 struct loaded {
     char *name;
     int64_t version;
-    struct cv_text_model *text; /* one of the two */
+    struct cv_text_model *text; /* one of the three */
     struct cv_tab_model *tab;
+    cv_extractor *ext;
     int nlabels;               /* labels counted by name: min(classes, METRIC_LABELS_MAX) */
     atomic_llong *by_label;    /* [nlabels + 1]: the last is "other" */
     atomic_llong conf[CV_MODEL_CONF_BUCKETS + 1];
@@ -112,6 +114,7 @@ static void loaded_free(struct loaded *l)
     free(l->name);
     cv_text_model_free(l->text);
     cv_tab_model_free(l->tab);
+    cv__extractor_free(l->ext);
     free(l->by_label);
     free(l);
 }
@@ -354,7 +357,7 @@ static int load(struct cv_models *m, const char *name, int64_t v, struct loaded 
         return store_failed(out, ref, rc, err);
     jv kind = jv_object_get(card, jv_string("kind"));
     const char *k = jv_get_kind(kind) == JV_KIND_STRING ? jv_string_value(kind) : "";
-    if (strcmp(k, "text") && strcmp(k, "tabular")) {
+    if (strcmp(k, "text") && strcmp(k, "tabular") && strcmp(k, "extractor")) {
         char msg[300];
         snprintf(msg, sizeof msg, "model '%s' is of kind '%s': it does not predict", ref, k);
         jv_free(kind);
@@ -369,8 +372,17 @@ static int load(struct cv_models *m, const char *name, int64_t v, struct loaded 
         jv_free(err);
         return CV_ENOMEM;
     }
-    rc = !strcmp(k, "text") ? cv_text_model_load(bytes, len, &n->text, &err)
-                            : cv_tab_model_load(bytes, len, &n->tab, &err);
+    if (!strcmp(k, "extractor")) {
+        /* checked when it was stored; compiled again here (its regexes) */
+        rc = cv__extractor_load(bytes, len, ref, &n->ext, &err);
+        if (rc && jv_get_kind(err) == JV_KIND_OBJECT) { /* keep only the located message */
+            jv d = jv_object_get(err, jv_string("detail"));
+            err = d;
+        }
+    } else {
+        rc = !strcmp(k, "text") ? cv_text_model_load(bytes, len, &n->text, &err)
+                                : cv_tab_model_load(bytes, len, &n->tab, &err);
+    }
     free(bytes);
     jv_free(kind);
     if (rc) {
@@ -382,6 +394,7 @@ static int load(struct cv_models *m, const char *name, int64_t v, struct loaded 
         return fail(out, CV_ERR_RUNTIME, 500, "Model Not Loaded", "%s", msg);
     }
     jv_free(err);
+    /* an extractor's "labels" are complete / incomplete (a required field missing) */
     int classes = n->text ? cv_text_model_classes(n->text) : 2;
     n->nlabels = classes < METRIC_LABELS_MAX ? classes : METRIC_LABELS_MAX;
     n->by_label = calloc((size_t)n->nlabels + 1, sizeof *n->by_label);
@@ -449,20 +462,23 @@ struct pick {
 
 static int kind_ok(const struct loaded *l, const char *want_kind)
 {
-    return !strcmp(want_kind, "text") ? l->text != NULL : l->tab != NULL;
+    return !strcmp(want_kind, "text")        ? l->text != NULL
+           : !strcmp(want_kind, "extractor") ? l->ext != NULL
+                                             : l->tab != NULL;
 }
 
 static int wrong_kind(jv *out, const char *want_kind, const char *ref)
 {
     return fail(out, CV_ERR_CONFIGURATION, 400, "Wrong Model Kind",
-                !strcmp(want_kind, "text") ? "model '%s' is not a text classifier (classify needs one)"
-                                           : "model '%s' is not a tabular scorer (score needs one)",
+                !strcmp(want_kind, "text")        ? "model '%s' is not a text classifier (classify needs one)"
+                : !strcmp(want_kind, "extractor") ? "model '%s' is not an extractor (extract needs one)"
+                                                  : "model '%s' is not a tabular scorer (score needs one)",
                 ref);
 }
 
 /*
- * The model `ref` (NAME or NAME@VERSION) of kind `want_kind` ("text" or
- * "tabular") for the instance `instance` (may be NULL): NAME@VERSION is
+ * The model `ref` (NAME or NAME@VERSION) of kind `want_kind` ("text",
+ * "tabular" or "extractor") for the instance `instance` (may be NULL): NAME@VERSION is
  * that version unless it is retired; NAME the canary when the instance falls
  * in its share, else the production version (else the newest that is not
  * retired), with the name's shadow beside it. Returns 0 with *p, or
@@ -714,19 +730,36 @@ out:
     return rc;
 }
 
-/* extract: {fields: [...] | an extractor definition, text} (docs/extract.md) */
-static int extract(jv args, jv *out)
+/* Runs l's extractor on t: the result with `model` set (or invalid carrying
+ * the error object); counts it (label complete / incomplete, confidence the
+ * mean of the fields'). */
+static jv run_extractor(struct loaded *l, const char *t, size_t len, int64_t *ns)
 {
-    if (jv_object_has(jv_copy(args), jv_string("model")) && !jv_object_has(jv_copy(args), jv_string("fields")))
-        return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments",
-                    "extract takes its fields inline (`fields` or a definition); stored extractors by name are not "
-                    "supported yet%s",
-                    "");
-    jv r = cv__extract_call(jv_copy(args));
-    if (jv_is_valid(r)) {
-        *out = r;
-        return 0;
+    int64_t t0 = mono_ns();
+    jv r = cv__extract_run(l->ext, t, len);
+    *ns = mono_ns() - t0;
+    if (!jv_is_valid(r))
+        return r;
+    jv missing = jv_object_get(jv_copy(r), jv_string("missing"));
+    jv conf = jv_object_get(jv_copy(r), jv_string("confidence"));
+    double sum = 0;
+    int n = 0;
+    jv_object_foreach(conf, k, v)
+    {
+        sum += jv_get_kind(v) == JV_KIND_NUMBER ? jv_number_value(v) : 0;
+        n++;
+        jv_free(k);
+        jv_free(v);
     }
+    observe(l, jv_array_length(missing) > 0, n ? sum / n : 0, *ns);
+    jv_free(conf);
+    return jv_object_set(r, jv_string("model"), jv_string_fmt("%s@%lld", l->name, (long long)l->version));
+}
+
+/* The error object an invalid result carries (consumed) as *out: CV_EFAULT,
+ * or CV_ENOMEM when it carries none. */
+static int extract_failed(jv r, jv *out)
+{
     jv e = jv_invalid_get_msg(r);
     if (jv_get_kind(e) == JV_KIND_OBJECT) {
         *out = e;
@@ -736,12 +769,80 @@ static int extract(jv args, jv *out)
     return CV_ENOMEM;
 }
 
+/* extract: {model: NAME[@VERSION], text} with a stored extractor, or
+ * {fields: [...] | an extractor definition, text} inline (docs/extract.md).
+ * m may be NULL (no store): then only the inline form works. */
+static int extract(struct cv_models *m, jv args, struct call *c, jv *out)
+{
+    int has_model = jv_object_has(jv_copy(args), jv_string("model"));
+    if (has_model && jv_object_has(jv_copy(args), jv_string("fields")))
+        return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments",
+                    "extract takes `model` (a stored extractor) or `fields` (inline), not both%s", "");
+    if (!has_model) { /* inline: patterns, no model, no store */
+        jv r = cv__extract_call(jv_copy(args));
+        if (jv_is_valid(r)) {
+            *out = r;
+            return 0;
+        }
+        return extract_failed(r, out);
+    }
+    if (!m)
+        return fail(out, CV_ERR_CONFIGURATION, 404, "No Model Store",
+                    "%s needs models, and this process has no store to read them from", "extract with `model`");
+    jv model = jv_object_get(jv_copy(args), jv_string("model"));
+    jv text = jv_object_get(jv_copy(args), jv_string("text"));
+    struct pick p = {.shadow_err = jv_invalid()};
+    int rc;
+    if (jv_get_kind(model) != JV_KIND_STRING) {
+        rc = fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments", "extract's `model` is a model name%s", "");
+        goto out;
+    }
+    if (jv_get_kind(text) != JV_KIND_STRING) { /* the inline form's error */
+        rc = fail(out, CV_ERR_VALIDATION, 400, "Invalid Arguments", "extract needs `text`: a string%s", "");
+        goto out;
+    }
+    rc = pick_model(m, jv_string_value(model), "extractor", c->instance, &p, out);
+    if (rc)
+        goto out;
+    const char *t = jv_string_value(text);
+    size_t len = (size_t)jv_string_length_bytes(jv_copy(text));
+    int64_t ns = 0;
+    jv r = run_extractor(p.use, t, len, &ns);
+    if (!jv_is_valid(r)) {
+        rc = extract_failed(r, out);
+        goto out;
+    }
+    *out = r;
+    if (p.shadow) { /* the same text, another version: recorded, never returned */
+        jv sr = run_extractor(p.shadow, t, len, &ns);
+        jv e = jv_invalid();
+        if (!jv_is_valid(sr)) {
+            e = jv_invalid_get_msg(sr);
+            if (jv_get_kind(e) != JV_KIND_OBJECT) {
+                jv_free(e);
+                e = cv__error_new(CV_ERR_RUNTIME, 500, "Runtime Error", "out of memory");
+            }
+            sr = jv_invalid();
+        }
+        c->shadow = shadow_note("extract", &p, sr, e, ns);
+    } else if (jv_is_valid(p.shadow_err)) {
+        c->shadow = shadow_note("extract", &p, jv_invalid(), p.shadow_err, 0);
+        p.shadow_err = jv_invalid();
+    }
+    rc = 0;
+out:
+    jv_free(p.shadow_err);
+    jv_free(model);
+    jv_free(text);
+    return rc;
+}
+
 static int catalog_run(struct cv_models *m, const char *fn, jv args, struct call *c, jv *out)
 {
     if (jv_get_kind(args) != JV_KIND_OBJECT)
         return fail(out, CV_ERR_CONFIGURATION, 400, "Invalid Arguments", "%s needs a `with` object", fn);
-    if (!strcmp(fn, "extract")) /* patterns, no model: needs no store */
-        return extract(args, out);
+    if (!strcmp(fn, "extract")) /* inline fields need no store; `model` does */
+        return extract(m, args, c, out);
     if (!m)
         return fail(out, CV_ERR_CONFIGURATION, 404, "No Model Store",
                     "%s needs models, and this process has no store to read them from", fn);
@@ -772,7 +873,7 @@ static jv kept_output(jv out)
 static jv note_of(const char *fn, const char *hex, jv out, double ms)
 {
     jv model = jv_object_get(jv_copy(out), jv_string("model"));
-    if (!jv_is_valid(model)) { /* extract: patterns, no model */
+    if (!jv_is_valid(model)) { /* extract with inline fields: no model */
         jv_free(model);
         model = jv_null();
     }
@@ -850,6 +951,7 @@ char *cv__models_metrics(struct cv_models *m)
                     continue;
                 const char *name = k == l->nlabels ? "other"
                                    : l->text       ? cv_text_model_label(l->text, k)
+                                   : l->ext        ? (k ? "incomplete" : "complete")
                                                    : cv_tab_model_label(l->tab, k);
                 t = jv_string_append_str(t, "conveyor_model_predictions_total{");
                 t = jv_string_append_str(t, series);

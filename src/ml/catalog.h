@@ -47,15 +47,18 @@ void cv__models_free(struct cv_models *m);
  * or retired model or when this process has no model store, validation (400)
  * for an empty text. `m` may be NULL (no store). On success *note (else
  * invalid) is what the instance's history keeps of the prediction:
- * {function, model: "name@version", inputDigest (SHA-256 of the arguments as
- * sorted JSON), output (label and confidence, or score and label), latencyMs};
+ * {function, model: "name@version" (null for an inline extract), inputDigest
+ * (SHA-256 of the arguments as sorted JSON), output (label and confidence, or
+ * score and label, or missing and confidence), latencyMs};
  * with a shadow, an array of two: that, then the shadow's {function, model,
  * shadow: true, inputDigest, output, latencyMs} (or {..., error} when the
  * shadow failed: a shadow never fails the call). `instance` (may be NULL:
  * no canary) is the calling instance's id.
  *   classify: {model, text} -> {label, confidence, scores: {label: p}, model: "name@version"}
  *   extract: {fields: [...] | an extractor definition, text} -> {fields, missing, confidence}
- *          (src/ml/extract.h, docs/extract.md; no model: it needs no store)
+ *          (src/ml/extract.h, docs/extract.md; inline: it needs no store), or
+ *          {model: NAME[@VERSION] (kind extractor), text} -> the same plus model: "name@version";
+ *          `model` and `fields` together are a configuration error (400)
  *   score: {model, features: {...}, top?} -> {score, label, explanation: [{feature, value,
  *          contribution}...] (the `top` largest, default 5), bias, model: "name@version"};
  *          a feature of the wrong type is a validation error (400)

@@ -12,6 +12,7 @@
 #include "conveyor.h"
 #include "effects/effects.h"
 #include "json/yaml.h"
+#include "ml/ml.h"
 
 #include <ctype.h>
 #include <pcre2.h>
@@ -1370,4 +1371,36 @@ jv cv__extract_call(jv args)
     jv_free(text);
     cv__extractor_free(x);
     return r;
+}
+
+/* ------------------------------------------------------ stored definitions */
+
+jv cv__extractor_fields(const cv_extractor *x, int required_only)
+{
+    jv names = jv_array();
+    for (int i = 0; i < x->nfields; i++)
+        if (!required_only || x->fields[i].required)
+            names = jv_array_append(names, jv_string(x->fields[i].name));
+    return names;
+}
+
+int cv__extractor_describe(const char *text, size_t len, const char *file, jv *card, jv *err)
+{
+    cv_extractor *x = NULL;
+    *card = jv_invalid();
+    int rc = cv__extractor_load(text, len, file, &x, err);
+    if (rc)
+        return rc;
+    char sha[65];
+    cv_ml_sha256_hex(text, len, sha);
+    jv c = jv_object();
+    c = jv_object_set(c, jv_string("kind"), jv_string("extractor"));
+    if (x->name && *x->name)
+        c = jv_object_set(c, jv_string("definitionName"), jv_string(x->name));
+    c = jv_object_set(c, jv_string("fields"), cv__extractor_fields(x, 0));
+    c = jv_object_set(c, jv_string("required"), cv__extractor_fields(x, 1));
+    c = jv_object_set(c, jv_string("modelSha256"), jv_string(sha));
+    cv__extractor_free(x);
+    *card = c;
+    return 0;
 }

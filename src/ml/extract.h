@@ -53,4 +53,21 @@ jv cv__extract_run(const cv_extractor *x, const char *text, size_t len);
  * Returns the result or an invalid jv carrying an error object. */
 jv cv__extract_call(jv args);
 
+/* ---- stored extractors (a registry model of kind "extractor";
+ * docs/extract.md, "Stored extractors") ---- */
+
+/* The names of x's fields in definition order (all, or only the required
+ * ones): a new array the caller owns. */
+jv cv__extractor_fields(const cv_extractor *x, int required_only);
+
+/*
+ * Checks a definition as it will be stored (`text`, `len` bytes, borrowed;
+ * `file` names it in errors) by compiling it, and describes it for its model
+ * card: *card = {kind: "extractor", definitionName? (its `name`), fields:
+ * [names], required: [names], modelSha256 (of the text as given: the stored
+ * file is the definition)}. Returns 0, or cv__extractor_load's code with
+ * *err = its located configuration error (and *card invalid).
+ */
+int cv__extractor_describe(const char *text, size_t len, const char *file, jv *card, jv *err);
+
 #endif

@@ -17,6 +17,7 @@
 #include "server/web.h"
 #include "common/base64.h"
 #include "ml/catalog.h"
+#include "ml/extract.h"
 #include "ml/ml.h"
 #include "ml/tabular.h"
 
@@ -1500,9 +1501,9 @@ static enum MHD_Result post_model(struct call *k, const char *name)
     size_t len = 0, bad = 0;
     char d[512];
     const char *k_ = jv_get_kind(kind) == JV_KIND_STRING ? jv_string_value(kind) : "";
-    int text = !strcmp(k_, "text"), tab = !strcmp(k_, "tabular");
-    if (!text && !tab) {
-        ret = send_problem(k, 400, "kind must be \"text\" or \"tabular\"");
+    int text = !strcmp(k_, "text"), tab = !strcmp(k_, "tabular"), ext = !strcmp(k_, "extractor");
+    if (!text && !tab && !ext) {
+        ret = send_problem(k, 400, "kind must be \"text\", \"tabular\" or \"extractor\"");
         goto out;
     }
     if (jv_get_kind(file) != JV_KIND_STRING || !jv_string_length_bytes(jv_copy(file))) {
@@ -1528,9 +1529,31 @@ static enum MHD_Result post_model(struct call *k, const char *name)
         goto out;
     }
     jv lerr = jv_invalid();
+    if (ext) { /* compiled as `call: extract` will; the card's fields are the server's word */
+        jv desc = jv_invalid();
+        jv src = jv_object_get(jv_copy(card), jv_string("file"));
+        rc = cv__extractor_describe((const char *)bytes, len,
+                                    jv_get_kind(src) == JV_KIND_STRING ? jv_string_value(src) : "definition", &desc,
+                                    &lerr);
+        jv_free(src);
+        if (rc == CV_ENOMEM) {
+            jv_free(lerr);
+            ret = MHD_NO;
+            goto out;
+        }
+        if (rc) {
+            jv dd = jv_get_kind(lerr) == JV_KIND_OBJECT ? jv_object_get(lerr, jv_string("detail")) : lerr;
+            snprintf(d, sizeof d, "file is not an extractor definition: %s",
+                     jv_get_kind(dd) == JV_KIND_STRING ? jv_string_value(dd) : cv_strerror(rc));
+            jv_free(dd);
+            ret = send_problem(k, 422, d);
+            goto out;
+        }
+        card = jv_object_merge(card, desc);
+    }
     struct cv_text_model *tm = NULL;
     struct cv_tab_model *bm = NULL;
-    rc = text ? cv_text_model_load(bytes, len, &tm, &lerr) : cv_tab_model_load(bytes, len, &bm, &lerr);
+    rc = ext ? 0 : text ? cv_text_model_load(bytes, len, &tm, &lerr) : cv_tab_model_load(bytes, len, &bm, &lerr);
     cv_text_model_free(tm);
     cv_tab_model_free(bm);
     if (rc) {

@@ -318,5 +318,133 @@ cv run "$T/wrongkind.yaml" --db "$DB"
 py "score with a text model is a configuration error that says which kind it needs" \
     "err['type'].endswith('/configuration') and 'tabular' in err['detail']"
 
+# -------------------------------------------------------------------------
+# stored extractors: `conveyor model upload --kind extractor`, then
+# `call: extract` with `with: {model: NAME[@VERSION], text}`
+# -------------------------------------------------------------------------
+INV="$ROOT/tests/extract/invoice.yaml"
+cv model upload --kind extractor --file "$INV" --name invoices --db "$DB"
+expect_rc "an extractor definition is uploaded" 0
+last=$(tr -s ' \n' '\n\n' <"$T/out" | sed '/^$/d' | tail -1)
+if [ "$last" = "invoices@1" ]; then ok "upload prints NAME@VERSION as the last word"; else fail "upload's last word: $last"; fi
+cv model get invoices --db "$DB"
+py "its card: kind extractor, the definition's digest and its field names" \
+    "out['kind'] == 'extractor' and out['status'] == 'draft' and out['modelSha256'] == '$(sha256sum "$INV" | cut -c1-64)' and out['fields'] == ['total', 'due', 'iban', 'contact', 'phone', 'ref', 'po'] and out['required'] == ['total', 'due', 'po']"
+cat >"$T/bad-def.yaml" <<'DOC'
+name: broken
+fields:
+  - name: total
+    kind: money
+  - name: colour
+    kind: colour
+DOC
+cv model upload --kind extractor --file "$T/bad-def.yaml" --name invoices --db "$DB"
+expect_rc "a definition that does not compile is refused" 1
+if grep -qF "bad-def.yaml:6:11: field \"colour\": unknown kind colour" "$T/err"; then
+    ok "... with extract.c's located message (file:line:column)"
+else
+    fail "... with extract.c's located message"
+fi
+printf 'fields:\n  - name: x\n    kind: pattern\n    pattern: "(unclosed"\n' >"$T/bad-re.yaml"
+cv model upload --kind extractor --file "$T/bad-re.yaml" --name broken --db "$DB"
+if [ "$rc" = 1 ] && grep -qE 'bad-re.yaml:4:[0-9]+: .*parenthes' "$T/err"; then
+    ok "a bad pattern is refused at its line, with PCRE2's message"
+else
+    fail "a bad pattern is refused at its line ($rc)"
+fi
+cv model list --json --db "$DB"
+py "... and nothing was stored for either" \
+    "[m['name'] + '@' + str(m['version']) for m in out if m['kind'] == 'extractor'] == ['invoices@1']"
+cv model upload --kind text --file "$INV" --name invoices --db "$DB"
+expect_rc "upload takes only --kind extractor (a usage error)" 2
+
+cat >"$T/inv.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: inv, version: '1.0.0'}
+do:
+  - extract:
+      call: extract
+      with:
+        model: ${ .model }
+        text: ${ .text }
+DOC
+INVTEXT='Invoice Ref: ab-12345, total EUR 1.250,00 due 15/03/2024, PO 778, IBAN DE89 3704 0044 0532 0130 00'
+cv validate "$T/inv.yaml"
+expect_rc "a document calling extract with a model validates" 0
+cv run "$T/inv.yaml" --db "$DB" --input "{\"model\": \"invoices\", \"text\": \"$INVTEXT\"}"
+expect_rc "extract with a stored extractor runs in a workflow" 0
+py "its fields are extracted and the output names the model" \
+    "out['fields']['total'] == {'amount': 1250, 'currency': 'EUR'} and out['fields']['due'] == '2024-03-15' and out['fields']['ref'] == 'AB-12345' and out['fields']['po'] == '778' and out['fields']['iban'] == 'DE89370400440532013000' and out['missing'] == [] and out['model'] == 'invoices@1'"
+xid=$(sed -n 's/^conveyor: instance \([0-9a-f-]*\) in .*/\1/p' "$T/err" | head -1)
+
+# a second version (one field), promoted: a bare name then means it
+printf 'fields:\n  - name: total\n    kind: money\n    required: true\n' >"$T/total.yaml"
+cv model upload --kind extractor --file "$T/total.yaml" --name invoices --db "$DB"
+last=$(tr -s ' \n' '\n\n' <"$T/out" | sed '/^$/d' | tail -1)
+cv model approve invoices@2 --db "$DB"
+cv model promote invoices@2 --db "$DB"
+expect_rc "invoices@2 is approved and promoted like any model" 0
+cv run "$T/inv.yaml" --db "$DB" --input "{\"model\": \"invoices\", \"text\": \"$INVTEXT\"}"
+py "a bare name is the production version ($last)" \
+    "'$last' == 'invoices@2' and out['model'] == 'invoices@2' and list(out['fields']) == ['total']"
+cv run "$T/inv.yaml" --db "$DB" --input "{\"model\": \"invoices@1\", \"text\": \"no money here\"}"
+py "NAME@VERSION is that version (a draft), and missing required fields are listed" \
+    "out['model'] == 'invoices@1' and out['missing'] == ['total', 'due', 'po']"
+
+# errors, located at the task
+cv run "$T/inv.yaml" --db "$DB" --input "{\"model\": \"tickets@1\", \"text\": \"$INVTEXT\"}"
+py "extract with a text classifier is a configuration error (400): not an extractor" \
+    "err['type'].endswith('/configuration') and err['status'] == 400 and 'not an extractor' in err['detail'] and err['instance'] == '/do/0/extract'"
+sed 's/model: no-such-model/model: invoices/' "$T/triage-1.3.0.yaml" | sed "s/version: '1.3.0'/version: '1.4.0'/" >"$T/triage-1.4.0.yaml"
+cv run "$T/triage-1.4.0.yaml" --db "$DB" --input '{"text": "hello"}'
+py "classify with an extractor is a configuration error (400): not a text classifier" \
+    "err['type'].endswith('/configuration') and err['status'] == 400 and 'not a text classifier' in err['detail']"
+cv run "$T/inv.yaml" --db "$DB" --input "{\"model\": \"no-such-extractor\", \"text\": \"x\"}"
+py "an unknown extractor is a configuration error (404) naming it" \
+    "err['type'].endswith('/configuration') and err['status'] == 404 and 'no-such-extractor' in err['detail']"
+cv model retire invoices@1 --db "$DB"
+cv run "$T/inv.yaml" --db "$DB" --input "{\"model\": \"invoices@1\", \"text\": \"$INVTEXT\"}"
+py "a retired extractor is a configuration error (404) that says so" \
+    "err['type'].endswith('/configuration') and err['status'] == 404 and 'retired' in err['detail']"
+cat >"$T/both.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: both, version: '1.0.0'}
+do:
+  - extract:
+      call: extract
+      with:
+        model: invoices
+        fields: [{name: total, kind: money}]
+        text: EUR 12
+DOC
+cv run "$T/both.yaml" --db "$DB"
+py "model and fields together are a configuration error (400)" \
+    "err['type'].endswith('/configuration') and err['status'] == 400 and 'not both' in err['detail']"
+
+# the prediction note is in the instance's history, like classify's
+"$CV" serve --db "$DB" --listen 127.0.0.1:0 >"$T/srv2.out" 2>"$T/srv2.err" &
+SPID=$!
+url=""
+i=0
+while [ -z "$url" ] && [ $i -lt 100 ]; do
+    url=$(sed -n 's|^listening on \(http://127.0.0.1:[0-9]*\)$|\1|p' "$T/srv2.err")
+    sleep 0.1
+    i=$((i + 1))
+done
+cv history "$xid" --server "$url"
+kill -TERM "$SPID" 2>/dev/null
+wait "$SPID" 2>/dev/null
+r=$(python3 -c "
+import json, re
+rows = [l.split(' ', 4) for l in open('$T/out', encoding='utf-8').read().splitlines() if l.strip()]
+preds = [(r[3], json.loads(r[4])) for r in rows if len(r) == 5 and r[2] == 'io.conveyor.model.prediction.v1']
+ok = len(preds) == 1 and preds[0][0] == '/do/0/extract' and preds[0][1]['function'] == 'extract'
+ok = ok and preds[0][1]['model'] == 'invoices@1' and preds[0][1]['output']['missing'] == [] and preds[0][1]['output']['confidence']['total'] == 0.9 and 'fields' not in preds[0][1]['output']
+ok = ok and re.fullmatch('[0-9a-f]{64}', preds[0][1]['inputDigest']) is not None and preds[0][1]['latencyMs'] >= 0
+print(ok)" 2>&1)
+if [ "$r" = True ]; then
+    ok "the history holds the extraction (task, extractor@version, input digest, missing and confidences but no values, latency)"
+else
+    fail "the history holds the extraction ($r)"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

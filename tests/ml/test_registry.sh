@@ -384,6 +384,60 @@ while [ $i -lt 50 ]; do
 done
 is "... and the server's instances use it soon after" "tickets@4" "$seen"
 
+# -------------------------------------------------------------------------
+# stored extractors through the server: upload, `call: extract` with
+# `model`, a shadow, a bad definition refused with its line
+# -------------------------------------------------------------------------
+INV="$ROOT/tests/extract/invoice.yaml"
+cv model upload --kind extractor --file "$INV" --name invoices --server "$S"
+is "model upload --kind extractor --server prints NAME@VERSION last" "0 invoices@1" "$rc $(awk 'END {print $NF}' "$T/out")"
+req GET /v1/models/invoices/versions/1
+is "its card: kind extractor, the server's digest of the definition, the field names" \
+    "200 extractor $(sha256sum <"$INV" | cut -c1-64) total,due,iban,contact,phone,ref,po" \
+    "$CODE $(js 'j["kind"]') $(js 'j["modelSha256"]') $(js '",".join(j["fields"])')"
+req GET /v1/models/invoices/versions/1/file
+is "its file is the definition as written" "200 $(sha256sum <"$INV" | cut -c1-64)" "$CODE $(sha256sum <"$T/body" | cut -c1-64)"
+same "model get NAME (an extractor) --server" get invoices@1
+printf 'fields:\n  - name: total\n    kind: money\n    required: true\n' >"$T/total.yaml"
+cv model upload --kind extractor --file "$T/total.yaml" --name invoices --server "$S"
+is "a second version" "0 invoices@2" "$rc $(awk 'END {print $NF}' "$T/out")"
+python3 - >"$T/badext.json" <<'EOF2'
+import base64, json
+d = b"fields:\n  - name: total\n    kind: money\n  - name: x\n    kind: colour\n"
+print(json.dumps({"kind": "extractor", "card": {"file": "bad.yaml"}, "file": base64.b64encode(d).decode()}))
+EOF2
+req POST /v1/models/invoices/versions -H 'Content-Type: application/json' --data-binary @"$T/badext.json"
+check "POST of a definition that does not compile is 422 with its line" problem 422 'bad.yaml:5:11: field "x": unknown kind colour'
+printf 'fields: [\n' >"$T/syntax.yaml"
+cv model upload --kind extractor --file "$T/syntax.yaml" --name invoices --server "$S"
+if [ "$rc" = 1 ] && grep -qE 'syntax.yaml:[0-9]+:[0-9]+: ' "$T/err"; then ok "upload --server of a YAML syntax error: exit 1, located"; else fail "upload of a syntax error: exit $rc"; fi
+req GET /v1/models
+is "... and neither stored a version" "2" "$(js 'len([m for m in j["items"] if m["name"] == "invoices"])')"
+req POST /v1/models/invoices/versions/2/approve
+req POST /v1/models/invoices/versions/2/promote
+is "invoices@2 promoted through the routes" "200 production" "$CODE $(js 'j["status"]')"
+req PUT /v1/models/invoices/shadow -d '{"version": 1}'
+is "invoices@1 (a draft) shadows it" "200 1" "$CODE $(js 'j["shadow"]["version"]')"
+cat >"$T/inv.yaml" <<'DOC'
+document: {dsl: '1.0.0', namespace: test, name: inv, version: '1.0.0'}
+do:
+  - extract:
+      call: extract
+      with: {model: invoices, text: '${ .text }'}
+DOC
+req POST /v1/workflows -H 'Content-Type: application/yaml' --data-binary @"$T/inv.yaml"
+req POST "/v1/workflows/test/inv/1.0.0/instances?wait=30" -H "Content-Type: application/json" \
+    -d '{"text": "Ref: ab-12345, total EUR 1.250,00 due 15/03/2024, PO 778"}'
+ID=$(js 'j["id"]')
+is "extract with model: the production extractor's fields and name" "completed invoices@2 1250 total" \
+    "$(js 'j["status"]') $(js 'j["output"]["model"]') $(js 'j["output"]["fields"]["total"]["amount"]') $(js '",".join(j["output"]["fields"])')"
+req GET "/v1/instances/$ID/history"
+is "the history has the extraction and its shadow's (invoices@1, all 7 fields judged)" "invoices@2 invoices@1 []" \
+    "$(js '[e["data"]["model"] for e in j["items"] if e["type"] == "io.conveyor.model.prediction.v1" and not e["data"].get("shadow")][0]') $(js '[e["data"] for e in j["items"] if e["type"] == "io.conveyor.model.prediction.v1" and e["data"].get("shadow")][0]["model"]') $(js '[e["data"] for e in j["items"] if e["type"] == "io.conveyor.model.prediction.v1" and e["data"].get("shadow")][0]["output"]["missing"]')"
+curl -s --max-time 10 "$S/metrics" >"$T/metrics"
+is "metrics count the extraction as complete, the shadow's too" "1 1" \
+    "$(metric 'conveyor_model_predictions_total{model="invoices",version="2",label="complete"}') $(metric 'conveyor_model_predictions_total{model="invoices",version="1",label="complete"}')"
+
 stop
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

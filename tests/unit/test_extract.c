@@ -409,3 +409,31 @@ Test(extract, catastrophic_pattern_ends)
     free(t);
     cv__extractor_free(x);
 }
+
+/* A definition as `conveyor model upload --kind extractor` stores it: the
+ * card describes its fields and digests the text as given; a definition that
+ * does not compile gives no card and the located error. */
+Test(extract, describe_for_the_registry)
+{
+    const char *y = "name: inv\nfields:\n  - name: total\n    kind: money\n    required: true\n"
+                    "  - name: due\n    kind: date\n";
+    jv card = jv_null(), err = jv_invalid();
+    cr_assert_eq(cv__extractor_describe(y, strlen(y), "d.yaml", &card, &err), 0);
+    jv s = jv_dump_string(card, JV_PRINT_SORTED);
+    cr_expect_str_eq(jv_string_value(s),
+                     "{\"definitionName\":\"inv\",\"fields\":[\"total\",\"due\"],\"kind\":\"extractor\","
+                     "\"modelSha256\":\"9efa098784ab01cdff2e00c1b5129899bcd8b5486e4e251c872876d3d1d0bc8d\","
+                     "\"required\":[\"total\"]}");
+    jv_free(s);
+    jv_free(err);
+
+    const char *bad = "fields:\n  - name: a\n    kind: money\n  - name: b\n    kind: colour\n";
+    card = jv_null();
+    err = jv_invalid();
+    cr_assert_neq(cv__extractor_describe(bad, strlen(bad), "bad.yaml", &card, &err), 0);
+    cr_expect(!jv_is_valid(card));
+    jv d = jv_object_get(err, jv_string("detail"));
+    cr_expect(strncmp(jv_string_value(d), "bad.yaml:5:11: field \"b\": unknown kind colour", 45) == 0, "%s",
+              jv_string_value(d));
+    jv_free(d);
+}
