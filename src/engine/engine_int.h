@@ -161,6 +161,7 @@ struct instance {
      * last checkpoint: the scheduler writes them with the next one
      * (cv__instance_take_tasks; tasks_add, tasks_cancel, tasks_escalate) */
     jv tasks_open, tasks_cancel, tasks_escalate;
+    int reviews; /* review tasks opened so far (in its position): part of each task's id */
     /* called by whoever posts an effect's result (holding `lock`) */
     void (*wake)(void *ud);
     void *wake_ud;

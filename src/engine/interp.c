@@ -1187,12 +1187,16 @@ static void review_abandon(struct instance *in, struct frame *fr)
 }
 
 /* A task id from the effect's idempotency key (instance, reference,
- * iterations, attempt), shaped as a UUID: the same when a checkpoint is redone
- * after a crash, different for each iteration or retry. */
+ * iterations, attempt) and the number of reviews the instance opened before
+ * (kept in its position), shaped as a UUID: the same when a checkpoint is
+ * redone after a crash, a new one each time a review runs (a loop by `then`,
+ * the same subflow called twice). */
 static void review_task_id(struct instance *in, struct fiber *fb, struct frame *fr, char id[37])
 {
-    char key[512], hex[65];
-    idempotency_key(in, fb, fr, key, sizeof key);
+    char key[560], hex[65];
+    idempotency_key(in, fb, fr, key, 512);
+    size_t used = strlen(key);
+    snprintf(key + used, sizeof key - used, "#%d", in->reviews);
     cv_ml_sha256_hex(key, strlen(key), hex);
     static const char variant[] = "89ab";
     int v = hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0';
@@ -1394,6 +1398,7 @@ static void review_open(struct instance *in, struct fiber *fb, struct frame *fr,
                           jv_object_get(jv_copy(task), jv_string("role")), jv_string("due"),
                           jv_object_get(jv_copy(task), jv_string("due"))));
     in->tasks_open = jv_array_append(in->tasks_open, task);
+    in->reviews++;
     in->dirty = 1;
     jv_free(fr->aux);
     fr->aux = JV_OBJECT(jv_string("task"), jv_string(id), jv_string("dueMs"), due_ms, jv_string("escalate"),
@@ -2631,6 +2636,7 @@ static const cv_workflow *restore_workflow(struct instance *in, const cv_workflo
  */
 static int restore(struct instance *in, const cv_workflow *root, jv state, jv *err)
 {
+    in->reviews = num(state, "reviewsOpened", 0);
     jv consumed = fld(state, "consumedEvents");
     if (jv_get_kind(consumed) == JV_KIND_ARRAY) {
         jv_free(in->consumed);
@@ -2859,6 +2865,7 @@ int cv__instance_init(struct instance *in, cv_runtime *rt, const cv_workflow *wf
     in->tasks_open = jv_array();
     in->tasks_cancel = jv_array();
     in->tasks_escalate = jv_array();
+    in->reviews = 0;
     pthread_mutex_init(&in->lock, NULL);
     pthread_cond_init(&in->cond, NULL);
     *err = jv_null();

@@ -106,6 +106,8 @@ jv cv__instance_state(const struct instance *in)
     s = jv_object_set(s, jv_string("id"), jv_string(in->id));
     if (jv_get_kind(in->consumed) == JV_KIND_ARRAY && jv_array_length(jv_copy(in->consumed)) > 0)
         s = jv_object_set(s, jv_string("consumedEvents"), jv_copy(in->consumed));
+    if (in->reviews > 0)
+        s = jv_object_set(s, jv_string("reviewsOpened"), jv_number(in->reviews));
     return jv_object_set(s, jv_string("fibers"), fibers);
 }
 

@@ -305,6 +305,38 @@ while [ $i -lt 50 ] && [ "$(task_get "$FT" 'j["status"]')" != cancelled ]; do
 done
 is "... the abandoned review's task is cancelled" cancelled "$(task_get "$FT" 'j["status"]')"
 
+# ---- asked again (a loop by `then`): each pass opens a task of its own
+cat >"$T/again.yaml" <<'YAML'
+document: {dsl: '1.0.0', namespace: test, name: again, version: '1.0.0'}
+do:
+  - ask:
+      call: review
+      with: {title: Approve?}
+  - check:
+      switch:
+        - rejected: {when: '${ .decision == "reject" }', then: ask}
+        - approved: {then: exit}
+YAML
+deploy again "$T/again.yaml"
+post_json /v1/workflows/test/again/1.0.0/instances '{}'
+G=$(js 'j["id"]')
+G1=$(open_task_of "$G")
+post_json "/v1/tasks/$G1/complete" '{"decision":"reject"}' -H 'X-Conveyor-User: ann'
+is "the first pass is rejected" 200 "$CODE"
+i=0
+G2=""
+while [ $i -lt 100 ]; do
+    req GET "/v1/tasks?instance=$G&status=open"
+    G2=$(js '[t["id"] for t in j["items"]][0]')
+    [ -n "$G2" ] && break
+    sleep 0.1
+    i=$((i + 1))
+done
+if [ -n "$G2" ] && [ "$G2" != "$G1" ]; then ok "... asking again opens a new task"; else fail "asked again: '$G1' then '$G2'"; fi
+post_json "/v1/tasks/$G2/complete" '{"decision":"approve"}' -H 'X-Conveyor-User: ann'
+if wait_status "$G" completed; then ok "... approved the second time, the instance completes"; else fail "again: $(js 'j')"; fi
+is "... with the second decision" approve "$(js 'j["output"]["decision"]')"
+
 # ---- bad arguments: the specification's error types, at the task
 n=0
 bad_case() { # bad_case NAME WITH (YAML flow) TYPE-SUFFIX DETAIL-WORD
