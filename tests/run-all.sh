@@ -10,6 +10,7 @@
 # specification's examples call, then runs: the Criterion unit tests, the
 # conformance kit (ctk-features), the specification's runnable examples, the
 # model CLI tests (tests/ml, both builds), the CLI tests, and (unless FUZZ_SECONDS=0) a bounded fuzzing smoke run.
+# The second build's suites run beside the first's (PARALLEL=0: one after the other).
 # Every suite's counts are added up into the closing `N passed, N failed`.
 set -u
 BUILDS=${BUILDS:-${BUILD:-build}}
@@ -113,7 +114,9 @@ fi
 STUB="127.0.0.1:$(cat "$TMP/stub.port")"
 export CONVEYOR_TEST_STUB="$STUB"
 
-for B in $BUILDS; do
+# The suites of one build directory ($1).
+build_suites() {
+    B=$1
     # Criterion: its own isolation (one process per test), its own summary.
     # (Criterion's own runner leaks at exit: tests/lsan.supp; the fuzz smoke
     # run uses fuzz/lsan.supp, so this is not exported)
@@ -168,7 +171,30 @@ for B in $BUILDS; do
         echo "== conformance kit not found at $SW (../shared absent): ctk, examples and validate skipped"
         skipped=$((skipped + 3))
     fi
+}
+
+# The builds after the first run at the same time as the first build's suites
+# and the build-independent ones (most suites wait on servers, timers and
+# child processes more than they compute): each in a subshell with its own
+# log and counts, added up at the end. PARALLEL=0 runs them one after another.
+for B in $BUILDS; do
+    [ "$B" = "$BUILD" ] && continue
+    safe=$(echo "$B" | tr -c "A-Za-z0-9\n" _)
+    if [ "${PARALLEL:-1}" = 0 ]; then
+        build_suites "$B"
+        continue
+    fi
+    (
+        trap - EXIT INT TERM # the parent stops the stub and removes $TMP
+        passed=0 failed=0 skipped=0 suites_failed=""
+        TMP="$TMP/$safe"
+        mkdir -p "$TMP"
+        build_suites "$B"
+        echo "$passed $failed $skipped $suites_failed" >"$TMP/counts"
+    ) >"$TMP/$safe.log" 2>&1 &
+    eval "bg_$safe=\$!"
 done
+build_suites "$BUILD"
 
 if [ -x tests/unit/test_cli.sh ]; then
     run_suite cli env BUILD="$BUILD" tests/unit/test_cli.sh
@@ -202,9 +228,28 @@ if [ -x tests/server/test_diskfull.sh ]; then
     run_suite diskfull env BUILD="$BUILD" tests/server/test_diskfull.sh
 fi
 
-if [ "${FUZZ_SECONDS:-15}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then
-    run_suite fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" tests/fuzz-smoke.sh
+if [ "${FUZZ_SECONDS:-8}" != 0 ] && [ -x tests/fuzz-smoke.sh ] && [ "$BUILD" = build ]; then
+    run_suite fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-8}" tests/fuzz-smoke.sh
 fi
+
+for B in $BUILDS; do
+    [ "$B" = "$BUILD" ] && continue
+    [ "${PARALLEL:-1}" = 0 ] && continue
+    safe=$(echo "$B" | tr -c "A-Za-z0-9\n" _)
+    eval "wait \$bg_$safe"
+    cat "$TMP/$safe.log"
+    if [ -s "$TMP/$safe/counts" ]; then
+        read -r bp bf bs bsf <"$TMP/$safe/counts"
+        passed=$((passed + bp))
+        failed=$((failed + bf))
+        skipped=$((skipped + bs))
+        [ -n "$bsf" ] && suites_failed="$suites_failed $bsf"
+    else
+        echo "!! the suites of $B reported no counts: counted as one failure"
+        failed=$((failed + 1))
+        suites_failed="$suites_failed $B"
+    fi
+done
 
 echo
 if [ -n "$suites_failed" ]; then
