@@ -1286,8 +1286,9 @@ static void review_wait(struct instance *in, struct fiber *fb, struct frame *fr)
        done = aux_get(fr, "escalated");
     int armed = jv_get_kind(esc) == JV_KIND_OBJECT && jv_get_kind(done) != JV_KIND_TRUE; /* `due` alone: shown only */
     fr->phase = P_REVIEW_WAIT;
+    int below = fb->nframes; /* push may move the frames: `fr` is not looked at after it */
     push_task(in, fb, t->u.effect.wait, fr->wfc, JV_OBJECT(jv_string("task"), id), jv_object());
-    if (jv_get_kind(due) == JV_KIND_NUMBER && armed && top(fb) != fr) {
+    if (jv_get_kind(due) == JV_KIND_NUMBER && armed && fb->nframes > below) {
         int64_t left = (int64_t)jv_number_value(due) - cv__wall_ms();
         top(fb)->deadline = cv__now_ms() + (left > 0 ? left : 0);
     }
