@@ -89,6 +89,10 @@ enum {
     S_TASK_OPEN_OF,
     S_FEEDBACK_INSERT,
     S_FEEDBACK_LIST,
+    S_LEASE_ACQUIRE,
+    S_LEASE_RENEW,
+    S_LEASE_RELEASE,
+    S_LEASE_NAME,
     S_COUNT
 };
 
@@ -107,9 +111,10 @@ static const char *const stmt_sql[S_COUNT] = {
                   " ORDER BY namespace, name, version COLLATE cv_semver",
     [S_INST_BY_KEY] = "SELECT id FROM instances WHERE idempotency_key = ?1",
     [S_INST_INSERT] = "INSERT INTO instances (id, namespace, name, version, status, input, idempotency_key,"
-                      " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7)",
+                      " created_at, updated_at, owner, lease_until, epoch)"
+                      " VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
     [S_INST_GET] = "SELECT id, namespace, name, version, status, input, output, error, state, epoch,"
-                   " created_at, updated_at FROM instances WHERE id = ?1",
+                   " created_at, updated_at, owner FROM instances WHERE id = ?1",
     [S_INST_SEQ] = "SELECT created_seq FROM instances WHERE id = ?1",
     [S_INST_UNFINISHED] = "SELECT id FROM instances WHERE status IN ('pending', 'running', 'waiting')"
                           " ORDER BY created_seq",
@@ -182,6 +187,21 @@ static const char *const stmt_sql[S_COUNT] = {
                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (task, field) DO NOTHING",
     [S_FEEDBACK_LIST] = "SELECT example FROM feedback WHERE ?1 IS NULL OR model = ?1 OR model LIKE ?1 || '@%'"
                         " ORDER BY seq",
+    /* ?1 node, ?2 now, ?3 lease ms, ?4 limit, ?5 reclaim (the write lock
+     * of BEGIN IMMEDIATE is what "skips rows another transaction holds"
+     * here: one writer at a time) */
+    [S_LEASE_ACQUIRE] = "UPDATE instances SET owner = ?1, lease_until = ?2 + ?3, epoch = epoch + 1"
+                        " WHERE created_seq IN (SELECT created_seq FROM instances"
+                        " WHERE status IN ('pending', 'running', 'waiting')"
+                        " AND (lease_until < ?2 OR (?5 AND owner = ?1)) ORDER BY created_seq LIMIT ?4)"
+                        " RETURNING id, epoch, created_seq",
+    [S_LEASE_RENEW] = "UPDATE instances SET lease_until = ?2 + ?3"
+                      " WHERE owner = ?1 AND status IN ('pending', 'running', 'waiting')",
+    [S_LEASE_RELEASE] = "UPDATE instances SET lease_until = 0"
+                        " WHERE owner = ?1 AND status IN ('pending', 'running', 'waiting')",
+    [S_LEASE_NAME] = "INSERT INTO leases (name, owner, until) VALUES (?1, ?2, ?3 + ?4)"
+                     " ON CONFLICT (name) DO UPDATE SET owner = ?2, until = ?3 + ?4"
+                     " WHERE leases.until < ?3 OR leases.owner = ?2 RETURNING owner",
 };
 
 /* list_instances: one statement per combination of filters, so that each can
@@ -195,6 +215,8 @@ struct sq {
     pthread_mutex_t lock;
     sqlite3_stmt *stmts[S_COUNT];
     sqlite3_stmt *lists[LIST_VARIANTS];
+    char *node;       /* set_node: creations are owned by it (NULL: by none) */
+    int64_t lease_ms;
 };
 
 static void set_err(jv *err, const char *fmt, ...) JV_PRINTF_LIKE(2, 3);
@@ -435,6 +457,7 @@ static void sq_close(void *impl)
     if (q->claim_fd >= 0)
         close(q->claim_fd); /* releases the claim */
     free(q->path);
+    free(q->node);
     free(q);
 }
 
@@ -869,7 +892,11 @@ static int create_in_tx(struct sq *q, const char *ns, const char *name, const ch
         code = bind_json(st, 5, input, "the input", err);
         input = jv_invalid();
         bind_text(st, 6, idempotency_key);
-        sqlite3_bind_int64(st, 7, cv__wall_ms());
+        int64_t now = cv__wall_ms();
+        sqlite3_bind_int64(st, 7, now);
+        bind_text(st, 8, q->node); /* NULL binds NULL: unowned, free, epoch 0 */
+        sqlite3_bind_int64(st, 9, q->node ? now + q->lease_ms : 0);
+        sqlite3_bind_int64(st, 10, q->node ? 1 : 0);
         rc = code ? SQLITE_DONE : sqlite3_step(st);
         stmt_done(st);
     }
@@ -984,6 +1011,8 @@ static int sq_get_instance(void *impl, const char *id, jv *out, jv *err)
                     o = jv_object_set(o, jv_string(json_names[i]), v);
             }
             o = jv_object_set(o, jv_string("epoch"), jv_number((double)sqlite3_column_int64(st, 9)));
+            o = jv_object_set(o, jv_string("owner"),
+                              sqlite3_column_type(st, 12) == SQLITE_NULL ? jv_null() : col_text(st, 12));
             o = jv_object_set(o, jv_string("createdAt"), jv_number((double)sqlite3_column_int64(st, 10)));
             o = jv_object_set(o, jv_string("updatedAt"), jv_number((double)sqlite3_column_int64(st, 11)));
             if (code)
@@ -2535,6 +2564,136 @@ static int sq_list_feedback(void *impl, const char *model, jv *out, jv *err)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Leases (store.h; docs/cluster.md)                                         */
+/* ------------------------------------------------------------------------ */
+
+static int sq_set_node(void *impl, const char *node, int64_t lease_ms)
+{
+    struct sq *q = impl;
+    char *n = NULL;
+    if (node && !(n = strdup(node)))
+        return CV_ENOMEM;
+    pthread_mutex_lock(&q->lock);
+    free(q->node);
+    q->node = n;
+    q->lease_ms = lease_ms;
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+}
+
+static int sq_lease_acquire(void *impl, const char *node, int64_t now, int64_t lease_ms, int limit, int reclaim,
+                            jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    sqlite3_stmt *st = rc == SQLITE_OK ? stmt_get(q, S_LEASE_ACQUIRE, &rc) : NULL;
+    if (st) {
+        bind_text(st, 1, node);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_int64(st, 3, lease_ms);
+        sqlite3_bind_int(st, 4, limit);
+        sqlite3_bind_int(st, 5, reclaim ? 1 : 0);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            list = jv_array_append(list, JV_OBJECT(jv_string("id"), col_text(st, 0), jv_string("epoch"),
+                                                   jv_number((double)sqlite3_column_int64(st, 1)),
+                                                   jv_string("seq"), jv_number((double)sqlite3_column_int64(st, 2))));
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "taking leases", err);
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    if (code) {
+        jv_free(list);
+        return code;
+    }
+    /* oldest first (RETURNING gives no order): by creation */
+    jv keys = jv_array();
+    jv_array_foreach(list, i, x)
+    {
+        (void)i;
+        keys = jv_array_append(keys, jv_object_get(x, jv_string("seq")));
+    }
+    list = jv_sort(list, keys);
+    jv sorted = jv_array();
+    jv_array_foreach(list, i, x)
+    {
+        (void)i;
+        sorted = jv_array_append(sorted, jv_object_delete(x, jv_string("seq")));
+    }
+    jv_free(list);
+    *out = sorted;
+    return 0;
+}
+
+/* Runs a one-statement update of the leases of `node` (S_LEASE_RENEW with
+ * now and lease_ms, or S_LEASE_RELEASE) in a transaction; *n = rows. */
+static int lease_update(struct sq *q, int id, const char *node, int64_t now, int64_t lease_ms, int64_t *n,
+                        const char *what, jv *err)
+{
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    sqlite3_stmt *st = rc == SQLITE_OK ? stmt_get(q, id, &rc) : NULL;
+    if (st) {
+        bind_text(st, 1, node);
+        if (id == S_LEASE_RENEW) {
+            sqlite3_bind_int64(st, 2, now);
+            sqlite3_bind_int64(st, 3, lease_ms);
+        }
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE && n)
+            *n = sqlite3_changes64(q->db);
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, what, err);
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
+static int sq_lease_renew(void *impl, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err)
+{
+    return lease_update(impl, S_LEASE_RENEW, node, now, lease_ms, held, "renewing leases", err);
+}
+
+static int sq_lease_release(void *impl, const char *node, jv *err)
+{
+    return lease_update(impl, S_LEASE_RELEASE, node, 0, 0, NULL, "ending leases", err);
+}
+
+static int sq_lease_name(void *impl, const char *name, const char *node, int64_t now, int64_t lease_ms, int *held,
+                         jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    *held = 0;
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    sqlite3_stmt *st = rc == SQLITE_OK ? stmt_get(q, S_LEASE_NAME, &rc) : NULL;
+    if (st) {
+        bind_text(st, 1, name);
+        bind_text(st, 2, node);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int64(st, 4, lease_ms);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) /* a row: the upsert took or kept it */
+            *held = 1;
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "taking a named lease", err);
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        *held = 0;
+    return code;
+}
+
 const struct cv_store_ops cv__store_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -2571,4 +2730,9 @@ const struct cv_store_ops cv__store_sqlite = {
     .update_task = sq_update_task,
     .task_stats = sq_task_stats,
     .list_feedback = sq_list_feedback,
+    .set_node = sq_set_node,
+    .lease_acquire = sq_lease_acquire,
+    .lease_renew = sq_lease_renew,
+    .lease_release = sq_lease_release,
+    .lease_name = sq_lease_name,
 };

@@ -191,8 +191,20 @@ static const struct cv_sqlite_migration cv_sqlite_migrations[] = {
      "  BEGIN UPDATE model_registry SET generation = generation + 1; END;"
      "CREATE TRIGGER model_routing_del AFTER DELETE ON model_routing"
      "  BEGIN UPDATE model_registry SET generation = generation + 1; END;"},
+    {7,
+     /* Leases (docs/cluster.md): the node holding an unfinished instance and
+      * until when (wall ms; 0 = free to take). Named leases: one node does a
+      * cluster-wide job. */
+     "ALTER TABLE instances ADD COLUMN owner TEXT;"
+     "ALTER TABLE instances ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;"
+     "CREATE INDEX instances_by_owner ON instances (owner) WHERE owner IS NOT NULL;"
+     "CREATE TABLE leases ("
+     "  name  TEXT PRIMARY KEY,"
+     "  owner TEXT NOT NULL,"
+     "  until INTEGER NOT NULL"
+     ") WITHOUT ROWID;"},
 };
 
-#define CV_SQLITE_SCHEMA_VERSION 6
+#define CV_SQLITE_SCHEMA_VERSION 7
 
 #endif

@@ -604,6 +604,86 @@ int cv_store_claim(cv_store *s, jv *err)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Leases                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* 1..128 printable ASCII characters (a host name, a pod name, host:port). */
+static int node_ok(const char *n)
+{
+    size_t len = n ? strlen(n) : 0;
+    if (len < 1 || len > 128)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)n[i] <= ' ' || (unsigned char)n[i] > '~')
+            return 0;
+    return 1;
+}
+
+static int lease_args(cv_store *s, const char *node, int64_t lease_ms, int has_op, jv *err)
+{
+    if (!s || !node_ok(node) || lease_ms < 1) {
+        set_err(err, "a lease needs a node name (1-128 printable ASCII characters, no spaces) and a duration >= 1 ms");
+        return CV_EINVAL;
+    }
+    if (!has_op) {
+        set_err(err, "the %s store does not support leases (several nodes)", s->ops->name);
+        return CV_EUNSUPPORTED;
+    }
+    return 0;
+}
+
+int cv_store_set_node(cv_store *s, const char *node, int64_t lease_ms)
+{
+    if (!s || (node && (!node_ok(node) || lease_ms < 1)))
+        return CV_EINVAL;
+    if (!s->ops->set_node)
+        return CV_EUNSUPPORTED;
+    return s->ops->set_node(s->impl, node, lease_ms);
+}
+
+int cv_store_lease_acquire(cv_store *s, const char *node, int64_t now, int64_t lease_ms, int limit, int reclaim,
+                           jv *out, jv *err)
+{
+    int rc = lease_args(s, node, lease_ms, s && s->ops->lease_acquire, err);
+    if (rc)
+        return rc;
+    if (!out || limit < 1) {
+        set_err(err, "taking leases needs a limit of at least 1");
+        return CV_EINVAL;
+    }
+    return s->ops->lease_acquire(s->impl, node, now, lease_ms, limit, reclaim, out, err);
+}
+
+int cv_store_lease_renew(cv_store *s, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err)
+{
+    int rc = lease_args(s, node, lease_ms, s && s->ops->lease_renew, err);
+    if (rc)
+        return rc;
+    return s->ops->lease_renew(s->impl, node, now, lease_ms, held, err);
+}
+
+int cv_store_lease_release(cv_store *s, const char *node, jv *err)
+{
+    int rc = lease_args(s, node, 1, s && s->ops->lease_release, err);
+    if (rc)
+        return rc;
+    return s->ops->lease_release(s->impl, node, err);
+}
+
+int cv_store_lease_name(cv_store *s, const char *name, const char *node, int64_t now, int64_t lease_ms, int *held,
+                        jv *err)
+{
+    int rc = lease_args(s, node, lease_ms, s && s->ops->lease_name, err);
+    if (rc)
+        return rc;
+    if (empty(name) || !held) {
+        set_err(err, "a named lease needs a name");
+        return CV_EINVAL;
+    }
+    return s->ops->lease_name(s->impl, name, node, now, lease_ms, held, err);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Models                                                                    */
 /* ------------------------------------------------------------------------ */
 

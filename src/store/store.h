@@ -134,7 +134,8 @@ struct cv_store_ops {
      * and nothing is created. Every input is consumed. */
     int (*create_instances)(void *impl, struct cv_create *reqs, int n);
     /* *out = {id, namespace, name, version, status, input, output, error,
-     * state, epoch, createdAt, updatedAt}. */
+     * state, epoch, owner, createdAt, updatedAt}; owner is the node holding
+     * its lease, or null (see "leases" below). */
     int (*get_instance)(void *impl, const char *id, jv *out, jv *err);
     /* filter: {status?, namespace?, name?}; returns up to `limit` instances
      * (without input/output/state) created after the cursor `after` (an id,
@@ -241,6 +242,38 @@ struct cv_store_ops {
     /* *out = array of feedback examples (oldest first), of one model name
      * (any version) or of all when model is NULL. */
     int (*list_feedback)(void *impl, const char *model, jv *out, jv *err);
+
+    /* ---- leases: several nodes running one store's instances (DESIGN.md
+     * decision 6; docs/cluster.md). An unfinished instance (pending, running,
+     * waiting) has an owner (a node's name, or none) and a lease end; the
+     * node that holds it renews the lease, and a node that takes it from
+     * another bumps its epoch, so that the old owner's checkpoints (which
+     * carry the epoch it took) are refused (CV_ECONFLICT). Times are the
+     * caller's wall ms: the nodes' clocks must agree to well within a lease.
+     * A backend without them leaves these NULL (CV_EUNSUPPORTED). ---- */
+    /* Instances this handle creates from now on are owned by `node` (NULL:
+     * by none), leased until creation + lease_ms, at epoch 1 (unowned ones
+     * start at epoch 0, as before). */
+    int (*set_node)(void *impl, const char *node, int64_t lease_ms);
+    /* In ONE transaction, takes up to `limit` unfinished instances whose
+     * lease ended before `now` (and, with `reclaim`, those `node` owns
+     * whatever their lease: a node starting again takes its own back at
+     * once), skipping rows another transaction holds: owner = node, lease
+     * end = now + lease_ms, epoch + 1. *out = array of {id, epoch}. */
+    int (*lease_acquire)(void *impl, const char *node, int64_t now, int64_t lease_ms, int limit, int reclaim,
+                         jv *out, jv *err);
+    /* Extends to now + lease_ms the lease of every unfinished instance
+     * `node` owns; *held = how many (may be NULL). */
+    int (*lease_renew)(void *impl, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err);
+    /* Ends the leases of `node` (a clean stop): others may take its
+     * unfinished instances at once. */
+    int (*lease_release)(void *impl, const char *node, jv *err);
+    /* A named lease (one node does a cluster-wide job: event sinks, the
+     * purge of expired events): in ONE transaction, when nobody holds
+     * `name`, its lease ended before `now`, or `node` holds it, `node` holds
+     * it until now + lease_ms and *held = 1; else *held = 0. */
+    int (*lease_name)(void *impl, const char *name, const char *node, int64_t now, int64_t lease_ms, int *held,
+                      jv *err);
 };
 
 /* The public face: a store handle (backend + its state). */
@@ -304,6 +337,16 @@ int cv_store_list_tasks(cv_store *s, jv filter, int limit, const char *after, jv
 int cv_store_update_task(cv_store *s, const char *id, cv_task_change_fn change, void *ctx, jv *out, jv *err);
 int cv_store_task_stats(cv_store *s, jv *out, jv *err);
 int cv_store_list_feedback(cv_store *s, const char *model, jv *out, jv *err);
+
+/* Leases: see the ops above and docs/cluster.md. A node's name is 1..128
+ * printable ASCII characters; lease_ms >= 1; limit >= 1. */
+int cv_store_set_node(cv_store *s, const char *node, int64_t lease_ms);
+int cv_store_lease_acquire(cv_store *s, const char *node, int64_t now, int64_t lease_ms, int limit, int reclaim,
+                           jv *out, jv *err);
+int cv_store_lease_renew(cv_store *s, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err);
+int cv_store_lease_release(cv_store *s, const char *node, jv *err);
+int cv_store_lease_name(cv_store *s, const char *name, const char *node, int64_t now, int64_t lease_ms, int *held,
+                        jv *err);
 
 /*
  * The task rules, the same for every backend (src/store/tasks.c). `now` is

@@ -1237,7 +1237,7 @@ Test(store_sqlite, the_file_is_wal_and_marked)
     sqlite3_finalize(st);
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT max(version) FROM conveyor_schema", -1, &st, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(st, 0), 6);
+    cr_assert_eq(sqlite3_column_int(st, 0), 7);
     sqlite3_finalize(st);
     sqlite3_close(db);
     /* Reopening an up-to-date file applies nothing again. */
@@ -1252,7 +1252,7 @@ Test(store_sqlite, a_newer_schema_is_refused)
     sql_exec("INSERT INTO conveyor_schema (version, applied_at) VALUES (99, 0)");
     char m[512];
     cr_assert_eq(open_fails(url, m, sizeof m), CV_EUNSUPPORTED);
-    cr_assert(strstr(m, "database schema version 99 is newer than this conveyor (6)"), "%s", m);
+    cr_assert(strstr(m, "database schema version 99 is newer than this conveyor (7)"), "%s", m);
 }
 
 Test(store_sqlite, a_garbage_file_is_an_io_error)
