@@ -11,7 +11,7 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2 -g
-PKGS    := libfyaml libcurl oniguruma sqlite3 libmicrohttpd libcrypto libpcre2-8 xgboost
+PKGS    := libfyaml libcurl oniguruma sqlite3 libmicrohttpd libcrypto libpcre2-8 xgboost libpq
 # Libraries without a pkg-config file (LIBLINEAR: src/ml's solver); bench/run.sh
 # reads this line too.
 NOPC_LIBS := -llinear

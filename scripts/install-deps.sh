@@ -8,7 +8,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
       libjq-dev libonig-dev libfyaml-dev libcurl4-openssl-dev libsqlite3-dev
       libcriterion-dev libmicrohttpd-dev python3 ca-certificates curl
       liblinear-dev libssl-dev python3-sklearn libpcre2-dev libxgboost-dev weka
-      chromium"
+      chromium postgresql libpq-dev"
 # chromium: the reviewer's web inbox is tested in headless Chromium
 # (tests/web/test_inbox.sh, driven by npm's playwright-core; no browser download)
 

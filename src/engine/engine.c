@@ -51,6 +51,7 @@ struct einst {
     int from_store;   /* its position came from the store (durable as loaded) */
     int candidate;    /* in the worker's list of instances waiting for durability */
     int no_evict;     /* it missed a read of the bus: keep it */
+    int64_t epoch;    /* cluster: the epoch this node took it at (its checkpoints carry it); 0: unchecked */
 };
 
 /* A request to take an instance on a worker (new, or resumed). */
@@ -60,6 +61,7 @@ struct startreq {
     char ns[128], name[128], version[128];
     jv input; /* deep copies */
     jv state;
+    int64_t epoch;
     struct startreq *next;
 };
 
@@ -74,6 +76,7 @@ enum ctl_op { CTL_CANCEL, CTL_SUSPEND, CTL_RESUME };
 struct ctlreq {
     char id[64];
     int op;
+    int64_t epoch; /* cluster: the epoch taken for an instance this node did not hold */
     jv who; /* deep copy */
     struct ctlreq *next;
 };
@@ -119,6 +122,11 @@ struct worker {
     struct retry *retries;     /* evicted instances the store failed to load */
     int nretries;
     int64_t next_retry;
+    /* cluster: instances another node took (ids, under lock), and the lapse
+     * generation this worker dropped everything for */
+    char (*lost)[37];
+    int nlost, caplost;
+    int lapse_seen;
 };
 
 /* A start waiting for its creation to be durable (group-committed too). */
@@ -169,9 +177,22 @@ struct cv_engine {
     /* the commit thread's: the store could not write the last attempt */
     int io_failing;
     int64_t io_failing_said;
+    /* cluster mode (o.node set; section "cluster") */
+    pthread_t cluster_th;
+    int cluster_started;
+    pthread_mutex_t cl_lock;
+    pthread_cond_t cl_cond;
+    int cl_stopping;
+    atomic_llong lease_deadline; /* monotonic ms until which this node's leases surely hold */
+    atomic_int lapse_gen;        /* bumped when they lapsed: every worker sifts what it holds */
+    char (*sift)[37];            /* then: the ids this node still owns, sorted (read-only meanwhile) */
+    int nsift;
+    int64_t bus_seen;            /* the cluster thread's: the last bus seq it told the workers of */
 };
 
 /* ---- the commit queue --------------------------------------------------------------- */
+
+static unsigned hash_id(const char *s);
 
 /* The worker of the calling thread (NULL elsewhere). */
 static __thread struct worker *this_worker;
@@ -226,6 +247,8 @@ static void take_tasks(struct instance *in, struct cv_checkpoint *cp)
     cp->tasks_escalate = jv_is_valid(escalate) ? cv__jv_deep_copy(escalate) : escalate;
 }
 
+static struct einst *find_owned(struct worker *w, const char *id);
+
 /* The checkpoint hook, on a worker thread: queue the position (as JSON text). */
 static void on_checkpoint(void *ud, jv state)
 {
@@ -240,6 +263,12 @@ static void on_checkpoint(void *ud, jv state)
     cv_checkpoint_init(&p->cp, jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "");
     jv_free(id);
     p->cp.status = cv__state_status(state);
+    if (this_worker && this_worker->advancing)
+        p->cp.epoch = this_worker->advancing->epoch;
+    else if (this_worker && e->o.node && p->cp.instance[0]) {
+        struct einst *x = find_owned(this_worker, p->cp.instance);
+        p->cp.epoch = x ? x->epoch : 0;
+    }
     if (this_worker && this_worker->advancing) { /* what it noted since (predictions) goes with it */
         jv notes = cv__instance_take_notes(&this_worker->advancing->in);
         if (jv_array_length(jv_copy(notes)) > 0)
@@ -267,7 +296,7 @@ static jv history_event(const char *type, jv data)
 /* Queues the end of an instance: its result (consumed, a value of this
  * worker) goes out as deep copies. `who` (consumed; may be invalid) is who
  * asked for it (a cancel). */
-static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who, jv notes)
+static void enqueue_final(struct cv_engine *e, const char *id, int64_t epoch, jv result, jv who, jv notes)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p) {
@@ -281,6 +310,7 @@ static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who
     int ok = !strcmp(st, "completed"), cancelled = !strcmp(st, "cancelled");
     jv_free(status);
     cv_checkpoint_init(&p->cp, id);
+    p->cp.epoch = epoch;
     p->cp.status = ok ? CV_ST_COMPLETED : cancelled ? CV_ST_CANCELLED : CV_ST_FAULTED;
     p->cp.state = jv_null();
     jv output = cv__jv_deep_copy(jv_object_get(jv_copy(result), jv_string("output")));
@@ -311,7 +341,8 @@ static void enqueue_final(struct cv_engine *e, const char *id, jv result, jv who
 }
 
 /* Queues a status change (suspended / running) with who asked. */
-static uint64_t enqueue_status(struct cv_engine *e, const char *id, const char *status, const char *type, jv who)
+static uint64_t enqueue_status(struct cv_engine *e, const char *id, int64_t epoch, const char *status,
+                               const char *type, jv who)
 {
     struct pending *p = calloc(1, sizeof *p);
     if (!p) {
@@ -319,6 +350,7 @@ static uint64_t enqueue_status(struct cv_engine *e, const char *id, const char *
         return UINT64_MAX; /* never durable: the instance is not evicted */
     }
     cv_checkpoint_init(&p->cp, id);
+    p->cp.epoch = epoch;
     p->cp.status = status;
     jv data = jv_object();
     if (jv_is_valid(who))
@@ -486,7 +518,7 @@ static int commit_batch(struct cv_engine *e, struct pending **batch, int n)
             creates_meanwhile(e);
             continue;
         }
-        if (rc)
+        if (rc && !(rc == CV_ECONFLICT && e->o.node)) /* cluster: commit_apart tells which */
             fprintf(stderr, "conveyor: checkpoint of %d instance(s) failed: %s\n", n,
                     jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc));
         else if (e->io_failing) {
@@ -544,6 +576,54 @@ static void tell_durable(struct cv_engine *e, struct pending **batch, int n, int
         pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->lock);
     }
+}
+
+/* A pending write (freed) refused because another node took its instance:
+ * its worker drops the instance (section "cluster"). */
+static void lost_instance(struct cv_engine *e, struct pending *p)
+{
+    pthread_mutex_lock(&e->res_lock);
+    e->stats.lost++;
+    pthread_mutex_unlock(&e->res_lock);
+    /* the worker that holds it: the one that queued it, else by its id's hash */
+    struct worker *w = p->w ? p->w : &e->workers[hash_id(p->cp.instance) % (unsigned)e->nworkers];
+    pthread_mutex_lock(&w->lock);
+    if (w->nlost == w->caplost) {
+        int cap = w->caplost ? w->caplost * 2 : 16;
+        char(*l)[37] = realloc(w->lost, (size_t)cap * sizeof *l);
+        if (l) {
+            w->lost = l;
+            w->caplost = cap;
+        }
+    }
+    if (w->nlost < w->caplost)
+        snprintf(w->lost[w->nlost++], 37, "%.36s", p->cp.instance);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    cv_checkpoint_cleanup(&p->cp);
+    jv_free(p->result);
+    free(p);
+}
+
+/* Writes the checkpoints of batch[0..n) one by one (cluster, after the
+ * batch was refused for a stale epoch); those refused for theirs are lost
+ * (lost_instance), the others stay in batch, durable. Returns how many. */
+static int commit_apart(struct cv_engine *e, struct pending **batch, int n)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = commit_batch(e, &batch[i], 1);
+        if (rc == CV_ECONFLICT) {
+            fprintf(stderr, "conveyor: instance %s was taken by another node: its write was refused, dropped here\n",
+                    batch[i]->cp.instance);
+            lost_instance(e, batch[i]);
+        } else {
+            if (rc) /* another failure: as a failed batch would be (kept in memory, reported) */
+                batch[i]->final = 0;
+            batch[m++] = batch[i];
+        }
+    }
+    return m;
 }
 
 static void *committer(void *arg)
@@ -609,6 +689,13 @@ static void *committer(void *arg)
         double t0 = mono_ms();
         int rc = commit_batch(e, batch, n);
         double took = mono_ms() - t0;
+        if (rc == CV_ECONFLICT && e->o.node) {
+            /* cluster: some instance of the batch was taken by another node
+             * (a stale epoch fails the whole transaction): write them one by
+             * one; those refused are that node's now, and are dropped here */
+            n = commit_apart(e, batch, n);
+            rc = 0;
+        }
         if (!rc && with_events)
             bus_notify(e);
         tell_durable(e, batch, n, rc);
@@ -879,7 +966,8 @@ static void run_ready(struct worker *w, struct einst *x)
         int ended = cv__instance_advance(&x->in, &wake);
         w->advancing = NULL;
         if (ended) {
-            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), jv_invalid(), cv__instance_take_notes(&x->in));
+            enqueue_final(w->e, x->in.id, x->epoch, cv__instance_result(&x->in), jv_invalid(),
+                          cv__instance_take_notes(&x->in));
             disown_and_free(w, x);
             return;
         }
@@ -1171,7 +1259,7 @@ static struct einst *take_start(struct worker *w, struct startreq *r, int run)
     jv err = jv_null();
     const cv_workflow *wf = worker_def(w, r, &err);
     if (!wf) {
-        enqueue_final(w->e, r->id,
+        enqueue_final(w->e, r->id, r->epoch,
                       JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
                                 jv_string("error"), err),
                       jv_invalid(), jv_invalid());
@@ -1188,11 +1276,12 @@ static struct einst *take_start(struct worker *w, struct startreq *r, int run)
     }
     x->w = w;
     x->wf = wf;
+    x->epoch = r->epoch;
     x->from_store = jv_get_kind(r->state) == JV_KIND_OBJECT;
     jv_free(err);
     int rc = cv__instance_init(&x->in, w->e->rt, wf, r->id, r->input, r->state, &err);
     if (rc) {
-        enqueue_final(w->e, r->id,
+        enqueue_final(w->e, r->id, r->epoch,
                       JV_OBJECT(jv_string("status"), jv_string("faulted"), jv_string("output"), jv_null(),
                                 jv_string("error"), err),
                       jv_invalid(), jv_invalid());
@@ -1228,6 +1317,23 @@ static struct einst *load_from_store(struct worker *w, const char *id, int live,
         *failed = rc && rc != CV_ENOTFOUND; /* the store could not say: try again */
     if (rc)
         return NULL;
+    int64_t epoch = 0;
+    if (w->e->o.node) { /* cluster: only while this node holds its lease, at the epoch it took */
+        jv owner = jv_object_get(jv_copy(inst), jv_string("owner"));
+        jv ep = jv_object_get(jv_copy(inst), jv_string("epoch"));
+        int mine = jv_get_kind(owner) == JV_KIND_STRING && !strcmp(jv_string_value(owner), w->e->o.node);
+        epoch = jv_get_kind(ep) == JV_KIND_NUMBER ? (int64_t)jv_number_value(ep) : 0;
+        jv_free(owner);
+        jv_free(ep);
+        if (!mine) {
+            fprintf(stderr, "conveyor: instance %s is held by another node now: dropped here\n", id);
+            pthread_mutex_lock(&w->e->res_lock);
+            w->e->stats.lost++;
+            pthread_mutex_unlock(&w->e->res_lock);
+            jv_free(inst);
+            return NULL;
+        }
+    }
     if (live) {
         jv st = jv_object_get(jv_copy(inst), jv_string("status"));
         jv pos = jv_object_get(jv_copy(inst), jv_string("state"));
@@ -1252,6 +1358,7 @@ static struct einst *load_from_store(struct worker *w, const char *id, int live,
     jv name = jv_object_get(jv_copy(inst), jv_string("name"));
     jv ver = jv_object_get(jv_copy(inst), jv_string("version"));
     snprintf(r->id, sizeof r->id, "%s", id);
+    r->epoch = epoch;
     snprintf(r->ns, sizeof r->ns, "%s", jv_string_value(ns));
     snprintf(r->name, sizeof r->name, "%s", jv_string_value(name));
     snprintf(r->version, sizeof r->version, "%s", jv_string_value(ver));
@@ -1331,18 +1438,43 @@ static struct einst *held(struct worker *w, const char *id)
     return x;
 }
 
+/* Cluster: takes the lease of an instance this node does not hold (another
+ * node may run it: its next checkpoint is refused, and it drops it); 0 or a
+ * store code. */
+static int take_lease(struct worker *w, const char *id, int64_t *epoch)
+{
+    jv err = jv_invalid();
+    pthread_mutex_lock(&w->e->store_lock);
+    int rc = cv_store_lease_take(w->e->store, id, w->e->o.node, cv__wall_ms(), w->e->o.lease_ms, epoch, &err);
+    pthread_mutex_unlock(&w->e->store_lock);
+    if (rc)
+        fprintf(stderr, "conveyor: cannot take instance %s from another node: %s\n", id,
+                jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc));
+    jv_free(err);
+    return rc;
+}
+
 static void take_control(struct worker *w, struct ctlreq *c)
 {
     struct einst *x = held(w, c->id);
+    if (!x && w->e->o.node) {
+        if (take_lease(w, c->id, &c->epoch)) {
+            jv_free(c->who);
+            return;
+        }
+        if (c->op == CTL_SUSPEND) /* running on another node: here now, suspended below */
+            x = load_from_store(w, c->id, 1, NULL);
+    }
     switch (c->op) {
     case CTL_CANCEL:
         if (x) {
             cv__instance_cancel(&x->in);
-            enqueue_final(w->e, x->in.id, cv__instance_result(&x->in), c->who, cv__instance_take_notes(&x->in));
+            enqueue_final(w->e, x->in.id, x->epoch, cv__instance_result(&x->in), c->who,
+                          cv__instance_take_notes(&x->in));
             disown_and_free(w, x);
         } else { /* not running here (suspended before a restart): its end, straight */
             forget_retry(w, c->id);
-            enqueue_final(w->e, c->id,
+            enqueue_final(w->e, c->id, c->epoch,
                           JV_OBJECT(jv_string("status"), jv_string("cancelled"), jv_string("output"), jv_null(),
                                     jv_string("error"), jv_null()),
                           c->who, jv_invalid());
@@ -1352,7 +1484,7 @@ static void take_control(struct worker *w, struct ctlreq *c)
     case CTL_SUSPEND:
         if (x && !x->suspended) {
             x->suspended = 1;
-            x->cp_seq = enqueue_status(w->e, c->id, CV_ST_SUSPENDED, "workflow.suspended", c->who);
+            x->cp_seq = enqueue_status(w->e, c->id, x->epoch, CV_ST_SUSPENDED, "workflow.suspended", c->who);
             c->who = jv_invalid();
             mark_candidate(w, x); /* dropped once that is durable */
         }
@@ -1366,7 +1498,7 @@ static void take_control(struct worker *w, struct ctlreq *c)
             status = cv__state_status(state);
             jv_free(state);
         }
-        uint64_t seq = enqueue_status(w->e, c->id, status, "workflow.resumed", c->who);
+        uint64_t seq = enqueue_status(w->e, c->id, x ? x->epoch : c->epoch, status, "workflow.resumed", c->who);
         c->who = jv_invalid();
         if (!x) {
             x = load_from_store(w, c->id, 0, NULL);
@@ -1376,7 +1508,7 @@ static void take_control(struct worker *w, struct ctlreq *c)
             }
             if (x) {
                 jv state = cv__instance_state(&x->in);
-                x->cp_seq = enqueue_status(w->e, c->id, cv__state_status(state), "workflow.status-changed",
+                x->cp_seq = enqueue_status(w->e, c->id, x->epoch, cv__state_status(state), "workflow.status-changed",
                                            jv_invalid());
                 jv_free(state);
             }
@@ -1389,6 +1521,83 @@ static void take_control(struct worker *w, struct ctlreq *c)
     }
     }
     jv_free(c->who);
+}
+
+/* ---- cluster (docs/cluster.md) ------------------------------------------------------------
+ *
+ * With a node name (o.node), several processes share the store's instances
+ * by leases: the cluster thread takes the unfinished instances whose lease
+ * ended (at start: its own too), renews this node's leases, and tells the
+ * workers of events other nodes put on the bus. Every checkpoint carries the
+ * epoch its instance was taken at; a write refused for it means another
+ * node took the instance (this one was paused or cut off past its lease):
+ * the instance is dropped here (commit_apart, drop_lost). When the leases
+ * could not be renewed within a lease (a pause, a lost database), nothing
+ * runs (lapsed) until every worker dropped what it holds; then the node
+ * takes back what is still its own, at new epochs, from the store. */
+
+static int lapsed(struct cv_engine *e)
+{
+    return e->o.node && cv__now_ms() > atomic_load(&e->lease_deadline);
+}
+
+/* Drops instance `id` (another node holds it now), in memory or evicted. */
+static void drop_lost(struct worker *w, const char *id)
+{
+    struct einst *x = find_owned(w, id);
+    if (x) {
+        release(w, x, 1);
+        return;
+    }
+    if (cv__waits_remove(w->waits, id)) {
+        atomic_fetch_sub(&w->e->evicted, 1);
+        pthread_mutex_lock(&w->e->res_lock);
+        w->e->stats.running--;
+        pthread_mutex_unlock(&w->e->res_lock);
+    }
+    forget_retry(w, id);
+}
+
+static int cmp_id(const void *a, const void *b) { return strcmp(a, b); }
+
+/* After the leases lapsed: drops every instance the worker holds (in memory,
+ * or waiting to be started) that the store says this node no longer owns
+ * (e->sift). Evicted ones are checked when they are loaded again. */
+static void sift(struct worker *w)
+{
+    struct cv_engine *e = w->e;
+    long long dropped = 0;
+    for (int i = w->nowned - 1; i >= 0; i--) {
+        if (i >= w->nowned)
+            continue;
+        struct einst *x = w->owned[i];
+        if (!bsearch(x->in.id, e->sift, (size_t)e->nsift, sizeof *e->sift, cmp_id)) {
+            release(w, x, 1);
+            dropped++;
+        }
+    }
+    pthread_mutex_lock(&w->lock);
+    struct startreq **link = &w->starts;
+    while (*link) {
+        struct startreq *r = *link;
+        if (!bsearch(r->id, e->sift, (size_t)e->nsift, sizeof *e->sift, cmp_id)) {
+            *link = r->next;
+            jv_free(r->input);
+            jv_free(r->state);
+            free(r);
+            dropped++;
+        } else {
+            link = &r->next;
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (dropped) {
+        pthread_mutex_lock(&e->res_lock);
+        e->stats.lost += dropped;
+        pthread_mutex_unlock(&e->res_lock);
+        fprintf(stderr, "conveyor: node %s dropped %lld instance(s) another node took while its leases lapsed\n",
+                e->o.node, dropped);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -1408,7 +1617,20 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&w->lock);
         for (;;) {
-            if (w->stopping || w->nready || w->starts || w->ctls || w->bus_pending || (w->durable_news && w->ncands))
+            if (w->stopping || atomic_load(&w->e->lapse_gen) != w->lapse_seen)
+                break;
+            if (lapsed(w->e)) { /* cluster: the leases may be another node's now: run nothing */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 50 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+                continue;
+            }
+            if (w->nlost || w->nready || w->starts || w->ctls || w->bus_pending || (w->durable_news && w->ncands))
                 break;
             /* due timers go back in line; otherwise sleep until the next one */
             int64_t now = cv__now_ms(), next = 0;
@@ -1455,6 +1677,20 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&w->lock);
             break;
         }
+        int gen = atomic_load(&w->e->lapse_gen);
+        if (gen != w->lapse_seen) {
+            pthread_mutex_unlock(&w->lock);
+            sift(w);
+            pthread_mutex_lock(&w->e->cl_lock);
+            w->lapse_seen = gen;
+            pthread_cond_broadcast(&w->e->cl_cond);
+            pthread_mutex_unlock(&w->e->cl_lock);
+            continue;
+        }
+        char(*lost)[37] = w->lost;
+        int nlost = w->nlost;
+        w->lost = NULL;
+        w->nlost = w->caplost = 0;
         struct startreq *starts = w->starts;
         w->starts = NULL;
         struct ctlreq *ctls = w->ctls;
@@ -1481,6 +1717,9 @@ static void *worker_main(void *arg)
         w->nready -= n;
         pthread_mutex_unlock(&w->lock);
 
+        for (int i = 0; i < nlost; i++)
+            drop_lost(w, lost[i]);
+        free(lost);
         for (int k = 1; starts; k++) {
             struct startreq *next = starts->next;
             take_start(w, starts, 1);
@@ -1568,8 +1807,8 @@ static unsigned hash_id(const char *s)
     return h;
 }
 
-static int schedule(struct cv_engine *e, const char *id, const char *ns, const char *name, const char *version,
-                    jv input, jv state)
+static int schedule(struct cv_engine *e, const char *id, int64_t epoch, const char *ns, const char *name,
+                    const char *version, jv input, jv state)
 {
     struct startreq *r = calloc(1, sizeof *r);
     if (!r) {
@@ -1578,6 +1817,7 @@ static int schedule(struct cv_engine *e, const char *id, const char *ns, const c
         return CV_ENOMEM;
     }
     snprintf(r->id, sizeof r->id, "%s", id);
+    r->epoch = epoch;
     snprintf(r->ns, sizeof r->ns, "%s", ns);
     snprintf(r->name, sizeof r->name, "%s", name);
     snprintf(r->version, sizeof r->version, "%s", version);
@@ -1613,6 +1853,15 @@ int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_optio
     e->o.event_retention_ms = o && o->event_retention_ms > 0 ? o->event_retention_ms : 24LL * 3600 * 1000;
     e->o.event_sinks = o ? o->event_sinks : NULL;
     e->o.nevent_sinks = o && o->event_sinks ? o->nevent_sinks : 0;
+    e->o.node = o && o->node && *o->node ? o->node : NULL;
+    e->o.lease_ms = o && o->lease_ms > 0 ? o->lease_ms : 10000;
+    if (e->o.node && cv_store_set_node(store, e->o.node, e->o.lease_ms)) {
+        cv__runtime_set_model_store(rt, NULL);
+        free(e);
+        return CV_EUNSUPPORTED; /* the store has no leases, or the name is not one */
+    }
+    pthread_mutex_init(&e->cl_lock, NULL);
+    pthread_cond_init(&e->cl_cond, NULL);
     pthread_mutex_init(&e->store_lock, NULL);
     pthread_mutex_init(&e->cq_lock, NULL);
     pthread_cond_init(&e->cq_cond, NULL);
@@ -1646,6 +1895,223 @@ int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_optio
     cv_runtime_on_checkpoint(rt, on_checkpoint, e);
     *out = e;
     return 0;
+}
+
+/* Schedules stored instance `id` from its last checkpoint, at `epoch`. */
+static int resume_one(struct cv_engine *e, const char *id, int64_t epoch)
+{
+    jv inst, gerr = jv_invalid();
+    pthread_mutex_lock(&e->store_lock);
+    int g = cv_store_get_instance(e->store, id, &inst, &gerr);
+    pthread_mutex_unlock(&e->store_lock);
+    jv_free(gerr);
+    if (g)
+        return g;
+    jv ns = jv_object_get(jv_copy(inst), jv_string("namespace"));
+    jv name = jv_object_get(jv_copy(inst), jv_string("name"));
+    jv ver = jv_object_get(jv_copy(inst), jv_string("version"));
+    jv state = jv_object_get(jv_copy(inst), jv_string("state"));
+    jv input = jv_object_get(jv_copy(inst), jv_string("input"));
+    if (jv_get_kind(state) != JV_KIND_OBJECT) {
+        jv_free(state);
+        state = jv_invalid(); /* never checkpointed: start from its input */
+    }
+    int rc = schedule(e, id, epoch, jv_string_value(ns), jv_string_value(name), jv_string_value(ver),
+                      jv_is_valid(input) ? input : (jv_free(input), jv_null()), state);
+    jv_free(ns);
+    jv_free(name);
+    jv_free(ver);
+    jv_free(inst);
+    return rc;
+}
+
+/* Cluster: takes the instances whose lease ended (with `reclaim`, this
+ * node's own too) and schedules them; *n = how many. */
+static int take_leases(struct cv_engine *e, int reclaim, int *n, jv *err)
+{
+    enum { PAGE = 256 };
+    for (;;) {
+        jv got;
+        pthread_mutex_lock(&e->store_lock);
+        int rc = cv_store_lease_acquire(e->store, e->o.node, cv__wall_ms(), e->o.lease_ms, PAGE, reclaim, &got, err);
+        pthread_mutex_unlock(&e->store_lock);
+        if (rc)
+            return rc;
+        int k = jv_array_length(jv_copy(got));
+        jv_array_foreach(got, i, x)
+        {
+            (void)i;
+            jv id = jv_object_get(jv_copy(x), jv_string("id"));
+            jv ep = jv_object_get(x, jv_string("epoch"));
+            if (!resume_one(e, jv_string_value(id), (int64_t)jv_number_value(ep)))
+                (*n)++;
+            jv_free(id);
+            jv_free(ep);
+        }
+        jv_free(got);
+        if (k) {
+            pthread_mutex_lock(&e->res_lock);
+            e->stats.taken += k;
+            pthread_mutex_unlock(&e->res_lock);
+        }
+        if (k < PAGE)
+            return 0;
+    }
+}
+
+/* Waits until every worker sifted what it held for lapse `gen`; 1 when
+ * they all did, 0 when the engine stops first. */
+static int wait_dropped(struct cv_engine *e, int gen)
+{
+    int all = 0;
+    pthread_mutex_lock(&e->cl_lock);
+    for (;;) {
+        all = 1;
+        for (int i = 0; i < e->nworkers; i++)
+            all = all && e->workers[i].lapse_seen == gen;
+        if (all || e->cl_stopping)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->cl_cond, &e->cl_lock, &ts);
+    }
+    pthread_mutex_unlock(&e->cl_lock);
+    return all;
+}
+
+/* The leases lapsed and were renewed: every worker drops what the store says
+ * this node no longer owns (sift). 0, or -1 when the store could not say. */
+static int lapse_sift(struct cv_engine *e)
+{
+    jv ids, err = jv_invalid();
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_lease_owned(e->store, e->o.node, &ids, &err);
+    pthread_mutex_unlock(&e->store_lock);
+    jv_free(err);
+    if (rc)
+        return -1;
+    int n = jv_array_length(jv_copy(ids));
+    char(*set)[37] = calloc((size_t)(n ? n : 1), sizeof *set);
+    if (!set) {
+        jv_free(ids);
+        return -1;
+    }
+    jv_array_foreach(ids, i, id)
+    {
+        snprintf(set[i], sizeof set[i], "%.36s", jv_string_value(id));
+        jv_free(id);
+    }
+    jv_free(ids);
+    qsort(set, (size_t)n, sizeof *set, cmp_id);
+    fprintf(stderr, "conveyor: node %s: its leases lapsed (not renewed within %lld ms): keeping the %d instance(s) "
+                    "it still owns, dropping the others\n",
+            e->o.node, (long long)e->o.lease_ms, n);
+    pthread_mutex_lock(&e->res_lock);
+    e->stats.lapses++;
+    pthread_mutex_unlock(&e->res_lock);
+    e->sift = set;
+    e->nsift = n;
+    int gen = atomic_fetch_add(&e->lapse_gen, 1) + 1;
+    for (int i = 0; i < e->nworkers; i++) {
+        pthread_mutex_lock(&e->workers[i].lock);
+        pthread_cond_signal(&e->workers[i].cond);
+        pthread_mutex_unlock(&e->workers[i].lock);
+    }
+    if (wait_dropped(e, gen)) { /* else a worker may still read it: freed once they stopped */
+        e->sift = NULL;
+        e->nsift = 0;
+        free(set);
+    }
+    return 0;
+}
+
+/* The cluster thread: renews, takes, and watches the bus for other nodes'
+ * events. A renewal every quarter of a lease; a new lease's instances are
+ * looked for at the same pace; the bus every 100 ms at most. */
+static void *cluster_main(void *arg)
+{
+    struct cv_engine *e = arg;
+    int64_t lease = e->o.lease_ms, tick = lease / 4, poll = 100;
+    if (tick < 20)
+        tick = 20;
+    if (poll > tick)
+        poll = tick;
+    int64_t next_renew = cv__now_ms() + tick;
+    e->bus_seen = e->bus_start;
+    for (;;) {
+        pthread_mutex_lock(&e->cl_lock);
+        int stopping = e->cl_stopping;
+        pthread_mutex_unlock(&e->cl_lock);
+        if (stopping)
+            break;
+        int64_t now = cv__now_ms();
+        if (now >= next_renew) {
+            int was_lapsed = lapsed(e);
+            jv err = jv_invalid();
+            int64_t held = 0;
+            pthread_mutex_lock(&e->store_lock);
+            int rc = cv_store_lease_renew(e->store, e->o.node, cv__wall_ms(), lease, &held, &err);
+            pthread_mutex_unlock(&e->store_lock);
+            if (rc)
+                fprintf(stderr, "conveyor: node %s cannot renew its leases: %s\n", e->o.node,
+                        jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(rc));
+            jv_free(err);
+            /* renewed (what is still this node's holds until now + lease);
+             * but when that came after the leases lapsed, another node may
+             * have taken some meanwhile: keep only what the store says is
+             * still this node's, before anything runs again */
+            if (!rc && (was_lapsed || lapsed(e)) && lapse_sift(e))
+                rc = -1; /* could not tell: stays lapsed, tried again next round */
+            if (!rc)
+                atomic_store(&e->lease_deadline, now + lease - lease / 10);
+            next_renew = now + tick;
+            if (!lapsed(e)) {
+                int n = 0;
+                err = jv_invalid();
+                take_leases(e, 0, &n, &err);
+                jv_free(err);
+            }
+        }
+        /* events other nodes put on the bus */
+        jv page, err = jv_invalid();
+        pthread_mutex_lock(&e->store_lock);
+        int rc = cv_store_list_events(e->store, e->bus_seen, cv__wall_ms(), 1000, &page, &err);
+        pthread_mutex_unlock(&e->store_lock);
+        jv_free(err);
+        if (!rc) {
+            int k = jv_array_length(jv_copy(page));
+            if (k > 0) {
+                jv seq = jv_object_get(jv_array_get(jv_copy(page), k - 1), jv_string("seq"));
+                e->bus_seen = (int64_t)jv_number_value(seq);
+                jv_free(seq);
+                bus_notify(e);
+            }
+            jv_free(page);
+        }
+        int64_t wait = next_renew - cv__now_ms();
+        if (wait > poll)
+            wait = poll;
+        if (wait > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += wait / 1000;
+            ts.tv_nsec += (wait % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_mutex_lock(&e->cl_lock);
+            if (!e->cl_stopping)
+                pthread_cond_timedwait(&e->cl_cond, &e->cl_lock, &ts);
+            pthread_mutex_unlock(&e->cl_lock);
+        }
+    }
+    return NULL;
 }
 
 int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
@@ -1707,42 +2173,35 @@ int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
         jv_free(perr);
         jv_free(text);
     }
-    /* every unfinished instance continues from its last checkpoint */
-    jv ids;
-    pthread_mutex_lock(&e->store_lock);
-    int rc = cv_store_unfinished_instances(e->store, &ids, err);
-    pthread_mutex_unlock(&e->store_lock);
-    if (rc)
-        return rc;
+    /* every unfinished instance continues from its last checkpoint (cluster:
+     * those whose lease ended, and this node's own, taken at new epochs) */
     int n = 0;
-    jv_array_foreach(ids, i, id)
-    {
-        jv inst, gerr = jv_invalid();
-        pthread_mutex_lock(&e->store_lock);
-        int g = cv_store_get_instance(e->store, jv_string_value(id), &inst, &gerr);
-        pthread_mutex_unlock(&e->store_lock);
-        jv_free(gerr);
-        if (!g) {
-            jv ns = jv_object_get(jv_copy(inst), jv_string("namespace"));
-            jv name = jv_object_get(jv_copy(inst), jv_string("name"));
-            jv ver = jv_object_get(jv_copy(inst), jv_string("version"));
-            jv state = jv_object_get(jv_copy(inst), jv_string("state"));
-            jv input = jv_object_get(jv_copy(inst), jv_string("input"));
-            if (jv_get_kind(state) != JV_KIND_OBJECT) {
-                jv_free(state);
-                state = jv_invalid(); /* never checkpointed: start from its input */
-            }
-            if (!schedule(e, jv_string_value(id), jv_string_value(ns), jv_string_value(name), jv_string_value(ver),
-                          jv_is_valid(input) ? input : (jv_free(input), jv_null()), state))
-                n++;
-            jv_free(ns);
-            jv_free(name);
-            jv_free(ver);
-            jv_free(inst);
+    if (e->o.node) {
+        int rc = take_leases(e, 1, &n, err);
+        if (rc)
+            return rc;
+        atomic_store(&e->lease_deadline, cv__now_ms() + e->o.lease_ms - e->o.lease_ms / 10);
+        if (pthread_create(&e->cluster_th, NULL, cluster_main, e)) {
+            *err = jv_string("cannot start the cluster thread");
+            return CV_ENOMEM;
         }
-        jv_free(id);
+        e->cluster_started = 1;
+    } else {
+        jv ids;
+        pthread_mutex_lock(&e->store_lock);
+        int rc = cv_store_unfinished_instances(e->store, &ids, err);
+        pthread_mutex_unlock(&e->store_lock);
+        if (rc)
+            return rc;
+        jv_array_foreach(ids, i, id)
+        {
+            (void)i;
+            if (!resume_one(e, jv_string_value(id), 0))
+                n++;
+            jv_free(id);
+        }
+        jv_free(ids);
     }
-    jv_free(ids);
     if (cv__schedules_start(e, &e->schedules))
         fprintf(stderr, "conveyor: cannot start the schedule thread: schedules do not run\n");
     if (cv__sinks_start(e, e->o.event_sinks, e->o.nevent_sinks, &e->sinks))
@@ -1763,6 +2222,14 @@ void cv__engine_stop(struct cv_engine *e)
     e->schedules = NULL;
     cv__sinks_stop(e->sinks);
     e->sinks = NULL;
+    if (e->cluster_started) { /* takes nothing more; the leases are released below */
+        pthread_mutex_lock(&e->cl_lock);
+        e->cl_stopping = 1;
+        pthread_cond_broadcast(&e->cl_cond);
+        pthread_mutex_unlock(&e->cl_lock);
+        pthread_join(e->cluster_th, NULL);
+        e->cluster_started = 0;
+    }
     if (e->started) {
         for (int i = 0; i < e->nworkers; i++) {
             pthread_mutex_lock(&e->workers[i].lock);
@@ -1777,6 +2244,14 @@ void cv__engine_stop(struct cv_engine *e)
         pthread_cond_signal(&e->cq_cond);
         pthread_mutex_unlock(&e->cq_lock);
         pthread_join(e->committer, NULL);
+    }
+    if (e->o.node && e->started) { /* every checkpoint is written: other nodes may take the rest at once */
+        jv err = jv_invalid();
+        if (cv_store_lease_release(e->store, e->o.node, &err))
+            fprintf(stderr, "conveyor: node %s could not release its leases (others take them when they end): %s\n",
+                    e->o.node, jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : "?");
+        jv_free(err);
+        cv_store_set_node(e->store, NULL, 0);
     }
     cv_runtime_on_checkpoint(e->rt, NULL, NULL);
     cv__runtime_set_model_store(e->rt, NULL); /* the store may be closed next */
@@ -1796,16 +2271,20 @@ void cv__engine_stop(struct cv_engine *e)
         free(w->owned);
         cv__waits_free(w->waits); /* a worker that never ran */
         free(w->cands);
+        free(w->lost);
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->cond);
     }
     free(e->workers);
+    free(e->sift);
     jv_free(e->results);
     pthread_mutex_destroy(&e->store_lock);
     pthread_mutex_destroy(&e->cq_lock);
     pthread_cond_destroy(&e->cq_cond);
     pthread_mutex_destroy(&e->res_lock);
     pthread_cond_destroy(&e->res_cond);
+    pthread_mutex_destroy(&e->cl_lock);
+    pthread_cond_destroy(&e->cl_cond);
     free(e);
 }
 
@@ -1898,7 +2377,7 @@ static int start_alone(struct cv_engine *e, const char *ns, const char *name, co
         return rc;
     }
     jv ver = jv_object_get(inst, jv_string("version"));
-    rc = schedule(e, id_out, ns, name, jv_string_value(ver), input, jv_invalid());
+    rc = schedule(e, id_out, e->o.node ? 1 : 0, ns, name, jv_string_value(ver), input, jv_invalid());
     jv_free(ver);
     return rc;
 }
@@ -1995,7 +2474,7 @@ static int start_grouped(struct cv_engine *e, const char *ns, const char *name, 
             return g;
         }
         jv ver = jv_object_get(inst, jv_string("version"));
-        rc = schedule(e, r->c.id, ns, name, jv_string_value(ver), r->input_copy, jv_invalid());
+        rc = schedule(e, r->c.id, e->o.node ? 1 : 0, ns, name, jv_string_value(ver), r->input_copy, jv_invalid());
         jv_free(ver);
     } else {
         jv_free(r->input_copy);

@@ -36,6 +36,14 @@ struct cv_engine_options {
     char *const *event_sinks;   /* HTTP URLs that receive the events instances
                                    emit (borrowed for the engine's life) */
     int nevent_sinks;
+    /* Cluster mode (docs/cluster.md): this node's name (borrowed; NULL: the
+     * only process running the store's instances, as with SQLite). Several
+     * nodes share the store's instances by leases of lease_ms (default
+     * 10 s): a node takes the unfinished instances whose lease ended, renews
+     * its own, and its checkpoints carry the epoch it took them at, so a
+     * node that lost an instance cannot overwrite its new owner's progress. */
+    const char *node;
+    int64_t lease_ms;
 };
 
 /*
@@ -133,6 +141,9 @@ struct cv_engine_stats {
     long long commit_queue; /* checkpoints and starts waiting for the commit thread */
     long long ready;        /* instances waiting for their worker */
     long long effects_in_flight; /* HTTP calls, child processes, fetches running */
+    long long taken, lost;  /* cluster: instances taken from the store's leases, and
+                               dropped because another node took them */
+    long long lapses;       /* cluster: times this node's leases lapsed unrenewed */
     long long batch_size[CV_BATCH_BUCKETS + 1];
     long long commit_ms[CV_COMMIT_BUCKETS + 1];
     double commit_ms_sum;

@@ -21,15 +21,26 @@
 
 static const char usage_serve[] =
     "usage: conveyor serve --db FILE [options]\n"
+    "       conveyor serve --store postgres://... [--node NAME] [options]\n"
     "       conveyor serve --config FILE [options]\n"
     "\n"
     "Serves the HTTP API (docs/api.md; OpenAPI at /v1/openapi.json) over a durable\n"
-    "engine kept in the SQLite file FILE. Unfinished instances resume at start.\n"
+    "engine kept in the SQLite file FILE, or in a PostgreSQL database that several\n"
+    "nodes share (docs/cluster.md). Unfinished instances resume at start.\n"
     "Prints `listening on http://ADDR:PORT` on stderr when ready; SIGTERM or SIGINT\n"
     "stops it (pending checkpoints are written) with exit status 0.\n"
     "\n"
     "options:\n"
-    "  --db FILE              the store (required, here or in --config)\n"
+    "  --db FILE              the store (required, here or in --config): a SQLite file\n"
+    "                         (a path or sqlite:PATH) or postgres://USER@HOST:PORT/DB\n"
+    "  --store URL            the same as --db\n"
+    "  --node NAME            run as one node of several sharing the store by leases\n"
+    "                         (default with PostgreSQL: HOSTNAME-PID; give a stable\n"
+    "                         name so that a restarted node takes its instances back\n"
+    "                         at once). With SQLite, nodes must be on one machine.\n"
+    "  --lease DUR            how long a node's hold on an instance lasts unrenewed\n"
+    "                         (ISO 8601, default PT10S): a node that died is\n"
+    "                         replaced after about this long\n"
     "  --listen ADDR:PORT     numeric address and port (default 127.0.0.1:8080; port 0:\n"
     "                         any free port, printed); IPv6 as [::1]:PORT\n"
     "  --workers N            engine worker threads (default 2)\n"
@@ -46,8 +57,8 @@ static const char usage_serve[] =
     "                         above without the dashes, applied before the command\n"
     "                         line's options (which override a setting, add to the\n"
     "                         lists and merge over the secrets). Strings for db,\n"
-    "                         listen, secrets, subflows, effect-timeout and\n"
-    "                         event-retention; integers for workers and\n"
+    "                         store, node, lease, listen, secrets, subflows,\n"
+    "                         effect-timeout and event-retention; integers for workers and\n"
     "                         max-inflight; a number for time-scale;\n"
     "                         true/false for deny-unmapped; a list of strings (or one\n"
     "                         string) for subflow, host-map and event-sink. Relative\n"
@@ -150,6 +161,7 @@ static const struct opt opts[] = {
     {"max-inflight", OPT_INT},  {"secrets", OPT_STRING},       {"subflow", OPT_LIST},
     {"subflows", OPT_STRING},   {"host-map", OPT_LIST},        {"deny-unmapped", OPT_SWITCH},
     {"time-scale", OPT_NUMBER}, {"effect-timeout", OPT_STRING}, {"event-retention", OPT_STRING}, {"event-sink", OPT_LIST},
+    {"store", OPT_STRING},      {"node", OPT_STRING},          {"lease", OPT_STRING},
 };
 #define NOPTS (sizeof opts / sizeof *opts)
 
@@ -170,6 +182,7 @@ struct setup {
     struct cv_server_options so;
     cv_runtime *rt;
     jv secrets; /* merged from every --secrets / secrets: */
+    char node[129];  /* --node (a copy: the engine borrows it) */
     char *sinks[64]; /* --event-sink URLs (copies) */
     int nsinks;
 };
@@ -186,8 +199,31 @@ struct setup {
 static int apply_opt(struct setup *s, const struct opt *o, const char *val, const char *where)
 {
     const char *n = o->name;
-    if (!strcmp(n, "db")) {
+    if (!strcmp(n, "db") || !strcmp(n, "store")) {
         s->db = val;
+    } else if (!strcmp(n, "node")) {
+        size_t len = strlen(val), i;
+        for (i = 0; i < len && (unsigned char)val[i] > ' ' && (unsigned char)val[i] <= '~'; i++)
+            ;
+        if (len < 1 || len > 128 || i < len) {
+            fprintf(stderr, "conveyor serve: %s needs a name of 1 to 128 printable characters without spaces, not '%s'\n",
+                    where, val);
+            return 2;
+        }
+        snprintf(s->node, sizeof s->node, "%s", val);
+        s->eo.node = s->node;
+    } else if (!strcmp(n, "lease")) {
+        int64_t ms;
+        const char *why = NULL;
+        jv d = jv_string(val);
+        int bad = cv__duration_ms(d, &ms, &why);
+        jv_free(d);
+        if (bad || ms < 100) {
+            fprintf(stderr, "conveyor serve: %s: %s (an ISO 8601 duration such as PT10S)\n", where,
+                    why ? why : "a lease lasts at least 100 ms");
+            return 2;
+        }
+        s->eo.lease_ms = ms;
     } else if (!strcmp(n, "listen")) {
         if (parse_listen(val, s->host, sizeof s->host, &s->port)) {
             fprintf(stderr, "conveyor serve: %s needs ADDR:PORT (e.g. 127.0.0.1:8080), not '%s'\n", where, val);
@@ -502,7 +538,15 @@ int cv__serve_main(int argc, char **argv)
     rc = 1;
     jv err = jv_invalid();
     int r = cv_store_open(s.db, &store, &err);
-    if (!r) /* one process runs a store's instances: a second server would resume them too */
+    if (!r && !s.eo.node && !strcmp(cv_store_backend(store), "postgres")) {
+        /* a database that several nodes share: this one by a name of its own */
+        char host[64] = "node";
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = 0;
+        snprintf(s.node, sizeof s.node, "%s-%ld", host, (long)getpid());
+        s.eo.node = s.node;
+    }
+    if (!r && !s.eo.node) /* one process runs a store's instances: a second server would resume them too */
         r = cv_store_claim(store, &err);
     if (r) {
         fprintf(stderr, "conveyor serve: %s: %s\n", s.db,
@@ -518,10 +562,15 @@ int cv__serve_main(int argc, char **argv)
         nofile.rlim_cur = nofile.rlim_max;
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
-    if (cv__engine_new(s.rt, store, &s.eo, &e)) {
-        fprintf(stderr, "conveyor serve: cannot create the engine\n");
+    int er = cv__engine_new(s.rt, store, &s.eo, &e);
+    if (er) {
+        fprintf(stderr, "conveyor serve: cannot create the engine%s\n",
+                er == CV_EUNSUPPORTED ? ": this store does not support several nodes (--node)" : "");
         goto out;
     }
+    if (s.eo.node)
+        fprintf(stderr, "conveyor serve: node %s (leases of %lld ms)\n", s.eo.node,
+                (long long)(s.eo.lease_ms > 0 ? s.eo.lease_ms : 10000));
     int resumed = 0;
     err = jv_invalid();
     r = cv__engine_start(e, &resumed, &err);

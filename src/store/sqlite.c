@@ -90,7 +90,9 @@ enum {
     S_FEEDBACK_INSERT,
     S_FEEDBACK_LIST,
     S_LEASE_ACQUIRE,
+    S_LEASE_TAKE,
     S_LEASE_RENEW,
+    S_LEASE_OWNED,
     S_LEASE_RELEASE,
     S_LEASE_NAME,
     S_COUNT
@@ -195,8 +197,12 @@ static const char *const stmt_sql[S_COUNT] = {
                         " WHERE status IN ('pending', 'running', 'waiting')"
                         " AND (lease_until < ?2 OR (?5 AND owner = ?1)) ORDER BY created_seq LIMIT ?4)"
                         " RETURNING id, epoch, created_seq",
+    [S_LEASE_TAKE] = "UPDATE instances SET owner = ?2, lease_until = ?3 + ?4, epoch = epoch + 1 WHERE id = ?1"
+                     " RETURNING epoch",
     [S_LEASE_RENEW] = "UPDATE instances SET lease_until = ?2 + ?3"
                       " WHERE owner = ?1 AND status IN ('pending', 'running', 'waiting')",
+    [S_LEASE_OWNED] = "SELECT id FROM instances WHERE owner = ?1"
+                      " AND status NOT IN ('completed', 'faulted', 'cancelled') ORDER BY created_seq",
     [S_LEASE_RELEASE] = "UPDATE instances SET lease_until = 0"
                         " WHERE owner = ?1 AND status IN ('pending', 'running', 'waiting')",
     [S_LEASE_NAME] = "INSERT INTO leases (name, owner, until) VALUES (?1, ?2, ?3 + ?4)"
@@ -2630,6 +2636,36 @@ static int sq_lease_acquire(void *impl, const char *node, int64_t now, int64_t l
     return 0;
 }
 
+static int sq_lease_take(void *impl, const char *id, const char *node, int64_t now, int64_t lease_ms, int64_t *epoch,
+                         jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    pthread_mutex_lock(&q->lock);
+    rc = exec_id(q, S_BEGIN);
+    sqlite3_stmt *st = rc == SQLITE_OK ? stmt_get(q, S_LEASE_TAKE, &rc) : NULL;
+    if (st) {
+        bind_text(st, 1, id);
+        bind_text(st, 2, node);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_int64(st, 4, lease_ms);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *epoch = sqlite3_column_int64(st, 0);
+            rc = sqlite3_step(st);
+        } else if (rc == SQLITE_DONE) {
+            set_err(err, "no instance %s", id);
+            code = CV_ENOTFOUND;
+        }
+        stmt_done(st);
+    }
+    if (!code && rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "taking an instance", err);
+    code = tx_end(q, code, err);
+    pthread_mutex_unlock(&q->lock);
+    return code;
+}
+
 /* Runs a one-statement update of the leases of `node` (S_LEASE_RENEW with
  * now and lease_ms, or S_LEASE_RELEASE) in a transaction; *n = rows. */
 static int lease_update(struct sq *q, int id, const char *node, int64_t now, int64_t lease_ms, int64_t *n,
@@ -2660,6 +2696,29 @@ static int lease_update(struct sq *q, int id, const char *node, int64_t now, int
 static int sq_lease_renew(void *impl, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err)
 {
     return lease_update(impl, S_LEASE_RENEW, node, now, lease_ms, held, "renewing leases", err);
+}
+
+static int sq_lease_owned(void *impl, const char *node, jv *out, jv *err)
+{
+    struct sq *q = impl;
+    int rc, code = 0;
+    jv list = jv_array();
+    pthread_mutex_lock(&q->lock);
+    sqlite3_stmt *st = stmt_get(q, S_LEASE_OWNED, &rc);
+    if (st) {
+        bind_text(st, 1, node);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            list = jv_array_append(list, col_text(st, 0));
+        stmt_done(st);
+    }
+    if (rc != SQLITE_DONE)
+        code = sq_fail(q, rc, "listing a node's instances", err);
+    pthread_mutex_unlock(&q->lock);
+    if (code)
+        jv_free(list);
+    else
+        *out = list;
+    return code;
 }
 
 static int sq_lease_release(void *impl, const char *node, jv *err)
@@ -2732,7 +2791,9 @@ const struct cv_store_ops cv__store_sqlite = {
     .list_feedback = sq_list_feedback,
     .set_node = sq_set_node,
     .lease_acquire = sq_lease_acquire,
+    .lease_take = sq_lease_take,
     .lease_renew = sq_lease_renew,
+    .lease_owned = sq_lease_owned,
     .lease_release = sq_lease_release,
     .lease_name = sq_lease_name,
 };

@@ -654,12 +654,37 @@ int cv_store_lease_acquire(cv_store *s, const char *node, int64_t now, int64_t l
     return s->ops->lease_acquire(s->impl, node, now, lease_ms, limit, reclaim, out, err);
 }
 
+int cv_store_lease_take(cv_store *s, const char *id, const char *node, int64_t now, int64_t lease_ms, int64_t *epoch,
+                        jv *err)
+{
+    int rc = lease_args(s, node, lease_ms, s && s->ops->lease_take, err);
+    if (rc)
+        return rc;
+    if (empty(id) || !epoch) {
+        set_err(err, "taking an instance needs its id");
+        return CV_EINVAL;
+    }
+    return s->ops->lease_take(s->impl, id, node, now, lease_ms, epoch, err);
+}
+
 int cv_store_lease_renew(cv_store *s, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err)
 {
     int rc = lease_args(s, node, lease_ms, s && s->ops->lease_renew, err);
     if (rc)
         return rc;
     return s->ops->lease_renew(s->impl, node, now, lease_ms, held, err);
+}
+
+int cv_store_lease_owned(cv_store *s, const char *node, jv *out, jv *err)
+{
+    int rc = lease_args(s, node, 1, s && s->ops->lease_owned, err);
+    if (rc)
+        return rc;
+    if (!out) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    return s->ops->lease_owned(s->impl, node, out, err);
 }
 
 int cv_store_lease_release(cv_store *s, const char *node, jv *err)

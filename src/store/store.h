@@ -262,9 +262,17 @@ struct cv_store_ops {
      * end = now + lease_ms, epoch + 1. *out = array of {id, epoch}. */
     int (*lease_acquire)(void *impl, const char *node, int64_t now, int64_t lease_ms, int limit, int reclaim,
                          jv *out, jv *err);
+    /* Takes instance `id` whatever its lease (a node asked to cancel,
+     * suspend or resume an instance another node holds): owner = node,
+     * lease end = now + lease_ms, epoch + 1 (*epoch). CV_ENOTFOUND. */
+    int (*lease_take)(void *impl, const char *id, const char *node, int64_t now, int64_t lease_ms, int64_t *epoch,
+                      jv *err);
     /* Extends to now + lease_ms the lease of every unfinished instance
      * `node` owns; *held = how many (may be NULL). */
     int (*lease_renew)(void *impl, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err);
+    /* *out = array of the ids of the instances `node` owns that have not
+     * ended (after its leases lapsed: what it may keep). */
+    int (*lease_owned)(void *impl, const char *node, jv *out, jv *err);
     /* Ends the leases of `node` (a clean stop): others may take its
      * unfinished instances at once. */
     int (*lease_release)(void *impl, const char *node, jv *err);
@@ -343,7 +351,10 @@ int cv_store_list_feedback(cv_store *s, const char *model, jv *out, jv *err);
 int cv_store_set_node(cv_store *s, const char *node, int64_t lease_ms);
 int cv_store_lease_acquire(cv_store *s, const char *node, int64_t now, int64_t lease_ms, int limit, int reclaim,
                            jv *out, jv *err);
+int cv_store_lease_take(cv_store *s, const char *id, const char *node, int64_t now, int64_t lease_ms, int64_t *epoch,
+                        jv *err);
 int cv_store_lease_renew(cv_store *s, const char *node, int64_t now, int64_t lease_ms, int64_t *held, jv *err);
+int cv_store_lease_owned(cv_store *s, const char *node, jv *out, jv *err);
 int cv_store_lease_release(cv_store *s, const char *node, jv *err);
 int cv_store_lease_name(cv_store *s, const char *name, const char *node, int64_t now, int64_t lease_ms, int *held,
                         jv *err);

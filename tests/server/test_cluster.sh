@@ -1,0 +1,383 @@
+#!/bin/sh
+# tests/server/test_cluster.sh — several nodes on one store (docs/cluster.md):
+# three `conveyor serve --node` processes share one database; N instances of
+# a workflow of 3 HTTP calls are started through all three; one node is
+# killed with SIGKILL, another paused with SIGSTOP past its lease and then
+# resumed (SIGCONT).
+#
+#   BUILD=build tests/server/test_cluster.sh
+#   (N=5000 instances by default; STORE=URL runs on that store instead of a
+#   throw-away PostgreSQL server (tests/pg/pg.sh) — e.g. STORE=sqlite:/tmp/x.db,
+#   nodes on one machine; KEEP=1 keeps the nodes' logs)
+#
+# tests/server/counting_service.py is the HTTP peer: it records every call
+# (Idempotency-Key, path, body). It proves:
+#  - exactly N instances exist, all completed, each acknowledged start among
+#    them, each output its own;
+#  - each completed exactly once: the history of every instance holds one
+#    workflow.completed and no faulted or cancelled event;
+#  - the instances of the killed node and of the paused one were taken by
+#    the others (their owners at the end are the two live nodes... or the
+#    paused one, which takes back what nobody took);
+#  - the paused node's leases lapsed and it dropped what it held; every
+#    write it tried for an instance another node had taken was refused
+#    (its log; the count is printed);
+#  - no effect ran under two idempotency keys: every (instance, step) was
+#    called with exactly one key, of the form INSTANCE/do/I/STEP/0/0.
+# Prints figures and `N passed, N failed`. Every loop is bounded in time;
+# every process it starts is killed by its PID on exit.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 2
+BUILD=${BUILD:-build}
+CV="$ROOT/$BUILD/conveyor"
+case "$BUILD" in /*) CV="$BUILD/conveyor" ;; esac
+N=${N:-5000}
+LEASE=2      # seconds: a node's leases (--lease PT2S)
+DELAY=0.05   # seconds the service takes per call
+PACE=600     # calls a second at most: the run's pace
+T=$(mktemp -d /tmp/conveyor-cluster-test.XXXXXX)
+PIDS=""
+PG_STARTED=""
+cleanup() {
+    for p in $PIDS; do
+        kill -CONT "$p" 2>/dev/null
+        kill -9 "$p" 2>/dev/null
+    done
+    [ -n "$PG_STARTED" ] && pg_stop
+    if [ -n "${KEEP:-}" ]; then echo "     (kept $T)"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+passed=0
+failed=0
+ok() {
+    passed=$((passed + 1))
+    echo "ok   $1"
+}
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+}
+is() { # is NAME EXPECTED ACTUAL
+    if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
+}
+note() { echo "     ($*)"; }
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
+
+# ---- the store
+if [ -n "${STORE:-}" ]; then
+    URL=$STORE
+else
+    . "$ROOT/tests/pg/pg.sh"
+    if pg_start; then
+        PG_STARTED=1
+        URL=$CONVEYOR_TEST_PG_URL
+        ok "a throw-away PostgreSQL server runs ($URL)"
+    else
+        fail "a throw-away PostgreSQL server could not start"
+        finish
+    fi
+fi
+
+# node NAME: starts node NAME on the store; sets its URL in $T/NAME.url and
+# its PID in $T/NAME.pid; 1 when it does not answer /health within 15 s.
+node() {
+    name=$1
+    : >"$T/$name.err"
+    "$CV" serve --store "$URL" --node "$name" --lease "PT${LEASE}S" --workers 2 --listen 127.0.0.1:0 \
+        >"$T/$name.out" 2>"$T/$name.err" &
+    pid=$!
+    PIDS="$PIDS $pid"
+    echo "$pid" >"$T/$name.pid"
+    i=0
+    while [ $i -lt 150 ]; do
+        port=$(sed -n 's|^listening on http://127.0.0.1:\([0-9][0-9]*\)$|\1|p' "$T/$name.err")
+        if [ -n "$port" ] &&
+            [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health")" = 200 ]; then
+            echo "http://127.0.0.1:$port" >"$T/$name.url"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "     node $name: $(tail -3 "$T/$name.err" | tr '\n' ' ')"
+    return 1
+}
+
+cat >"$T/tools.py" <<'PY'
+import http.client, json, os, re, signal, sys, threading, time, urllib.parse
+
+WF = "/v1/workflows/test/clusterhttp/1.0.0/instances"
+STEPS = ["a", "b", "c"]
+
+def connect(url):
+    u = urllib.parse.urlparse(url)
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+
+def get(c, path):
+    c.request("GET", path)
+    r = c.getresponse()
+    return r.status, json.loads(r.read() or b"null")
+
+def walk(c, query):
+    items, after = [], None
+    for _ in range(1000):
+        p = "/v1/instances?namespace=test&name=clusterhttp&limit=1000" + query
+        status, j = get(c, p + ("&after=" + after if after else ""))
+        if status != 200:
+            raise RuntimeError("GET %s: %d" % (p, status))
+        items += j["items"]
+        after = j["next"]
+        if not after:
+            break
+    return items
+
+def cmd_start(urlfiles, n, threads, out):
+    """Starts instances 1..n from `threads` threads, instance i through node
+    i % nodes; a request that got no answer (node killed or paused) goes
+    to the next node, with the same Idempotency-Key. 240 s at most."""
+    urls = [open(f).read().strip() for f in urlfiles.split(",")]
+    n, threads = int(n), int(threads)
+    ids, codes, lock = {}, {}, threading.Lock()
+    stats = {"moved": 0}
+    deadline = time.time() + 240
+    def run(k):
+        conns = {}
+        for i in range(1 + k, n + 1, threads):
+            node = i % len(urls)
+            while time.time() < deadline:
+                try:
+                    c = conns.get(node) or connect(urls[node])
+                    conns[node] = c
+                    c.timeout = 3
+                    c.request("POST", WF, json.dumps({"n": i}),
+                              {"Content-Type": "application/json", "Idempotency-Key": "cluster-%d" % i})
+                    r = c.getresponse()
+                    body = r.read()
+                    if r.status in (503, 429):
+                        time.sleep(0.05)
+                        continue
+                    with lock:
+                        codes[i] = r.status
+                        if r.status in (200, 201):
+                            ids[i] = json.loads(body)["id"]
+                    break
+                except (OSError, http.client.HTTPException, ValueError):
+                    if node in conns:
+                        conns[node].close()
+                        del conns[node]
+                    node = (node + 1) % len(urls)
+                    with lock:
+                        stats["moved"] += 1
+    t0 = time.time()
+    th = [threading.Thread(target=run, args=(k,)) for k in range(threads)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    with open(out, "w") as f:
+        for i in sorted(ids):
+            f.write("%d %s %d\n" % (i, ids[i], codes[i]))
+    print("%d starts answered in %.1f s; %d requests moved to another node; answers other than 200/201: %s"
+          % (len(ids), time.time() - t0, stats["moved"], sorted(set(codes.values()) - {200, 201}) or "none"))
+
+def cmd_progress(svc, done, timeout):
+    """Waits until the service saw `done` distinct keys on /c."""
+    done, deadline = int(done), time.time() + float(timeout)
+    c = connect(svc)
+    while time.time() < deadline:
+        _, j = get(c, "/inflight")
+        if j["keysByPath"].get("/c", 0) >= done:
+            print(j["keysByPath"]["/c"])
+            return 0
+        time.sleep(0.05)
+    print("timeout")
+    return 1
+
+def cmd_waitdone(url, n, timeout):
+    n, t0 = int(n), time.time()
+    while time.time() < t0 + float(timeout):
+        try:
+            if len(walk(connect(url), "&status=completed")) >= n:
+                print("%.1f" % (time.time() - t0))
+                return 0
+        except (OSError, http.client.HTTPException, RuntimeError):
+            pass
+        time.sleep(0.5)
+    print("timeout")
+    return 1
+
+def cmd_verify(url, svc, idsfile, n, live, out):
+    n = int(n)
+    live = live.split(",")
+    res = []
+    def is_(name, expected, actual):
+        res.append("%s|%s|%s" % (name, expected, actual))
+    def figure(s):
+        res.append("#" + s)
+    acked = {}
+    for line in open(idsfile):
+        i, iid, code = line.split()
+        acked[int(i)] = iid
+    nof = {iid: i for i, iid in acked.items()}
+    is_("every one of the %d starts was answered with an id" % n, n, len(acked))
+    is_("the %d ids are distinct" % n, n, len(nof))
+    items = walk(connect(url), "")
+    listed = {i["id"]: i for i in items}
+    is_("exactly %d instances exist" % n, n, len(items))
+    by = {}
+    for i in items:
+        by[i["status"]] = by.get(i["status"], 0) + 1
+    is_("every instance is completed", "completed:%d" % n, " ".join("%s:%d" % kv for kv in sorted(by.items())))
+    is_("every acknowledged start is among them (none lost)", 0, sum(1 for iid in nof if iid not in listed))
+    wrong, twice, owners, lock = [], [], {}, threading.Lock()
+    ids = sorted(nof)
+    def check(part):
+        c = connect(url)
+        for iid in part:
+            k = nof[iid]
+            status, j = get(c, "/v1/instances/" + iid)
+            if status != 200 or j.get("output") != {"n": k, "trail": STEPS}:
+                with lock:
+                    wrong.append((iid, status, j.get("output")))
+            with lock:
+                o = j.get("owner") if status == 200 else None
+                owners[o] = owners.get(o, 0) + 1
+            status, h = get(c, "/v1/instances/%s/history" % iid)
+            types = [e["type"] for e in h["items"]] if status == 200 else []
+            if types.count("io.serverlessworkflow.workflow.completed.v1") != 1 or \
+                    any(t.endswith(".faulted.v1") or t.endswith(".cancelled.v1") for t in types):
+                with lock:
+                    twice.append((iid, types))
+    th = [threading.Thread(target=check, args=(ids[k::4],)) for k in range(4)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    is_("every output is its own: {n: N, trail: [a, b, c]}", 0, len(wrong))
+    for w in wrong[:5]:
+        figure("wrong: %s" % (w,))
+    is_("every history holds exactly one workflow.completed, no faulted or cancelled (each completed once)",
+        0, len(twice))
+    for w in twice[:3]:
+        figure("history: %s" % (w,))
+    figure("last owners: %s" % ", ".join("%s: %d" % (k, v) for k, v in sorted(owners.items(), key=str)))
+    _, st = get(connect(svc), "/stats")
+    keys = st["keys"]
+    is_("every call carried an Idempotency-Key", 0, keys.get("", {}).get("count", 0))
+    keys.pop("", None)
+    per_call = {}
+    form = re.compile(r"^([0-9a-f-]{36})/do/([0-9])/([a-z])/0/0$")
+    malformed = []
+    for key, k in keys.items():
+        m = form.match(key)
+        if not m or m.group(1) not in nof or STEPS[int(m.group(2))] != m.group(3):
+            malformed.append(key)
+            continue
+        per_call.setdefault((m.group(1), m.group(3)), set()).add(key)
+    is_("every key has the form INSTANCE/do/I/STEP/0/0 of an instance started", 0, len(malformed))
+    is_("every (instance, step) was called", n * len(STEPS), len(per_call))
+    is_("no effect ran under two idempotency keys (one key per instance and step)", 0,
+        sum(1 for v in per_call.values() if len(v) != 1))
+    counts = [k["count"] for k in keys.values()]
+    figure("%d calls for %d keys: %d keys called more than once (a call issued again by the node that took "
+           "the instance over)" % (st["requests"], len(keys), sum(1 for x in counts if x > 1)))
+    with open(out, "w") as f:
+        f.write("\n".join(res) + "\n")
+
+sys.exit(globals()["cmd_" + sys.argv[1]](*sys.argv[2:]) or 0)
+PY
+tool() { python3 "$T/tools.py" "$@"; }
+
+# ---- the counting service
+python3 "$ROOT/tests/server/counting_service.py" "$T/svc.port" "$DELAY" "$PACE" 2>"$T/svc.log" &
+PIDS="$PIDS $!"
+i=0
+while [ ! -s "$T/svc.port" ] && [ $i -lt 150 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+[ -s "$T/svc.port" ] || {
+    fail "the counting service did not start: $(cat "$T/svc.log")"
+    finish
+}
+SVC="http://127.0.0.1:$(cat "$T/svc.port")"
+
+cat >"$T/clusterhttp.yaml" <<EOF
+document: {dsl: '1.0.0', namespace: test, name: clusterhttp, version: '1.0.0'}
+do:
+  - a:
+      call: http
+      with: {method: post, endpoint: '$SVC/a', body: '\${ {n: .n, trail: []} }'}
+  - b:
+      call: http
+      with: {method: post, endpoint: '$SVC/b', body: '\${ . }'}
+  - c:
+      call: http
+      with: {method: post, endpoint: '$SVC/c', body: '\${ . }'}
+EOF
+
+# ---- three nodes
+for n in n1 n2 n3; do
+    if node $n; then ok "node $n serves"; else
+        fail "node $n did not start"
+        finish
+    fi
+done
+U1=$(cat "$T/n1.url")
+code=$(curl -s -o "$T/deploy.out" -w '%{http_code}' --max-time 10 -X POST -H 'Content-Type: application/yaml' \
+    --data-binary @"$T/clusterhttp.yaml" "$U1/v1/workflows")
+is "the workflow is deployed through n1" 201 "$code"
+
+# ---- N starts through all three; n3 killed at 20% of the instances done,
+# n2 paused at 40% for 2 leases and resumed
+tool start "$T/n1.url,$T/n2.url,$T/n3.url" "$N" 12 "$T/ids" >"$T/start.out" 2>"$T/start.err" &
+STARTER=$!
+PIDS="$PIDS $STARTER"
+t0=$(date +%s)
+at=$(tool progress "$SVC" $((N / 5)) 240)
+kill -9 "$(cat "$T/n3.pid")"
+note "n3 killed with SIGKILL when $at instances had made their last call"
+at=$(tool progress "$SVC" $((N * 2 / 5)) 240)
+kill -STOP "$(cat "$T/n2.pid")"
+note "n2 paused with SIGSTOP when $at instances had made their last call"
+sleep $((LEASE * 2 + 1))
+kill -CONT "$(cat "$T/n2.pid")"
+note "n2 resumed after $((LEASE * 2 + 1)) s"
+wait "$STARTER"
+note "$(cat "$T/start.out") $(tail -2 "$T/start.err" | tr '\n' ' ')"
+took=$(tool waitdone "$U1" "$N" 240)
+if [ "$took" = timeout ]; then fail "all $N instances completed within 240 s of the last start"; else
+    ok "all $N instances completed (${took} s after the last start; $(($(date +%s) - t0)) s in all)"
+fi
+
+# ---- the proofs
+tool verify "$U1" "$SVC" "$T/ids" "$N" n1,n2 "$T/verify" 2>"$T/verify.err" || note "verify: $(tail -3 "$T/verify.err")"
+if [ -s "$T/verify" ]; then
+    while IFS='|' read -r name exp act; do
+        case "$name" in
+        \#*) note "${name#\#}" ;;
+        *) is "$name" "$exp" "$act" ;;
+        esac
+    done <"$T/verify"
+else
+    fail "the verification ran"
+fi
+if grep -q "its leases lapsed" "$T/n2.err"; then ok "n2's leases lapsed while it was paused, and it said so"; else
+    fail "n2's leases lapsed while it was paused: $(tail -5 "$T/n2.err" | tr '\n' ' ')"
+fi
+refused=$(grep -c "was taken by another node: its write was refused" "$T/n2.err")
+dropped=$(sed -n 's/.*dropped \([0-9]*\) instance(s) another node took.*/\1/p' "$T/n2.err" | awk '{s+=$1} END {print s+0}')
+note "n2 after its pause: $refused late write(s) refused by the store, $dropped instance(s) dropped from memory"
+taken1=$(grep -c . "$T/n1.err")
+note "n1 log lines: $taken1"
+for n in n1 n2; do
+    kill -TERM "$(cat "$T/$n.pid")" 2>/dev/null
+done
+finish
