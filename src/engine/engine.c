@@ -2650,6 +2650,19 @@ int cv__engine_get_cursor(struct cv_engine *e, const char *name, int64_t *seq, j
     return rc;
 }
 
+int cv__engine_leads(struct cv_engine *e, const char *job)
+{
+    if (!e->o.node)
+        return 1;
+    int held = 0;
+    jv err = jv_invalid();
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_lease_name(e->store, job, e->o.node, cv__wall_ms(), e->o.lease_ms, &held, &err);
+    pthread_mutex_unlock(&e->store_lock);
+    jv_free(err);
+    return !rc && held;
+}
+
 int cv__engine_set_cursor(struct cv_engine *e, const char *name, int64_t seq, jv *err)
 {
     pthread_mutex_lock(&e->store_lock);

@@ -102,6 +102,9 @@ int cv__engine_get_workflow(struct cv_engine *e, const char *ns, const char *nam
 int cv__engine_list_workflows(struct cv_engine *e, jv *out, jv *err);
 int cv__engine_list_events(struct cv_engine *e, int64_t after, int limit, jv *out, jv *err);
 int cv__engine_get_cursor(struct cv_engine *e, const char *name, int64_t *seq, jv *err);
+/* Whether this node does the cluster-wide job `job` now (a named lease,
+ * taken or renewed by the call); always 1 without a node name. */
+int cv__engine_leads(struct cv_engine *e, const char *job);
 int cv__engine_set_cursor(struct cv_engine *e, const char *name, int64_t seq, jv *err);
 /* Appends events (array, consumed) to an instance's history, e.g. who did
  * what through the API: {type, data: {who, action, ...}}. */

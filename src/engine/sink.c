@@ -145,7 +145,24 @@ static void *sink_main(void *arg)
         cv__engine_set_cursor(k->e, k->cursor, cursor, &err);
         jv_free(err);
     }
+    int leading = 1;
     while (!stopping(k)) {
+        /* several nodes (docs/cluster.md): one delivers, the others wait
+         * to take over, from the cursor the last one wrote */
+        if (!cv__engine_leads(k->e, k->cursor)) {
+            leading = 0;
+            if (pause_ms(k, 1000))
+                break;
+            continue;
+        }
+        if (!leading) {
+            int64_t at = -1;
+            err = jv_invalid();
+            if (!cv__engine_get_cursor(k->e, k->cursor, &at, &err) && at >= 0)
+                cursor = at;
+            jv_free(err);
+            leading = 1;
+        }
         jv page;
         err = jv_invalid();
         if (cv__engine_list_events(k->e, cursor, 100, &page, &err)) {
