@@ -1984,6 +1984,35 @@ static int wait_dropped(struct cv_engine *e, int gen)
     return all;
 }
 
+/* Another node deployed something (the count of deployed versions, or the
+ * latest deployment time, moved): this node's schedules read the
+ * definitions again, so that every node runs every schedule (each occasion
+ * starts one instance: its idempotency key names it). */
+static void deployments_seen(struct cv_engine *e, int64_t *count, int64_t *latest)
+{
+    jv wfs, err = jv_invalid();
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_list_workflows(e->store, &wfs, &err);
+    pthread_mutex_unlock(&e->store_lock);
+    jv_free(err);
+    if (rc)
+        return;
+    int64_t n = jv_array_length(jv_copy(wfs)), at = 0;
+    jv_array_foreach(wfs, i, w)
+    {
+        (void)i;
+        jv d = jv_object_get(w, jv_string("deployedAt"));
+        if (jv_get_kind(d) == JV_KIND_NUMBER && (int64_t)jv_number_value(d) > at)
+            at = (int64_t)jv_number_value(d);
+        jv_free(d);
+    }
+    jv_free(wfs);
+    if (*count >= 0 && (n != *count || at != *latest))
+        cv__schedules_reload(e->schedules);
+    *count = n;
+    *latest = at;
+}
+
 /* The leases lapsed and were renewed: every worker drops what the store says
  * this node no longer owns (sift). 0, or -1 when the store could not say. */
 static int lapse_sift(struct cv_engine *e)
@@ -2042,6 +2071,7 @@ static void *cluster_main(void *arg)
     if (poll > tick)
         poll = tick;
     int64_t next_renew = cv__now_ms() + tick;
+    int64_t wf_count = -1, wf_latest = -1;
     e->bus_seen = e->bus_start;
     for (;;) {
         pthread_mutex_lock(&e->cl_lock);
@@ -2076,6 +2106,7 @@ static void *cluster_main(void *arg)
                 take_leases(e, 0, &n, &err);
                 jv_free(err);
             }
+            deployments_seen(e, &wf_count, &wf_latest);
         }
         /* events other nodes put on the bus */
         jv page, err = jv_invalid();
@@ -2181,11 +2212,6 @@ int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
         if (rc)
             return rc;
         atomic_store(&e->lease_deadline, cv__now_ms() + e->o.lease_ms - e->o.lease_ms / 10);
-        if (pthread_create(&e->cluster_th, NULL, cluster_main, e)) {
-            *err = jv_string("cannot start the cluster thread");
-            return CV_ENOMEM;
-        }
-        e->cluster_started = 1;
     } else {
         jv ids;
         pthread_mutex_lock(&e->store_lock);
@@ -2206,6 +2232,13 @@ int cv__engine_start(struct cv_engine *e, int *resumed, jv *err)
         fprintf(stderr, "conveyor: cannot start the schedule thread: schedules do not run\n");
     if (cv__sinks_start(e, e->o.event_sinks, e->o.nevent_sinks, &e->sinks))
         fprintf(stderr, "conveyor: cannot start the event sinks\n");
+    if (e->o.node) { /* after the schedules: it pokes them */
+        if (pthread_create(&e->cluster_th, NULL, cluster_main, e)) {
+            *err = jv_string("cannot start the cluster thread");
+            return CV_ENOMEM;
+        }
+        e->cluster_started = 1;
+    }
     pthread_mutex_lock(&e->res_lock);
     e->stats.resumed += n;
     pthread_mutex_unlock(&e->res_lock);
