@@ -1532,9 +1532,10 @@ static void take_control(struct worker *w, struct ctlreq *c)
  * epoch its instance was taken at; a write refused for it means another
  * node took the instance (this one was paused or cut off past its lease):
  * the instance is dropped here (commit_apart, drop_lost). When the leases
- * could not be renewed within a lease (a pause, a lost database), nothing
- * runs (lapsed) until every worker dropped what it holds; then the node
- * takes back what is still its own, at new epochs, from the store. */
+ * could not be renewed within nine tenths of a lease (a pause, a lost
+ * database), nothing runs (lapsed) until they are renewed and every worker
+ * dropped what the store says another node took meanwhile (lapse_sift,
+ * sift); the rest goes on at the epochs it had. */
 
 static int lapsed(struct cv_engine *e)
 {
