@@ -9,7 +9,8 @@
 # port) that stands in for the public hosts the conformance kit and the
 # specification's examples call, then runs: the Criterion unit tests, the
 # conformance kit (ctk-features), the specification's runnable examples, the
-# model CLI tests (tests/ml, both builds), the CLI tests, and (unless FUZZ_SECONDS=0) a bounded fuzzing smoke run.
+# model CLI tests (tests/ml, both builds), the store suites on PostgreSQL, three
+# nodes on one database (tests/server/test_cluster.sh), the CLI tests, and (unless FUZZ_SECONDS=0) a bounded fuzzing smoke run.
 # The second build's suites run beside the first's (PARALLEL=0: one after the other).
 # Every suite's counts are added up into the closing `N passed, N failed`.
 set -u
@@ -122,6 +123,9 @@ build_suites() {
     # run uses fuzz/lsan.supp, so this is not exported)
     run_suite "unit[$B]" env LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}" \
         "$B/unit-tests" --jobs=2
+    # the storage conformance suites again, on a throw-away PostgreSQL server
+    # (tests/pg/pg.sh, a new database per test), and PostgreSQL's own cases
+    run_suite "store-postgres[$B]" env BUILD="$B" tests/pg/test_store_pg.sh
 
     run_suite "ctk-selftest[$B]" "$B/ctk-runner" selftest
 
@@ -195,6 +199,9 @@ for B in $BUILDS; do
     eval "bg_$safe=\$!"
 done
 build_suites "$BUILD"
+
+# three nodes on one PostgreSQL database, one killed, one paused (docs/cluster.md)
+run_suite cluster env BUILD="$BUILD" tests/server/test_cluster.sh
 
 if [ -x tests/unit/test_cli.sh ]; then
     run_suite cli env BUILD="$BUILD" tests/unit/test_cli.sh

@@ -394,55 +394,11 @@ static int tx_end(struct sq *q, int code, jv *err)
 /* Version order                                                             */
 /* ------------------------------------------------------------------------ */
 
-static int is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/*
- * Collation cv_semver: versions compare part by part, runs of digits by
- * numeric value ("1.2.10" > "1.2.9"), everything else byte by byte; a version
- * that continues where the other ends is the greater ("1.0.0-rc" > "1.0.0").
- * This is the rule of the runtime's semver_cmp (src/engine/runtime.c), kept
- * here as a total order for SQL: values equal under it ("01" and "1") are
- * then ordered byte-wise. Digit runs of any length compare without overflow.
- */
+/* Collation cv_semver: cv__store_semver_cmp (store.c), the one order of
+ * versions for every backend. */
 static int semver_collate(void *ud, int na, const void *va, int nb, const void *vb)
 {
-    const unsigned char *a = va, *b = vb;
-    int i = 0, j = 0;
-    while (i < na && j < nb) {
-        if (is_digit(a[i]) && is_digit(b[j])) {
-            int ei = i, ej = j;
-            while (ei < na && is_digit(a[ei]))
-                ei++;
-            while (ej < nb && is_digit(b[ej]))
-                ej++;
-            while (i < ei - 1 && a[i] == '0')
-                i++;
-            while (j < ej - 1 && b[j] == '0')
-                j++;
-            if (ei - i != ej - j)
-                return ei - i < ej - j ? -1 : 1;
-            int c = memcmp(a + i, b + j, (size_t)(ei - i));
-            if (c)
-                return c < 0 ? -1 : 1;
-            i = ei;
-            j = ej;
-            continue;
-        }
-        if (a[i] != b[j])
-            return a[i] < b[j] ? -1 : 1;
-        i++;
-        j++;
-    }
-    if (i < na || j < nb)
-        return i < na ? 1 : -1;
-    int n = na < nb ? na : nb;
-    int c = memcmp(a, b, (size_t)n);
-    if (c)
-        return c < 0 ? -1 : 1;
-    return na == nb ? 0 : (na < nb ? -1 : 1);
+    return cv__store_semver_cmp(va, (size_t)na, vb, (size_t)nb);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -44,6 +44,58 @@ static int empty(const char *s)
     return !s || !*s;
 }
 
+static int is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * The order of versions ("latest", listings): versions compare part by part, runs of digits by
+ * numeric value ("1.2.10" > "1.2.9"), everything else byte by byte; a version
+ * that continues where the other ends is the greater ("1.0.0-rc" > "1.0.0").
+ * This is the rule of the runtime's semver_cmp (src/engine/runtime.c), kept
+ * here as a total order for SQL: values equal under it ("01" and "1") are
+ * then ordered byte-wise. Digit runs of any length compare without overflow.
+ */
+int cv__store_semver_cmp(const char *va, size_t na_, const char *vb, size_t nb_)
+{
+    const unsigned char *a = (const unsigned char *)va, *b = (const unsigned char *)vb;
+    long na = (long)na_, nb = (long)nb_;
+    long i = 0, j = 0;
+    while (i < na && j < nb) {
+        if (is_digit(a[i]) && is_digit(b[j])) {
+            long ei = i, ej = j;
+            while (ei < na && is_digit(a[ei]))
+                ei++;
+            while (ej < nb && is_digit(b[ej]))
+                ej++;
+            while (i < ei - 1 && a[i] == '0')
+                i++;
+            while (j < ej - 1 && b[j] == '0')
+                j++;
+            if (ei - i != ej - j)
+                return ei - i < ej - j ? -1 : 1;
+            int c = memcmp(a + i, b + j, (size_t)(ei - i));
+            if (c)
+                return c < 0 ? -1 : 1;
+            i = ei;
+            j = ej;
+            continue;
+        }
+        if (a[i] != b[j])
+            return a[i] < b[j] ? -1 : 1;
+        i++;
+        j++;
+    }
+    if (i < na || j < nb)
+        return i < na ? 1 : -1;
+    long n = na < nb ? na : nb;
+    int c = memcmp(a, b, (size_t)n);
+    if (c)
+        return c < 0 ? -1 : 1;
+    return na == nb ? 0 : (na < nb ? -1 : 1);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Opening                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -52,8 +104,8 @@ static int empty(const char *s)
  * Opens the store named by `url`:
  *   sqlite:PATH, sqlite://PATH   a SQLite file (sqlite:///abs/path works too)
  *   PATH                         the same, when the text has no scheme://
- * postgres:// and postgresql:// are recognised and refused (CV_EUNSUPPORTED)
- * until that backend exists; any other scheme:// is CV_EINVAL. On success
+ *   postgres://..., postgresql://...   a PostgreSQL database (libpq's URI)
+ * Any other scheme:// is CV_EINVAL. On success
  * *out owns the handle (cv_store_close). Borrows url.
  */
 int cv_store_open(const char *url, cv_store **out, jv *err)
@@ -73,8 +125,7 @@ int cv_store_open(const char *url, cv_store **out, jv *err)
         ops = &cv__store_sqlite;
         where = url + 7;
     } else if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13)) {
-        set_err(err, "%s: the PostgreSQL store is not available in this build", url);
-        return CV_EUNSUPPORTED;
+        ops = &cv__store_postgres; /* libpq reads the whole URL */
     } else {
         /* A scheme is letters, digits, '+', '-', '.' before "://". */
         const char *p = url;

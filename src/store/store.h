@@ -287,7 +287,8 @@ struct cv_store_ops {
 /* The public face: a store handle (backend + its state). */
 typedef struct cv_store cv_store;
 
-/* Opens a store: "sqlite:PATH" or a plain path (SQLite). */
+/* Opens a store: "sqlite:PATH" or a plain path (SQLite), or
+ * "postgres://USER@HOST:PORT/DB" (PostgreSQL, several nodes). */
 int cv_store_open(const char *url, cv_store **out, jv *err);
 void cv_store_close(cv_store *s);
 const char *cv_store_backend(const cv_store *s);
@@ -414,7 +415,8 @@ void cv_checkpoint_cleanup(struct cv_checkpoint *cp);
  */
 int cv_checkpoint_set_state(struct cv_checkpoint *cp, jv state);
 
-/* The SQLite backend's table (src/store/sqlite.c). */
+/* The backends' tables (src/store/sqlite.c, src/store/postgres.c). */
 extern const struct cv_store_ops cv__store_sqlite;
+extern const struct cv_store_ops cv__store_postgres;
 
 #endif

@@ -53,4 +53,10 @@ int64_t cv__task_due_ms(jv task);
 /* `task` (consumed) cancelled at `now`, with its history event. */
 jv cv__task_cancelled(jv task, int64_t now);
 
+/* The order of workflow versions, for every backend: parts compare one by
+ * one, runs of digits by numeric value ("1.2.10" > "1.2.9"), the rest byte
+ * by byte, a longer version the greater ("1.0.0-rc" > "1.0.0"); equal
+ * under that ("01", "1"): byte-wise. -1, 0 or 1. */
+int cv__store_semver_cmp(const char *a, size_t na, const char *b, size_t nb);
+
 #endif

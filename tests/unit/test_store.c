@@ -5,9 +5,10 @@
  * Suite "store" is backend-independent: it only goes through cv_store_* and
  * is driven by a URL, so the same tests run unchanged against every backend
  * (STYLE.md, "one storage conformance suite"). By default each test gets a
- * fresh SQLite file in its own mkdtemp directory; CONVEYOR_TEST_STORE_URL
- * names another store instead, in which case the test runner must hand each
- * test an empty one (the PostgreSQL issue adds that). It covers every
+ * fresh SQLite file in its own mkdtemp directory; with CONVEYOR_TEST_PG_URL
+ * (a PostgreSQL server, tests/pg/pg.sh) a new database per test
+ * (test_store_url.h); CONVEYOR_TEST_STORE_URL names another store, which the
+ * runner must hand each test empty. It covers every
  * operation: deploy idempotence and conflicts, "latest" version selection,
  * instance creation with idempotency keys, listing with filters and cursor
  * pagination, checkpoint batches (applied whole or not at all: a stale epoch
@@ -45,22 +46,32 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_store_url.h"
+
 /* ---- fixtures ----------------------------------------------------------- */
 
 static char dir[256];
 static char dbpath[300];
 static char url[400];
 
+/* Suite "store": an empty store of the backend under test
+ * (test_store_url.h: SQLite by default, a new PostgreSQL database per test
+ * when CONVEYOR_TEST_PG_URL names a server). */
 static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/cv-test-store-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     snprintf(dbpath, sizeof dbpath, "%s/conveyor.db", dir);
-    const char *u = getenv("CONVEYOR_TEST_STORE_URL");
-    if (u && *u)
-        snprintf(url, sizeof url, "%s", u);
-    else
-        snprintf(url, sizeof url, "sqlite:%s", dbpath);
+    cv_test_store_url(dir, url, sizeof url);
+}
+
+/* Suite "store_sqlite": always a SQLite file. */
+static void setup_sqlite(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/cv-test-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(dbpath, sizeof dbpath, "%s/conveyor.db", dir);
+    snprintf(url, sizeof url, "sqlite:%s", dbpath);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -70,11 +81,12 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 static void teardown(void)
 {
+    cv_test_store_url_done();
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 60);
-TestSuite(store_sqlite, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(store_sqlite, .init = setup_sqlite, .fini = teardown, .timeout = 60);
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -1211,7 +1223,10 @@ Test(store_sqlite, url_forms)
     ok(cv_store_get_workflow(s, "ns", "wf", "1", &out, &err), &err, "same file");
     jv_free(out);
     cv_store_close(s);
-    cr_assert_eq(open_fails("postgres://localhost/conveyor", m, sizeof m), CV_EUNSUPPORTED);
+    /* a PostgreSQL URL goes to that backend: nobody listens on port 1 */
+    cr_assert_eq(open_fails("postgres://conveyor:secret@127.0.0.1:1/conveyor", m, sizeof m), CV_EIO);
+    cr_assert(strstr(m, "127.0.0.1") && strstr(m, "cannot connect"), "the message names the server: %s", m);
+    cr_assert(!strstr(m, "secret"), "and never the password: %s", m);
     cr_assert_eq(open_fails("redis://localhost", m, sizeof m), CV_EINVAL);
     cr_assert_eq(open_fails("sqlite:", m, sizeof m), CV_EINVAL);
     cr_assert_eq(open_fails("", m, sizeof m), CV_EINVAL);
@@ -1296,7 +1311,7 @@ Test(store_sqlite, a_foreign_database_is_refused_and_left_alone)
 
     /* Another application's id marks it foreign even when empty otherwise. */
     teardown();
-    setup();
+    setup_sqlite();
     sql_exec("PRAGMA application_id = 1234");
     cr_assert_eq(open_fails(url, m, sizeof m), CV_EUNSUPPORTED);
     cr_assert(strstr(m, "another application"), "%s", m);
