@@ -2062,15 +2062,20 @@ static int lapse_sift(struct cv_engine *e)
 
 /* The cluster thread: renews, takes, and watches the bus for other nodes'
  * events. A renewal every quarter of a lease; a new lease's instances are
- * looked for at the same pace; the bus every 100 ms at most. */
+ * looked for at the same pace; the bus when another node announces events
+ * (PostgreSQL: LISTEN/NOTIFY), and every second anyway (every 100 ms
+ * without announcements). */
 static void *cluster_main(void *arg)
 {
     struct cv_engine *e = arg;
-    int64_t lease = e->o.lease_ms, tick = lease / 4, poll = 100;
+    /* with announcements (PostgreSQL's LISTEN/NOTIFY) the bus is polled
+     * every second as a fallback, else every 100 ms */
+    int watch = cv_store_can_watch(e->store);
+    int64_t lease = e->o.lease_ms, tick = lease / 4, poll = watch ? 1000 : 100;
     if (tick < 20)
         tick = 20;
-    if (poll > tick)
-        poll = tick;
+    int64_t next_bus = 0;
+    int bus_due = 1;
     int64_t next_renew = cv__now_ms() + tick;
     int64_t wf_count = -1, wf_latest = -1;
     e->bus_seen = e->bus_start;
@@ -2109,39 +2114,62 @@ static void *cluster_main(void *arg)
             }
             deployments_seen(e, &wf_count, &wf_latest);
         }
-        /* events other nodes put on the bus */
-        jv page, err = jv_invalid();
-        pthread_mutex_lock(&e->store_lock);
-        int rc = cv_store_list_events(e->store, e->bus_seen, cv__wall_ms(), 1000, &page, &err);
-        pthread_mutex_unlock(&e->store_lock);
-        jv_free(err);
-        if (!rc) {
-            int k = jv_array_length(jv_copy(page));
-            if (k > 0) {
-                jv seq = jv_object_get(jv_array_get(jv_copy(page), k - 1), jv_string("seq"));
-                e->bus_seen = (int64_t)jv_number_value(seq);
-                jv_free(seq);
-                bus_notify(e);
+        /* events other nodes put on the bus: when a node announced some
+         * (LISTEN/NOTIFY), else every poll interval */
+        if (bus_due || cv__now_ms() >= next_bus) {
+            jv page, err = jv_invalid();
+            pthread_mutex_lock(&e->store_lock);
+            int rc = cv_store_list_events(e->store, e->bus_seen, cv__wall_ms(), 1000, &page, &err);
+            pthread_mutex_unlock(&e->store_lock);
+            jv_free(err);
+            if (!rc) {
+                int k = jv_array_length(jv_copy(page));
+                if (k > 0) {
+                    jv seq = jv_object_get(jv_array_get(jv_copy(page), k - 1), jv_string("seq"));
+                    e->bus_seen = (int64_t)jv_number_value(seq);
+                    jv_free(seq);
+                    bus_notify(e);
+                }
+                bus_due = k == 1000; /* a full page: read on */
+                jv_free(page);
             }
-            jv_free(page);
+            next_bus = cv__now_ms() + poll;
         }
         int64_t wait = next_renew - cv__now_ms();
-        if (wait > poll)
-            wait = poll;
-        if (wait > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
+        if (wait > next_bus - cv__now_ms())
+            wait = next_bus - cv__now_ms();
+        if (wait > 250)
+            wait = 250; /* stopping is seen within a quarter of a second */
+        if (wait <= 0 || bus_due)
+            continue;
+        if (watch) { /* another node's announcement ends the wait */
+            int what = 0;
+            jv err = jv_invalid();
+            if (cv_store_watch(e->store, (int)wait, &what, &err) == 0) {
+                if (what & CV_WATCH_BUS)
+                    bus_due = 1;
+                if ((what & CV_WATCH_LEASE) && !lapsed(e)) { /* a node stopped: its instances are free */
+                    int n = 0;
+                    jv terr = jv_invalid();
+                    take_leases(e, 0, &n, &terr);
+                    jv_free(terr);
+                }
             }
-            pthread_mutex_lock(&e->cl_lock);
-            if (!e->cl_stopping)
-                pthread_cond_timedwait(&e->cl_cond, &e->cl_lock, &ts);
-            pthread_mutex_unlock(&e->cl_lock);
+            jv_free(err);
+            continue;
         }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&e->cl_lock);
+        if (!e->cl_stopping)
+            pthread_cond_timedwait(&e->cl_cond, &e->cl_lock, &ts);
+        pthread_mutex_unlock(&e->cl_lock);
     }
     return NULL;
 }

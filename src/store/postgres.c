@@ -32,6 +32,7 @@
 #include "store/store_int.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,6 +96,7 @@ enum {
     P_LEASE_RELEASE,
     P_LEASE_NAME,
     P_LOCK,
+    P_NOTIFY,
     P_COUNT
 };
 
@@ -202,6 +204,8 @@ static const char *const stmt_sql[P_COUNT] = {
                      " ON CONFLICT (name) DO UPDATE SET owner = $2, until = $3::bigint + $4::bigint"
                      " WHERE leases.until < $3::bigint OR leases.owner = $2 RETURNING owner",
     [P_LOCK] = "SELECT pg_advisory_xact_lock($1::bigint)",
+    /* delivered when the transaction commits (nodes waiting in watch) */
+    [P_NOTIFY] = "SELECT pg_notify('conveyor', $1)",
 };
 
 struct pg {
@@ -212,6 +216,8 @@ struct pg {
     unsigned char prepared[P_COUNT]; /* on this connection */
     char *node;                      /* set_node */
     int64_t lease_ms;
+    PGconn *listen;                  /* watch's own connection (LISTEN conveyor) */
+    pthread_mutex_t listen_lock;
 };
 
 static void set_err(jv *err, const char *fmt, ...) JV_PRINTF_LIKE(2, 3);
@@ -505,7 +511,9 @@ static void pg_close(void *impl)
     if (!q)
         return;
     PQfinish(q->c);
+    PQfinish(q->listen);
     pthread_mutex_destroy(&q->lock);
+    pthread_mutex_destroy(&q->listen_lock);
     free(q->conninfo);
     free(q->label);
     free(q->node);
@@ -585,6 +593,7 @@ static int pg_open(const char *where, void **impl, jv *err)
     if (!q)
         return CV_ENOMEM;
     pthread_mutex_init(&q->lock, NULL);
+    pthread_mutex_init(&q->listen_lock, NULL);
     /* a connect timeout unless the URL sets one: a database that does not
      * answer is an error in seconds, not a hang */
     const char *sep = strchr(where, '?') ? "&" : "?";
@@ -1059,6 +1068,12 @@ static jv member(jv o, const char *key) { return jv_object_get(jv_copy(o), jv_st
 static int insert_events(struct pg *q, jv events, int64_t now, const char *origin, jv *seqs, jv *err)
 {
     int code = xlock(q, CV_PG_LOCK_BUS, err);
+    if (!code && jv_array_length(jv_copy(events)) > 0) {
+        struct args n;
+        a_init(&n);
+        a_text(&n, "bus");
+        code = run0(q, P_NOTIFY, &n, "storing events", err);
+    }
     jv out = jv_array();
     jv_array_foreach(events, i, e)
     {
@@ -2345,10 +2360,76 @@ static int pg_lease_renew(void *impl, const char *node, int64_t now, int64_t lea
 
 static int pg_lease_release(void *impl, const char *node, jv *err)
 {
+    struct pg *q = impl;
     struct args a;
     a_init(&a);
     a_text(&a, node);
-    return lease_update(impl, P_LEASE_RELEASE, &a, NULL, "ending leases", err);
+    int code = lease_update(q, P_LEASE_RELEASE, &a, NULL, "ending leases", err);
+    if (!code) { /* the others take them at once */
+        a_init(&a);
+        a_text(&a, "lease");
+        pthread_mutex_lock(&q->lock);
+        code = run0(q, P_NOTIFY, &a, "ending leases", err);
+        pthread_mutex_unlock(&q->lock);
+    }
+    return code;
+}
+
+/* LISTEN on a connection of its own; poll() its socket. A broken listening
+ * connection is made again at the next call (what was announced meanwhile
+ * is found by the caller's polling). */
+static int pg_watch(void *impl, int timeout_ms, int *what, jv *err)
+{
+    struct pg *q = impl;
+    *what = 0;
+    pthread_mutex_lock(&q->listen_lock);
+    int code = 0;
+    if (q->listen && PQstatus(q->listen) != CONNECTION_OK) {
+        PQfinish(q->listen);
+        q->listen = NULL;
+    }
+    if (!q->listen) {
+        q->listen = PQconnectdb(q->conninfo);
+        PGresult *r = PQstatus(q->listen) == CONNECTION_OK ? PQexec(q->listen, "LISTEN conveyor") : NULL;
+        if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+            char m[512];
+            set_err(err, "%s: cannot listen for other nodes' changes: %s", q->label,
+                    pg_msg(PQerrorMessage(q->listen), m, sizeof m));
+            PQclear(r);
+            PQfinish(q->listen);
+            q->listen = NULL;
+            pthread_mutex_unlock(&q->listen_lock);
+            struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL); /* the caller polls meanwhile */
+            return CV_EIO;
+        }
+        PQclear(r);
+    }
+    PGnotify *n;
+    int any = 0;
+    for (int round = 0; round < 2 && !any; round++) {
+        if (round == 1) {
+            struct pollfd pfd = {.fd = PQsocket(q->listen), .events = POLLIN};
+            if (poll(&pfd, 1, timeout_ms) <= 0)
+                break;
+        }
+        if (!PQconsumeInput(q->listen)) {
+            code = CV_EIO;
+            break;
+        }
+        while ((n = PQnotifies(q->listen))) {
+            any = 1;
+            if (!strcmp(n->extra, "bus"))
+                *what |= CV_WATCH_BUS;
+            else if (!strcmp(n->extra, "lease"))
+                *what |= CV_WATCH_LEASE;
+            PQfreemem(n);
+        }
+    }
+    pthread_mutex_unlock(&q->listen_lock);
+    if (code)
+        set_err(err, "%s: the listening connection was lost", q->label);
+    return code;
 }
 
 static int pg_lease_owned(void *impl, const char *node, jv *out, jv *err)
@@ -2420,4 +2501,5 @@ const struct cv_store_ops cv__store_postgres = {
     .lease_owned = pg_lease_owned,
     .lease_release = pg_lease_release,
     .lease_name = pg_lease_name,
+    .watch = pg_watch,
 };

@@ -759,6 +759,22 @@ int cv_store_lease_name(cv_store *s, const char *name, const char *node, int64_t
     return s->ops->lease_name(s->impl, name, node, now, lease_ms, held, err);
 }
 
+int cv_store_can_watch(const cv_store *s) { return s && s->ops->watch; }
+
+int cv_store_watch(cv_store *s, int timeout_ms, int *what, jv *err)
+{
+    if (!s || !what || timeout_ms < 0) {
+        set_err(err, "invalid argument");
+        return CV_EINVAL;
+    }
+    *what = 0;
+    if (!s->ops->watch) {
+        set_err(err, "the %s store announces no changes", s->ops->name);
+        return CV_EUNSUPPORTED;
+    }
+    return s->ops->watch(s->impl, timeout_ms, what, err);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Models                                                                    */
 /* ------------------------------------------------------------------------ */

@@ -282,7 +282,17 @@ struct cv_store_ops {
      * it until now + lease_ms and *held = 1; else *held = 0. */
     int (*lease_name)(void *impl, const char *name, const char *node, int64_t now, int64_t lease_ms, int *held,
                       jv *err);
+    /* Waits up to timeout_ms for another process's announcement (PostgreSQL
+     * LISTEN/NOTIFY): *what = CV_WATCH_BUS (events were put on the bus),
+     * CV_WATCH_LEASE (a node released its leases), both, or 0 (timeout).
+     * Uses a connection of its own: call it from one thread, without the
+     * handle's other calls waiting on it. NULL when the backend has no
+     * notifications (the engine polls). */
+    int (*watch)(void *impl, int timeout_ms, int *what, jv *err);
 };
+
+#define CV_WATCH_BUS 1
+#define CV_WATCH_LEASE 2
 
 /* The public face: a store handle (backend + its state). */
 typedef struct cv_store cv_store;
@@ -359,6 +369,9 @@ int cv_store_lease_owned(cv_store *s, const char *node, jv *out, jv *err);
 int cv_store_lease_release(cv_store *s, const char *node, jv *err);
 int cv_store_lease_name(cv_store *s, const char *name, const char *node, int64_t now, int64_t lease_ms, int *held,
                         jv *err);
+/* 1 when the store announces changes (watch), else 0. */
+int cv_store_can_watch(const cv_store *s);
+int cv_store_watch(cv_store *s, int timeout_ms, int *what, jv *err);
 
 /*
  * The task rules, the same for every backend (src/store/tasks.c). `now` is

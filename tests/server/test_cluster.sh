@@ -430,6 +430,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H 'Content-
     -d '{"specversion":"1.0","id":"ping-1","source":"https://test.conveyor","type":"com.example.cluster.ping","data":{}}' \
     "$U2/v1/events")
 is "an event is posted to n2" 202 "$code"
+t_post=$(date +%s%N)
 st=""
 i=0
 while [ $i -lt 100 ]; do
@@ -439,6 +440,7 @@ while [ $i -lt 100 ]; do
     i=$((i + 1))
 done
 is "the instance listening on n1 completed on it (the event came through n2)" "completed n1" "$st"
+note "posted to n2, completed on n1 within $((($(date +%s%N) - t_post) / 1000000)) ms (polled every 100 ms)"
 
 # ---- the schedule: one instance per occasion across the nodes; n1, which
 # received its deployment, is killed: the schedule goes on on n2

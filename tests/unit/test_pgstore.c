@@ -148,3 +148,50 @@ Test(store_postgres, nodes_opening_a_fresh_database_at_once_all_succeed)
     PQclear(r);
     PQfinish(c);
 }
+
+struct watcher {
+    cv_store *s;
+    int rc, what;
+};
+
+static void *watch_once(void *arg)
+{
+    struct watcher *w = arg;
+    jv err = jv_invalid();
+    w->rc = cv_store_watch(w->s, 10000, &w->what, &err);
+    jv_free(err);
+    return NULL;
+}
+
+Test(store_postgres, a_node_waiting_in_watch_hears_of_events_and_released_leases)
+{
+    cv_store *a = NULL, *b = NULL;
+    jv err = jv_invalid();
+    char m[512];
+    cr_assert_eq(cv_store_open(url, &a, &err), 0, "%s", msg(&err, m, sizeof m));
+    cr_assert_eq(cv_store_open(url, &b, &err), 0, "%s", msg(&err, m, sizeof m));
+    cr_assert(cv_store_can_watch(a));
+    struct watcher w = {.s = a};
+    int what = -1;
+    cr_assert_eq(cv_store_watch(a, 10, &what, &err), 0, "the first call starts listening: %s", msg(&err, m, sizeof m));
+    cr_assert_eq(what, 0, "nothing announced yet");
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, watch_once, &w), 0);
+    jv seqs = jv_invalid();
+    jv ev = JV_ARRAY(JV_OBJECT(jv_string("event"),
+                               JV_OBJECT(jv_string("specversion"), jv_string("1.0"), jv_string("id"), jv_string("e1"),
+                                         jv_string("source"), jv_string("test"), jv_string("type"), jv_string("t")),
+                               jv_string("expiresAt"), jv_number(4e12)));
+    cr_assert_eq(cv_store_put_events(b, ev, &seqs, &err), 0, "%s", msg(&err, m, sizeof m));
+    jv_free(seqs);
+    pthread_join(th, NULL);
+    cr_assert_eq(w.rc, 0);
+    cr_assert_eq(w.what & CV_WATCH_BUS, CV_WATCH_BUS, "woken by the announcement, not the 10 s timeout (%d)", w.what);
+    /* a node's clean stop announces its released leases */
+    cr_assert_eq(pthread_create(&th, NULL, watch_once, &w), 0);
+    cr_assert_eq(cv_store_lease_release(b, "n2", &err), 0, "%s", msg(&err, m, sizeof m));
+    pthread_join(th, NULL);
+    cr_assert_eq(w.what & CV_WATCH_LEASE, CV_WATCH_LEASE, "(%d)", w.what);
+    cv_store_close(a);
+    cv_store_close(b);
+}
