@@ -586,6 +586,14 @@ static char *label_of(PGconn *c, const char *url)
     return l;
 }
 
+/* The server's notices and a closed connection's last words: on stderr,
+ * said to come from the database (libpq prints them bare otherwise). */
+static void notice(void *arg, const char *message)
+{
+    char m[512];
+    fprintf(stderr, "conveyor: %s says: %s\n", (const char *)arg, pg_msg(message, m, sizeof m));
+}
+
 static int pg_open(const char *where, void **impl, jv *err)
 {
     *impl = NULL;
@@ -618,6 +626,7 @@ static int pg_open(const char *where, void **impl, jv *err)
         pg_close(q);
         return CV_EIO;
     }
+    PQsetNoticeProcessor(q->c, notice, q->label);
     PGresult *r = PQexec(q->c, "SET client_min_messages = warning");
     PQclear(r);
     r = PQexec(q->c, "SHOW transaction_read_only");
@@ -2390,6 +2399,7 @@ static int pg_watch(void *impl, int timeout_ms, int *what, jv *err)
     }
     if (!q->listen) {
         q->listen = PQconnectdb(q->conninfo);
+        PQsetNoticeProcessor(q->listen, notice, q->label);
         PGresult *r = PQstatus(q->listen) == CONNECTION_OK ? PQexec(q->listen, "LISTEN conveyor") : NULL;
         if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
             char m[512];

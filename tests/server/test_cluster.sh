@@ -2,8 +2,9 @@
 # tests/server/test_cluster.sh — several nodes on one store (docs/cluster.md):
 # three `conveyor serve --node` processes share one database; N instances of
 # a workflow of 3 HTTP calls are started through all three; one node is
-# killed with SIGKILL, another paused with SIGSTOP past its lease and then
-# resumed (SIGCONT).
+# killed with SIGKILL, the database drops every connection (PostgreSQL), and
+# another node is paused with SIGSTOP past its lease and then resumed
+# (SIGCONT).
 #
 #   BUILD=build tests/server/test_cluster.sh
 #   (N=5000 instances by default; STORE=URL runs on that store instead of a
@@ -353,6 +354,24 @@ do:
       with: {method: post, endpoint: '$SVC/c', body: '\${ . }'}
 EOF
 
+# ---- a node whose database does not answer says so and stops
+"$CV" serve --store "postgres://conveyor:s3cret@127.0.0.1:1/conveyor" --node n0 --listen 127.0.0.1:0 \
+    >/dev/null 2>"$T/n0.err" &
+n0=$!
+PIDS="$PIDS $n0"
+i=0
+while kill -0 "$n0" 2>/dev/null && [ $i -lt 150 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+wait "$n0"
+is "a node whose database does not answer exits 1" 1 "$?"
+if grep -q "cannot connect" "$T/n0.err" && ! grep -q s3cret "$T/n0.err"; then
+    ok "and says it cannot connect, without the password"
+else
+    fail "and says it cannot connect, without the password: $(cat "$T/n0.err")"
+fi
+
 # ---- three nodes
 for n in n1 n2 n3; do
     if node $n; then ok "node $n serves"; else
@@ -385,6 +404,12 @@ t0=$(date +%s)
 at=$(tool progress "$SVC" $((N / 5)) 240)
 kill -9 "$(cat "$T/n3.pid")"
 note "n3 killed with SIGKILL when $at instances had made their last call"
+if [ -n "$PG_STARTED" ]; then # the database drops every connection (a restart, a network cut)
+    at=$(tool progress "$SVC" $((N * 3 / 10)) 240)
+    dropped_conns=$("$(pg_bin)/psql" "$URL" -Atc \
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    note "PostgreSQL dropped all $dropped_conns connections of the nodes when $at instances had made their last call"
+fi
 at=$(tool progress "$SVC" $((N * 2 / 5)) 240)
 kill -STOP "$(cat "$T/n2.pid")"
 note "n2 paused with SIGSTOP when $at instances had made their last call"
