@@ -1,8 +1,10 @@
 /*
  * test_bus.c — the store's event bus (store.h: put_events, list_events,
- * purge_events, and events published with a checkpoint), on a real SQLite
- * file: order, expiry, durability across a reopen, atomicity with the
- * checkpoint, bad arguments, named cursors and where events came from.
+ * purge_events, and events published with a checkpoint), suite "store_bus":
+ * order, expiry, durability across a reopen, atomicity with the checkpoint,
+ * bad arguments, named cursors and where events came from. On a real SQLite
+ * file, or a new PostgreSQL database per test when CONVEYOR_TEST_PG_URL names
+ * a server (test_store_url.h; tests/pg/test_store_pg.sh).
  */
 #include "conveyor.h"
 #include "store/store.h"
@@ -13,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_store_url.h"
+
 static char dir[256];
 static char url[400];
 
@@ -20,11 +24,14 @@ static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/cv-test-bus-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
-    snprintf(url, sizeof url, "sqlite:%s/bus.db", dir);
+    cv_test_store_url(dir, url, sizeof url);
+    if (!strncmp(url, "sqlite:", 7)) /* the file's name the teardown removes */
+        snprintf(url, sizeof url, "sqlite:%s/bus.db", dir);
 }
 
 static void teardown(void)
 {
+    cv_test_store_url_done();
     char p[400];
     static const char *const files[] = {"bus.db", "bus.db-wal", "bus.db-shm"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -34,7 +41,7 @@ static void teardown(void)
     rmdir(dir);
 }
 
-TestSuite(bus, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(store_bus, .init = setup, .fini = teardown, .timeout = 60);
 
 static cv_store *open_store(void)
 {
@@ -62,7 +69,7 @@ static const char *event_id(jv list, int i, char *buf, size_t n)
     return buf;
 }
 
-Test(bus, events_come_back_in_order_after_a_reopen)
+Test(store_bus, events_come_back_in_order_after_a_reopen)
 {
     cv_store *s = open_store();
     jv seqs = jv_invalid(), err = jv_invalid();
@@ -94,7 +101,7 @@ Test(bus, events_come_back_in_order_after_a_reopen)
     cv_store_close(s);
 }
 
-Test(bus, expired_events_are_not_listed_and_are_purged)
+Test(store_bus, expired_events_are_not_listed_and_are_purged)
 {
     cv_store *s = open_store();
     jv seqs = jv_invalid(), err = jv_invalid();
@@ -116,7 +123,7 @@ Test(bus, expired_events_are_not_listed_and_are_purged)
     cv_store_close(s);
 }
 
-Test(bus, a_checkpoint_publishes_its_events_or_nothing)
+Test(store_bus, a_checkpoint_publishes_its_events_or_nothing)
 {
     cv_store *s = open_store();
     jv err = jv_invalid();
@@ -152,7 +159,7 @@ Test(bus, a_checkpoint_publishes_its_events_or_nothing)
     cv_store_close(s);
 }
 
-Test(bus, malformed_events_are_refused)
+Test(store_bus, malformed_events_are_refused)
 {
     cv_store *s = open_store();
     jv seqs = jv_invalid(), err = jv_invalid();
@@ -172,7 +179,7 @@ Test(bus, malformed_events_are_refused)
     cv_store_close(s);
 }
 
-Test(bus, cursors_survive_a_reopen_and_events_say_where_they_came_from)
+Test(store_bus, cursors_survive_a_reopen_and_events_say_where_they_came_from)
 {
     cv_store *s = open_store();
     jv err = jv_invalid();
