@@ -29,7 +29,8 @@
 #    occasion across the nodes (distinct occasions = instances), and goes on
 #    when n1 is killed;
 #  - an event posted to one node completes an instance listening on
-#    another.
+#    another; a review task an instance on one node opened is listed and
+#    completed through another, and the instance goes on with the decision.
 # Prints figures and `N passed, N failed`. Every loop is bounded in time;
 # every process it starts is killed by its PID on exit.
 set -u
@@ -466,6 +467,43 @@ while [ $i -lt 100 ]; do
 done
 is "the instance listening on n1 completed on it (the event came through n2)" "completed n1" "$st"
 note "posted to n2, completed on n1 within $((($(date +%s%N) - t_post) / 1000000)) ms (polled every 100 ms)"
+
+# ---- a review task opened by an instance on n1, completed through n2
+cat >"$T/clusterreview.yaml" <<'EOF'
+document: {dsl: '1.0.0', namespace: test, name: clusterreview, version: '1.0.0'}
+do:
+  - ask:
+      call: review
+      with:
+        title: Approve the payment?
+        role: ops
+EOF
+curl -s -o /dev/null --max-time 10 -X POST -H 'Content-Type: application/yaml' --data-binary @"$T/clusterreview.yaml" \
+    "$U1/v1/workflows"
+rid=$(curl -s --max-time 10 -X POST -H 'Content-Type: application/json' -d '{}' \
+    "$U1/v1/workflows/test/clusterreview/1.0.0/instances" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+tid=""
+i=0
+while [ -z "$tid" ] && [ $i -lt 100 ]; do
+    tid=$(curl -s --max-time 5 "$U2/v1/tasks?instance=$rid" |
+        python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["items"][0]["id"] if j.get("items") else "")' 2>/dev/null)
+    [ -n "$tid" ] || sleep 0.1
+    i=$((i + 1))
+done
+if [ -n "$tid" ]; then ok "n2 lists the task the instance on n1 opened"; else fail "n2 lists the task the instance on n1 opened"; fi
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H 'Content-Type: application/json' \
+    -H 'X-Conveyor-User: ann' -d '{"decision":"approve"}' "$U2/v1/tasks/$tid/complete")
+is "the task is completed through n2" 200 "$code"
+st=""
+i=0
+while [ $i -lt 100 ]; do
+    st=$(curl -s --max-time 5 "$U1/v1/instances/$rid" |
+        python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["status"], j.get("owner"), (j.get("output") or {}).get("decision"))' 2>/dev/null)
+    case "$st" in completed*) break ;; esac
+    sleep 0.1
+    i=$((i + 1))
+done
+is "the instance on n1 goes on with the decision made through n2" "completed n1 approve" "$st"
 
 # ---- the schedule: one instance per occasion across the nodes; n1, which
 # received its deployment, is killed: the schedule goes on on n2
