@@ -606,21 +606,28 @@ static void lost_instance(struct cv_engine *e, struct pending *p)
 }
 
 /* Writes the checkpoints of batch[0..n) one by one (cluster, after the
- * batch was refused for a stale epoch); those refused for theirs are lost
- * (lost_instance), the others stay in batch, durable. Returns how many. */
+ * batch was refused for a stale epoch). Those refused for theirs are lost
+ * (lost_instance, freed); those that failed otherwise are told to their
+ * workers as a failed batch's would be (not durable: kept in memory, their
+ * ends not reported) and freed; the durable ones stay in batch. Returns
+ * how many stay. */
 static int commit_apart(struct cv_engine *e, struct pending **batch, int n)
 {
     int m = 0;
     for (int i = 0; i < n; i++) {
-        int rc = commit_batch(e, &batch[i], 1);
+        struct pending *p = batch[i];
+        int rc = commit_batch(e, &p, 1);
         if (rc == CV_ECONFLICT) {
             fprintf(stderr, "conveyor: instance %s was taken by another node: its write was refused, dropped here\n",
-                    batch[i]->cp.instance);
-            lost_instance(e, batch[i]);
+                    p->cp.instance);
+            lost_instance(e, p);
+        } else if (rc) {
+            tell_durable(e, &p, 1, rc);
+            cv_checkpoint_cleanup(&p->cp);
+            jv_free(p->result);
+            free(p);
         } else {
-            if (rc) /* another failure: as a failed batch would be (kept in memory, reported) */
-                batch[i]->final = 0;
-            batch[m++] = batch[i];
+            batch[m++] = p;
         }
     }
     return m;
