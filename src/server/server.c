@@ -622,6 +622,17 @@ static enum MHD_Result get_metrics(struct call *k)
          "conveyor_queue_depth{queue=\"commit\"} %lld\n"
          "conveyor_queue_depth{queue=\"ready\"} %lld\n",
          st.commit_queue, st.ready);
+    EMIT("# HELP conveyor_cluster_instances_total Several nodes (docs/cluster.md): instances this node took from "
+         "the store's leases, and dropped because another node took them.\n"
+         "# TYPE conveyor_cluster_instances_total counter\n"
+         "conveyor_cluster_instances_total{event=\"taken\"} %lld\n"
+         "conveyor_cluster_instances_total{event=\"lost\"} %lld\n",
+         st.taken, st.lost);
+    EMIT("# HELP conveyor_cluster_lease_lapses_total Times this node's leases lapsed unrenewed (a pause, a lost "
+         "database).\n"
+         "# TYPE conveyor_cluster_lease_lapses_total counter\n"
+         "conveyor_cluster_lease_lapses_total %lld\n",
+         st.lapses);
     EMIT("# HELP conveyor_effects_in_flight HTTP calls, child processes and fetches running.\n"
          "# TYPE conveyor_effects_in_flight gauge\n"
          "conveyor_effects_in_flight %lld\n",

@@ -531,6 +531,8 @@ is "each occasion of the schedule started one instance across the nodes (distinc
 if grep -q "its leases lapsed" "$T/n2.err"; then ok "n2's leases lapsed while it was paused, and it said so"; else
     fail "n2's leases lapsed while it was paused: $(tail -5 "$T/n2.err" | tr '\n' ' ')"
 fi
+lapses=$(curl -s --max-time 5 "$(cat "$T/n2.url")/metrics" | sed -n 's/^conveyor_cluster_lease_lapses_total //p')
+if [ "${lapses:-0}" -ge 1 ]; then ok "n2's metrics count the lapse ($lapses)"; else fail "n2's metrics count the lapse: '${lapses:-}'"; fi
 refused=$(grep -c "was taken by another node: its write was refused" "$T/n2.err")
 dropped=$(sed -n 's/.*dropped \([0-9]*\) instance(s) another node took.*/\1/p' "$T/n2.err" | awk '{s+=$1} END {print s+0}')
 note "n2 after its pause: $refused late write(s) refused by the store, $dropped instance(s) dropped from memory"
