@@ -1796,17 +1796,7 @@ static int pg_set_model_routing(void *impl, const char *name, const char *which,
     if (!code && version > 0) {
         char status[16] = "";
         code = model_status(q, name, version, status, sizeof status, err);
-        const char *why = NULL;
-        if (code)
-            ;
-        else if (!strcmp(status, "retired"))
-            why = canary ? "is retired: a retired version cannot be a canary"
-                         : "is retired: a retired version cannot be a shadow";
-        else if (!strcmp(status, "production"))
-            why = canary ? "is the production version already: a canary is another, approved version"
-                         : "is the production version: a shadow is another version";
-        else if (canary && strcmp(status, "approved"))
-            why = "is a draft: approve it before it takes a share of the traffic";
+        const char *why = code ? NULL : cv__store_routing_refusal(status, canary);
         if (why) {
             set_err(err, "%s@%lld %s", name, (long long)version, why);
             code = CV_ECONFLICT;
@@ -1815,29 +1805,9 @@ static int pg_set_model_routing(void *impl, const char *name, const char *which,
     if (!code)
         code = routing_read(q, name, &cur, err);
     if (!code) {
-        jv c = jv_object_get(jv_copy(cur), jv_string("canary")), sh = jv_object_get(jv_copy(cur), jv_string("shadow"));
         int64_t cv = 0, sv = 0;
         double cs = 0;
-        if (jv_get_kind(c) == JV_KIND_OBJECT) {
-            jv v = jv_object_get(jv_copy(c), jv_string("version")), s2 = jv_object_get(jv_copy(c), jv_string("share"));
-            cv = (int64_t)jv_number_value(v);
-            cs = jv_number_value(s2);
-            jv_free(v);
-            jv_free(s2);
-        }
-        if (jv_get_kind(sh) == JV_KIND_OBJECT) {
-            jv v = jv_object_get(jv_copy(sh), jv_string("version"));
-            sv = (int64_t)jv_number_value(v);
-            jv_free(v);
-        }
-        jv_free(c);
-        jv_free(sh);
-        if (canary) {
-            cv = version;
-            cs = version > 0 ? share : 0;
-        } else {
-            sv = version;
-        }
+        cv__store_routing_merge(cur, canary, version, share, &cv, &cs, &sv);
         struct args a;
         a_init(&a);
         a_text(&a, name);

@@ -810,6 +810,47 @@ static int model_status_ok(const char *st)
                   !strcmp(st, CV_MODEL_RETIRED));
 }
 
+const char *cv__store_routing_refusal(const char *status, int canary)
+{
+    if (!strcmp(status, "retired"))
+        return canary ? "is retired: a retired version cannot be a canary"
+                      : "is retired: a retired version cannot be a shadow";
+    if (!strcmp(status, "production"))
+        return canary ? "is the production version already: a canary is another, approved version"
+                      : "is the production version: a shadow is another version";
+    if (canary && strcmp(status, "approved"))
+        return "is a draft: approve it before it takes a share of the traffic";
+    return NULL;
+}
+
+void cv__store_routing_merge(jv cur, int canary, int64_t version, double share, int64_t *cv, double *cs, int64_t *sv)
+{
+    jv c = jv_object_get(jv_copy(cur), jv_string("canary")), sh = jv_object_get(jv_copy(cur), jv_string("shadow"));
+    *cv = 0;
+    *sv = 0;
+    *cs = 0;
+    if (jv_get_kind(c) == JV_KIND_OBJECT) {
+        jv v = jv_object_get(jv_copy(c), jv_string("version")), s2 = jv_object_get(jv_copy(c), jv_string("share"));
+        *cv = (int64_t)jv_number_value(v);
+        *cs = jv_number_value(s2);
+        jv_free(v);
+        jv_free(s2);
+    }
+    if (jv_get_kind(sh) == JV_KIND_OBJECT) {
+        jv v = jv_object_get(jv_copy(sh), jv_string("version"));
+        *sv = (int64_t)jv_number_value(v);
+        jv_free(v);
+    }
+    jv_free(c);
+    jv_free(sh);
+    if (canary) {
+        *cv = version;
+        *cs = version > 0 ? share : 0;
+    } else {
+        *sv = version;
+    }
+}
+
 int cv__store_model_move_ok(const char *from, const char *to)
 {
     if (!strcmp(to, CV_MODEL_RETIRED))

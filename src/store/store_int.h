@@ -39,6 +39,17 @@ int cv__store_json_dump(jv v, char **out, size_t *len);
  */
 int cv__store_model_move_ok(const char *from, const char *to);
 
+/* Why version status `status` may not be a name's canary (canary = 1) or
+ * shadow, or NULL when it may (set_model_routing; one rule for every
+ * backend). */
+const char *cv__store_routing_refusal(const char *status, int canary);
+/* The routing after setting the canary (canary = 1; version 0 clears it,
+ * share its share) or the shadow of a name whose routing is `cur`
+ * (borrowed, as get_model_routing gives it): canary version, share, and
+ * shadow version (0: none). */
+#include <stdint.h>
+void cv__store_routing_merge(jv cur, int canary, int64_t version, double share, int64_t *cv, double *cs, int64_t *sv);
+
 /*
  * Review tasks (tasks.c), for the backends: an RFC 3339 date-time as wall
  * ms (0, or -1 when it is not one), and a task's due time in wall ms (0 when
