@@ -14,6 +14,7 @@
  */
 #include "cli/durable.h"
 
+#include "common/util.h"
 #include "engine/engine_int.h"
 #include "store/store.h"
 
@@ -32,7 +33,8 @@ struct ckctx {
 
 static void print_err(const char *what, jv err)
 {
-    fprintf(stderr, "conveyor: %s: %s\n", what,
+    char shown[512];
+    fprintf(stderr, "conveyor: %s: %s\n", cv__url_without_password(what, shown, sizeof shown),
             jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : "store error");
     jv_free(err);
 }

@@ -92,6 +92,16 @@ static void random_bytes(unsigned char *buf, size_t n)
     }
 }
 
+const char *cv__url_without_password(const char *url, char *buf, size_t n)
+{
+    const char *sch = strstr(url, "://"), *at = strchr(url, '@');
+    const char *colon = sch ? strchr(sch + 3, ':') : NULL;
+    if (!sch || !at || !colon || colon > at)
+        return url;
+    snprintf(buf, n, "%.*s:***%s", (int)(colon - url), url, at);
+    return buf;
+}
+
 void cv__uuid4(char buf[37])
 {
     static const char hex[] = "0123456789abcdef";

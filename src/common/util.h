@@ -24,6 +24,9 @@ int64_t cv__now_ms(void);
 int64_t cv__wall_ms(void);
 /* RFC 4122 version-4 UUID, lowercase, into buf (at least 37 bytes). */
 void cv__uuid4(char buf[37]);
+/* `url` for messages: a password in it (scheme://user:PASSWORD@host) as
+ * ***, written into buf (n bytes) when there is one; else url itself. */
+const char *cv__url_without_password(const char *url, char *buf, size_t n);
 /* RFC 3339 UTC timestamp of a wall time in ms, whole seconds: "2026-11-21T12:00:00Z". */
 void cv__rfc3339(int64_t wall_ms, char buf[32]);
 /* The specification's dateTime descriptor {iso8601, epoch: {seconds, milliseconds}}. */

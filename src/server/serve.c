@@ -71,17 +71,6 @@ static const char usage_serve[] =
     "                           host-map: [api.example.com=127.0.0.1:9000]\n"
     "  -h, --help             this help\n";
 
-/* `url` for messages: a password in it (scheme://user:PASSWORD@host) shown as ***. */
-static const char *without_password(const char *url, char *buf, size_t n)
-{
-    const char *sch = strstr(url, "://"), *at = strchr(url, '@');
-    const char *colon = sch ? strchr(sch + 3, ':') : NULL;
-    if (!sch || !at || !colon || colon > at)
-        return url;
-    snprintf(buf, n, "%.*s:***%s", (int)(colon - url), url, at);
-    return buf;
-}
-
 /* Reads a JSON or YAML file into *out. Returns 0 or -1 (message printed:
  * the parser's first located diagnostic when the text does not parse). */
 static int read_value_file(const char *path, jv *out)
@@ -561,7 +550,7 @@ int cv__serve_main(int argc, char **argv)
         r = cv_store_claim(store, &err);
     if (r) {
         char shown[512];
-        fprintf(stderr, "conveyor serve: %s: %s\n", without_password(s.db, shown, sizeof shown),
+        fprintf(stderr, "conveyor serve: %s: %s\n", cv__url_without_password(s.db, shown, sizeof shown),
                 jv_get_kind(err) == JV_KIND_STRING ? jv_string_value(err) : cv_strerror(r));
         jv_free(err);
         goto out;

@@ -1467,9 +1467,17 @@ static int pg_purge_events(void *impl, int64_t now, int *purged, jv *err)
     return code;
 }
 
-/* Several nodes share the database: no process claims it. Leases fence
- * each instance instead (docs/cluster.md). */
-static int pg_claim(void *impl, jv *err) { return 0; }
+/* Several nodes share the database: no process may run its instances
+ * alone (without leases, its writes would not be fenced). `conveyor serve`
+ * runs them as a node (leases, docs/cluster.md) and never claims. */
+static int pg_claim(void *impl, jv *err)
+{
+    struct pg *q = impl;
+    set_err(err, "%s is shared by several nodes: `conveyor serve --store URL --node NAME` runs its instances "
+                 "(`run --db` and `resume --db` keep runs in a SQLite file)",
+            q->label);
+    return CV_EUNSUPPORTED;
+}
 
 static int pg_get_cursor(void *impl, const char *name, int64_t *seq, jv *err)
 {

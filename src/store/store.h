@@ -173,7 +173,9 @@ struct cv_store_ops {
     /* Claims the store for this process, which will run its instances (a
      * server, `run --db`, `resume --db`): CV_EBUSY (and *err naming the
      * file) while another process holds the claim. Released by close or
-     * the process's death. Reading and the API's clients need no claim. */
+     * the process's death. Reading and the API's clients need no claim.
+     * PostgreSQL: CV_EUNSUPPORTED (the database is shared by nodes, which
+     * hold leases instead: docs/cluster.md). */
     int (*claim)(void *impl, jv *err);
     /* Named positions on the bus that survive a restart (an event sink's
      * last delivered seq): *seq = -1 when never set. set is durable. */

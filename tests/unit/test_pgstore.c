@@ -195,3 +195,15 @@ Test(store_postgres, a_node_waiting_in_watch_hears_of_events_and_released_leases
     cv_store_close(a);
     cv_store_close(b);
 }
+
+Test(store_postgres, no_process_claims_a_shared_database)
+{
+    cv_store *s = NULL;
+    jv err = jv_invalid();
+    char m[512];
+    cr_assert_eq(cv_store_open(url, &s, &err), 0, "%s", msg(&err, m, sizeof m));
+    cr_assert_eq(cv_store_claim(s, &err), CV_EUNSUPPORTED, "run --db and resume --db would run instances unfenced");
+    msg(&err, m, sizeof m);
+    cr_assert(strstr(m, "shared by several nodes") && strstr(m, "--node"), "%s", m);
+    cv_store_close(s);
+}
