@@ -242,6 +242,54 @@ static const char *pg_msg(const char *m, char *buf, size_t n)
     return buf;
 }
 
+/* The passwords `url` spells out (user:PASSWORD@..., ...?password=PASSWORD),
+ * up to two, as pointers into url and lengths; returns how many. */
+static int url_secrets(const char *url, const char *sec[2], size_t len[2])
+{
+    int k = 0;
+    const char *sch = strstr(url, "://");
+    const char *at = sch ? strchr(sch + 3, '@') : NULL;
+    const char *colon = sch ? strchr(sch + 3, ':') : NULL;
+    if (at && colon && colon < at && at > colon + 1) {
+        sec[k] = colon + 1;
+        len[k++] = (size_t)(at - colon - 1);
+    }
+    for (const char *p = strchr(url, '?'); p && k < 2; p = strchr(p + 1, '&')) {
+        if (!strncmp(p + 1, "password=", 9) && p[10] && p[10] != '&') {
+            sec[k] = p + 10;
+            len[k++] = strcspn(p + 10, "&");
+        }
+    }
+    return k;
+}
+
+/* pg_msg, with every password of `url` in the message replaced by "***":
+ * libpq quotes a URL it cannot parse whole (and a bad token of one alone),
+ * and a message must never show a password. */
+static const char *pg_msg_safe(const char *m, const char *url, char *buf, size_t n)
+{
+    char raw[1024];
+    const char *sec[2];
+    size_t len[2], o = 0;
+    int k = url_secrets(url, sec, len);
+    pg_msg(m, raw, sizeof raw);
+    for (const char *p = raw; *p && o + 4 < n;) {
+        int hit = -1;
+        for (int i = 0; i < k && hit < 0; i++)
+            if (!strncmp(p, sec[i], len[i]))
+                hit = i;
+        if (hit >= 0) {
+            memcpy(buf + o, "***", 3);
+            o += 3;
+            p += len[hit];
+        } else {
+            buf[o++] = *p++;
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 /* The CV_* code of a failed result (by SQLSTATE), or of a broken connection. */
 static int map_state(const char *state)
 {
@@ -355,7 +403,8 @@ static int ensure(struct pg *q, jv *err)
         }
     }
     char m[512];
-    set_err(err, "the database %s cannot be reached: %s", q->label, pg_msg(PQerrorMessage(q->c), m, sizeof m));
+    set_err(err, "the database %s cannot be reached: %s", q->label,
+            pg_msg_safe(PQerrorMessage(q->c), q->conninfo, m, sizeof m));
     return CV_EIO;
 }
 
@@ -570,18 +619,16 @@ static int migrate(struct pg *q, jv *err)
 static char *label_of(PGconn *c, const char *url)
 {
     char *l = NULL;
-    if (c && PQhost(c) && PQdb(c)) {
+    if (c && PQhost(c) && *PQhost(c) && PQdb(c)) {
         if (asprintf(&l, "postgres %s:%s/%s", PQhost(c), PQport(c) ? PQport(c) : "", PQdb(c)) < 0)
             l = NULL;
     }
-    if (!l) { /* the URL without what comes between :// and @ (user, password) */
+    if (!l) { /* the URL without what comes between :// and @ (user, password),
+               * nor its query (it may say password=) */
         const char *at = strchr(url, '@'), *sch = strstr(url, "://");
-        if (at && sch && at > sch) {
-            if (asprintf(&l, "%.*s%s", (int)(sch + 3 - url), url, at + 1) < 0)
-                l = NULL;
-        } else {
-            l = strdup(url);
-        }
+        const char *from = at && sch && at > sch ? at + 1 : sch ? sch + 3 : url;
+        if (asprintf(&l, "%.*s%.*s", (int)(sch ? sch + 3 - url : 0), url, (int)strcspn(from, "?"), from) < 0)
+            l = NULL;
     }
     return l;
 }
@@ -622,7 +669,7 @@ static int pg_open(const char *where, void **impl, jv *err)
     }
     if (PQstatus(q->c) != CONNECTION_OK) {
         char m[512];
-        set_err(err, "%s: cannot connect: %s", q->label, pg_msg(PQerrorMessage(q->c), m, sizeof m));
+        set_err(err, "%s: cannot connect: %s", q->label, pg_msg_safe(PQerrorMessage(q->c), q->conninfo, m, sizeof m));
         pg_close(q);
         return CV_EIO;
     }

@@ -2,7 +2,8 @@
  * test_pgstore.c — what only the PostgreSQL backend can show (suite
  * "store_postgres"): a server that does not answer, a schema newer than the
  * code, a read-only database, a connection dropped between operations, and
- * nodes opening a fresh database at the same moment. They need a server:
+ * nodes opening a fresh database at the same moment, no password of a URL in
+ * a message. They need a server:
  * CONVEYOR_TEST_PG_URL (tests/run-all.sh starts one with tests/pg/pg.sh);
  * without it they are skipped (and counted as skipped, not passed). The
  * conformance suites `store` and `store_lease` run on PostgreSQL too.
@@ -68,6 +69,27 @@ Test(store_postgres, a_server_that_does_not_answer_is_a_clear_io_error_in_bounde
     msg(&err, m, sizeof m);
     cr_assert(strstr(m, "192.0.2.1") && strstr(m, "cannot connect"), "%s", m);
     cr_assert_lt(took, 15000, "bounded by the connect timeout, took %lld ms", (long long)took);
+}
+
+Test(store_postgres, no_message_shows_a_password_of_the_url)
+{
+    /* libpq quotes a URL it cannot parse in its message; the server at
+     * port 1 refuses; a password sits in the user part and in the query */
+    static const char *const urls[] = {
+        "postgres://conveyor:s3cretA@[::1/conveyor?password=s3cretB",
+        "postgresql://conveyor:s3cretA@127.0.0.1:1/conveyor?sslmode=disable&password=s3cretB",
+        "postgres://conveyor:s3cretA@127.0.0.1:1/conveyor?bogus=1&password=s3cretB",
+    };
+    for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
+        cv_store *s = NULL;
+        jv err = jv_invalid();
+        char m[512];
+        cr_assert_eq(cv_store_open(urls[i], &s, &err), CV_EIO, "%s", urls[i]);
+        cr_assert_null(s);
+        msg(&err, m, sizeof m);
+        cr_assert(!strstr(m, "s3cret"), "%s: %s", urls[i], m);
+        cr_assert(strstr(m, "cannot connect"), "%s", m);
+    }
 }
 
 Test(store_postgres, a_newer_schema_is_refused)
