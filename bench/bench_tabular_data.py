@@ -1,6 +1,7 @@
-"""bench/bench_tabular_data.py — the German credit data set (Weka's
-credit-g.arff) as CSV, and ONE seeded stratified split for
-bench/bench_tabular.sh.
+"""bench/bench_tabular_data.py — an ARFF data set whose last attribute is the
+class (the German credit data set, Weka's credit-g.arff, for
+bench/bench_tabular.sh; others for bench/bench_tabular_validate.sh) as CSV,
+and ONE seeded stratified split.
 
     python3 bench/bench_tabular_data.py credit-g.arff OUTDIR SEED TEST_SHARE
 
@@ -103,7 +104,8 @@ def main():
     write(f"{out}/train.csv", header, train)
     write(f"{out}/test.csv", header, test)
     write(f"{out}/short.csv", header[:label], [r[:label] for r in test])
-    print(f"credit-g: {len(rows)} rows, {len(header) - 1} features "
+    name = src.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    print(f"{name}: {len(rows)} rows, {len(header) - 1} features "
           f"({sum(1 for a in attrs[:-1] if a[1] == 'nominal')} nominal); "
           f"split seed {seed}: {len(train)} train / {len(test)} test")
 

@@ -69,8 +69,9 @@ static const char usage_model[] =
     "        [--depth 3] [--eta 0.02] [--rounds 1000] [--early-stopping 50]\n"
     "        [--subsample 0.8] [--colsample 0.8] [--min-child-weight 1] [--lambda 1]\n"
     "                     train a binary scorer: XGBoost, an L2 logistic regression or\n"
-    "                     their blend (mean log-odds) (auto: the best of the three by\n"
-    "                     cross-validated AUC on the training rows);\n"
+    "                     their blend (mean log-odds) (auto: the blend unless XGBoost or\n"
+    "                     the linear model beats it by more than one standard error of\n"
+    "                     the cross-validated AUCs' fold differences on the training rows);\n"
     "                     every column but the label is a feature (numeric or categorical,\n"
     "                     inferred) unless --schema FILE declares them\n"
     "                     ([{\"name\", \"type\", \"categories\"?}...])\n"
@@ -755,6 +756,19 @@ static int train_tabular(struct opts *o)
                cv_auc[1], cv_auc[2]);
     else if (o->tab.algo == CV_TAB_ALGO_AUTO)
         printf("algorithm: xgboost (too few rows of a label to cross-validate a choice)\n");
+    if (o->tab.algo == CV_TAB_ALGO_AUTO) { /* why (bench/SELECTION.md) */
+        jv ch = jv_object_get(cv_tab_model_params_json(m), jv_string("autoChoice"));
+        if (jv_get_kind(ch) == JV_KIND_OBJECT) {
+            jv why = jv_object_get(jv_copy(ch), jv_string("why")), d = jv_object_get(jv_copy(ch), jv_string("bestSingleMinusBlend")),
+               se = jv_object_get(jv_copy(ch), jv_string("standardError"));
+            printf("auto: %s (best single model - blend: %+.4f per fold, standard error %.4f)\n",
+                   jv_string_value(why), jv_number_value(d), jv_number_value(se));
+            jv_free(why);
+            jv_free(d);
+            jv_free(se);
+        }
+        jv_free(ch);
+    }
     if (algo == CV_TAB_ALGO_BLEND)
         printf("trained in %.2f s (blend: the mean log-odds of XGBoost, %d rounds of depth-%d trees, and an L2 "
                "logistic regression, C=%g)\n",

@@ -78,6 +78,11 @@ struct cv_tab_model {
     struct cv_tab_schema s;
     char *labels[2];
     double cv_auc[3];     /* what `auto` compares: xgboost, linear, blend (NaN: not measured) */
+    /* auto's choice (bench/SELECTION.md), when it made one: the fold
+     * differences' mean and standard error of the best single model against
+     * the blend, and why (in memory for the card; not in the model file) */
+    double sel_diff, sel_se;
+    const char *sel_why;
     struct cv__tab_linear lin; /* the linear model (linear, blend) */
     int rounds;           /* rounds trained (trees) */
     BoosterHandle b;      /* the XGBoost model (xgboost, blend) */
@@ -169,6 +174,14 @@ jv cv_tab_model_params_json(const struct cv_tab_model *m)
         sel = jv_object_set(sel, jv_string("linear"), cv_number(m->cv_auc[1]));
         sel = jv_object_set(sel, jv_string("blend"), cv_number(m->cv_auc[2]));
         o = jv_object_set(o, jv_string("cvAuc"), sel);
+        if (m->sel_why) /* auto's rule (bench/SELECTION.md) */
+            o = jv_object_set(o, jv_string("autoChoice"),
+                              JV_OBJECT(jv_string("rule"),
+                                        jv_string("the blend unless the best single model beats it by more than one "
+                                                  "standard error of the per-fold AUC differences"),
+                                        jv_string("bestSingleMinusBlend"), cv_number(m->sel_diff),
+                                        jv_string("standardError"), cv_number(m->sel_se), jv_string("why"),
+                                        jv_string(m->sel_why)));
     }
     /* folds asked for (fewer are used when a label has fewer rows); 0: no cross-validation ran */
     o = jv_object_set(o, jv_string("cvFolds"), jv_number(has_cv(m) ? p->folds : 0));
@@ -607,6 +620,60 @@ static double cross_validate_blend(const int *y, int n, int k, const int *fold, 
     return sum / k;
 }
 
+/*
+ * auto's rule (bench/SELECTION.md, written before it ran): the best single
+ * model S (XGBoost or linear by mean left-out AUC, a tie to linear) against
+ * the blend on the same folds: d_f = AUC_f(S) - AUC_f(blend); the blend
+ * unless mean(d) > sd(d) / sqrt(k), then S. The folds' AUCs come from the
+ * left-out margins (oof: XGBoost's n, the linear model's n), as the blend's
+ * cross-validation does.
+ */
+static int auto_choice(struct cv_tab_model *m, const int *y, int n, int k, const int *fold, const double *oof,
+                       int *algo)
+{
+    const double *a = m->cv_auc;
+    int single = a[1] >= a[0] || isnan(a[0]) ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST;
+    const double *s_oof = single == CV_TAB_ALGO_LINEAR ? oof + n : oof;
+    int *truth = malloc(((size_t)n + 1) * sizeof *truth);
+    double *ps = malloc(((size_t)n + 1) * sizeof *ps), *pb = malloc(((size_t)n + 1) * sizeof *pb);
+    double d[20], sum = 0;
+    if (!truth || !ps || !pb || k > 20) {
+        free(truth);
+        free(ps);
+        free(pb);
+        return CV_ENOMEM;
+    }
+    for (int f = 0; f < k; f++) {
+        int nval = 0;
+        for (int i = 0; i < n; i++)
+            if (fold[i] == f) {
+                truth[nval] = y[i];
+                ps[nval] = s_oof[i];
+                pb[nval++] = blend_margin(oof[i], oof[n + i]);
+            }
+        d[f] = cv__tab_auc(truth, ps, nval) - cv__tab_auc(truth, pb, nval);
+        sum += d[f];
+    }
+    free(truth);
+    free(ps);
+    free(pb);
+    double mean = sum / k, ss = 0;
+    for (int f = 0; f < k; f++)
+        ss += (d[f] - mean) * (d[f] - mean);
+    double se = k > 1 ? sqrt(ss / (k - 1)) / sqrt((double)k) : 0;
+    m->sel_diff = mean;
+    m->sel_se = se;
+    if (mean > se) {
+        *algo = single;
+        m->sel_why = single == CV_TAB_ALGO_LINEAR ? "linear beats the blend by more than one standard error"
+                                                  : "xgboost beats the blend by more than one standard error";
+    } else {
+        *algo = CV_TAB_ALGO_BLEND;
+        m->sel_why = "no single model beats the blend by more than one standard error";
+    }
+    return 0;
+}
+
 /* Trains the XGBoost model of m on all n rows with `rounds` rounds. */
 static int train_xgboost(struct cv_tab_model *m, const float *x, const int *y, int n, int rounds,
                          cv_ml_progress_fn progress, void *ud, jv *err)
@@ -691,13 +758,8 @@ int cv_tab_model_train(const struct cv_tab_params *p, const struct cv_tab_schema
             code = CV_ENOMEM;
             goto out;
         }
-        if (algo == CV_TAB_ALGO_AUTO) {
-            /* the highest cross-validated AUC; a tie goes to the simpler model */
-            const double *a = m->cv_auc;
-            algo = a[1] >= a[0] || isnan(a[0]) ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST;
-            if (a[2] > a[algo == CV_TAB_ALGO_LINEAR ? 1 : 0])
-                algo = CV_TAB_ALGO_BLEND;
-        }
+        if (algo == CV_TAB_ALGO_AUTO && (code = auto_choice(m, y, n, k, fold, oof, &algo)))
+            goto out;
         if (algo != CV_TAB_ALGO_LINEAR && !p->early_stopping)
             rounds = p->rounds;
     }

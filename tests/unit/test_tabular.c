@@ -871,9 +871,10 @@ Test(tabular, linear_model_explains_saves_and_loads)
     free_fixture(&f);
 }
 
-/* auto cross-validates both algorithms on the training rows, keeps the
- * better (both AUCs reported, the choice consistent with them), and is
- * deterministic; too few rows of a class to cross-validate: XGBoost. */
+/* auto cross-validates the three on the training rows and chooses by the
+ * rule of bench/SELECTION.md (the AUCs and the fold statistics reported,
+ * the choice consistent with them), and is deterministic; too few rows of a
+ * class to cross-validate: XGBoost. */
 Test(tabular, auto_chooses_by_cross_validated_auc)
 {
     struct fixture f;
@@ -883,10 +884,25 @@ Test(tabular, auto_chooses_by_cross_validated_auc)
     cv_tab_model_cv_auc(a, auc);
     cr_assert(auc[0] > 0.5 && auc[0] <= 1 && auc[1] > 0.5 && auc[1] <= 1 && auc[2] > 0.5 && auc[2] <= 1,
               "cv AUCs %g %g %g", auc[0], auc[1], auc[2]);
-    /* the highest; ties to the simpler (linear, then XGBoost, then the blend) */
-    int want = auc[1] >= auc[0] ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST;
-    if (auc[2] > (want == CV_TAB_ALGO_LINEAR ? auc[1] : auc[0]))
-        want = CV_TAB_ALGO_BLEND;
+    /* bench/SELECTION.md: the blend unless the best single model (a tie:
+     * linear) beats it by more than one standard error of the per-fold
+     * differences, which the card reports */
+    jv ch = jv_object_get(cv_tab_model_params_json(a), jv_string("autoChoice"));
+    cr_assert_eq(jv_get_kind(ch), JV_KIND_OBJECT, "the card says how auto chose");
+    jv dj = jv_object_get(jv_copy(ch), jv_string("bestSingleMinusBlend")),
+       sj = jv_object_get(jv_copy(ch), jv_string("standardError"));
+    cr_assert(jv_get_kind(dj) == JV_KIND_NUMBER && jv_get_kind(sj) == JV_KIND_NUMBER && jv_number_value(sj) >= 0);
+    int want = jv_number_value(dj) > jv_number_value(sj)
+                   ? (auc[1] >= auc[0] ? CV_TAB_ALGO_LINEAR : CV_TAB_ALGO_XGBOOST)
+                   : CV_TAB_ALGO_BLEND;
+    /* the mean fold difference is the difference of the mean AUCs (the
+     * blend's and the single model's, on the same folds) */
+    double single = auc[1] >= auc[0] ? auc[1] : auc[0];
+    cr_assert(fabs(jv_number_value(dj) - (single - auc[2])) < 1e-9, "%g vs %g", jv_number_value(dj),
+              single - auc[2]);
+    jv_free(dj);
+    jv_free(sj);
+    jv_free(ch);
     cr_assert_eq(cv_tab_model_algo(a), want);
     unsigned char *ba, *bb;
     size_t la, lb;
