@@ -300,7 +300,8 @@ struct cv_store_ops {
 typedef struct cv_store cv_store;
 
 /* Opens a store: "sqlite:PATH" or a plain path (SQLite), or
- * "postgres://USER@HOST:PORT/DB" (PostgreSQL, several nodes). */
+ * "postgres://USER[:PASSWORD]@HOST:PORT/DB[?PARAMS]" / "postgresql://..."
+ * (PostgreSQL, several nodes; libpq reads the URI as given). */
 int cv_store_open(const char *url, cv_store **out, jv *err);
 void cv_store_close(cv_store *s);
 const char *cv_store_backend(const cv_store *s);
