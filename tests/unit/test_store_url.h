@@ -54,8 +54,13 @@ static void cv_test_store_url(const char *dir, char *url, size_t n)
         snprintf(sql, sizeof sql, "CREATE DATABASE %s", cv_test_pg_db);
         cr_assert_eq(cv_test_pg_exec(sql, msg, sizeof msg), 0, "%s: %s", sql, msg);
         /* the maintenance URL with the new database's name instead of its own */
-        const char *slash = strrchr(pg, '/');
+        /* the database is the last path segment before any ?query (which may hold '/') */
         const char *query = strchr(pg, '?');
+        size_t head = query ? (size_t)(query - pg) : strlen(pg);
+        const char *slash = NULL;
+        for (size_t i = 0; i < head; i++)
+            if (pg[i] == '/')
+                slash = pg + i;
         cr_assert(slash && slash > strstr(pg, "://") + 2, "CONVEYOR_TEST_PG_URL needs a /database: %s", pg);
         snprintf(url, n, "%.*s/%s%s", (int)(slash - pg), pg, cv_test_pg_db, query ? query : "");
     } else {
