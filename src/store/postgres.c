@@ -332,32 +332,39 @@ struct args {
 };
 
 static void a_init(struct args *a) { memset(a, 0, sizeof *a); }
+/* Frees what the args own; they can be filled again from the start. */
 static void a_free(struct args *a)
 {
-    for (int i = 0; i < a->n; i++)
+    for (int i = 0; i < a->n; i++) {
         free(a->owned[i]);
+        a->owned[i] = NULL;
+    }
     a->n = 0;
 }
-static void a_text(struct args *a, const char *s) { a->v[a->n++] = s; }
+/* A text parameter (NULL: SQL NULL), borrowed. */
+static void a_text(struct args *a, const char *s)
+{
+    a->owned[a->n] = NULL;
+    a->len[a->n] = 0;
+    a->fmt[a->n] = 0;
+    a->v[a->n++] = s;
+}
 static void a_i64(struct args *a, int64_t x)
 {
     snprintf(a->num[a->n], sizeof a->num[a->n], "%lld", (long long)x);
-    a->v[a->n] = a->num[a->n];
-    a->n++;
+    a_text(a, a->num[a->n]);
 }
 static void a_f64(struct args *a, double x)
 {
     snprintf(a->num[a->n], sizeof a->num[a->n], "%.17g", x);
-    a->v[a->n] = a->num[a->n];
-    a->n++;
+    a_text(a, a->num[a->n]);
 }
 static void a_bool(struct args *a, int b) { a_text(a, b ? "true" : "false"); }
 static void a_bytes(struct args *a, const void *b, size_t n)
 {
-    a->v[a->n] = b ? b : "";
-    a->len[a->n] = (int)n;
-    a->fmt[a->n] = 1;
-    a->n++;
+    a_text(a, b ? b : "");
+    a->len[a->n - 1] = (int)n;
+    a->fmt[a->n - 1] = 1;
 }
 /* `v` (consumed) as JSON text; invalid: SQL NULL. 0, CV_EINVAL (too deep), CV_ENOMEM. */
 static int a_json(struct args *a, jv v, const char *what, jv *err)
@@ -381,8 +388,8 @@ static int a_json(struct args *a, jv v, const char *what, jv *err)
         a_text(a, NULL);
         return code;
     }
-    a->owned[a->n] = text;
     a_text(a, text);
+    a->owned[a->n - 1] = text; /* freed by a_free */
     return 0;
 }
 
@@ -1919,8 +1926,9 @@ static void a_member(struct args *a, jv o, const char *key)
 {
     jv v = tmember(o, key);
     if (jv_get_kind(v) == JV_KIND_STRING) {
-        a->owned[a->n] = strdup(jv_string_value(v));
-        a_text(a, a->owned[a->n]);
+        char *copy = strdup(jv_string_value(v));
+        a_text(a, copy); /* NULL when out of memory: SQL NULL */
+        a->owned[a->n - 1] = copy;
     } else {
         a_text(a, NULL);
     }
