@@ -118,8 +118,12 @@ async function main() {
     check('"a" approves the task', t.status === 'completed' && t.completion.decision === 'approve', JSON.stringify(t.completion));
     check('... with the corrected field and alice as reviewer',
       t.completion && t.completion.fields.label === 'invoice' && t.completion.reviewer === 'alice');
-    const n = await page.textContent('#notice');
-    check('the page says it is done', n.includes('approve'), n);
+    // the store says completed before the page has read its own answer: wait (bounded) for the notice
+    const n = await page
+      .waitForFunction(() => ((document.querySelector('#notice') || {}).textContent || '').includes('approve'), null,
+        { timeout: 5000 })
+      .then(() => page.textContent('#notice'), () => page.textContent('#notice'));
+    check('the page says it is done', (n || '').includes('approve'), n);
 
     // ---- "next" takes the next task nobody else holds: w-later (w-taken is bob's)
     await page.waitForFunction(() => location.hash.startsWith('#/task/'));
