@@ -2139,6 +2139,8 @@ static void *cluster_main(void *arg)
                 }
                 bus_due = k == 1000; /* a full page: read on */
                 jv_free(page);
+            } else {
+                bus_due = 0; /* the store could not say: again at the next poll, not at once */
             }
             next_bus = cv__now_ms() + poll;
         }
