@@ -13,7 +13,9 @@
  * go to one commit thread that writes them in batches (group commit, one
  * transaction and one fsync per batch); an instance's end is reported to
  * waiters only once its last checkpoint is durable. On start, every
- * unfinished instance of the store resumes from its last checkpoint.
+ * unfinished instance of the store resumes from its last checkpoint; with a
+ * node name (cluster mode, docs/cluster.md) only those this node takes by
+ * lease, and more as other nodes' leases end.
  * Subflows (`run: workflow`) and remote functions (`call: URL`) are also
  * per-worker copies: the runtime's subflows are deployed into the store at
  * start, and each worker installs a resolver (cv__runtime_set_thread_resolver)
@@ -52,8 +54,9 @@ struct cv_engine_options {
  * until cv__engine_start.
  */
 int cv__engine_new(cv_runtime *rt, cv_store *store, const struct cv_engine_options *o, struct cv_engine **out);
-/* Starts the threads and resumes every unfinished instance of the store.
- * *resumed (may be NULL) = how many. */
+/* Starts the threads and resumes every unfinished instance of the store
+ * (cluster mode: those whose lease ended, and this node's own). *resumed
+ * (may be NULL) = how many. */
 int cv__engine_start(struct cv_engine *e, int *resumed, jv *err);
 /* Stops taking work, lets running instances reach their next checkpoint,
  * writes every pending checkpoint, joins the threads and frees the engine.
