@@ -127,6 +127,7 @@ struct worker {
     char (*lost)[37];
     int nlost, caplost;
     int lapse_seen;
+    int census_seen; /* the census generation this worker answered */
 };
 
 /* A start waiting for its creation to be durable (group-committed too). */
@@ -187,6 +188,12 @@ struct cv_engine {
     atomic_int lapse_gen;        /* bumped when they lapsed: every worker sifts what it holds */
     char (*sift)[37];            /* then: the ids this node still owns, sorted (read-only meanwhile) */
     int nsift;
+    /* the census (adopt): ids the store says this node owns, sorted, and
+     * which a worker holds (each worker marks its own: distinct bytes) */
+    atomic_int census_gen;
+    char (*census)[37];
+    unsigned char *census_held;
+    int ncensus;
     int64_t bus_seen;            /* the cluster thread's: the last bus seq it told the workers of */
 };
 
@@ -1608,6 +1615,27 @@ static void sift(struct worker *w)
     }
 }
 
+/* Marks in e->census_held the ids of e->census this worker holds: in
+ * memory, evicted, waiting to be loaded again or to be started. */
+static void census(struct worker *w)
+{
+    struct cv_engine *e = w->e;
+    for (int i = 0; i < e->ncensus; i++) {
+        const char *id = e->census[i];
+        int held = find_owned(w, id) != NULL || cv__waits_has(w->waits, id);
+        for (int k = 0; k < w->nretries && !held; k++)
+            held = !strcmp(w->retries[k].id, id);
+        if (!held) {
+            pthread_mutex_lock(&w->lock);
+            for (struct startreq *r = w->starts; r && !held; r = r->next)
+                held = !strcmp(r->id, id);
+            pthread_mutex_unlock(&w->lock);
+        }
+        if (held)
+            e->census_held[i] = 1;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -1625,7 +1653,8 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&w->lock);
         for (;;) {
-            if (w->stopping || atomic_load(&w->e->lapse_gen) != w->lapse_seen)
+            if (w->stopping || atomic_load(&w->e->lapse_gen) != w->lapse_seen ||
+                atomic_load(&w->e->census_gen) != w->census_seen)
                 break;
             if (lapsed(w->e)) { /* cluster: the leases may be another node's now: run nothing */
                 struct timespec ts;
@@ -1684,6 +1713,16 @@ static void *worker_main(void *arg)
         if (w->stopping) {
             pthread_mutex_unlock(&w->lock);
             break;
+        }
+        int cgen = atomic_load(&w->e->census_gen);
+        if (cgen != w->census_seen) {
+            pthread_mutex_unlock(&w->lock);
+            census(w);
+            pthread_mutex_lock(&w->e->cl_lock);
+            w->census_seen = cgen;
+            pthread_cond_broadcast(&w->e->cl_cond);
+            pthread_mutex_unlock(&w->e->cl_lock);
+            continue;
         }
         int gen = atomic_load(&w->e->lapse_gen);
         if (gen != w->lapse_seen) {
@@ -2021,6 +2060,122 @@ static void deployments_seen(struct cv_engine *e, int64_t *count, int64_t *lates
     *latest = at;
 }
 
+/* Waits until every worker answered census `gen`; 1, or 0 when stopping. */
+static int wait_census(struct cv_engine *e, int gen)
+{
+    int all = 0;
+    pthread_mutex_lock(&e->cl_lock);
+    for (;;) {
+        all = 1;
+        for (int i = 0; i < e->nworkers; i++)
+            all = all && e->workers[i].census_seen == gen;
+        if (all || e->cl_stopping)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->cl_cond, &e->cl_lock, &ts);
+    }
+    pthread_mutex_unlock(&e->cl_lock);
+    return all;
+}
+
+/*
+ * The census: instances the store says this node owns (leased to it, not
+ * ended) that none of its workers holds — a start whose creation was
+ * written although the node was told it failed (the connection dropped at
+ * the commit), for one — would be renewed forever and never run. Those
+ * seen unheld at two censuses in a row (a start between its creation and
+ * its scheduling is held within milliseconds) and still pending, running or
+ * waiting are taken again (lease_take: a new epoch fences any copy) and
+ * resumed. *prev (sorted ids, owned) carries the last census's unheld ones.
+ */
+static void census_round(struct cv_engine *e, char (**prev)[37], int *nprev)
+{
+    jv ids, err = jv_invalid();
+    pthread_mutex_lock(&e->store_lock);
+    int rc = cv_store_lease_owned(e->store, e->o.node, &ids, &err);
+    pthread_mutex_unlock(&e->store_lock);
+    jv_free(err);
+    if (rc)
+        return;
+    int n = jv_array_length(jv_copy(ids));
+    char(*set)[37] = calloc((size_t)(n ? n : 1), sizeof *set);
+    unsigned char *held = calloc((size_t)(n ? n : 1), 1);
+    if (!set || !held) {
+        free(set);
+        free(held);
+        jv_free(ids);
+        return;
+    }
+    jv_array_foreach(ids, i, id)
+    {
+        snprintf(set[i], sizeof set[i], "%.36s", jv_string_value(id));
+        jv_free(id);
+    }
+    jv_free(ids);
+    qsort(set, (size_t)n, sizeof *set, cmp_id);
+    e->census = set;
+    e->census_held = held;
+    e->ncensus = n;
+    int gen = atomic_fetch_add(&e->census_gen, 1) + 1;
+    for (int i = 0; i < e->nworkers; i++) {
+        pthread_mutex_lock(&e->workers[i].lock);
+        pthread_cond_signal(&e->workers[i].cond);
+        pthread_mutex_unlock(&e->workers[i].lock);
+    }
+    if (!wait_census(e, gen))
+        return; /* stopping: a worker may still read the set; engine_stop frees it */
+    e->census = NULL;
+    e->census_held = NULL;
+    e->ncensus = 0;
+    char(*unheld)[37] = calloc((size_t)(n ? n : 1), sizeof *unheld);
+    int nun = 0;
+    for (int i = 0; unheld && i < n; i++)
+        if (!held[i])
+            memcpy(unheld[nun++], set[i], sizeof *set);
+    for (int i = 0; i < nun; i++) {
+        if (!*prev || !bsearch(unheld[i], *prev, (size_t)*nprev, sizeof **prev, cmp_id))
+            continue; /* seen unheld once: maybe a start on its way; next census */
+        jv inst, gerr = jv_invalid();
+        pthread_mutex_lock(&e->store_lock);
+        int g = cv_store_get_instance(e->store, unheld[i], &inst, &gerr);
+        pthread_mutex_unlock(&e->store_lock);
+        jv_free(gerr);
+        if (g)
+            continue;
+        jv st = jv_object_get(inst, jv_string("status"));
+        const char *ss = jv_get_kind(st) == JV_KIND_STRING ? jv_string_value(st) : "";
+        int live = !strcmp(ss, CV_ST_PENDING) || !strcmp(ss, CV_ST_RUNNING) || !strcmp(ss, CV_ST_WAITING);
+        jv_free(st);
+        if (!live) /* suspended ones are held by none on purpose (resume loads them) */
+            continue;
+        int64_t epoch = 0;
+        jv terr = jv_invalid();
+        pthread_mutex_lock(&e->store_lock);
+        int t = cv_store_lease_take(e->store, unheld[i], e->o.node, cv__wall_ms(), e->o.lease_ms, &epoch, &terr);
+        pthread_mutex_unlock(&e->store_lock);
+        jv_free(terr);
+        if (t || resume_one(e, unheld[i], epoch))
+            continue;
+        fprintf(stderr, "conveyor: node %s: instance %s was leased to it but held by none of its workers: "
+                        "taken again (epoch %lld) and resumed\n",
+                e->o.node, unheld[i], (long long)epoch);
+        pthread_mutex_lock(&e->res_lock);
+        e->stats.taken++;
+        pthread_mutex_unlock(&e->res_lock);
+    }
+    free(*prev);
+    *prev = unheld;
+    *nprev = nun;
+    free(set);
+    free(held);
+}
+
 /* The leases lapsed and were renewed: every worker drops what the store says
  * this node no longer owns (sift). 0, or -1 when the store could not say. */
 static int lapse_sift(struct cv_engine *e)
@@ -2085,6 +2240,9 @@ static void *cluster_main(void *arg)
     int bus_due = 1;
     int64_t next_renew = cv__now_ms() + tick;
     int64_t wf_count = -1, wf_latest = -1;
+    long ticks = 0;
+    char(*unheld)[37] = NULL; /* the last census's unheld instances */
+    int nunheld = 0;
     e->bus_seen = e->bus_start;
     for (;;) {
         pthread_mutex_lock(&e->cl_lock);
@@ -2120,6 +2278,8 @@ static void *cluster_main(void *arg)
                 jv_free(err);
             }
             deployments_seen(e, &wf_count, &wf_latest);
+            if (++ticks % 4 == 0 && !lapsed(e)) /* about once a lease */
+                census_round(e, &unheld, &nunheld);
         }
         /* events other nodes put on the bus: when a node announced some
          * (LISTEN/NOTIFY), else every poll interval */
@@ -2180,6 +2340,7 @@ static void *cluster_main(void *arg)
             pthread_cond_timedwait(&e->cl_cond, &e->cl_lock, &ts);
         pthread_mutex_unlock(&e->cl_lock);
     }
+    free(unheld);
     return NULL;
 }
 
@@ -2348,6 +2509,8 @@ void cv__engine_stop(struct cv_engine *e)
     }
     free(e->workers);
     free(e->sift);
+    free(e->census);
+    free(e->census_held);
     jv_free(e->results);
     pthread_mutex_destroy(&e->store_lock);
     pthread_mutex_destroy(&e->cq_lock);

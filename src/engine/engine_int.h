@@ -256,6 +256,8 @@ int64_t cv__waits_next_wake(const struct cv_waits *ws);
 int cv__waits_match(struct cv_waits *ws, jv ev, char (*ids)[37], int max);
 int cv__waits_take_all(struct cv_waits *ws, char (*ids)[37], int max);
 long long cv__waits_count(const struct cv_waits *ws);
+/* 1 when `id` is evicted into the index (it stays there). */
+int cv__waits_has(const struct cv_waits *ws, const char *id);
 
 /* engine.c, for tests and /metrics: instances held in memory by the workers,
  * instances evicted to the store (waiting on a timer or an event; `running`

@@ -400,6 +400,8 @@ int64_t cv__waits_next_wake(const struct cv_waits *ws) { return ws->nheap ? ws->
 
 long long cv__waits_count(const struct cv_waits *ws) { return (long long)ws->ids.n; }
 
+int cv__waits_has(const struct cv_waits *ws, const char *id) { return ht_find(&ws->ids, id) != NULL; }
+
 /* ---- events ---------------------------------------------------------------------------------- */
 
 /* Ids taken out of the index into the caller's buffer. */

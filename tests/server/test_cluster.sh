@@ -28,6 +28,9 @@
 #  - a schedule (every PT1S, deployed through n1) starts one instance per
 #    occasion across the nodes (distinct occasions = instances), and goes on
 #    when n1 is killed;
+#  - an instance leased to a node but held by none of its workers (a start
+#    whose commit went through while the node was told it failed) is taken
+#    again by that node's census and completed;
 #  - an event posted to one node completes an instance listening on
 #    another; a review task an instance on one node opened is listed and
 #    completed through another, and the instance goes on with the decision.
@@ -395,6 +398,39 @@ EOF
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST -H 'Content-Type: application/yaml' \
     --data-binary @"$T/clustertick.yaml" "$U1/v1/workflows")
 is "a schedule (every PT1S) is deployed through n1" 201 "$code"
+
+# ---- an instance leased to n1 that none of n1's workers holds (as when a
+# start's commit went through but the node was told it failed): n1's census
+# takes it again and runs it
+if [ -n "$PG_STARTED" ]; then
+    cat >"$T/clusterorphan.yaml" <<'EOF'
+document: {dsl: '1.0.0', namespace: test, name: clusterorphan, version: '1.0.0'}
+do:
+  - done:
+      set: {adopted: true}
+EOF
+    curl -s -o /dev/null --max-time 10 -X POST -H 'Content-Type: application/yaml' \
+        --data-binary @"$T/clusterorphan.yaml" "$U1/v1/workflows"
+    oid=$(python3 -c 'import uuid; print(uuid.uuid4())')
+    "$(pg_bin)/psql" "$URL" -qAtc "INSERT INTO instances (id, namespace, name, version, status, input, created_at,
+        updated_at, owner, lease_until, epoch) VALUES ('$oid', 'test', 'clusterorphan', '1.0.0', 'pending', '{}',
+        0, 0, 'n1', 9000000000000000, 1)" >/dev/null
+    st=""
+    i=0
+    while [ $i -lt 200 ]; do # 20 s at most: two censuses, about a lease apart
+        st=$(curl -s --max-time 5 "$U1/v1/instances/$oid" |
+            python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["status"], j.get("owner"))' 2>/dev/null)
+        case "$st" in completed*) break ;; esac
+        sleep 0.1
+        i=$((i + 1))
+    done
+    is "an instance leased to n1 but held by none of its workers is taken again and completed" "completed n1" "$st"
+    if grep -q "instance $oid was leased to it but held by none of its workers: taken again (epoch 2)" "$T/n1.err"; then
+        ok "n1 says it took it again, at a new epoch"
+    else
+        fail "n1 says it took it again, at a new epoch: $(grep "$oid" "$T/n1.err")"
+    fi
+fi
 
 # ---- N starts through all three; n3 killed at 20% of the instances done,
 # n2 paused at 40% for 2 leases and resumed
