@@ -1093,8 +1093,10 @@ static int evict(struct worker *w, struct einst *x)
     int rc = cv__waits_add(w->waits, x->in.id, x->wake, cv__instance_listening(&x->in) ? &x->in : NULL);
     if (rc)
         return rc;
-    atomic_fetch_add(&w->e->evicted, 1);
+    /* out of the resident count before it is in the evicted one: a reader
+     * never sees it in both (test_evict waits on one and checks the other) */
     release(w, x, 0);
+    atomic_fetch_add(&w->e->evicted, 1);
     return 0;
 }
 
