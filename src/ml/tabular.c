@@ -636,11 +636,13 @@ static int auto_choice(struct cv_tab_model *m, const int *y, int n, int k, const
     const double *s_oof = single == CV_TAB_ALGO_LINEAR ? oof + n : oof;
     int *truth = malloc(((size_t)n + 1) * sizeof *truth);
     double *ps = malloc(((size_t)n + 1) * sizeof *ps), *pb = malloc(((size_t)n + 1) * sizeof *pb);
-    double d[20], sum = 0;
-    if (!truth || !ps || !pb || k > 20) {
+    /* k is not capped here: the library checks the folds only with early stopping */
+    double *d = malloc(((size_t)k + 1) * sizeof *d), sum = 0;
+    if (!truth || !ps || !pb || !d) {
         free(truth);
         free(ps);
         free(pb);
+        free(d);
         return CV_ENOMEM;
     }
     for (int f = 0; f < k; f++) {
@@ -661,6 +663,7 @@ static int auto_choice(struct cv_tab_model *m, const int *y, int n, int k, const
     for (int f = 0; f < k; f++)
         ss += (d[f] - mean) * (d[f] - mean);
     double se = k > 1 ? sqrt(ss / (k - 1)) / sqrt((double)k) : 0;
+    free(d);
     m->sel_diff = mean;
     m->sel_se = se;
     if (mean > se) {

@@ -933,6 +933,24 @@ Test(tabular, auto_chooses_by_cross_validated_auc)
     cv_tab_model_free(a);
     cv_tab_model_free(b);
     cv_tab_model_free(c);
+
+    /* more than 20 folds (the CLI's limit; the library checks the folds only
+     * with early stopping): auto still chooses, on every fold */
+    struct cv_tab_params p25;
+    cv_tab_params_init(&p25);
+    p25.seed = 9;
+    p25.rounds = 20;
+    p25.early_stopping = 0;
+    p25.folds = 25;
+    c = NULL;
+    cr_assert_eq(cv_tab_model_train(&p25, &f.s, (const char *const *)f.names, f.x, f.y, f.t.n, NULL, NULL, &c, &err),
+                 0, "%s", errmsg(err));
+    jv p25j = cv_tab_model_params_json(c);
+    jv c25 = jv_object_get(jv_copy(p25j), jv_string("autoChoice"));
+    cr_assert_eq(jv_get_kind(c25), JV_KIND_OBJECT, "25 folds: the card says how auto chose");
+    jv_free(c25);
+    jv_free(p25j);
+    cv_tab_model_free(c);
     free_fixture(&f);
 
     /* one row of a class: nothing to cross-validate with */
